@@ -1,0 +1,1 @@
+//! The default capsule: route toward dst, deliver at dst

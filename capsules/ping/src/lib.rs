@@ -1,0 +1,1 @@
+//! Echo capsule: travels to dst and back to src, counting hops

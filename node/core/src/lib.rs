@@ -1,0 +1,1 @@
+//! Sans-IO core of an ANTS node: host ABI semantics, executor interface, (later) routing and code loading

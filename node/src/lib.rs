@@ -1,0 +1,1 @@
+//! The ANTS-rs node: wasmtime executor and the ants command-line tool
