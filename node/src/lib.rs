@@ -1,1 +1,7 @@
-//! The ANTS-rs node: wasmtime executor and the ants command-line tool
+//! The ANTS-rs node: the wasmtime [`executor`], the capsule test bench ([`testbench`]) and
+//! the `ants` command-line tool built on them.
+
+pub mod executor;
+pub mod testbench;
+
+pub use executor::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};

@@ -22,7 +22,9 @@ impl Address {
     /// An IPv4 active address, stored IPv4-mapped.
     pub const fn from_ipv4(a: Ipv4Addr) -> Self {
         let o = a.octets();
-        Address([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3]])
+        Address([
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3],
+        ])
     }
 
     /// The IPv4 address if this is IPv4-mapped.
@@ -112,7 +114,7 @@ impl CapsuleType {
         &self.0
     }
 
-    /// A short form for logs: the first 8 bytes in hex (`ab12…`), like a git short hash.
+    /// A short form for logs: the first 6 bytes in hex (12 digits), like a git short hash.
     pub fn short(&self) -> ShortType<'_> {
         ShortType(self)
     }

@@ -321,13 +321,20 @@ mod tests {
         c.emit(&mut buf).unwrap();
         assert!(matches!(
             CapsuleRepr::parse(&buf),
-            Err(WireError::LengthMismatch { declared: 100, actual: 101, .. })
+            Err(WireError::LengthMismatch {
+                declared: 100,
+                actual: 101,
+                ..
+            })
         ));
         assert!(matches!(
             CapsuleRepr::parse(&buf[..50]),
             Err(WireError::Truncated { .. })
         ));
         let mut small = [0u8; 10];
-        assert!(matches!(c.emit(&mut small), Err(WireError::BufferTooSmall { .. })));
+        assert!(matches!(
+            c.emit(&mut small),
+            Err(WireError::BufferTooSmall { .. })
+        ));
     }
 }

@@ -116,7 +116,12 @@ impl<'a> CodeRequest<'a> {
 
 impl fmt::Display for CodeRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "code-request type={} from-chunk={}", self.capsule_type.short(), self.first_chunk)?;
+        write!(
+            f,
+            "code-request type={} from-chunk={}",
+            self.capsule_type.short(),
+            self.first_chunk
+        )?;
         if self.bitmap.is_empty() {
             f.write_str(" want=all")
         } else {
@@ -225,7 +230,7 @@ impl fmt::Display for CodeChunk<'_> {
             self.index(),
             Self::chunk_count(self.total_len),
             self.offset,
-            self.offset as usize + self.bytes.len(),
+            u64::from(self.offset) + self.bytes.len() as u64,
             self.total_len
         )
     }
@@ -315,7 +320,12 @@ impl CodeNack {
 
 impl fmt::Display for CodeNack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "code-nack type={} reason={}", self.capsule_type.short(), self.reason.name())
+        write!(
+            f,
+            "code-nack type={} reason={}",
+            self.capsule_type.short(),
+            self.reason.name()
+        )
     }
 }
 
@@ -355,7 +365,11 @@ mod tests {
         assert_eq!(p, r);
         assert_eq!(p.wanted(100).collect::<Vec<_>>(), vec![10, 12, 25]);
         assert_eq!(p.wanted(12).collect::<Vec<_>>(), vec![10]);
-        let all = CodeRequest { bitmap: &[], first_chunk: 2, ..r };
+        let all = CodeRequest {
+            bitmap: &[],
+            first_chunk: 2,
+            ..r
+        };
         assert_eq!(all.wanted(5).collect::<Vec<_>>(), vec![2, 3, 4]);
     }
 
@@ -372,10 +386,21 @@ mod tests {
         c.emit(&mut buf).unwrap();
         assert_eq!(CodeChunk::parse(&buf).unwrap(), c);
         // Last chunk must be exactly the remainder.
-        let last = CodeChunk { offset: 1024, bytes: &data[..976], ..c };
+        let last = CodeChunk {
+            offset: 1024,
+            bytes: &data[..976],
+            ..c
+        };
         assert!(last.emit(&mut buf).is_ok());
-        let wrong = CodeChunk { offset: 1024, bytes: &data[..975], ..c };
-        assert!(matches!(wrong.emit(&mut buf), Err(WireError::BadChunk { .. })));
+        let wrong = CodeChunk {
+            offset: 1024,
+            bytes: &data[..975],
+            ..c
+        };
+        assert!(matches!(
+            wrong.emit(&mut buf),
+            Err(WireError::BadChunk { .. })
+        ));
         let unaligned = CodeChunk { offset: 5, ..c };
         assert!(unaligned.emit(&mut buf).is_err());
         assert_eq!(CodeChunk::chunk_count(2000), 2);
@@ -391,6 +416,9 @@ mod tests {
         n.emit(&mut buf).unwrap();
         assert_eq!(CodeNack::parse(&buf).unwrap(), n);
         buf[6] = 99;
-        assert!(matches!(CodeNack::parse(&buf), Err(WireError::InvalidField { .. })));
+        assert!(matches!(
+            CodeNack::parse(&buf),
+            Err(WireError::InvalidField { .. })
+        ));
     }
 }

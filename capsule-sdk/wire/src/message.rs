@@ -9,9 +9,7 @@
 
 use core::fmt;
 
-use crate::{
-    CapsuleRepr, CodeChunk, CodeNack, CodeRequest, MAGIC, VERSION, WireError, be16,
-};
+use crate::{CapsuleRepr, CodeChunk, CodeNack, CodeRequest, MAGIC, VERSION, WireError, be16};
 
 /// Length of the common prefix.
 pub const PREFIX_LEN: usize = 6;

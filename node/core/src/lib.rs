@@ -1,1 +1,26 @@
-//! Sans-IO core of an ANTS node: host ABI semantics, executor interface, (later) routing and code loading
+//! The sans-IO core of an ANTS node.
+//!
+//! - [`capsule`]: [`CapsuleState`], a capsule's mutable fields while it runs.
+//! - [`host`]: the semantics of every host ABI function ([`Execution`]), over plain slices, so
+//!   the wasmtime host functions and the SDK's native mock host behave identically.
+//! - [`effects`]: what one execution asks the node to do ([`Effects`]: sends, deliveries, logs).
+//! - [`test_node`]: [`TestNode`], an in-memory node for tests and `ants capsule test`.
+//! - [`executor`]: the [`Executor`] interface the node runs capsules through, with its
+//!   outcome types ([`RunReport`], [`TrapReason`], [`LoadError`]).
+//!
+//! Nothing here reads a clock, opens a socket or spawns a thread: time, randomness and
+//! routing come in through [`NodeEnv`].
+#![forbid(unsafe_code)]
+
+pub mod capsule;
+pub mod effects;
+pub mod executor;
+pub mod host;
+pub mod test_node;
+
+pub use ants_soft_store::SoftStore;
+pub use capsule::CapsuleState;
+pub use effects::{Delivery, Effects, LogLine, Send};
+pub use executor::{Executor, LoadError, RunReport, RunResult, TrapReason};
+pub use host::{Execution, HostLimits, NodeEnv};
+pub use test_node::TestNode;

@@ -1,0 +1,74 @@
+//! A golden capsule: the exact bytes of one known capsule, in the hex dump that
+//! `docs/wire-format.md` shows. If this test fails, the wire format changed — bump
+//! [`ants_wire::VERSION`] and update the document.
+//!
+//! `cargo test -p ants-wire --test golden -- --nocapture` prints the dump.
+
+use std::fmt::Write as _;
+
+use ants_wire::message::FLAG_TRACE;
+use ants_wire::{Address, CapsuleRepr, CapsuleType};
+
+/// SHA-256 of the smallest valid wasm module, `\0asm\x01\0\0\0`:
+/// `printf '\0asm\1\0\0\0' | sha256sum`.
+const EMPTY_MODULE_SHA256: &str =
+    "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476";
+
+const EXPECTED: &str = "\
+0000: a75c 0101 0100 0040 93a4 4bbb 96c7 5121  .\\.....@..K...Q!
+0010: 8e4c 00d4 79e4 c143 5812 2a38 9acc a162  .L..y..CX.*8...b
+0020: 05b1 e4d0 dc5f 9476 0000 0000 0000 0000  ....._.v........
+0030: 0000 ffff c612 0001 0000 0000 0000 0000  ................
+0040: 0000 ffff c612 0005 0000 0000 0000 0000  ................
+0050: 0000 ffff c612 0002 0002 0005 0007 6865  ..............he
+0060: 6c6c 6f                                  llo
+";
+
+/// `xxd`-style dump: offset, 16 bytes in hex, printable ASCII.
+fn hexdump(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (row, chunk) in bytes.chunks(16).enumerate() {
+        write!(out, "{:04x}:", row * 16).unwrap();
+        for (i, b) in chunk.iter().enumerate() {
+            if i % 2 == 0 {
+                out.push(' ');
+            }
+            write!(out, "{b:02x}").unwrap();
+        }
+        // Keep the ASCII column aligned on a short last row.
+        let pad: usize = (chunk.len()..16)
+            .map(|i| if i % 2 == 0 { 3 } else { 2 })
+            .sum();
+        out.push_str(&" ".repeat(pad + 2));
+        out.extend(chunk.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn golden_capsule_hex_dump() {
+    let capsule_type: CapsuleType = EMPTY_MODULE_SHA256.parse().unwrap();
+    assert_eq!(capsule_type.to_string(), EMPTY_MODULE_SHA256);
+    let c = CapsuleRepr {
+        flags: FLAG_TRACE,
+        resource: 64,
+        capsule_type,
+        src: "198.18.0.1".parse::<Address>().unwrap(),
+        dst: "198.18.0.5".parse::<Address>().unwrap(),
+        prev: "198.18.0.2".parse::<Address>().unwrap(),
+        header: &[0x00, 0x07],
+        payload: b"hello",
+    };
+    let mut buf = vec![0u8; c.buffer_len()];
+    c.emit(&mut buf).unwrap();
+    let dump = hexdump(&buf);
+    println!("{c}\n{dump}");
+    assert_eq!(dump, EXPECTED);
+}

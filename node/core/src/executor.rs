@@ -1,0 +1,134 @@
+//! The interface between the node core and whatever runs capsule code.
+//!
+//! The node's wasmtime executor implements [`Executor`]; so could an interpreter or a test
+//! double. Loading is split from running: [`Executor::load`] validates and compiles (slow,
+//! off the forwarding path), [`Executor::run`] executes an already-loaded type (fast).
+
+use std::fmt;
+
+use ants_wire::CapsuleType;
+
+use crate::Execution;
+
+/// Why a module was refused at load time. Every variant reads as a sentence for operators.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// Larger than the configured module size cap.
+    #[error("module is {size} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Module size.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not valid WebAssembly, or uses features the node does not enable.
+    #[error("not a valid wasm module: {0}")]
+    Invalid(String),
+    /// Imports from a module other than `"ants"`.
+    #[error("imports `{module}::{name}`: capsules may import only from module \"ants\"")]
+    ForeignImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+    },
+    /// Imports a function the host ABI does not have.
+    #[error("imports `ants::{0}`, which is not a host function of ABI v1")]
+    UnknownImport(String),
+    /// Imports a known name with the wrong kind or signature.
+    #[error("imports `ants::{name}` as {found}, but the host provides {expected}")]
+    ImportSignature {
+        /// Import name.
+        name: String,
+        /// Signature the host provides.
+        expected: String,
+        /// Signature the module declares.
+        found: String,
+    },
+    /// A required export is missing.
+    #[error("does not export `{0}` (see docs/abi.md for the required exports)")]
+    MissingExport(&'static str),
+    /// A required export has the wrong kind or signature.
+    #[error("exports `{name}` as {found}, expected {expected}")]
+    ExportSignature {
+        /// Export name.
+        name: &'static str,
+        /// What is required.
+        expected: String,
+        /// What the module has.
+        found: String,
+    },
+    /// `ants_abi_version` returned a version this node does not speak.
+    #[error("speaks capsule ABI version {found}, this node speaks {expected}")]
+    AbiVersion {
+        /// Version reported by the module.
+        found: i64,
+        /// Version of this node.
+        expected: i32,
+    },
+    /// Instantiation failed (e.g. its memory starts larger than the limit) or its start
+    /// function/ABI probe trapped.
+    #[error("cannot be instantiated within the node's limits: {0}")]
+    Instantiate(String),
+}
+
+/// Why an execution stopped abnormally. The instance is discarded after any trap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrapReason {
+    /// The fuel budget ran out (e.g. an infinite loop).
+    OutOfFuel,
+    /// Call stack exhausted (e.g. unbounded recursion).
+    StackOverflow,
+    /// A memory access outside linear memory.
+    MemoryOutOfBounds,
+    /// `memory.grow` or `table.grow` past the node's per-instance limit.
+    ResourceLimit,
+    /// `unreachable` executed (a Rust panic in a capsule ends here).
+    Unreachable,
+    /// Any other trap, with the engine's description.
+    Other(String),
+}
+
+impl fmt::Display for TrapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrapReason::OutOfFuel => f.write_str("out of fuel (budget exhausted)"),
+            TrapReason::StackOverflow => f.write_str("call stack exhausted"),
+            TrapReason::MemoryOutOfBounds => f.write_str("out-of-bounds memory access"),
+            TrapReason::ResourceLimit => f.write_str("memory or table grown past the node's limit"),
+            TrapReason::Unreachable => f.write_str("unreachable executed (capsule panicked)"),
+            TrapReason::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// The entry returned this code (0 = handled; other values are the capsule's own errors).
+    Returned(i32),
+    /// The capsule trapped; its sends and deliveries were discarded.
+    Trapped(TrapReason),
+    /// The type is not loaded in this executor.
+    NotLoaded,
+}
+
+/// The outcome of one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// How it ended.
+    pub result: RunResult,
+    /// Fuel consumed (roughly, wasm instructions executed).
+    pub fuel_used: u64,
+}
+
+/// Runs capsule code.
+pub trait Executor {
+    /// Validate and compile a module; returns its type (SHA-256 of `code`).
+    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError>;
+    /// Whether `ty` is loaded.
+    fn is_loaded(&self, ty: &CapsuleType) -> bool;
+    /// Run the capsule in `exec` (its type selects the module). Clears `exec.effects` first;
+    /// on a trap, sends and deliveries are discarded and logs kept.
+    fn run(&mut self, exec: &mut Execution<'_>) -> RunReport;
+}

@@ -1,0 +1,84 @@
+//! [`TestNode`]: a node that exists only in memory, for `ants capsule test`, the SDK's mock
+//! host and tests. Fixed address and clock (moved by the caller), a seeded generator,
+//! explicit routes plus, by default, "every other address is a direct neighbour",
+//! registered apps and a real soft-store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ants_soft_store::{Config as StoreConfig, SoftStore};
+use ants_wire::Address;
+
+use crate::NodeEnv;
+
+/// A node that exists only in memory.
+#[derive(Debug)]
+pub struct TestNode {
+    /// Its address.
+    pub address: Address,
+    /// Its clock (since the Unix epoch); fixed unless the caller moves it.
+    pub now: Duration,
+    /// Explicit routes: destination → next hop.
+    pub routes: BTreeMap<Address, Address>,
+    /// With no explicit route, treat the destination as a direct neighbour.
+    pub direct_by_default: bool,
+    /// Registered app ids.
+    pub apps: BTreeSet<u32>,
+    /// The soft-store.
+    pub store: SoftStore<[u8; 32]>,
+    rng: u64,
+}
+
+impl TestNode {
+    /// A node at `address` with app 0 registered, a default store and seed `seed`.
+    pub fn new(address: Address, seed: u64) -> TestNode {
+        TestNode {
+            address,
+            now: Duration::from_secs(1_700_000_000),
+            routes: BTreeMap::new(),
+            direct_by_default: true,
+            apps: BTreeSet::from([0]),
+            store: SoftStore::new(StoreConfig::default()),
+            rng: seed,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // splitmix64: tiny, seeded, good enough for capsule randomness in tests.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl NodeEnv for TestNode {
+    fn address(&self) -> Address {
+        self.address
+    }
+    fn now(&self) -> Duration {
+        self.now
+    }
+    fn fill_random(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let r = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+    fn next_hop(&self, toward: &Address) -> Option<Address> {
+        if *toward == self.address {
+            return None;
+        }
+        self.routes
+            .get(toward)
+            .copied()
+            .or(self.direct_by_default.then_some(*toward))
+    }
+    fn has_app(&self, app: u32) -> bool {
+        self.apps.contains(&app)
+    }
+    fn store(&mut self) -> &mut SoftStore<[u8; 32]> {
+        &mut self.store
+    }
+}

@@ -1,0 +1,150 @@
+//! The `ants` binary, as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn ants(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ants"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run ants")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Assemble a hostile fixture into `dir/<name>.wasm`.
+fn hostile_file(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.wasm"));
+    std::fs::write(&p, hostile(name)).unwrap();
+    p
+}
+
+#[test]
+fn build_prints_the_type_sha256sum_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("forward.wasm");
+    let o = ants(&[
+        "capsule",
+        "build",
+        "capsules/forward",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = stdout(&o);
+    let (ty, path) = line.trim().split_once("  ").expect("`<type>  <path>`");
+    assert_eq!(ty.len(), 64);
+    assert!(ty.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(Path::new(path), out);
+    // The same line sha256sum prints.
+    if let Ok(sum) = Command::new("sha256sum").arg(&out).output() {
+        assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), line.trim());
+    }
+    let hash = ants(&["capsule", "hash", out.to_str().unwrap()]);
+    assert_eq!(stdout(&hash), line);
+}
+
+#[test]
+fn check_accepts_capsules_and_names_the_reason_for_hostile_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = capsule("forward").path;
+    let o = ants(&["capsule", "check", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("ok"));
+    for (name, reason) in [
+        ("foreign_import", "may import only from module \"ants\""),
+        ("missing_entry", "does not export `ants_on_capsule`"),
+        (
+            "wrong_signature",
+            "imports `ants::log` as func(i32) -> (i32)",
+        ),
+    ] {
+        let f = hostile_file(dir.path(), name);
+        let o = ants(&["capsule", "check", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(stdout(&o).contains(reason), "{name}: {}", stdout(&o));
+    }
+    let o = ants(&[
+        "capsule",
+        "check",
+        "--max-module",
+        "100",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("over the 100-byte limit"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn test_reports_traps_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, reason) in [
+        ("infinite_loop", "TRAPPED: out of fuel"),
+        (
+            "memory_growth",
+            "TRAPPED: memory or table grown past the node's limit",
+        ),
+        ("deep_recursion", "TRAPPED: call stack exhausted"),
+    ] {
+        let f = hostile_file(dir.path(), name);
+        let o = ants(&["capsule", "test", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(stdout(&o).contains(reason), "{name}: {}", stdout(&o));
+    }
+    let f = hostile_file(dir.path(), "foreign_import");
+    let o = ants(&["capsule", "test", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rejected"));
+}
+
+#[test]
+fn test_json_shows_what_forward_did() {
+    let f = capsule("forward").path;
+    let f = f.to_str().unwrap();
+    let o = ants(&[
+        "capsule",
+        "test",
+        f,
+        "--json",
+        "--dst",
+        "198.18.0.9",
+        "--payload",
+        "hi",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["outcome"], "returned");
+    assert_eq!(v["sends"][0]["next_hop"], "198.18.0.9");
+    assert_eq!(v["sends"][0]["payload"], hex::encode("hi"));
+    let o = ants(&[
+        "capsule",
+        "test",
+        f,
+        "--node",
+        "198.18.0.9",
+        "--dst",
+        "198.18.0.9",
+    ]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("delivered 1"), "{}", stdout(&o));
+}
+
+#[test]
+fn help_teaches() {
+    let o = ants(&["capsule", "test", "--help"]);
+    let text = stdout(&o);
+    assert!(text.contains("Example: ants capsule test"), "{text}");
+    assert!(text.contains("--route"));
+    let o = ants(&["capsule", "abi"]);
+    assert!(stdout(&o).contains("route_for_node(addr) -> status"));
+}

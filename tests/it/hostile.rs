@@ -1,0 +1,224 @@
+//! Hostile modules are contained: each fails with a clear reason and the executor keeps
+//! working for everyone else.
+
+use ants_core::{Executor, LoadError, RunResult, TrapReason};
+use ants_node::testbench::TestNode;
+use ants_node::{ExecutorConfig, WasmExecutor};
+use ants_soft_store::Config as StoreConfig;
+
+use crate::support::*;
+
+/// After a hostile module, an honest capsule still runs on the same executor.
+fn assert_executor_still_works(exec: &mut WasmExecutor) {
+    let (_, run) = load_and_run(exec, &capsule_bytes("forward"));
+    assert!(run.ok(), "forward after a hostile module: {run:?}");
+    assert_eq!(run.sends.len(), 1);
+}
+
+fn assert_trap(name: &str, want: TrapReason) {
+    let mut exec = executor();
+    let ty = exec.load(&hostile(name)).expect("hostile module loads");
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let c = capsule_to(ty, "198.18.0.9", b"x");
+    for round in 0..2 {
+        // Twice: the trapped instance is discarded and rebuilt for the next capsule.
+        let run = run_on(&mut exec, &mut node, &c);
+        assert_eq!(
+            run.trap.as_deref(),
+            Some(want.to_string().as_str()),
+            "{name} round {round}"
+        );
+        assert!(
+            run.sends.is_empty() && run.deliveries.is_empty(),
+            "{name}: outputs discarded"
+        );
+    }
+    assert_executor_still_works(&mut exec);
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    assert_trap("infinite_loop", TrapReason::OutOfFuel);
+}
+
+#[test]
+fn memory_growth_stops_at_the_cap() {
+    assert_trap("memory_growth", TrapReason::ResourceLimit);
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack_safely() {
+    assert_trap("deep_recursion", TrapReason::StackOverflow);
+}
+
+#[test]
+fn a_trap_discards_sends_made_before_it() {
+    assert_trap("unreachable", TrapReason::Unreachable);
+}
+
+#[test]
+fn route_for_node_in_an_endless_loop_runs_out_of_fuel_and_sends_nothing() {
+    assert_trap("route_loop_forever", TrapReason::OutOfFuel);
+}
+
+fn load_err(name: &str) -> LoadError {
+    match executor().load(&hostile(name)) {
+        Ok(_) => panic!("{name} must be rejected"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn imports_outside_ants_are_rejected() {
+    let e = load_err("foreign_import");
+    assert!(
+        matches!(&e, LoadError::ForeignImport { module, .. } if module == "wasi_snapshot_preview1")
+    );
+    assert!(
+        e.to_string()
+            .contains("may import only from module \"ants\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_and_mistyped_imports_are_rejected() {
+    assert_eq!(
+        load_err("unknown_import"),
+        LoadError::UnknownImport("spawn_process".into())
+    );
+    let e = load_err("wrong_signature");
+    assert!(
+        matches!(&e, LoadError::ImportSignature { name, .. } if name == "log"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("func(i32, i32, i32) -> (i32)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_entry_export_is_rejected() {
+    assert_eq!(
+        load_err("missing_entry"),
+        LoadError::MissingExport("ants_on_capsule")
+    );
+}
+
+#[test]
+fn a_foreign_abi_version_is_rejected() {
+    assert_eq!(
+        load_err("wrong_abi_version"),
+        LoadError::AbiVersion {
+            found: 2,
+            expected: 1
+        }
+    );
+}
+
+#[test]
+fn memory_over_the_cap_at_start_is_rejected() {
+    let e = load_err("huge_initial_memory");
+    assert!(matches!(e, LoadError::Instantiate(_)), "{e}");
+    assert!(e.to_string().contains("over the 4194304-byte limit"), "{e}");
+}
+
+#[test]
+fn a_start_function_that_never_returns_is_rejected() {
+    let e = load_err("start_loops");
+    assert!(matches!(e, LoadError::Instantiate(_)), "{e}");
+}
+
+#[test]
+fn a_module_over_the_size_cap_is_rejected() {
+    let code = capsule_bytes("forward");
+    let cfg = ExecutorConfig {
+        max_module_bytes: code.len() - 1,
+        ..ExecutorConfig::default()
+    };
+    let mut exec = WasmExecutor::with_config(cfg).unwrap();
+    assert_eq!(
+        exec.load(&code),
+        Err(LoadError::TooLarge {
+            size: code.len(),
+            max: code.len() - 1
+        })
+    );
+    let mut garbage = b"\0asm\x01\0\0\0".to_vec();
+    garbage.extend_from_slice(&[0xff; 64]);
+    assert!(matches!(
+        executor().load(&garbage),
+        Err(LoadError::Invalid(_))
+    ));
+}
+
+#[test]
+fn out_of_bounds_pointers_to_every_host_function_get_status_codes() {
+    let mut exec = executor();
+    let (_, run) = load_and_run(&mut exec, &hostile("oob_pointers"));
+    assert_eq!(
+        run.return_code,
+        Some(0),
+        "call number {:?} misbehaved",
+        run.return_code
+    );
+    assert!(run.sends.is_empty() && run.store.is_empty() && run.logs.is_empty());
+    assert_executor_still_works(&mut exec);
+}
+
+#[test]
+fn route_for_node_in_a_loop_is_capped_per_execution() {
+    let mut exec = executor();
+    let (_, run) = load_and_run(&mut exec, &hostile("route_loop"));
+    assert_eq!(run.return_code, Some(0), "refused calls answer LIMIT");
+    let max = ants_core::HostLimits::default().max_sends;
+    assert_eq!(run.sends.len(), max);
+    assert_eq!(run.limit_hits as usize, 1000 - max);
+}
+
+#[test]
+fn soft_store_flooding_stops_at_the_protocol_quota() {
+    let mut exec = executor();
+    let flood = exec.load(&hostile("store_flood")).unwrap();
+    let honest = exec.load(&capsule_bytes("forward")).unwrap();
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    // Another protocol holds an entry before the flood.
+    node.store
+        .put(
+            &honest.0,
+            b"k",
+            b"v",
+            std::time::Duration::from_secs(60),
+            node.now,
+        )
+        .unwrap();
+    let run = run_on(&mut exec, &mut node, &capsule_to(flood, "198.18.0.9", b""));
+    let refused = run.return_code.expect("flood returns");
+    let quota = StoreConfig::default().namespace_quota;
+    assert!(refused > 0, "some puts must be refused: {run:?}");
+    assert!(node.store.namespace_bytes(&flood.0) <= quota);
+    assert_eq!(node.store.counters().quota_refusals, refused as u64);
+    // The flood did not touch the other protocol's entry (global bound is far away).
+    assert_eq!(node.store.get(&honest.0, b"k", node.now), Some(&b"v"[..]));
+}
+
+#[test]
+fn not_loaded_types_are_reported_not_run() {
+    let mut exec = executor();
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let c = capsule_to(ants_wire::CapsuleType([9; 32]), "198.18.0.9", b"");
+    let report = {
+        let mut state = ants_core::CapsuleState::from_repr(&c);
+        let mut effects = ants_core::Effects::default();
+        let limits = ants_core::HostLimits::default();
+        let mut e = ants_core::Execution {
+            capsule: &mut state,
+            env: &mut node,
+            effects: &mut effects,
+            limits: &limits,
+        };
+        exec.run(&mut e)
+    };
+    assert_eq!(report.result, RunResult::NotLoaded);
+}

@@ -1,0 +1,9 @@
+//! The integration test binary: real capsules built to wasm, hostile modules, the `ants` CLI.
+//!
+//! Capsules are built on demand by `ants-capsule-build` (once per process), so this binary
+//! needs no prebuilt wasm and no manual toolchain step.
+
+mod capsules;
+mod cli;
+mod hostile;
+mod support;

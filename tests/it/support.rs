@@ -1,0 +1,80 @@
+//! Shared helpers: build shipped capsules once, load fixtures, run capsules on a test node.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ants_capsule_build::{BuildOptions, BuiltCapsule};
+use ants_core::{Executor, HostLimits};
+use ants_node::testbench::{self, TestNode, TestRun};
+use ants_node::{ExecutorConfig, WasmExecutor};
+use ants_wire::{Address, CapsuleRepr, CapsuleType};
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Build `capsules/<name>` to wasm once per test process and return the result.
+pub(crate) fn capsule(name: &str) -> BuiltCapsule {
+    static BUILT: OnceLock<Mutex<Vec<(String, BuiltCapsule)>>> = OnceLock::new();
+    let cache = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = cache.iter().find(|(n, _)| n == name) {
+        return b.clone();
+    }
+    let dir = root().join("capsules").join(name);
+    let built = ants_capsule_build::build(&dir, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("building {}: {e}", dir.display()));
+    cache.push((name.to_string(), built.clone()));
+    built
+}
+
+/// The bytes of a shipped capsule's module.
+pub(crate) fn capsule_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(capsule(name).path).expect("read built capsule")
+}
+
+/// A hostile fixture, assembled from `tests/fixtures/hostile/<name>.wat`.
+pub(crate) fn hostile(name: &str) -> Vec<u8> {
+    let path = root()
+        .join("tests/fixtures/hostile")
+        .join(format!("{name}.wat"));
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub(crate) fn addr(s: &str) -> Address {
+    s.parse().expect("address literal")
+}
+
+/// A capsule of type `ty` from 198.18.0.1 to `dst` with `payload`.
+pub(crate) fn capsule_to<'a>(ty: CapsuleType, dst: &str, payload: &'a [u8]) -> CapsuleRepr<'a> {
+    CapsuleRepr {
+        flags: 0,
+        resource: 64,
+        capsule_type: ty,
+        src: addr("198.18.0.1"),
+        dst: addr(dst),
+        prev: addr("198.18.0.1"),
+        header: &[],
+        payload,
+    }
+}
+
+/// An executor with default limits.
+pub(crate) fn executor() -> WasmExecutor {
+    WasmExecutor::with_config(ExecutorConfig::default()).expect("engine")
+}
+
+/// Run one capsule on `node`.
+pub(crate) fn run_on(exec: &mut WasmExecutor, node: &mut TestNode, c: &CapsuleRepr<'_>) -> TestRun {
+    let fuel = exec.compiler().config().fuel;
+    testbench::run(exec, node, c, &HostLimits::default(), fuel)
+}
+
+/// Load `code` and run one capsule of it toward 198.18.0.9 on a fresh node 198.18.0.2.
+pub(crate) fn load_and_run(exec: &mut WasmExecutor, code: &[u8]) -> (CapsuleType, TestRun) {
+    let ty = exec.load(code).expect("module loads");
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let run = run_on(exec, &mut node, &capsule_to(ty, "198.18.0.9", b"x"));
+    (ty, run)
+}
