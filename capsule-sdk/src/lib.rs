@@ -5,8 +5,8 @@
 //! to the capsule ([`Capsule`]), the node ([`Node`]) and the protocol's soft-store
 //! ([`Store`]). Every host call returns a [`Result`]; the SDK never panics on a status code.
 //!
-//! ```ignore
-//! #![cfg_attr(target_arch = "wasm32", no_std)]
+//! ```
+//! # #![cfg_attr(target_arch = "wasm32", no_std)]
 //! use ants_sdk::{Ctx, Result, entry};
 //!
 //! entry!(forward);
@@ -19,13 +19,14 @@
 //!         cx.capsule.route_for_node(dst)
 //!     }
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! On native targets the same calls go to a [`mock`] host, so the handler can be unit-tested
 //! with plain `cargo test`.
 //!
 //! Module map: [`sys`] (raw imports next to their slice-based wrappers), [`capsule`],
-//! [`node`], [`store`], [`log`](mod@log) (formatting macros), [`error`].
+//! [`node`], [`store`], [`log`](mod@log) (formatting macros), [`error`](mod@error).
 #![no_std]
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -99,6 +100,11 @@ macro_rules! entry {
         pub extern "C" fn ants_abi_version() -> i32 {
             $crate::ABI_VERSION
         }
+
+        // Natively nothing is exported; this checks the handler's signature and keeps it
+        // "used" for builds that are not tests.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&mut $crate::Ctx) -> $crate::Result<()> = $handler;
     };
 }
 

@@ -4,8 +4,14 @@
 //! implementation of the ABI ([`ants_core::Execution`]) over an in-memory
 //! [`TestNode`] — same limits, same status codes, same soft-store as on a real node.
 //!
-//! ```ignore
+//! ```
 //! use ants_sdk::mock::MockHost;
+//! use ants_sdk::{Ctx, Result};
+//!
+//! fn forward(cx: &mut Ctx) -> Result<()> {
+//!     let dst = cx.capsule.dst();
+//!     cx.capsule.route_for_node(dst)
+//! }
 //!
 //! let mut host = MockHost::new("198.18.0.2".parse().unwrap());
 //! host.capsule.dst = "198.18.0.9".parse().unwrap();

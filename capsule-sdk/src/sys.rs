@@ -2,7 +2,7 @@
 //! slice-based wrapper that every other module uses. On native targets the wrappers call the
 //! [`mock`](crate::mock) host instead, which runs the node's own implementation of each call.
 //!
-//! Wrappers return the raw status (`>= 0` success); [`crate::error`] turns it into a `Result`.
+//! Wrappers return the raw status (`>= 0` success); [`error`](mod@crate::error) turns it into a `Result`.
 //! Lengths are passed as `usize`, which is `i32` on wasm32; a slice longer than guest memory
 //! cannot exist, so the casts below never truncate there.
 

@@ -222,3 +222,10 @@ fn not_loaded_types_are_reported_not_run() {
     };
     assert_eq!(report.result, RunResult::NotLoaded);
 }
+
+#[test]
+fn nodes_accept_only_binary_modules() {
+    // The CLI assembles .wat for authors; code arriving at a node must be binary wasm.
+    let text = std::fs::read(root().join("tests/fixtures/hostile/infinite_loop.wat")).unwrap();
+    assert!(matches!(executor().load(&text), Err(LoadError::Invalid(_))));
+}

@@ -89,7 +89,14 @@ pub(crate) fn metadata(crate_dir: &Path, manifest: &Path) -> Result<PackageInfo,
         command: command.clone(),
         detail,
     };
-    let done = process::run(&mut cmd, None, false).map_err(|e| failed(e.to_string()))?;
+    let done = process::run(&mut cmd, None, false).map_err(|e| match e {
+        RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => failed(
+            "cargo is not installed: install Rust with rustup (https://rustup.rs) or, on \
+             Debian, `apt-get install -y cargo-web`"
+                .to_owned(),
+        ),
+        e => failed(e.to_string()),
+    })?;
     if !done.status.success() {
         return Err(failed(format!(
             "{}\n{}",

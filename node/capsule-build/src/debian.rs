@@ -230,8 +230,9 @@ fn versioned_wasm_ld(dir: &Path) -> Option<PathBuf> {
 fn apt_install(apt_get: &Path, packages: &[&str]) -> Result<(), String> {
     let install = || {
         let mut cmd = apt_command(apt_get);
-        cmd.args(["install", "-y", "--no-install-recommends"])
-            .args(packages);
+        // Recommends stay on: they bring `cargo-web` (a cargo for machines without rustup)
+        // and `rust-web-llvm`, the set this path was verified with.
+        cmd.args(["install", "-y"]).args(packages);
         run_apt(cmd)
     };
     let Err(first) = install() else {
@@ -264,7 +265,7 @@ fn run_apt(mut cmd: Command) -> Result<(), String> {
             done.status,
             process::tail(&done.stderr, 3).replace('\n', " | ")
         )),
-        Err(e) => Err(format!("`{line}` {e}")),
+        Err(e) => Err(format!("`{line}`: {e}")),
     }
 }
 

@@ -90,7 +90,7 @@ fn capture(cmd: &mut Command) -> Result<String, String> {
             done.status,
             process::first_line(&done.stderr)
         )),
-        Err(e) => Err(format!("`{line}` {e}")),
+        Err(e) => Err(format!("`{line}`: {e}")),
     }
 }
 

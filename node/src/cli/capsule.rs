@@ -41,7 +41,7 @@ pub(crate) enum CapsuleCommand {
     },
     /// Print the capsule type of a module: `<type>  <path>`, the same hex as sha256sum.
     Hash {
-        /// Module files.
+        /// Module files (.wasm, or .wat text, hashed after assembly).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -69,7 +69,7 @@ pub(crate) enum CapsuleCommand {
     /// an error code.
     ///
     /// Example: ants capsule test forward.wasm --dst 198.18.0.9 --payload hello
-    Test(TestArgs),
+    Test(Box<TestArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -105,7 +105,7 @@ impl LimitArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// The capsule module (.wasm).
+    /// The capsule module (.wasm, or .wat text).
     file: PathBuf,
     /// Address of the in-memory node the capsule runs on.
     #[arg(long, default_value = "198.18.0.2")]
@@ -176,8 +176,16 @@ fn bytes_arg(
     }
 }
 
+/// Read a module; `.wat` files are assembled to binary first (nodes accept only binary wasm,
+/// and the capsule type is the SHA-256 of the binary).
 fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|b| b.into_owned())
+            .with_context(|| format!("{} is not valid WebAssembly text", path.display()));
+    }
+    Ok(bytes)
 }
 
 impl CapsuleCommand {

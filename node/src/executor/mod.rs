@@ -13,6 +13,7 @@
 mod host_fns;
 mod validate;
 
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -124,8 +125,8 @@ impl Compiler {
                 max: self.config.max_module_bytes,
             });
         }
-        let module =
-            Module::new(&self.engine, code).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let module = Module::from_binary(&self.engine, code)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         validate::check_module(&module, &self.config)?;
         Ok(CompiledModule {
             capsule_type: CapsuleType(Sha256::digest(code).into()),
@@ -165,7 +166,27 @@ struct LoadedModule {
 pub struct WasmExecutor {
     compiler: Compiler,
     linker: Arc<Linker<ExecState>>,
-    modules: LruCache<CapsuleType, LoadedModule>,
+    modules: LruCache<CapsuleType, LoadedModule, BuildHasherDefault<TypeHasher>>,
+}
+
+/// Hashes a [`CapsuleType`] by its first 8 bytes. Keys are inserted only for modules that
+/// loaded, and a module's type is the SHA-256 of its bytes, which no sender can steer into
+/// collisions; lookups of arbitrary types cost one probe. Saves a SipHash of 32 bytes per
+/// capsule on the forwarding path.
+#[derive(Default)]
+struct TypeHasher(u64);
+
+impl Hasher for TypeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
 }
 
 impl std::fmt::Debug for WasmExecutor {
@@ -187,7 +208,7 @@ impl WasmExecutor {
         Ok(WasmExecutor {
             compiler,
             linker: Arc::new(linker),
-            modules: LruCache::new(cap),
+            modules: LruCache::with_hasher(cap, BuildHasherDefault::default()),
         })
     }
 
