@@ -13,9 +13,14 @@ cargo build --release --quiet -p ants-node
 ants=target/release/ants
 
 step "building capsules to wasm: ants capsule build capsules/<name>"
-fwd=$($ants capsule build capsules/forward --quiet | tee /dev/stderr | awk '{print $2}')
-ping=$($ants capsule build capsules/ping --quiet | tee /dev/stderr | awk '{print $2}')
-echo "sha256sum agrees:"; sha256sum "$fwd" "$ping"
+# Each build prints `<type>  <path>`, exactly what sha256sum prints for the module.
+fwd_line=$($ants capsule build capsules/forward --quiet)
+ping_line=$($ants capsule build capsules/ping --quiet)
+printf '%s\n%s\n' "$fwd_line" "$ping_line"
+fwd=${fwd_line#*  }
+ping=${ping_line#*  }
+echo "sha256sum says:"
+sha256sum "$fwd" "$ping"
 
 step "validating against the host ABI: ants capsule check"
 $ants capsule check "$fwd" "$ping"
