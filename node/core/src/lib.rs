@@ -4,6 +4,7 @@
 //! - [`host`]: the semantics of every host ABI function ([`Execution`]), over plain slices, so
 //!   the wasmtime host functions and the SDK's native mock host behave identically.
 //! - [`effects`]: what one execution asks the node to do ([`Effects`]: sends, deliveries, logs).
+//! - [`routing`]: [`Prefix`] and the longest-prefix-match [`RoutingTable`].
 //! - [`test_node`]: [`TestNode`], an in-memory node for tests and `ants capsule test`.
 //! - [`executor`]: the [`Executor`] interface the node runs capsules through, with its
 //!   outcome types ([`RunReport`], [`TrapReason`], [`LoadError`]).
@@ -16,6 +17,7 @@ pub mod capsule;
 pub mod effects;
 pub mod executor;
 pub mod host;
+pub mod routing;
 pub mod test_node;
 
 pub use ants_soft_store::SoftStore;
@@ -23,4 +25,5 @@ pub use capsule::CapsuleState;
 pub use effects::{Delivery, Effects, LogLine, Send};
 pub use executor::{Executor, LoadError, RunReport, RunResult, TrapReason};
 pub use host::{Execution, HostLimits, NodeEnv};
+pub use routing::{Prefix, RoutingTable};
 pub use test_node::TestNode;
