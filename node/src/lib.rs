@@ -1,7 +1,12 @@
-//! The ANTS-rs node: the wasmtime [`executor`], the capsule test bench ([`testbench`]) and
-//! the `ants` command-line tool built on them.
+//! The ANTS-rs node: the wasmtime [`executor`], the overlay [`daemon`] (`ants run`) with its
+//! [`udp`] socket, [`config`] file and local [`app_server`], the capsule test bench
+//! ([`testbench`]), and the `ants` command-line tool built on them.
 
+pub mod app_server;
+pub mod config;
+pub mod daemon;
 pub mod executor;
 pub mod testbench;
+pub mod udp;
 
 pub use executor::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};

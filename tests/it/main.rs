@@ -6,4 +6,5 @@
 mod capsules;
 mod cli;
 mod hostile;
+mod overlay;
 mod support;

@@ -4,8 +4,11 @@
 //! - [`host`]: the semantics of every host ABI function ([`Execution`]), over plain slices, so
 //!   the wasmtime host functions and the SDK's native mock host behave identically.
 //! - [`effects`]: what one execution asks the node to do ([`Effects`]: sends, deliveries, logs).
+//! - [`node`]: [`Node`], the sans-IO state machine of one active node.
 //! - [`routing`]: [`Prefix`] and the longest-prefix-match [`RoutingTable`].
 //! - [`test_node`]: [`TestNode`], an in-memory node for tests and `ants capsule test`.
+//! - [`code_cache`]: [`CodeCache`], verified modules by type, LRU by bytes.
+//! - [`loader`]: [`CodeLoader`], demand code loading: fetch, verify and serve modules.
 //! - [`executor`]: the [`Executor`] interface the node runs capsules through, with its
 //!   outcome types ([`RunReport`], [`TrapReason`], [`LoadError`]).
 //!
@@ -14,16 +17,25 @@
 #![forbid(unsafe_code)]
 
 pub mod capsule;
+pub mod code_cache;
 pub mod effects;
 pub mod executor;
 pub mod host;
+pub mod loader;
+pub mod node;
 pub mod routing;
 pub mod test_node;
 
 pub use ants_soft_store::SoftStore;
 pub use capsule::CapsuleState;
+pub use code_cache::{CodeCache, CodeCacheCounters, ModuleTooLarge};
 pub use effects::{Delivery, Effects, LogLine, Send};
 pub use executor::{Executor, LoadError, RunReport, RunResult, TrapReason};
 pub use host::{Execution, HostLimits, NodeEnv};
+pub use loader::{
+    Admit, CodeLoader, CodePolicy, CodeSource, FailReason, LoaderConfig, LoaderCounters,
+    LoaderEvent, RefuseReason,
+};
+pub use node::{Node, NodeConfig};
 pub use routing::{Prefix, RoutingTable};
 pub use test_node::TestNode;

@@ -1,6 +1,7 @@
 //! Command-line surface. Each subcommand group lives in its own module.
 
 mod capsule;
+mod node;
 
 use std::process::ExitCode;
 
@@ -23,12 +24,27 @@ enum Command {
     /// Build, inspect, validate and test capsule modules.
     #[command(subcommand)]
     Capsule(capsule::CapsuleCommand),
+    /// Run a node: the UDP overlay daemon, until SIGINT/SIGTERM.
+    ///
+    /// Example: RUST_LOG=info ants run --config examples/line5/n1.toml
+    Run(node::RunArgs),
+    /// Send capsules from a local app through a running node.
+    ///
+    /// Example: ants send -s /tmp/ants-demo/n1.sock --code forward.wasm --dst 198.18.0.5 --payload hi
+    Send(Box<node::SendArgs>),
+    /// Print capsules delivered to an app id on a running node, one JSON object per line.
+    ///
+    /// Example: ants listen -s /tmp/ants-demo/n5.sock --app 0 --count 3
+    Listen(node::ListenArgs),
 }
 
 impl Cli {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Capsule(c) => c.run(),
+            Command::Run(a) => a.run(),
+            Command::Send(a) => a.run(),
+            Command::Listen(a) => a.run(),
         }
     }
 }

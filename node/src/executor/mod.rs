@@ -136,6 +136,45 @@ impl Compiler {
     }
 }
 
+impl Compiler {
+    /// The compiled form of `module`, to persist next to its wasm so a restart does not
+    /// recompile (see [`Compiler::deserialize`]).
+    pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, wasmtime::Error> {
+        module.module.serialize()
+    }
+
+    /// Restore a module compiled earlier by [`Compiler::serialize`] for the wasm bytes
+    /// `code`, re-checking it against ABI v1 and the current limits.
+    ///
+    /// # Safety
+    /// `compiled` is native code that will run in this process. It must come from
+    /// [`Compiler::serialize`] of this same binary (wasmtime refuses artifacts of other
+    /// versions or engine settings, but cannot tell a forged artifact from a real one): keep
+    /// the code cache directory private to the node.
+    pub unsafe fn deserialize(
+        &self,
+        code: &[u8],
+        compiled: &[u8],
+    ) -> Result<CompiledModule, LoadError> {
+        if code.len() > self.config.max_module_bytes {
+            return Err(LoadError::TooLarge {
+                size: code.len(),
+                max: self.config.max_module_bytes,
+            });
+        }
+        // SAFETY: the caller guarantees `compiled` was produced by `serialize` of this
+        // binary (see above); wasmtime checks the version and engine configuration.
+        let module = unsafe { Module::deserialize(&self.engine, compiled) }
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        validate::check_module(&module, &self.config)?;
+        Ok(CompiledModule {
+            capsule_type: CapsuleType(Sha256::digest(code).into()),
+            size: code.len(),
+            module,
+        })
+    }
+}
+
 /// Data of every capsule store.
 struct ExecState {
     limits: StoreLimits,

@@ -1,0 +1,558 @@
+//! [`AppClient`]: a blocking client for the app socket, for apps and the `ants` CLI.
+//!
+//! One client is one connection and one app id. Calls are synchronous: [`AppClient::inject`]
+//! waits for the node's answer, [`AppClient::recv`] for the next delivery. Deliveries that
+//! arrive while the client waits for an answer go to a bounded queue that `recv` empties
+//! first; when it is full the newest delivery is dropped and counted
+//! ([`AppClient::dropped_deliveries`]).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ants_wire::{Address, CapsuleType};
+
+use crate::proto::{self, AppFrame, DecodeError, Delivery, EncodeError, Inject, NodeFrame};
+
+/// How long a client waits for `Registered`, `Injected` or `Pong` unless told otherwise.
+/// Generous: the first inject of a module makes the node compile it.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Deliveries a client holds while it waits for a reply, unless told otherwise.
+pub const DEFAULT_QUEUE_LEN: usize = 1024;
+
+/// Bytes read from the socket per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What can go wrong talking to the node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error(
+        "cannot connect to {}: {} — is `ants run` running with [node] app_socket set?",
+        .path.display(),
+        describe_connect_error(.source)
+    )]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Reading or writing the socket failed.
+    #[error("app socket I/O failed: {0}")]
+    Io(#[from] io::Error),
+    /// The node closed the connection.
+    #[error("the node closed the app connection")]
+    Closed,
+    /// The node answered a request with an `Error` frame.
+    #[error("the node refused the request: {message}")]
+    Refused {
+        /// The node's reason.
+        message: String,
+    },
+    /// The node sent an `Error` frame while the client waited for a delivery; the node
+    /// closes the connection after such an error.
+    #[error("the node reported an error: {message}")]
+    NodeError {
+        /// The node's reason.
+        message: String,
+    },
+    /// No answer in time. The connection may be out of step afterwards: reconnect.
+    #[error("no {waiting_for} from the node within {after:?}")]
+    Timeout {
+        /// The frame waited for.
+        waiting_for: &'static str,
+        /// How long.
+        after: Duration,
+    },
+    /// The node sent bytes that are not a valid frame.
+    #[error("malformed frame from the node: {0}")]
+    Protocol(#[from] DecodeError),
+    /// The node sent a valid frame that makes no sense here.
+    #[error("unexpected {got} frame from the node while waiting for {waiting_for}")]
+    Unexpected {
+        /// What arrived.
+        got: &'static str,
+        /// What was awaited.
+        waiting_for: &'static str,
+    },
+    /// The request cannot be encoded (a field too long).
+    #[error("cannot send the request: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+fn describe_connect_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".to_owned(),
+        io::ErrorKind::ConnectionRefused => {
+            "connection refused (a stale socket file: nothing listens on it)".to_owned()
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (the socket is 0600: run as the node's user)".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A blocking connection to the local node's app socket, registered as one app id.
+#[derive(Debug)]
+pub struct AppClient {
+    stream: UnixStream,
+    app: u32,
+    node: Address,
+    /// Bytes read but not yet decoded (at most one partial frame after each decode).
+    rbuf: Vec<u8>,
+    queue: VecDeque<Delivery>,
+    queue_len: usize,
+    dropped: u64,
+    reply_timeout: Duration,
+}
+
+impl AppClient {
+    /// Connect to the node at `path` and register `app`, waiting up to
+    /// [`DEFAULT_REPLY_TIMEOUT`] for the node's answer.
+    ///
+    /// Fails with [`ClientError::Refused`] if the node refuses the id (e.g. another
+    /// connection holds it).
+    pub fn connect(path: impl AsRef<Path>, app: u32) -> Result<AppClient, ClientError> {
+        Self::connect_with_timeout(path, app, DEFAULT_REPLY_TIMEOUT)
+    }
+
+    /// [`AppClient::connect`] with a reply timeout for this and every later request.
+    pub fn connect_with_timeout(
+        path: impl AsRef<Path>,
+        app: u32,
+        reply_timeout: Duration,
+    ) -> Result<AppClient, ClientError> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut client = AppClient {
+            stream,
+            app,
+            node: Address::UNSPECIFIED,
+            rbuf: Vec::new(),
+            queue: VecDeque::new(),
+            queue_len: DEFAULT_QUEUE_LEN,
+            dropped: 0,
+            reply_timeout,
+        };
+        client.send(&AppFrame::Register { app })?;
+        let node = client.await_reply("Registered", |f| match f {
+            NodeFrame::Registered { app: a, node } if a == app => Ok(Some(node)),
+            NodeFrame::Registered { .. } => Err(ClientError::Unexpected {
+                got: "Registered (for another app id)",
+                waiting_for: "Registered",
+            }),
+            other => Err(unexpected(&other, "Registered")),
+        })?;
+        client.node = node;
+        Ok(client)
+    }
+
+    /// The node's active address: the `src` of every capsule this app injects.
+    pub fn node(&self) -> Address {
+        self.node
+    }
+
+    /// This connection's app id.
+    pub fn app(&self) -> u32 {
+        self.app
+    }
+
+    /// How long requests wait for the node's answer.
+    pub fn set_reply_timeout(&mut self, timeout: Duration) {
+        self.reply_timeout = timeout;
+    }
+
+    /// How many deliveries to hold while waiting for an answer (at least 1).
+    pub fn set_queue_len(&mut self, len: usize) {
+        self.queue_len = len.max(1);
+    }
+
+    /// Deliveries dropped because the queue was full while this client waited for an answer.
+    pub fn dropped_deliveries(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Deliveries received and not yet returned by `recv`.
+    pub fn queued_deliveries(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Hand a capsule to the node and wait until it accepts or refuses it. Returns the
+    /// capsule type the node confirmed.
+    ///
+    /// Attach the module (`inject.code`) the first time a type is sent from this node; the
+    /// node keeps it, runs it, and serves it to nodes downstream that ask for it.
+    pub fn inject(&mut self, inject: &Inject) -> Result<CapsuleType, ClientError> {
+        self.send(&AppFrame::Inject(inject.clone()))?;
+        let want = inject.capsule_type;
+        self.await_reply("Injected", |f| match f {
+            NodeFrame::Injected { capsule_type } if capsule_type == want => Ok(Some(want)),
+            // A late answer to an earlier, timed-out inject of another type.
+            NodeFrame::Injected { capsule_type } => {
+                tracing::debug!(
+                    "ignoring stale Injected for {} while waiting for {}",
+                    capsule_type.short(),
+                    want.short()
+                );
+                Ok(None)
+            }
+            other => Err(unexpected(&other, "Injected")),
+        })
+    }
+
+    /// Check that the node answers.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        self.send(&AppFrame::Ping)?;
+        self.await_reply("Pong", |f| match f {
+            NodeFrame::Pong => Ok(Some(())),
+            other => Err(unexpected(&other, "Pong")),
+        })
+    }
+
+    /// The next delivery, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<Delivery, ClientError> {
+        loop {
+            if let Some(d) = self.recv_until(None)? {
+                return Ok(d);
+            }
+        }
+    }
+
+    /// The next delivery, or `None` if none arrives within `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>, ClientError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Delivery>, ClientError> {
+        if let Some(d) = self.queue.pop_front() {
+            return Ok(Some(d));
+        }
+        loop {
+            match self.next_frame(deadline)? {
+                None => return Ok(None),
+                Some(NodeFrame::Delivery(d)) => return Ok(Some(d)),
+                Some(NodeFrame::Error { message }) => {
+                    return Err(ClientError::NodeError { message });
+                }
+                // Late answers to requests that timed out.
+                Some(NodeFrame::Pong | NodeFrame::Injected { .. }) => {}
+                Some(other) => return Err(unexpected(&other, "a delivery")),
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &AppFrame) -> Result<(), ClientError> {
+        let bytes = frame.to_bytes()?;
+        match self.stream.write_all(&bytes) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Err(self.error_left_by_node().unwrap_or(ClientError::Closed))
+            }
+            Err(e) => Err(ClientError::Io(e)),
+        }
+    }
+
+    /// After the node closed the connection: the `Error` frame it sent first, if any
+    /// (e.g. "too many app connections" arrives before the client's first write fails).
+    fn error_left_by_node(&mut self) -> Option<ClientError> {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            match self.next_frame(Some(deadline)) {
+                Ok(Some(NodeFrame::Error { message })) => {
+                    return Some(ClientError::Refused { message });
+                }
+                Ok(Some(NodeFrame::Delivery(d))) => self.enqueue(d),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Read frames until `accept` returns a value, queueing deliveries; an `Error` frame is
+    /// the node's refusal.
+    fn await_reply<T>(
+        &mut self,
+        waiting_for: &'static str,
+        mut accept: impl FnMut(NodeFrame) -> Result<Option<T>, ClientError>,
+    ) -> Result<T, ClientError> {
+        let deadline = Instant::now() + self.reply_timeout;
+        let dropped_before = self.dropped;
+        let result = loop {
+            match self.next_frame(Some(deadline))? {
+                None => {
+                    break Err(ClientError::Timeout {
+                        waiting_for,
+                        after: self.reply_timeout,
+                    });
+                }
+                Some(NodeFrame::Delivery(d)) => self.enqueue(d),
+                Some(NodeFrame::Error { message }) => break Err(ClientError::Refused { message }),
+                Some(frame) => {
+                    if let Some(v) = accept(frame)? {
+                        break Ok(v);
+                    }
+                }
+            }
+        };
+        if self.dropped > dropped_before {
+            tracing::warn!(
+                app = self.app,
+                dropped = self.dropped - dropped_before,
+                total = self.dropped,
+                "delivery queue full while waiting for {waiting_for}: deliveries dropped"
+            );
+        }
+        result
+    }
+
+    fn enqueue(&mut self, d: Delivery) {
+        if self.queue.len() < self.queue_len {
+            self.queue.push_back(d);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// The next frame, or `None` once `deadline` passes. Partial frames stay buffered, so a
+    /// timeout never puts the stream out of step.
+    fn next_frame(&mut self, deadline: Option<Instant>) -> Result<Option<NodeFrame>, ClientError> {
+        loop {
+            let parsed = match proto::split_frame(&self.rbuf)? {
+                Some((frame, used)) => Some((NodeFrame::decode(frame)?, used)),
+                None => None,
+            };
+            if let Some((frame, used)) = parsed {
+                self.rbuf.drain(..used);
+                return Ok(Some(frame));
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    // A zero read timeout is an error for the OS: wait at least 1 ms.
+                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
+                    _ => return Ok(None),
+                },
+            };
+            self.stream.set_read_timeout(timeout)?;
+            let old = self.rbuf.len();
+            self.rbuf.resize(old + READ_CHUNK, 0);
+            let r = self.stream.read(&mut self.rbuf[old..]);
+            self.rbuf.truncate(old + *r.as_ref().unwrap_or(&0));
+            match r {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ClientError::Closed);
+                }
+                Err(e) => return Err(ClientError::Io(e)),
+            }
+        }
+    }
+}
+
+fn frame_name(f: &NodeFrame) -> &'static str {
+    match f {
+        NodeFrame::Registered { .. } => "Registered",
+        NodeFrame::Delivery(_) => "Delivery",
+        NodeFrame::Injected { .. } => "Injected",
+        NodeFrame::Error { .. } => "Error",
+        NodeFrame::Pong => "Pong",
+    }
+}
+
+fn unexpected(f: &NodeFrame, waiting_for: &'static str) -> ClientError {
+    ClientError::Unexpected {
+        got: frame_name(f),
+        waiting_for,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::thread;
+
+    use crate::proto::split_frame;
+
+    /// A scripted node: accepts one connection, answers `Register`, then runs `script`.
+    fn fake_node(
+        script: impl FnOnce(&mut UnixStream) + Send + 'static,
+    ) -> (tempfile::TempDir, PathBuf, thread::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let t = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            match read_app_frame(&mut s) {
+                AppFrame::Register { app } => write(
+                    &mut s,
+                    &NodeFrame::Registered {
+                        app,
+                        node: "198.18.0.1".parse().unwrap(),
+                    },
+                ),
+                other => panic!("expected Register, got {other:?}"),
+            }
+            script(&mut s);
+        });
+        (dir, path, t)
+    }
+
+    fn read_app_frame(s: &mut UnixStream) -> AppFrame {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            if let Some((frame, _)) = split_frame(&buf).unwrap() {
+                return AppFrame::decode(frame).unwrap();
+            }
+            s.read_exact(&mut byte).unwrap();
+            buf.push(byte[0]);
+        }
+    }
+
+    fn write(s: &mut UnixStream, f: &NodeFrame) {
+        s.write_all(&f.to_bytes().unwrap()).unwrap();
+    }
+
+    fn delivery(n: u8) -> Delivery {
+        Delivery {
+            capsule_type: CapsuleType([n; 32]),
+            src: Address::UNSPECIFIED,
+            dst: Address::UNSPECIFIED,
+            prev: Address::UNSPECIFIED,
+            resource: 1,
+            header: vec![n],
+            payload: vec![n; 10],
+            node_time_ns: u64::from(n),
+        }
+    }
+
+    fn inject() -> Inject {
+        Inject::with_code(b"code".to_vec(), Address::UNSPECIFIED, 8, vec![], vec![])
+    }
+
+    #[test]
+    fn deliveries_during_an_inject_are_queued_and_overflow_counted() {
+        let (_dir, path, node) = fake_node(|s| {
+            let AppFrame::Inject(i) = read_app_frame(s) else {
+                panic!("expected Inject")
+            };
+            for n in 0..5 {
+                write(s, &NodeFrame::Delivery(delivery(n)));
+            }
+            // A stale ack for another type is skipped, the right one ends the wait.
+            write(
+                s,
+                &NodeFrame::Injected {
+                    capsule_type: CapsuleType([9; 32]),
+                },
+            );
+            write(
+                s,
+                &NodeFrame::Injected {
+                    capsule_type: i.capsule_type,
+                },
+            );
+            write(s, &NodeFrame::Delivery(delivery(5)));
+        });
+        let mut c = AppClient::connect(&path, 3).unwrap();
+        assert_eq!(c.node().to_string(), "198.18.0.1");
+        assert_eq!(c.app(), 3);
+        c.set_queue_len(3);
+        assert_eq!(c.inject(&inject()).unwrap(), inject().capsule_type);
+        assert_eq!(c.queued_deliveries(), 3);
+        assert_eq!(c.dropped_deliveries(), 2);
+        for n in [0, 1, 2, 5] {
+            assert_eq!(c.recv().unwrap(), delivery(n));
+        }
+        node.join().unwrap();
+        assert!(matches!(c.recv(), Err(ClientError::Closed)));
+    }
+
+    #[test]
+    fn a_frame_split_across_a_timeout_is_kept() {
+        let (_dir, path, node) = fake_node(|s| {
+            let bytes = NodeFrame::Delivery(delivery(7)).to_bytes().unwrap();
+            s.write_all(&bytes[..20]).unwrap();
+            thread::sleep(Duration::from_millis(150));
+            s.write_all(&bytes[20..]).unwrap();
+            let _ = read_app_frame(s); // wait until the client is done
+        });
+        let mut c = AppClient::connect(&path, 1).unwrap();
+        assert_eq!(c.recv_timeout(Duration::from_millis(20)).unwrap(), None);
+        assert_eq!(
+            c.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Some(delivery(7))
+        );
+        c.send(&AppFrame::Ping).unwrap();
+        node.join().unwrap();
+    }
+
+    #[test]
+    fn refusals_and_timeouts() {
+        let (_dir, path, node) = fake_node(|s| {
+            let _ = read_app_frame(s);
+            write(
+                s,
+                &NodeFrame::Error {
+                    message: "unknown capsule type and no code given".into(),
+                },
+            );
+            let _ = read_app_frame(s); // a Ping left unanswered
+            let _ = read_app_frame(s); // wait until the client is done
+        });
+        let mut c = AppClient::connect(&path, 1).unwrap();
+        let e = c.inject(&inject()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the node refused the request: unknown capsule type and no code given"
+        );
+        c.set_reply_timeout(Duration::from_millis(50));
+        assert!(matches!(
+            c.ping(),
+            Err(ClientError::Timeout {
+                waiting_for: "Pong",
+                ..
+            })
+        ));
+        c.send(&AppFrame::Ping).unwrap();
+        node.join().unwrap();
+    }
+
+    #[test]
+    fn connect_error_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.sock");
+        let e = AppClient::connect(&path, 1).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("missing.sock: no such file"), "{msg}");
+        assert!(msg.contains("[node] app_socket"), "{msg}");
+
+        // A stale socket file: bound once, nobody listening.
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let msg = AppClient::connect(&stale, 1).unwrap_err().to_string();
+        assert!(msg.contains("connection refused"), "{msg}");
+    }
+}

@@ -1,0 +1,938 @@
+//! The app-socket protocol: length-prefixed frames between local apps and their node.
+//!
+//! - [`AppFrame`]: what an app sends (`Register`, `Inject`, `Ping`).
+//! - [`NodeFrame`]: what the node sends (`Registered`, `Delivery`, `Injected`, `Error`, `Pong`).
+//! - [`Inject`] and [`Delivery`]: the capsule-carrying bodies, with conversions to and from
+//!   [`CapsuleRepr`].
+//! - [`split_frame`] / [`check_frame_len`]: find one frame in a byte stream.
+//!
+//! Every frame on the stream is
+//!
+//! ```text
+//!  0            4            5
+//!  | length L   | frame type | body (L - 1 bytes) |
+//!  | u32 BE     | u8         |                    |
+//! ```
+//!
+//! `1 ≤ L ≤` [`MAX_FRAME_LEN`]; `L` counts the type byte and the body, not itself. All
+//! integers are big-endian and every body length is exact: a short body or trailing bytes is a
+//! [`DecodeError`]. Decoding never panics, whatever the bytes. The byte layout of each body
+//! is in `docs/apps.md`.
+
+use std::fmt;
+
+use ants_wire::{Address, CapsuleRepr, CapsuleType};
+use sha2::{Digest, Sha256};
+
+/// Largest value of the length prefix: a module (1 MiB) plus a capsule (64 KiB).
+pub const MAX_FRAME_LEN: usize = 1024 * 1024 + 64 * 1024;
+
+/// Size of the length prefix in front of every frame.
+pub const LEN_PREFIX: usize = 4;
+
+/// Frame type bytes. App → node types have the top bit clear, node → app types have it set.
+pub mod frame_type {
+    /// App → node: claim an app id.
+    pub const REGISTER: u8 = 0x01;
+    /// App → node: send a capsule (and, the first time, its module).
+    pub const INJECT: u8 = 0x02;
+    /// App → node: liveness check.
+    pub const PING: u8 = 0x03;
+    /// Node → app: the registration succeeded.
+    pub const REGISTERED: u8 = 0x81;
+    /// Node → app: a capsule delivered to this app id.
+    pub const DELIVERY: u8 = 0x82;
+    /// Node → app: the injected capsule was accepted.
+    pub const INJECTED: u8 = 0x83;
+    /// Node → app: a request was refused, or the connection is about to close.
+    pub const ERROR: u8 = 0x84;
+    /// Node → app: answer to `Ping`.
+    pub const PONG: u8 = 0x85;
+}
+
+/// `Inject` flag bit: a module follows (`code` is `Some`).
+pub const INJECT_FLAG_CODE: u8 = 0x01;
+
+/// Fixed part of an `Inject` body.
+const INJECT_FIXED: usize = 59;
+/// Fixed part of a `Delivery` body.
+const DELIVERY_FIXED: usize = 94;
+
+/// Why a frame could not be decoded. The connection cannot continue after
+/// [`FrameTooLong`](DecodeError::FrameTooLong) or [`EmptyFrame`](DecodeError::EmptyFrame)
+/// (the stream is out of step); after the others the peer is misbehaving.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The length prefix exceeds [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes is longer than the {max}-byte limit")]
+    FrameTooLong {
+        /// The announced length.
+        len: u64,
+        /// [`MAX_FRAME_LEN`].
+        max: usize,
+    },
+    /// The length prefix is 0: not even a type byte.
+    #[error("empty frame (length 0, no frame type)")]
+    EmptyFrame,
+    /// A frame type this direction does not use.
+    #[error("unknown {direction} frame type 0x{frame_type:02x}")]
+    UnknownFrameType {
+        /// The type byte.
+        frame_type: u8,
+        /// `"app-to-node"` or `"node-to-app"`.
+        direction: &'static str,
+    },
+    /// The body ends before a field does.
+    #[error("{frame} frame truncated: needs at least {needed} body bytes, has {actual}")]
+    Truncated {
+        /// Frame name.
+        frame: &'static str,
+        /// Bytes needed so far.
+        needed: usize,
+        /// Body length.
+        actual: usize,
+    },
+    /// Bytes left over after the last field.
+    #[error("{frame} frame has {extra} trailing bytes")]
+    TrailingBytes {
+        /// Frame name.
+        frame: &'static str,
+        /// How many.
+        extra: usize,
+    },
+    /// Unknown flag bits in an `Inject`, or code length without the code flag.
+    #[error("inject frame: bad flags 0x{flags:02x} with code length {code_len}")]
+    BadInjectFlags {
+        /// The flags byte.
+        flags: u8,
+        /// The code length field.
+        code_len: u32,
+    },
+    /// An `Error` message that is not UTF-8.
+    #[error("error frame message is not UTF-8")]
+    InvalidUtf8,
+}
+
+/// Why a frame could not be encoded. Nothing is appended to the buffer in that case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A length field cannot hold the field.
+    #[error("{field} is {len} bytes, more than the {max} the frame can carry")]
+    FieldTooLong {
+        /// Field name.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The whole frame is longer than [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes is longer than the {max}-byte limit")]
+    FrameTooLong {
+        /// Type byte plus body.
+        len: usize,
+        /// [`MAX_FRAME_LEN`].
+        max: usize,
+    },
+}
+
+/// Check a length prefix; returns it as `usize` if it may be read.
+pub fn check_frame_len(len: u32) -> Result<usize, DecodeError> {
+    let n = usize::try_from(len).unwrap_or(usize::MAX);
+    if n == 0 {
+        Err(DecodeError::EmptyFrame)
+    } else if n > MAX_FRAME_LEN {
+        Err(DecodeError::FrameTooLong {
+            len: u64::from(len),
+            max: MAX_FRAME_LEN,
+        })
+    } else {
+        Ok(n)
+    }
+}
+
+/// Find the first frame in `buf`, a prefix of the byte stream.
+///
+/// Returns `Ok(None)` when more bytes are needed, `Ok(Some((frame, consumed)))` with the
+/// frame (type byte + body, ready for [`AppFrame::decode`] / [`NodeFrame::decode`]) and the
+/// number of stream bytes it used. A bad length prefix is an error as soon as its 4 bytes
+/// are in, before any of the body is buffered.
+pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, DecodeError> {
+    let Some(prefix) = buf.first_chunk::<LEN_PREFIX>() else {
+        return Ok(None);
+    };
+    let len = check_frame_len(u32::from_be_bytes(*prefix))?;
+    let end = LEN_PREFIX + len;
+    Ok(buf.get(LEN_PREFIX..end).map(|frame| (frame, end)))
+}
+
+/// The SHA-256 of a module: the capsule type of the capsules it forwards.
+pub fn capsule_type_of(code: &[u8]) -> CapsuleType {
+    CapsuleType(Sha256::digest(code).into())
+}
+
+/// A capsule an app asks its node to send.
+///
+/// The node fills in what the app may not choose: `src` is the node's own address and `prev`
+/// is `::` (see [`Inject::to_repr`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Inject {
+    /// The wasm module, sent the first time so the node can run it and serve it to the
+    /// nodes downstream. `None` once the node has it.
+    pub code: Option<Vec<u8>>,
+    /// SHA-256 of the module.
+    pub capsule_type: CapsuleType,
+    /// Destination active address.
+    pub dst: Address,
+    /// Network-wide resource budget (decremented on every send).
+    pub resource: u16,
+    /// Protocol header (at most 65 535 bytes).
+    pub header: Vec<u8>,
+    /// Payload (at most 65 535 bytes).
+    pub payload: Vec<u8>,
+}
+
+impl Inject {
+    /// An inject carrying `code`, with its capsule type computed from it.
+    pub fn with_code(
+        code: Vec<u8>,
+        dst: Address,
+        resource: u16,
+        header: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> Inject {
+        Inject {
+            capsule_type: capsule_type_of(&code),
+            code: Some(code),
+            dst,
+            resource,
+            header,
+            payload,
+        }
+    }
+
+    /// `false` when code is attached and its SHA-256 is not `capsule_type`.
+    pub fn code_matches_type(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_none_or(|c| capsule_type_of(c) == self.capsule_type)
+    }
+
+    /// The capsule as the node sends it: `src` = the node's address, `prev` = `::`, no flags.
+    pub fn to_repr(&self, src: Address) -> CapsuleRepr<'_> {
+        CapsuleRepr {
+            flags: 0,
+            resource: self.resource,
+            capsule_type: self.capsule_type,
+            src,
+            dst: self.dst,
+            prev: Address::UNSPECIFIED,
+            header: &self.header,
+            payload: &self.payload,
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        INJECT_FIXED
+            + self.code.as_ref().map_or(0, Vec::len)
+            + self.header.len()
+            + self.payload.len()
+    }
+}
+
+impl fmt::Debug for Inject {
+    // Modules are up to a megabyte: print their length, not their bytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inject")
+            .field("code_len", &self.code.as_ref().map(Vec::len))
+            .field("capsule_type", &self.capsule_type)
+            .field("dst", &self.dst)
+            .field("resource", &self.resource)
+            .field("header_len", &self.header.len())
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// A capsule delivered to an app (`deliver_to_app` in capsule code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The capsule's type.
+    pub capsule_type: CapsuleType,
+    /// Original sender.
+    pub src: Address,
+    /// Destination.
+    pub dst: Address,
+    /// Previous active hop (`::` if the capsule came from a local app).
+    pub prev: Address,
+    /// Remaining resource budget.
+    pub resource: u16,
+    /// Protocol header (at most 65 535 bytes).
+    pub header: Vec<u8>,
+    /// Payload (at most 65 535 bytes).
+    pub payload: Vec<u8>,
+    /// Node time when the capsule was delivered, in nanoseconds.
+    pub node_time_ns: u64,
+}
+
+impl Delivery {
+    /// Copy a capsule's fields into a delivery.
+    pub fn from_repr(repr: &CapsuleRepr<'_>, node_time_ns: u64) -> Delivery {
+        Delivery {
+            capsule_type: repr.capsule_type,
+            src: repr.src,
+            dst: repr.dst,
+            prev: repr.prev,
+            resource: repr.resource,
+            header: repr.header.to_vec(),
+            payload: repr.payload.to_vec(),
+            node_time_ns,
+        }
+    }
+}
+
+/// A frame an app sends to its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppFrame {
+    /// Claim `app`; one connection per app id.
+    Register {
+        /// The app id capsules name in `deliver_to_app`.
+        app: u32,
+    },
+    /// Send a capsule.
+    Inject(Inject),
+    /// Liveness check; answered by `Pong`.
+    Ping,
+}
+
+/// A frame a node sends to an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFrame {
+    /// The app id is now this connection's.
+    Registered {
+        /// The app id.
+        app: u32,
+        /// The node's active address (the `src` of capsules this app injects).
+        node: Address,
+    },
+    /// A capsule for this app.
+    Delivery(Delivery),
+    /// The last `Inject` was accepted.
+    Injected {
+        /// Its type.
+        capsule_type: CapsuleType,
+    },
+    /// A request was refused, or the node is closing the connection.
+    Error {
+        /// Human-readable reason.
+        message: String,
+    },
+    /// Answer to `Ping`.
+    Pong,
+}
+
+/// Appends one frame (length prefix, type, body) to a buffer; the length is checked before
+/// anything is written, so an error leaves the buffer as it was.
+struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    end: usize,
+}
+
+impl<'a> FrameWriter<'a> {
+    fn begin(out: &'a mut Vec<u8>, frame_type: u8, body_len: usize) -> Result<Self, EncodeError> {
+        let len = 1 + body_len;
+        let len32 = u32::try_from(len)
+            .ok()
+            .filter(|_| len <= MAX_FRAME_LEN)
+            .ok_or(EncodeError::FrameTooLong {
+                len,
+                max: MAX_FRAME_LEN,
+            })?;
+        let end = out.len() + LEN_PREFIX + len;
+        out.reserve(LEN_PREFIX + len);
+        out.extend_from_slice(&len32.to_be_bytes());
+        out.push(frame_type);
+        Ok(FrameWriter { out, end })
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(bytes);
+        self
+    }
+
+    fn finish(self) {
+        debug_assert_eq!(
+            self.out.len(),
+            self.end,
+            "announced and written lengths differ"
+        );
+    }
+}
+
+fn len16(field: &'static str, bytes: &[u8]) -> Result<[u8; 2], EncodeError> {
+    u16::try_from(bytes.len())
+        .map(u16::to_be_bytes)
+        .map_err(|_| EncodeError::FieldTooLong {
+            field,
+            len: bytes.len(),
+            max: usize::from(u16::MAX),
+        })
+}
+
+/// Reads fields off a frame body; every read is bounds-checked.
+struct Body<'a> {
+    frame: &'static str,
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Body<'a> {
+    fn new(frame: &'static str, buf: &'a [u8]) -> Self {
+        Body { frame, buf, at: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(DecodeError::Truncated {
+                frame: self.frame,
+                needed: self.at.saturating_add(n),
+                actual: self.buf.len(),
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    fn address(&mut self) -> Result<Address, DecodeError> {
+        self.array().map(Address)
+    }
+
+    fn capsule_type(&mut self) -> Result<CapsuleType, DecodeError> {
+        self.array().map(CapsuleType)
+    }
+
+    fn bytes16(&mut self, len: u16) -> Result<Vec<u8>, DecodeError> {
+        self.take(usize::from(len)).map(<[u8]>::to_vec)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.at..];
+        self.at = self.buf.len();
+        s
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.buf.len() - self.at {
+            0 => Ok(()),
+            extra => Err(DecodeError::TrailingBytes {
+                frame: self.frame,
+                extra,
+            }),
+        }
+    }
+}
+
+/// Split a frame (type byte + body) into its parts.
+fn type_and_body(frame: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
+    match frame.split_first() {
+        Some((&t, body)) => Ok((t, body)),
+        None => Err(DecodeError::EmptyFrame),
+    }
+}
+
+impl AppFrame {
+    /// Append this frame, length prefix included, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            AppFrame::Register { app } => {
+                let mut w = FrameWriter::begin(out, frame_type::REGISTER, 4)?;
+                w.put(&app.to_be_bytes());
+                w.finish();
+            }
+            AppFrame::Inject(i) => {
+                let header_len = len16("protocol header", &i.header)?;
+                let payload_len = len16("payload", &i.payload)?;
+                let code_len = match &i.code {
+                    Some(c) => u32::try_from(c.len()).map_err(|_| EncodeError::FrameTooLong {
+                        len: c.len(),
+                        max: MAX_FRAME_LEN,
+                    })?,
+                    None => 0,
+                };
+                let flags = if i.code.is_some() {
+                    INJECT_FLAG_CODE
+                } else {
+                    0
+                };
+                let mut w = FrameWriter::begin(out, frame_type::INJECT, i.body_len())?;
+                w.put(i.capsule_type.as_bytes())
+                    .put(&i.dst.octets())
+                    .put(&i.resource.to_be_bytes())
+                    .put(&[flags])
+                    .put(&code_len.to_be_bytes())
+                    .put(&header_len)
+                    .put(&payload_len)
+                    .put(i.code.as_deref().unwrap_or_default())
+                    .put(&i.header)
+                    .put(&i.payload);
+                w.finish();
+            }
+            AppFrame::Ping => FrameWriter::begin(out, frame_type::PING, 0)?.finish(),
+        }
+        Ok(())
+    }
+
+    /// Encode into a fresh buffer.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = Vec::new();
+        self.encode(&mut v)?;
+        Ok(v)
+    }
+
+    /// Decode a frame: type byte + body, without the length prefix (see [`split_frame`]).
+    pub fn decode(frame: &[u8]) -> Result<AppFrame, DecodeError> {
+        let (t, body) = type_and_body(frame)?;
+        match t {
+            frame_type::REGISTER => {
+                let mut b = Body::new("register", body);
+                let app = b.u32()?;
+                b.finish()?;
+                Ok(AppFrame::Register { app })
+            }
+            frame_type::INJECT => decode_inject(body).map(AppFrame::Inject),
+            frame_type::PING => Body::new("ping", body).finish().map(|()| AppFrame::Ping),
+            other => Err(DecodeError::UnknownFrameType {
+                frame_type: other,
+                direction: "app-to-node",
+            }),
+        }
+    }
+}
+
+fn decode_inject(body: &[u8]) -> Result<Inject, DecodeError> {
+    let mut b = Body::new("inject", body);
+    let capsule_type = b.capsule_type()?;
+    let dst = b.address()?;
+    let resource = b.u16()?;
+    let flags = b.u8()?;
+    let code_len = b.u32()?;
+    let header_len = b.u16()?;
+    let payload_len = b.u16()?;
+    let has_code = match flags {
+        INJECT_FLAG_CODE => true,
+        0 if code_len == 0 => false,
+        _ => return Err(DecodeError::BadInjectFlags { flags, code_len }),
+    };
+    let code = if has_code {
+        let n = usize::try_from(code_len).unwrap_or(usize::MAX);
+        Some(b.take(n)?.to_vec())
+    } else {
+        None
+    };
+    let header = b.bytes16(header_len)?;
+    let payload = b.bytes16(payload_len)?;
+    b.finish()?;
+    Ok(Inject {
+        code,
+        capsule_type,
+        dst,
+        resource,
+        header,
+        payload,
+    })
+}
+
+impl NodeFrame {
+    /// Append this frame, length prefix included, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            NodeFrame::Registered { app, node } => {
+                let mut w = FrameWriter::begin(out, frame_type::REGISTERED, 20)?;
+                w.put(&app.to_be_bytes()).put(&node.octets());
+                w.finish();
+            }
+            NodeFrame::Delivery(d) => {
+                let header_len = len16("protocol header", &d.header)?;
+                let payload_len = len16("payload", &d.payload)?;
+                let body_len = DELIVERY_FIXED + d.header.len() + d.payload.len();
+                let mut w = FrameWriter::begin(out, frame_type::DELIVERY, body_len)?;
+                w.put(d.capsule_type.as_bytes())
+                    .put(&d.src.octets())
+                    .put(&d.dst.octets())
+                    .put(&d.prev.octets())
+                    .put(&d.resource.to_be_bytes())
+                    .put(&d.node_time_ns.to_be_bytes())
+                    .put(&header_len)
+                    .put(&payload_len)
+                    .put(&d.header)
+                    .put(&d.payload);
+                w.finish();
+            }
+            NodeFrame::Injected { capsule_type } => {
+                let mut w = FrameWriter::begin(out, frame_type::INJECTED, CapsuleType::LEN)?;
+                w.put(capsule_type.as_bytes());
+                w.finish();
+            }
+            NodeFrame::Error { message } => {
+                let mut w = FrameWriter::begin(out, frame_type::ERROR, message.len())?;
+                w.put(message.as_bytes());
+                w.finish();
+            }
+            NodeFrame::Pong => FrameWriter::begin(out, frame_type::PONG, 0)?.finish(),
+        }
+        Ok(())
+    }
+
+    /// Encode into a fresh buffer.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = Vec::new();
+        self.encode(&mut v)?;
+        Ok(v)
+    }
+
+    /// Decode a frame: type byte + body, without the length prefix (see [`split_frame`]).
+    pub fn decode(frame: &[u8]) -> Result<NodeFrame, DecodeError> {
+        let (t, body) = type_and_body(frame)?;
+        match t {
+            frame_type::REGISTERED => {
+                let mut b = Body::new("registered", body);
+                let app = b.u32()?;
+                let node = b.address()?;
+                b.finish()?;
+                Ok(NodeFrame::Registered { app, node })
+            }
+            frame_type::DELIVERY => {
+                let mut b = Body::new("delivery", body);
+                let capsule_type = b.capsule_type()?;
+                let src = b.address()?;
+                let dst = b.address()?;
+                let prev = b.address()?;
+                let resource = b.u16()?;
+                let node_time_ns = b.u64()?;
+                let header_len = b.u16()?;
+                let payload_len = b.u16()?;
+                let header = b.bytes16(header_len)?;
+                let payload = b.bytes16(payload_len)?;
+                b.finish()?;
+                Ok(NodeFrame::Delivery(Delivery {
+                    capsule_type,
+                    src,
+                    dst,
+                    prev,
+                    resource,
+                    header,
+                    payload,
+                    node_time_ns,
+                }))
+            }
+            frame_type::INJECTED => {
+                let mut b = Body::new("injected", body);
+                let capsule_type = b.capsule_type()?;
+                b.finish()?;
+                Ok(NodeFrame::Injected { capsule_type })
+            }
+            frame_type::ERROR => {
+                let mut b = Body::new("error", body);
+                let message = std::str::from_utf8(b.rest())
+                    .map_err(|_| DecodeError::InvalidUtf8)?
+                    .to_owned();
+                Ok(NodeFrame::Error { message })
+            }
+            frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
+            other => Err(DecodeError::UnknownFrameType {
+                frame_type: other,
+                direction: "node-to-app",
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_app(bytes: &[u8]) -> Result<AppFrame, DecodeError> {
+        let (frame, used) = split_frame(bytes)?.expect("complete frame");
+        assert_eq!(used, bytes.len());
+        AppFrame::decode(frame)
+    }
+
+    fn decode_node(bytes: &[u8]) -> Result<NodeFrame, DecodeError> {
+        let (frame, used) = split_frame(bytes)?.expect("complete frame");
+        assert_eq!(used, bytes.len());
+        NodeFrame::decode(frame)
+    }
+
+    #[test]
+    fn register_layout() {
+        let b = AppFrame::Register { app: 7 }.to_bytes().unwrap();
+        assert_eq!(b, [0, 0, 0, 5, 0x01, 0, 0, 0, 7]);
+        assert_eq!(decode_app(&b).unwrap(), AppFrame::Register { app: 7 });
+        assert_eq!(AppFrame::Ping.to_bytes().unwrap(), [0, 0, 0, 1, 0x03]);
+        assert_eq!(NodeFrame::Pong.to_bytes().unwrap(), [0, 0, 0, 1, 0x85]);
+    }
+
+    #[test]
+    fn inject_layout() {
+        let i = Inject::with_code(
+            b"\0asm".to_vec(),
+            "198.18.0.9".parse().unwrap(),
+            16,
+            vec![0xaa],
+            b"hi".to_vec(),
+        );
+        let b = AppFrame::Inject(i.clone()).to_bytes().unwrap();
+        assert_eq!(b.len(), 4 + 1 + 59 + 4 + 1 + 2);
+        assert_eq!(&b[5..37], i.capsule_type.as_bytes());
+        assert_eq!(&b[37..53], &i.dst.octets());
+        assert_eq!(&b[53..55], &[0, 16]); // resource
+        assert_eq!(b[55], INJECT_FLAG_CODE);
+        assert_eq!(&b[56..60], &[0, 0, 0, 4]); // code len
+        assert_eq!(&b[60..62], &[0, 1]); // header len
+        assert_eq!(&b[62..64], &[0, 2]); // payload len
+        assert_eq!(&b[64..], b"\0asm\xaahi");
+        assert_eq!(decode_app(&b).unwrap(), AppFrame::Inject(i.clone()));
+        assert!(i.code_matches_type());
+
+        let without = Inject { code: None, ..i };
+        let b = AppFrame::Inject(without.clone()).to_bytes().unwrap();
+        assert_eq!(b[55], 0);
+        assert_eq!(decode_app(&b).unwrap(), AppFrame::Inject(without));
+    }
+
+    #[test]
+    fn inject_flags_are_checked() {
+        let i = Inject {
+            code: None,
+            capsule_type: CapsuleType([1; 32]),
+            dst: Address::UNSPECIFIED,
+            resource: 1,
+            header: vec![],
+            payload: vec![],
+        };
+        let mut b = AppFrame::Inject(i).to_bytes().unwrap();
+        b[55] = 0x02;
+        assert_eq!(
+            decode_app(&b),
+            Err(DecodeError::BadInjectFlags {
+                flags: 2,
+                code_len: 0
+            })
+        );
+        b[55] = 0;
+        b[59] = 1; // code length 1 without the code flag
+        assert!(matches!(
+            decode_app(&b),
+            Err(DecodeError::BadInjectFlags { .. })
+        ));
+    }
+
+    #[test]
+    fn length_prefix_is_checked_before_the_body_arrives() {
+        assert_eq!(split_frame(&[0, 0, 0]), Ok(None));
+        assert_eq!(split_frame(&[0, 0, 0, 0]), Err(DecodeError::EmptyFrame));
+        assert!(matches!(
+            split_frame(&[0, 0x11, 0, 1]),
+            Err(DecodeError::FrameTooLong { len: 0x110001, .. })
+        ));
+        assert_eq!(split_frame(&[0, 0x11, 0, 0]), Ok(None)); // exactly the limit: wait for it
+        assert_eq!(split_frame(&[0, 0, 0, 2, 0x85]), Ok(None));
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_without_writing() {
+        let mut out = vec![9];
+        let i = Inject {
+            code: None,
+            capsule_type: CapsuleType::default(),
+            dst: Address::UNSPECIFIED,
+            resource: 0,
+            header: vec![0; 70_000],
+            payload: vec![],
+        };
+        assert!(matches!(
+            AppFrame::Inject(i).encode(&mut out),
+            Err(EncodeError::FieldTooLong { .. })
+        ));
+        let big = Inject {
+            code: Some(vec![0; MAX_FRAME_LEN]),
+            capsule_type: CapsuleType::default(),
+            dst: Address::UNSPECIFIED,
+            resource: 0,
+            header: vec![],
+            payload: vec![],
+        };
+        assert!(matches!(
+            AppFrame::Inject(big).encode(&mut out),
+            Err(EncodeError::FrameTooLong { .. })
+        ));
+        assert_eq!(out, [9]);
+    }
+
+    #[test]
+    fn wrong_direction_and_trailing_bytes() {
+        let pong = NodeFrame::Pong.to_bytes().unwrap();
+        assert!(matches!(
+            decode_app(&pong),
+            Err(DecodeError::UnknownFrameType {
+                frame_type: 0x85,
+                ..
+            })
+        ));
+        assert_eq!(
+            AppFrame::decode(&[0x01, 0, 0, 0, 1, 9]),
+            Err(DecodeError::TrailingBytes {
+                frame: "register",
+                extra: 1
+            })
+        );
+        assert!(matches!(
+            NodeFrame::decode(&[0x83, 1, 2]),
+            Err(DecodeError::Truncated { needed: 32, .. })
+        ));
+        assert_eq!(
+            NodeFrame::decode(&[0x84, 0xff]),
+            Err(DecodeError::InvalidUtf8)
+        );
+    }
+
+    fn address() -> impl Strategy<Value = Address> {
+        any::<[u8; 16]>().prop_map(Address)
+    }
+
+    fn capsule_type() -> impl Strategy<Value = CapsuleType> {
+        any::<[u8; 32]>().prop_map(CapsuleType)
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn app_frame() -> impl Strategy<Value = AppFrame> {
+        prop_oneof![
+            any::<u32>().prop_map(|app| AppFrame::Register { app }),
+            Just(AppFrame::Ping),
+            (
+                prop::option::of(bytes(300)),
+                capsule_type(),
+                address(),
+                any::<u16>(),
+                bytes(100),
+                bytes(300)
+            )
+                .prop_map(|(code, capsule_type, dst, resource, header, payload)| {
+                    AppFrame::Inject(Inject {
+                        code,
+                        capsule_type,
+                        dst,
+                        resource,
+                        header,
+                        payload,
+                    })
+                }),
+        ]
+    }
+
+    fn node_frame() -> impl Strategy<Value = NodeFrame> {
+        prop_oneof![
+            (any::<u32>(), address()).prop_map(|(app, node)| NodeFrame::Registered { app, node }),
+            capsule_type().prop_map(|capsule_type| NodeFrame::Injected { capsule_type }),
+            ".{0,80}".prop_map(|message| NodeFrame::Error { message }),
+            Just(NodeFrame::Pong),
+            (
+                capsule_type(),
+                (address(), address(), address()),
+                any::<u16>(),
+                bytes(100),
+                bytes(300),
+                any::<u64>()
+            )
+                .prop_map(
+                    |(capsule_type, (src, dst, prev), resource, header, payload, node_time_ns)| {
+                        NodeFrame::Delivery(Delivery {
+                            capsule_type,
+                            src,
+                            dst,
+                            prev,
+                            resource,
+                            header,
+                            payload,
+                            node_time_ns,
+                        })
+                    }
+                ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn app_frames_round_trip(f in app_frame()) {
+            let b = f.to_bytes().unwrap();
+            prop_assert_eq!(decode_app(&b).unwrap(), f);
+        }
+
+        #[test]
+        fn node_frames_round_trip(f in node_frame()) {
+            let b = f.to_bytes().unwrap();
+            prop_assert_eq!(decode_node(&b).unwrap(), f);
+        }
+
+        #[test]
+        fn a_cut_frame_is_incomplete(f in node_frame(), at in any::<prop::sample::Index>()) {
+            let b = f.to_bytes().unwrap();
+            prop_assert_eq!(split_frame(&b[..at.index(b.len())]), Ok(None));
+        }
+
+        #[test]
+        fn random_bytes_decode_or_error(b in bytes(400)) {
+            let _ = AppFrame::decode(&b);
+            let _ = NodeFrame::decode(&b);
+            if let Ok(Some((frame, used))) = split_frame(&b) {
+                prop_assert!(used <= b.len());
+                let _ = AppFrame::decode(frame);
+                let _ = NodeFrame::decode(frame);
+            }
+        }
+
+        #[test]
+        fn mutated_frames_decode_or_error(
+            f in app_frame(), g in node_frame(), at in any::<prop::sample::Index>(), v in any::<u8>()
+        ) {
+            for mut b in [f.to_bytes().unwrap(), g.to_bytes().unwrap()] {
+                let i = at.index(b.len());
+                b[i] = v;
+                if let Ok(Some((frame, _))) = split_frame(&b) {
+                    let _ = AppFrame::decode(frame);
+                    let _ = NodeFrame::decode(frame);
+                }
+            }
+        }
+    }
+}

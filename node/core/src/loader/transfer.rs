@@ -1,0 +1,311 @@
+//! [`Transfer`]: reassembly of one module from one peer, and the requests that ask it for
+//! exactly the chunks still missing.
+//!
+//! A request covers a *window*: every missing chunk from the first missing one on if nothing
+//! after it has arrived (an empty bitmap), otherwise a bitmap of at most
+//! [`MAX_BITMAP_LEN`] bytes starting at the first missing chunk. When every chunk of the
+//! window has arrived and the module is still incomplete, the loader asks for the next window
+//! at once instead of waiting for the retry timer.
+
+use std::time::Duration;
+
+use ants_wire::code::{CHUNK_LEN, MAX_BITMAP_LEN};
+use ants_wire::{CodeChunk, CodeRequest};
+
+/// Whether a chunk's offset, length and total describe a real chunk of its module. Parsed
+/// chunks always do; the loader checks again because its callers may build chunks by hand.
+pub(super) fn geometry_ok(chunk: &CodeChunk<'_>) -> bool {
+    let (total, offset) = (chunk.total_len as usize, chunk.offset as usize);
+    total > 0
+        && offset.is_multiple_of(CHUNK_LEN)
+        && offset < total
+        && chunk.bytes.len() == CHUNK_LEN.min(total - offset)
+}
+
+/// What [`Transfer::accept`] made of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Accepted {
+    /// A chunk not seen before. `complete`: the module is whole; `window_done`: every chunk
+    /// the last request asked for has arrived.
+    New { complete: bool, window_done: bool },
+    /// Already received.
+    Duplicate,
+    /// The chunk's total length differs from the transfer's, or exceeds the module cap.
+    Abort,
+}
+
+/// One module being fetched from one peer.
+#[derive(Debug)]
+pub(super) struct Transfer<P> {
+    /// The peer asked.
+    pub(super) peer: P,
+    /// Request rounds sent since the last new chunk.
+    pub(super) rounds: u32,
+    /// Current retry timeout.
+    pub(super) rto: Duration,
+    /// When to re-request if no new chunk arrives.
+    pub(super) deadline: Duration,
+    total_len: Option<u32>,
+    buf: Vec<u8>,
+    have: Vec<bool>,
+    missing: u32,
+    window_first: u32,
+    window_end: u32,
+    window_missing: u32,
+}
+
+impl<P> Transfer<P> {
+    pub(super) fn new(peer: P, now: Duration, rto: Duration) -> Self {
+        Transfer {
+            peer,
+            rounds: 0,
+            rto,
+            deadline: now.saturating_add(rto),
+            total_len: None,
+            buf: Vec::new(),
+            have: Vec::new(),
+            missing: 0,
+            window_first: 0,
+            window_end: u32::MAX,
+            window_missing: 0,
+        }
+    }
+
+    /// Bytes allocated for reassembly.
+    pub(super) fn reassembly_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Record a chunk whose geometry is valid ([`geometry_ok`]). The buffer is allocated once,
+    /// from the first chunk's total length, and only if it is at most `max_module_bytes`.
+    pub(super) fn accept(&mut self, chunk: &CodeChunk<'_>, max_module_bytes: usize) -> Accepted {
+        let total = chunk.total_len;
+        if total as usize > max_module_bytes {
+            return Accepted::Abort;
+        }
+        match self.total_len {
+            Some(t) if t != total => return Accepted::Abort,
+            Some(_) => {}
+            None => {
+                let n = CodeChunk::chunk_count(total);
+                self.total_len = Some(total);
+                self.buf = vec![0; total as usize];
+                self.have = vec![false; n as usize];
+                self.missing = n;
+                if self.window_end == u32::MAX {
+                    // The first request asked for everything.
+                    self.window_first = 0;
+                    self.window_end = n;
+                    self.window_missing = n;
+                }
+            }
+        }
+        let idx = chunk.index();
+        let offset = chunk.offset as usize;
+        let (Some(seen), Some(dst)) = (
+            self.have.get_mut(idx as usize),
+            self.buf.get_mut(offset..offset + chunk.bytes.len()),
+        ) else {
+            return Accepted::Abort;
+        };
+        if *seen {
+            return Accepted::Duplicate;
+        }
+        dst.copy_from_slice(chunk.bytes);
+        *seen = true;
+        self.missing -= 1;
+        if (self.window_first..self.window_end).contains(&idx) {
+            self.window_missing = self.window_missing.saturating_sub(1);
+        }
+        Accepted::New {
+            complete: self.missing == 0,
+            window_done: self.window_missing == 0,
+        }
+    }
+
+    /// The next request's `first chunk` and bitmap; records the window it covers.
+    pub(super) fn plan_request(&mut self) -> (u32, Vec<u8>) {
+        if self.total_len.is_none() {
+            self.window_first = 0;
+            self.window_end = u32::MAX;
+            return (0, Vec::new());
+        }
+        let n = self.have.len();
+        let first = self.have.iter().position(|h| !h).unwrap_or(n);
+        let rest = &self.have[first..];
+        let (end, bitmap) = if rest.iter().all(|h| !h) {
+            (n, Vec::new())
+        } else {
+            let end = n.min(first + MAX_BITMAP_LEN * 8);
+            let last = (first..end).rev().find(|&i| !self.have[i]).unwrap_or(first);
+            let mut bitmap = vec![0u8; (last - first) / 8 + 1];
+            for i in (first..=last).filter(|&i| !self.have[i]) {
+                let bit = i - first;
+                bitmap[bit / 8] |= 1 << (bit % 8);
+            }
+            (end, bitmap)
+        };
+        // Chunk counts fit in u32: total_len is a u32.
+        self.window_first = first as u32;
+        self.window_end = end as u32;
+        self.window_missing = self.have[first..end].iter().filter(|h| !**h).count() as u32;
+        (first as u32, bitmap)
+    }
+
+    /// The reassembled module (call once `accept` reported `complete`).
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Build the request a plan describes (kept here so tests can check plans against
+/// [`CodeRequest::wanted`]).
+pub(super) fn request_for<'a>(
+    ty: ants_wire::CapsuleType,
+    plan: &'a (u32, Vec<u8>),
+) -> CodeRequest<'a> {
+    CodeRequest {
+        capsule_type: ty,
+        first_chunk: plan.0,
+        bitmap: &plan.1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ants_wire::CapsuleType;
+
+    const TY: CapsuleType = CapsuleType([5; 32]);
+
+    fn module(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn chunk(m: &[u8], idx: usize) -> CodeChunk<'_> {
+        let off = idx * CHUNK_LEN;
+        CodeChunk {
+            capsule_type: TY,
+            total_len: m.len() as u32,
+            offset: off as u32,
+            bytes: &m[off..m.len().min(off + CHUNK_LEN)],
+        }
+    }
+
+    fn wanted(t: &mut Transfer<u8>, n: u32) -> Vec<u32> {
+        let plan = t.plan_request();
+        request_for(TY, &plan).wanted(n).collect()
+    }
+
+    #[test]
+    fn first_request_asks_for_everything() {
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::from_millis(100));
+        assert_eq!(t.plan_request(), (0, vec![]));
+        assert_eq!(t.deadline, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn reassembles_in_any_order_and_flags_duplicates() {
+        let m = module(5000);
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.plan_request();
+        for idx in [4, 0, 2] {
+            assert!(matches!(
+                t.accept(&chunk(&m, idx), 1 << 20),
+                Accepted::New {
+                    complete: false,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(t.accept(&chunk(&m, 2), 1 << 20), Accepted::Duplicate);
+        assert_eq!(t.reassembly_bytes(), 5000);
+        // Only 1 and 3 are missing now.
+        assert_eq!(wanted(&mut t, 5), vec![1, 3]);
+        t.accept(&chunk(&m, 1), 1 << 20);
+        assert_eq!(
+            t.accept(&chunk(&m, 3), 1 << 20),
+            Accepted::New {
+                complete: true,
+                window_done: true
+            }
+        );
+        assert_eq!(t.into_bytes(), m);
+    }
+
+    #[test]
+    fn trailing_gap_uses_an_empty_bitmap() {
+        let m = module(4 * CHUNK_LEN);
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.plan_request();
+        t.accept(&chunk(&m, 0), 1 << 20);
+        assert_eq!(t.plan_request(), (1, vec![]));
+        assert_eq!(wanted(&mut t, 4), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn large_gaps_request_one_window_at_a_time() {
+        // 3000 chunks: more than one bitmap (2048 chunks) can name.
+        let m = module(3000 * CHUNK_LEN);
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.plan_request();
+        t.accept(&chunk(&m, 2999), usize::MAX);
+        let plan = t.plan_request();
+        assert_eq!(plan.0, 0);
+        assert_eq!(plan.1.len(), MAX_BITMAP_LEN);
+        let w = request_for(TY, &plan).wanted(3000).collect::<Vec<_>>();
+        assert_eq!(w.len(), 2048);
+        // Receive the whole window: the next window is due.
+        let mut last = Accepted::Duplicate;
+        for idx in 0..2048 {
+            last = t.accept(&chunk(&m, idx), usize::MAX);
+        }
+        assert_eq!(
+            last,
+            Accepted::New {
+                complete: false,
+                window_done: true
+            }
+        );
+        assert_eq!(wanted(&mut t, 3000), (2048..2999).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn changed_or_oversized_total_aborts() {
+        let m = module(3000);
+        let other = module(2500);
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.accept(&chunk(&m, 0), 1 << 20);
+        assert_eq!(t.accept(&chunk(&other, 1), 1 << 20), Accepted::Abort);
+        let mut small = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        assert_eq!(small.accept(&chunk(&m, 0), 2999), Accepted::Abort);
+        assert_eq!(small.reassembly_bytes(), 0);
+    }
+
+    #[test]
+    fn geometry_is_checked() {
+        let m = module(3000);
+        assert!(geometry_ok(&chunk(&m, 2)));
+        let short = CodeChunk {
+            bytes: &m[..10],
+            ..chunk(&m, 0)
+        };
+        let unaligned = CodeChunk {
+            offset: 3,
+            ..chunk(&m, 0)
+        };
+        let past_end = CodeChunk {
+            offset: 3072,
+            bytes: &[],
+            ..chunk(&m, 0)
+        };
+        let empty = CodeChunk {
+            total_len: 0,
+            bytes: &[],
+            ..chunk(&m, 0)
+        };
+        for bad in [short, unaligned, past_end, empty] {
+            assert!(!geometry_ok(&bad), "{bad:?}");
+        }
+    }
+}

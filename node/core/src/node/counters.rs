@@ -1,0 +1,162 @@
+//! Node and per-protocol counters. Every drop has a reason and a counter.
+
+use std::collections::BTreeMap;
+
+use ants_wire::CapsuleType;
+
+/// Why a datagram or capsule was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// Not a valid ANTS message (bad magic, version, kind, lengths…).
+    Malformed,
+    /// Header + payload larger than the node's `max_capsule_bytes`.
+    TooLarge,
+    /// The code is loading and the pending queue is full (or the type is refused).
+    PendingRefused,
+    /// The code could not be loaded in time (timeout, nacks, mismatches, invalid module).
+    CodeUnavailable,
+    /// The capsule trapped.
+    Trapped,
+    /// `route_for_node` found no route.
+    NoRoute,
+    /// The resource budget was used up.
+    ResourceExhausted,
+    /// The next hop is not a configured neighbour (a route via a non-neighbour).
+    NoNeighbour,
+    /// The outgoing queue was full.
+    TxQueueFull,
+    /// The app delivery queue was full.
+    DeliveryQueueFull,
+}
+
+impl DropReason {
+    /// All reasons, for reports.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::TooLarge,
+        DropReason::PendingRefused,
+        DropReason::CodeUnavailable,
+        DropReason::Trapped,
+        DropReason::NoRoute,
+        DropReason::ResourceExhausted,
+        DropReason::NoNeighbour,
+        DropReason::TxQueueFull,
+        DropReason::DeliveryQueueFull,
+    ];
+
+    /// Kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::TooLarge => "too-large",
+            DropReason::PendingRefused => "pending-refused",
+            DropReason::CodeUnavailable => "code-unavailable",
+            DropReason::Trapped => "trapped",
+            DropReason::NoRoute => "no-route",
+            DropReason::ResourceExhausted => "resource-exhausted",
+            DropReason::NoNeighbour => "no-neighbour",
+            DropReason::TxQueueFull => "tx-queue-full",
+            DropReason::DeliveryQueueFull => "delivery-queue-full",
+        }
+    }
+}
+
+/// Counters of one protocol (capsule type) on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtocolCounters {
+    /// Executions.
+    pub runs: u64,
+    /// Fuel consumed in total.
+    pub fuel: u64,
+    /// Executions that trapped.
+    pub traps: u64,
+    /// Executions whose entry returned non-zero.
+    pub errors: u64,
+    /// Copies sent.
+    pub sent: u64,
+    /// Deliveries to local apps.
+    pub delivered: u64,
+    /// Host calls refused by per-execution limits.
+    pub limit_hits: u64,
+}
+
+/// Counters of the whole node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Datagrams handed to the node.
+    pub datagrams_in: u64,
+    /// Capsules received (valid).
+    pub capsules_in: u64,
+    /// Capsules injected by local apps.
+    pub injected: u64,
+    /// Capsules held while their code loads.
+    pub held: u64,
+    /// Capsules run.
+    pub runs: u64,
+    /// Capsules sent (copies).
+    pub sent: u64,
+    /// Deliveries queued for apps.
+    pub delivered: u64,
+    /// Code-transfer messages received.
+    pub code_messages_in: u64,
+    /// Modules verified and handed to the compiler.
+    pub modules_verified: u64,
+    /// Modules compiled and installed.
+    pub modules_installed: u64,
+    /// Modules rejected by the executor.
+    pub modules_rejected: u64,
+    /// Drops by reason.
+    pub drops: BTreeMap<DropReason, u64>,
+}
+
+impl NodeCounters {
+    pub(crate) fn drop(&mut self, reason: DropReason, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
+    }
+
+    /// Drops for one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+/// Per-protocol counters, bounded: past `max` protocols, new ones are folded into one
+/// "other" bucket so a flood of random types cannot grow the map.
+#[derive(Debug, Clone)]
+pub struct ProtocolTable {
+    by_type: BTreeMap<CapsuleType, ProtocolCounters>,
+    other: ProtocolCounters,
+    max: usize,
+}
+
+impl ProtocolTable {
+    pub(crate) fn new(max: usize) -> Self {
+        ProtocolTable {
+            by_type: BTreeMap::new(),
+            other: ProtocolCounters::default(),
+            max,
+        }
+    }
+
+    pub(crate) fn entry(&mut self, ty: CapsuleType) -> &mut ProtocolCounters {
+        if !self.by_type.contains_key(&ty) && self.by_type.len() >= self.max {
+            return &mut self.other;
+        }
+        self.by_type.entry(ty).or_default()
+    }
+
+    /// Counters of `ty`, if tracked.
+    pub fn get(&self, ty: &CapsuleType) -> Option<&ProtocolCounters> {
+        self.by_type.get(ty)
+    }
+
+    /// Every tracked protocol, in type order.
+    pub fn iter(&self) -> impl Iterator<Item = (&CapsuleType, &ProtocolCounters)> {
+        self.by_type.iter()
+    }
+
+    /// The bucket of protocols past the table's bound.
+    pub fn other(&self) -> &ProtocolCounters {
+        &self.other
+    }
+}

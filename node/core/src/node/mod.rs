@@ -1,0 +1,664 @@
+//! [`Node`]: the sans-IO state machine of one active node.
+//!
+//! Inputs, each with `now` passed in: [`Node::handle_datagram`] (from a peer),
+//! [`Node::handle_timeout`], app requests ([`Node::register_app`], [`Node::inject`]) and
+//! [`Node::module_ready`] (the driver finished compiling a module the node asked for).
+//! Outputs: datagrams ([`Node::drain_transmits`]), app deliveries ([`Node::poll_delivery`]),
+//! events ([`Node::poll_event`], e.g. "compile this module"), and the next deadline
+//! ([`Node::poll_timeout`]).
+//!
+//! The node holds the neighbour table, the routing table, the soft-store, the code cache,
+//! the code loader with its pending capsules, and counters. Capsule code runs through an
+//! [`Executor`] passed into each call, so the same core serves the UDP daemon, router mode
+//! and the simulator. `P` is the underlay peer identity (a `SocketAddr`, an IPv4 address, a
+//! simulated node index).
+
+mod counters;
+mod env;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ants_soft_store::{Config as StoreConfig, SoftStore};
+use ants_wire::abi::LogLevel;
+use ants_wire::message::Kind;
+use ants_wire::{
+    Address, CapsulePacket, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest,
+    Prefix as WirePrefix,
+};
+use sha2::{Digest, Sha256};
+
+pub use counters::{DropReason, NodeCounters, ProtocolCounters, ProtocolTable};
+
+use crate::code_cache::CodeCache;
+use crate::loader::{Admit, CodeLoader, LoaderConfig, LoaderCounters, LoaderEvent};
+use crate::{
+    CapsuleState, Effects, Execution, Executor, HostLimits, LoadError, Prefix, RunResult,
+    TrapReason,
+};
+use env::Env;
+use tx::TxQueue;
+
+/// Everything a node is configured with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig<P> {
+    /// This node's active address.
+    pub address: Address,
+    /// Neighbours: active address and underlay endpoint.
+    pub neighbours: Vec<(Address, P)>,
+    /// Static routes: destination prefix → next hop (must be a neighbour's address).
+    pub routes: Vec<(Prefix, Address)>,
+    /// Seed of the capsule-visible random generator.
+    pub seed: u64,
+    /// Per-execution host limits.
+    pub host: HostLimits,
+    /// Soft-store limits.
+    pub store: StoreConfig,
+    /// Code loading limits and policy.
+    pub loader: LoaderConfig,
+    /// Bytes of verified module code kept (LRU); this is what the node can serve.
+    pub code_cache_bytes: usize,
+    /// Largest header + payload accepted from the network or an app.
+    pub max_capsule_bytes: usize,
+    /// Outgoing datagrams queued between drains.
+    pub max_tx_datagrams: usize,
+    /// App deliveries queued between polls.
+    pub max_deliveries: usize,
+    /// Events queued between polls (capsule log lines beyond it are dropped and counted).
+    pub max_events: usize,
+    /// Protocols with their own counters (the rest share one bucket).
+    pub max_protocols: usize,
+}
+
+impl<P> NodeConfig<P> {
+    /// Defaults for everything but the address.
+    pub fn new(address: Address) -> Self {
+        NodeConfig {
+            address,
+            neighbours: Vec::new(),
+            routes: Vec::new(),
+            seed: u64::from_be_bytes(address.0[8..].try_into().unwrap_or([0; 8])),
+            host: HostLimits::default(),
+            store: StoreConfig::default(),
+            loader: LoaderConfig::default(),
+            code_cache_bytes: 64 << 20,
+            max_capsule_bytes: 16 << 10,
+            max_tx_datagrams: 8192,
+            max_deliveries: 4096,
+            max_events: 4096,
+            max_protocols: 1024,
+        }
+    }
+}
+
+/// Something the driver should act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Compile and install this verified module, then call [`Node::module_ready`].
+    Compile {
+        /// The type.
+        ty: CapsuleType,
+        /// The module bytes (SHA-256 equals `ty`).
+        code: Arc<[u8]>,
+    },
+    /// A capsule logged a line.
+    CapsuleLog {
+        /// The protocol.
+        ty: CapsuleType,
+        /// Level.
+        level: LogLevel,
+        /// Text.
+        text: String,
+    },
+    /// A capsule trapped.
+    Trapped {
+        /// The protocol.
+        ty: CapsuleType,
+        /// Why.
+        reason: TrapReason,
+    },
+    /// Loading a type failed; its held capsules were dropped.
+    CodeFailed {
+        /// The protocol.
+        ty: CapsuleType,
+        /// Why, for logs.
+        reason: String,
+        /// Capsules dropped.
+        dropped: usize,
+    },
+}
+
+/// A capsule for a local app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDelivery {
+    /// The app id.
+    pub app: u32,
+    /// The capsule, wire-encoded (parse with [`CapsuleRepr::parse`]).
+    pub capsule: Vec<u8>,
+    /// Node time of the delivery.
+    pub at: Duration,
+}
+
+/// A capsule an app asks the node to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Injection<'a> {
+    /// The protocol.
+    pub ty: CapsuleType,
+    /// The module, when the app hands it over (needed the first time).
+    pub code: Option<&'a [u8]>,
+    /// Destination.
+    pub dst: Address,
+    /// Resource budget.
+    pub resource: u16,
+    /// Protocol header.
+    pub header: &'a [u8],
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// Why an app's request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// The app id is not registered.
+    #[error("app {0} is not registered")]
+    NotRegistered(u32),
+    /// The module's SHA-256 is not the capsule type.
+    #[error("module hash {found} does not match capsule type {ty}")]
+    HashMismatch {
+        /// Declared type.
+        ty: CapsuleType,
+        /// SHA-256 of the given module.
+        found: CapsuleType,
+    },
+    /// The node has no code for the type and none was given.
+    #[error("unknown capsule type {0} and no code given")]
+    UnknownType(CapsuleType),
+    /// Header + payload over the node's limit.
+    #[error("capsule data of {size} bytes exceeds the node's {max}-byte limit")]
+    TooLarge {
+        /// Header + payload bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The module is still compiling and the capsules waiting for it fill the queue.
+    #[error("type {0} is still compiling and its waiting queue is full; retry shortly")]
+    Busy(CapsuleType),
+    /// The module is larger than the code cache can hold.
+    #[error("module does not fit in the code cache")]
+    CodeTooLarge,
+}
+
+/// Capsules waiting for a module that is being compiled from the local code cache.
+type Compiling<P> = BTreeMap<CapsuleType, Vec<(Option<P>, Vec<u8>)>>;
+
+/// One active node. See the module documentation.
+#[derive(Debug)]
+pub struct Node<P> {
+    env: Env<P>,
+    endpoints: HashMap<P, Address>,
+    loader: CodeLoader<P>,
+    code: CodeCache,
+    compiling: Compiling<P>,
+    state: CapsuleState,
+    effects: Effects,
+    limits: HostLimits,
+    tx: TxQueue<P>,
+    deliveries: VecDeque<AppDelivery>,
+    events: VecDeque<Event>,
+    counters: NodeCounters,
+    protocols: ProtocolTable,
+    max_capsule_bytes: usize,
+    max_pending_per_type: usize,
+    max_deliveries: usize,
+    max_events: usize,
+}
+
+impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
+    /// A node from its configuration. Routes whose next hop is not a neighbour are kept;
+    /// capsules sent along them are dropped as [`DropReason::NoNeighbour`].
+    pub fn new(config: NodeConfig<P>) -> Self {
+        let mut env = Env::new(config.address, config.seed, SoftStore::new(config.store));
+        let mut endpoints = HashMap::new();
+        for (addr, ep) in &config.neighbours {
+            env.neighbours.insert(*addr, *ep);
+            endpoints.insert(*ep, *addr);
+        }
+        for (prefix, via) in &config.routes {
+            env.routes.insert(*prefix, *via);
+        }
+        Node {
+            env,
+            endpoints,
+            max_pending_per_type: config.loader.max_pending_per_type,
+            loader: CodeLoader::new(config.loader),
+            code: CodeCache::new(config.code_cache_bytes),
+            compiling: BTreeMap::new(),
+            state: CapsuleState::default(),
+            effects: Effects::default(),
+            limits: config.host,
+            tx: TxQueue::new(config.max_tx_datagrams, config.max_tx_datagrams * 2048),
+            deliveries: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: NodeCounters::default(),
+            protocols: ProtocolTable::new(config.max_protocols),
+            max_capsule_bytes: config.max_capsule_bytes,
+            max_deliveries: config.max_deliveries,
+            max_events: config.max_events,
+        }
+    }
+
+    /// This node's active address.
+    pub fn address(&self) -> Address {
+        self.env.address
+    }
+
+    fn tick(&mut self, now: Duration) {
+        self.env.now = self.env.now.max(now);
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Duration,
+        from: P,
+        data: &[u8],
+        exec: &mut dyn Executor,
+    ) {
+        self.tick(now);
+        self.counters.datagrams_in += 1;
+        let now = self.env.now;
+        let kind = match WirePrefix::parse(data) {
+            Ok(p) => p.kind,
+            Err(_) => return self.counters.drop(DropReason::Malformed, 1),
+        };
+        if kind != Kind::Capsule {
+            self.counters.code_messages_in += 1;
+        }
+        let ok = match kind {
+            Kind::Capsule => {
+                self.handle_capsule(Some(from), data, exec);
+                true
+            }
+            Kind::CodeRequest => CodeRequest::parse(data).is_ok_and(|req| {
+                let trusted = self.endpoints.contains_key(&from);
+                self.loader
+                    .handle_request(now, from, &req, trusted, &mut self.code);
+                true
+            }),
+            Kind::CodeChunk => CodeChunk::parse(data).is_ok_and(|c| {
+                self.loader.handle_chunk(now, from, &c);
+                true
+            }),
+            Kind::CodeNack => CodeNack::parse(data).is_ok_and(|n| {
+                self.loader.handle_nack(now, from, &n);
+                true
+            }),
+        };
+        if !ok {
+            self.counters.drop(DropReason::Malformed, 1);
+        }
+        self.pump_loader();
+    }
+
+    fn handle_capsule(&mut self, from: Option<P>, data: &[u8], exec: &mut dyn Executor) {
+        let Ok(pkt) = CapsulePacket::new_checked(data) else {
+            return self.counters.drop(DropReason::Malformed, 1);
+        };
+        if pkt.header().len() + pkt.payload().len() > self.max_capsule_bytes {
+            return self.counters.drop(DropReason::TooLarge, 1);
+        }
+        self.counters.capsules_in += 1;
+        let ty = pkt.capsule_type();
+        if exec.is_loaded(&ty) {
+            return self.run(&pkt.repr(), exec);
+        }
+        self.hold(ty, from, data);
+    }
+
+    /// Keep a capsule until its code is installed: compile from the code cache if we have
+    /// the bytes, else fetch them from the previous hop. `false` if it was dropped (counted).
+    fn hold(&mut self, ty: CapsuleType, from: Option<P>, data: &[u8]) -> bool {
+        let held = if let Some(waiting) = self.compiling.get_mut(&ty) {
+            let room = waiting.len() < self.max_pending_per_type;
+            if room {
+                waiting.push((from, data.to_vec()));
+            }
+            room
+        } else if let Some(code) = self.code.get(&ty).cloned() {
+            self.compiling.insert(ty, vec![(from, data.to_vec())]);
+            self.push_event(Event::Compile { ty, code });
+            true
+        } else if let Some(from) = from {
+            matches!(
+                self.loader.hold(self.env.now, ty, from, data.to_vec()),
+                Admit::Held
+            )
+        } else {
+            false
+        };
+        if held {
+            self.counters.held += 1;
+        } else {
+            self.counters.drop(DropReason::PendingRefused, 1);
+        }
+        held
+    }
+
+    /// Run one capsule whose type is loaded, and turn its effects into outputs.
+    fn run(&mut self, capsule: &CapsuleRepr<'_>, exec: &mut dyn Executor) {
+        let ty = capsule.capsule_type;
+        self.state.load(capsule);
+        let report = exec.run(&mut Execution {
+            capsule: &mut self.state,
+            env: &mut self.env,
+            effects: &mut self.effects,
+            limits: &self.limits,
+        });
+        self.counters.runs += 1;
+        let stats = self.protocols.entry(ty);
+        stats.runs += 1;
+        stats.fuel += report.fuel_used;
+        stats.limit_hits += u64::from(self.effects.limit_hits);
+        match report.result {
+            RunResult::Returned(0) => {}
+            RunResult::Returned(_) => stats.errors += 1,
+            RunResult::Trapped(reason) => {
+                stats.traps += 1;
+                self.counters.drop(DropReason::Trapped, 1);
+                self.push_event(Event::Trapped { ty, reason });
+            }
+            RunResult::NotLoaded => self.counters.drop(DropReason::CodeUnavailable, 1),
+        }
+        self.counters
+            .drop(DropReason::NoRoute, u64::from(self.effects.no_route));
+        self.counters.drop(
+            DropReason::ResourceExhausted,
+            u64::from(self.effects.resource_refusals),
+        );
+        self.flush_effects(ty);
+    }
+
+    fn flush_effects(&mut self, ty: CapsuleType) {
+        let now = self.env.now;
+        let me = self.env.address;
+        let (mut sent, mut delivered) = (0u64, 0u64);
+        for send in &self.effects.sends {
+            let Some(&to) = self.env.neighbours.get(&send.next_hop) else {
+                self.counters.drop(DropReason::NoNeighbour, 1);
+                continue;
+            };
+            let repr = self.effects.send_repr(send, &self.state, me);
+            if self
+                .tx
+                .push_with(to, repr.buffer_len(), |buf| repr.emit(buf))
+            {
+                sent += 1;
+                self.loader.note_sent(now, ty, to);
+            } else {
+                self.counters.drop(DropReason::TxQueueFull, 1);
+            }
+        }
+        for d in &self.effects.deliveries {
+            if self.deliveries.len() >= self.max_deliveries {
+                self.counters.drop(DropReason::DeliveryQueueFull, 1);
+                continue;
+            }
+            let repr = self.effects.delivery_repr(d, &self.state);
+            let mut capsule = vec![0u8; repr.buffer_len()];
+            if repr.emit(&mut capsule).is_ok() {
+                delivered += 1;
+                self.deliveries.push_back(AppDelivery {
+                    app: d.app,
+                    capsule,
+                    at: now,
+                });
+            }
+        }
+        for line in &self.effects.logs {
+            if self.events.len() < self.max_events {
+                self.events.push_back(Event::CapsuleLog {
+                    ty,
+                    level: line.level,
+                    text: self.effects.log_text(line).to_string(),
+                });
+            }
+        }
+        self.counters.sent += sent;
+        self.counters.delivered += delivered;
+        let stats = self.protocols.entry(ty);
+        stats.sent += sent;
+        stats.delivered += delivered;
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() < self.max_events {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Move the loader's outputs into the node's.
+    fn pump_loader(&mut self) {
+        while let Some((to, bytes)) = self.loader.poll_transmit() {
+            if !self.tx.push(to, &bytes) {
+                self.counters.drop(DropReason::TxQueueFull, 1);
+            }
+        }
+        while let Some(ev) = self.loader.poll_event() {
+            match ev {
+                LoaderEvent::Verified { ty, code } => {
+                    self.counters.modules_verified += 1;
+                    // A module larger than the whole code cache still runs here; it just
+                    // cannot be served downstream (the cache counts the refusal).
+                    let _ = self.code.insert(ty, code.clone());
+                    self.push_event(Event::Compile { ty, code });
+                }
+                LoaderEvent::Failed {
+                    ty,
+                    reason,
+                    dropped,
+                } => {
+                    self.counters
+                        .drop(DropReason::CodeUnavailable, dropped as u64);
+                    self.push_event(Event::CodeFailed {
+                        ty,
+                        reason: format!("{reason:?}"),
+                        dropped,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The driver compiled (or failed to compile) a module asked for by
+    /// [`Event::Compile`]. On success the capsules held for it run now, in arrival order.
+    pub fn module_ready(
+        &mut self,
+        now: Duration,
+        ty: CapsuleType,
+        result: Result<(), LoadError>,
+        exec: &mut dyn Executor,
+    ) {
+        self.tick(now);
+        let mut held: Vec<Vec<u8>> = self
+            .loader
+            .take_held(&ty)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        held.extend(
+            self.compiling
+                .remove(&ty)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, c)| c),
+        );
+        match result {
+            Ok(()) => {
+                self.counters.modules_installed += 1;
+                for c in &held {
+                    match CapsuleRepr::parse(c) {
+                        Ok(repr) => self.run(&repr, exec),
+                        Err(_) => self.counters.drop(DropReason::Malformed, 1),
+                    }
+                }
+            }
+            Err(e) => {
+                self.counters.modules_rejected += 1;
+                self.loader.compile_failed(self.env.now, &ty);
+                self.code.remove(&ty);
+                self.counters
+                    .drop(DropReason::CodeUnavailable, held.len() as u64);
+                self.push_event(Event::CodeFailed {
+                    ty,
+                    reason: e.to_string(),
+                    dropped: held.len(),
+                });
+            }
+        }
+        self.pump_loader();
+    }
+
+    /// Put verified module bytes in the code cache (e.g. persisted ones at start-up) so the
+    /// node can serve them. The caller installs the compiled module in the executor.
+    pub fn add_code(&mut self, ty: CapsuleType, code: Arc<[u8]>) -> bool {
+        if CapsuleType(Sha256::digest(&code).into()) != ty {
+            return false;
+        }
+        self.code.insert(ty, code).is_ok()
+    }
+
+    /// Timers: code-request retries and timeouts, soft-store expiry.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.tick(now);
+        self.loader.handle_timeout(self.env.now);
+        self.env.store.expire(self.env.now);
+        self.pump_loader();
+    }
+
+    /// When [`Node::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.loader.poll_timeout(), self.env.store.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Register a local app id; `false` if it already is.
+    pub fn register_app(&mut self, app: u32) -> bool {
+        self.env.apps.insert(app)
+    }
+
+    /// Unregister a local app id.
+    pub fn unregister_app(&mut self, app: u32) {
+        self.env.apps.remove(&app);
+    }
+
+    /// An app sends a capsule from this node (`src` = this node, `prev` = `::`).
+    pub fn inject(
+        &mut self,
+        now: Duration,
+        app: u32,
+        inj: Injection<'_>,
+        exec: &mut dyn Executor,
+    ) -> Result<(), InjectError> {
+        self.tick(now);
+        if !self.env.apps.contains(&app) {
+            return Err(InjectError::NotRegistered(app));
+        }
+        let size = inj.header.len() + inj.payload.len();
+        if size > self.max_capsule_bytes {
+            return Err(InjectError::TooLarge {
+                size,
+                max: self.max_capsule_bytes,
+            });
+        }
+        if let Some(code) = inj.code {
+            let found = CapsuleType(Sha256::digest(code).into());
+            if found != inj.ty {
+                return Err(InjectError::HashMismatch { ty: inj.ty, found });
+            }
+            if !self.code.contains(&inj.ty) && !self.add_code(inj.ty, Arc::from(code)) {
+                return Err(InjectError::CodeTooLarge);
+            }
+        }
+        let repr = CapsuleRepr {
+            flags: 0,
+            resource: inj.resource,
+            capsule_type: inj.ty,
+            src: self.env.address,
+            dst: inj.dst,
+            prev: Address::UNSPECIFIED,
+            header: inj.header,
+            payload: inj.payload,
+        };
+        if !exec.is_loaded(&inj.ty)
+            && !self.code.contains(&inj.ty)
+            && !self.compiling.contains_key(&inj.ty)
+        {
+            return Err(InjectError::UnknownType(inj.ty));
+        }
+        self.counters.injected += 1;
+        if exec.is_loaded(&inj.ty) {
+            self.run(&repr, exec);
+        } else {
+            let mut bytes = vec![0u8; repr.buffer_len()];
+            if repr.emit(&mut bytes).is_err() || !self.hold(inj.ty, None, &bytes) {
+                return Err(InjectError::Busy(inj.ty));
+            }
+        }
+        self.pump_loader();
+        Ok(())
+    }
+
+    /// Hand every queued datagram to `f` (`to`, bytes) and empty the queue.
+    pub fn drain_transmits(&mut self, f: impl FnMut(P, &[u8])) {
+        self.tx.drain(f);
+    }
+
+    /// Datagrams queued.
+    pub fn pending_transmits(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The next capsule for a local app.
+    pub fn poll_delivery(&mut self) -> Option<AppDelivery> {
+        self.deliveries.pop_front()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Node counters.
+    pub fn counters(&self) -> &NodeCounters {
+        &self.counters
+    }
+
+    /// Per-protocol counters.
+    pub fn protocols(&self) -> &ProtocolTable {
+        &self.protocols
+    }
+
+    /// Code loader counters.
+    pub fn loader_counters(&self) -> &LoaderCounters {
+        self.loader.counters()
+    }
+
+    /// The code cache (modules this node can serve).
+    pub fn code_cache(&self) -> &CodeCache {
+        &self.code
+    }
+
+    /// The soft-store.
+    pub fn store(&self) -> &SoftStore<[u8; 32]> {
+        &self.env.store
+    }
+}

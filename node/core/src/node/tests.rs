@@ -1,0 +1,288 @@
+//! Multi-node tests of the core with virtual time and a native stand-in executor: demand
+//! loading hop by hop, liars, loss, spoofed requests — without sockets or wasm.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use ants_wire::{Address, CapsuleType};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::RunReport;
+
+/// Runs the `forward` protocol natively for every type it has "loaded".
+#[derive(Debug, Default)]
+struct NativeForward {
+    loaded: BTreeSet<CapsuleType>,
+}
+
+impl Executor for NativeForward {
+    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError> {
+        if !code.starts_with(b"\0asm") {
+            return Err(LoadError::Invalid("not wasm".into()));
+        }
+        let ty = CapsuleType(Sha256::digest(code).into());
+        self.loaded.insert(ty);
+        Ok(ty)
+    }
+    fn is_loaded(&self, ty: &CapsuleType) -> bool {
+        self.loaded.contains(ty)
+    }
+    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
+        e.effects.clear();
+        let result = if !self.loaded.contains(&e.capsule.capsule_type) {
+            RunResult::NotLoaded
+        } else {
+            let dst = e.capsule.dst;
+            let code = if dst == e.env.address() {
+                e.deliver_to_app(0)
+            } else {
+                e.route_for_node(dst.0)
+            };
+            RunResult::Returned(code.min(0))
+        };
+        RunReport {
+            result,
+            fuel_used: 10,
+        }
+    }
+}
+
+fn addr(i: u8) -> Address {
+    Address::from_ipv4(std::net::Ipv4Addr::new(198, 18, 0, i + 1))
+}
+
+/// A module of `len` bytes that "is wasm" for [`NativeForward`].
+fn module(len: usize, salt: u8) -> Vec<u8> {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)));
+    m
+}
+
+struct Net {
+    nodes: Vec<Node<u8>>,
+    execs: Vec<NativeForward>,
+    /// In flight: (deliver at, from, to, bytes).
+    wire: VecDeque<(Duration, u8, u8, Vec<u8>)>,
+    now: Duration,
+    /// Drop this fraction of code messages (seeded).
+    code_loss: f64,
+    rng: u64,
+    /// A node that answers code requests with garbage of the right length.
+    liar: Option<u8>,
+    /// Extra links beyond the line: (a, b).
+    delivered: Vec<(u8, AppDelivery)>,
+}
+
+impl Net {
+    /// A line 0 — 1 — … — n-1, each node routing everything else via its neighbours.
+    fn line(n: u8) -> Net {
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let mut cfg = NodeConfig::new(addr(i));
+            if i > 0 {
+                cfg.neighbours.push((addr(i - 1), i - 1));
+            }
+            if i + 1 < n {
+                cfg.neighbours.push((addr(i + 1), i + 1));
+            }
+            for j in 0..n {
+                if j + 1 < i {
+                    cfg.routes.push((Prefix::host(addr(j)), addr(i - 1)));
+                } else if j > i + 1 {
+                    cfg.routes.push((Prefix::host(addr(j)), addr(i + 1)));
+                }
+            }
+            let mut node = Node::new(cfg);
+            node.register_app(0);
+            nodes.push(node);
+        }
+        Net {
+            execs: (0..n).map(|_| NativeForward::default()).collect(),
+            nodes,
+            wire: VecDeque::new(),
+            now: Duration::from_secs(1000),
+            code_loss: 0.0,
+            rng: 42,
+            liar: None,
+            delivered: Vec::new(),
+        }
+    }
+
+    fn chance(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % 10_000) as f64 / 10_000.0
+    }
+
+    /// Run until nothing is in flight and no timer is due within `horizon`.
+    fn settle(&mut self, horizon: Duration) {
+        let end = self.now + horizon;
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                moved |= self.collect(i as u8);
+            }
+            if moved {
+                continue;
+            }
+            if let Some((at, from, to, bytes)) = self.wire.pop_front() {
+                self.now = self.now.max(at);
+                let n = &mut self.nodes[to as usize];
+                n.handle_datagram(self.now, from, &bytes, &mut self.execs[to as usize]);
+                continue;
+            }
+            let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    for n in &mut self.nodes {
+                        n.handle_timeout(self.now);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Move node `i`'s outputs onto the wire / into the log; `true` if there were any.
+    fn collect(&mut self, i: u8) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        let mut out = Vec::new();
+        self.nodes[i as usize].drain_transmits(|to, b| out.push((to, b.to_vec())));
+        for (to, mut b) in out {
+            moved = true;
+            let code_msg = b.get(3).is_some_and(|k| *k != Kind::Capsule as u8);
+            if code_msg && self.code_loss > 0.0 && self.chance() < self.code_loss {
+                continue;
+            }
+            if self.liar == Some(i) && b.get(3) == Some(&(Kind::CodeChunk as u8)) {
+                // Same length, wrong bytes.
+                if let Some(last) = b.last_mut() {
+                    *last ^= 0xFF;
+                }
+            }
+            self.wire
+                .push_back((now + Duration::from_millis(1), i, to, b));
+        }
+        while let Some(ev) = self.nodes[i as usize].poll_event() {
+            moved = true;
+            if let Event::Compile { ty, code } = ev {
+                let r = self.execs[i as usize].load(&code).map(|_| ());
+                let (node, exec) = (&mut self.nodes[i as usize], &mut self.execs[i as usize]);
+                node.module_ready(now, ty, r, exec);
+            }
+        }
+        while let Some(d) = self.nodes[i as usize].poll_delivery() {
+            moved = true;
+            self.delivered.push((i, d));
+        }
+        moved
+    }
+
+    fn inject(&mut self, at: u8, code: Option<&[u8]>, ty: CapsuleType, dst: u8, payload: &[u8]) {
+        let inj = Injection {
+            ty,
+            code,
+            dst: addr(dst),
+            resource: 64,
+            header: &[],
+            payload,
+        };
+        let (n, e) = (&mut self.nodes[at as usize], &mut self.execs[at as usize]);
+        n.inject(self.now, 0, inj, e).expect("inject");
+    }
+}
+
+fn ty_of(code: &[u8]) -> CapsuleType {
+    CapsuleType(Sha256::digest(code).into())
+}
+
+#[test]
+fn code_is_demand_loaded_hop_by_hop_and_then_cached() {
+    let mut net = Net::line(5);
+    let code = module(5000, 1);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 4, b"first");
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 1, "first capsule reaches the far end");
+    for (i, n) in net.nodes.iter().enumerate() {
+        assert!(n.code_cache().contains(&ty), "node {i} caches the module");
+    }
+    assert!(net.nodes[4].loader_counters().requests_sent >= 1);
+    for k in 0..1000u32 {
+        net.inject(0, None, ty, 4, &k.to_be_bytes());
+    }
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 1001, "no loss once loaded");
+    // Capsules after the first were never held: the code was already there.
+    for n in &net.nodes[1..] {
+        assert_eq!(n.counters().held, 1);
+    }
+}
+
+#[test]
+fn loading_survives_twenty_percent_code_loss() {
+    let mut net = Net::line(5);
+    net.code_loss = 0.2;
+    let code = module(20_000, 2);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 4, b"x");
+    net.settle(Duration::from_secs(30));
+    assert_eq!(net.delivered.len(), 1);
+}
+
+#[test]
+fn a_liar_is_caught_and_nothing_runs_from_its_bytes() {
+    let mut net = Net::line(3);
+    net.liar = Some(1);
+    let code = module(3000, 3);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 2, b"x");
+    net.settle(Duration::from_secs(30));
+    // Node 2's only candidate is the liar: the mismatch is counted and nothing is delivered.
+    assert!(net.nodes[2].loader_counters().hash_mismatches >= 1);
+    assert!(!net.nodes[2].code_cache().contains(&ty));
+    assert!(net.delivered.is_empty());
+}
+
+#[test]
+fn a_spoofed_code_request_gets_no_reply() {
+    let mut net = Net::line(3);
+    let code = module(3000, 4);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 1, b"x"); // node 0 sent ty to node 1 only
+    net.settle(Duration::from_secs(5));
+    let req = ants_wire::CodeRequest {
+        capsule_type: ty,
+        first_chunk: 0,
+        bitmap: &[],
+    };
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.emit(&mut buf).unwrap();
+    // Node 2 is not a neighbour of node 0 and never received ty from it.
+    let before = net.nodes[0].loader_counters().requests_unauthorized;
+    net.nodes[0].handle_datagram(net.now, 2, &buf, &mut net.execs[0]);
+    let mut replies = 0;
+    net.nodes[0].drain_transmits(|_, _| replies += 1);
+    assert_eq!(replies, 0);
+    assert_eq!(
+        net.nodes[0].loader_counters().requests_unauthorized,
+        before + 1
+    );
+}
+
+#[test]
+fn malformed_datagrams_are_counted_drops() {
+    let mut net = Net::line(2);
+    for bad in [
+        &b""[..],
+        b"\xa7\x5c\x01\x01",
+        b"garbage that is long enough to look like something",
+    ] {
+        net.nodes[0].handle_datagram(net.now, 1, bad, &mut net.execs[0]);
+    }
+    assert_eq!(net.nodes[0].counters().drops_of(DropReason::Malformed), 3);
+}

@@ -1,0 +1,164 @@
+//! `ants run`, `ants send`, `ants listen`: run a node, and talk to it as a local app.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ants_app::{AppClient, Inject, format_delivery_json};
+use ants_node::config::Config;
+use ants_wire::{Address, CapsuleType};
+use anyhow::{Context, bail};
+use clap::Args;
+
+/// `ants run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The node's configuration file (see docs/config.md).
+    #[arg(short, long)]
+    config: PathBuf,
+}
+
+impl RunArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let config = Config::load(&self.config)?;
+        ants_node::daemon::run_until_signal(config)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `ants send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The node's app socket ([node] app_socket in its config).
+    #[arg(short, long)]
+    socket: PathBuf,
+    /// The capsule module; handed to the node with the first capsule so it can run and serve it.
+    #[arg(long, required_unless_present = "type_")]
+    code: Option<PathBuf>,
+    /// The capsule type (64 hex digits) when the node already has the code.
+    #[arg(long = "type", id = "type_", conflicts_with = "code")]
+    type_: Option<CapsuleType>,
+    /// Destination active address.
+    #[arg(long)]
+    dst: Address,
+    /// Protocol header as text.
+    #[arg(long, conflicts_with = "header_hex")]
+    header: Option<String>,
+    /// Protocol header as hex.
+    #[arg(long)]
+    header_hex: Option<String>,
+    /// Payload as text.
+    #[arg(long, conflicts_with = "payload_hex")]
+    payload: Option<String>,
+    /// Payload as hex.
+    #[arg(long)]
+    payload_hex: Option<String>,
+    /// Resource budget (sends the capsule and its copies may make).
+    #[arg(long, default_value_t = 64)]
+    resource: u16,
+    /// The app id to register as while sending.
+    #[arg(long, default_value_t = 1000)]
+    app: u32,
+    /// Send this many capsules.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Capsules per second when --count > 1 (0 = as fast as the node acknowledges).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+fn bytes_of(
+    text: &Option<String>,
+    hex_arg: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Vec<u8>> {
+    match (text, hex_arg) {
+        (Some(t), _) => Ok(t.clone().into_bytes()),
+        (None, Some(h)) => {
+            hex::decode(h.trim()).with_context(|| format!("--{what}-hex is not hex"))
+        }
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+impl SendArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let header = bytes_of(&self.header, &self.header_hex, "header")?;
+        let payload = bytes_of(&self.payload, &self.payload_hex, "payload")?;
+        let mut inject = match (&self.code, self.type_) {
+            (Some(path), _) => {
+                let code = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Inject::with_code(code, self.dst, self.resource, header, payload)
+            }
+            (None, Some(ty)) => Inject {
+                capsule_type: ty,
+                code: None,
+                dst: self.dst,
+                resource: self.resource,
+                header,
+                payload,
+            },
+            (None, None) => bail!("give --code FILE or --type HEX"),
+        };
+        let mut client = AppClient::connect(&self.socket, self.app)?;
+        let gap = (self.rate > 0).then(|| Duration::from_secs_f64(1.0 / self.rate as f64));
+        let start = Instant::now();
+        for i in 0..self.count {
+            let ty = client.inject(&inject)?;
+            if i == 0 {
+                println!("sent {ty} from {} to {}", client.node(), self.dst);
+                inject.code = None; // the node has it now
+            }
+            if let Some(gap) = gap {
+                let due = start + gap.mul_f64((i + 1) as f64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        }
+        if self.count > 1 {
+            println!(
+                "sent {} capsules in {:.3} s",
+                self.count,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `ants listen`.
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// The node's app socket ([node] app_socket in its config).
+    #[arg(short, long)]
+    socket: PathBuf,
+    /// The app id to receive deliveries for (`deliver_to_app(id)` in capsule code).
+    #[arg(long, default_value_t = 0)]
+    app: u32,
+    /// Exit after this many deliveries.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this many seconds without a delivery.
+    #[arg(long)]
+    idle_timeout: Option<f64>,
+}
+
+impl ListenArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let mut client = AppClient::connect(&self.socket, self.app)?;
+        eprintln!("listening as app {} on node {}", self.app, client.node());
+        let mut n = 0u64;
+        while self.count.is_none_or(|c| n < c) {
+            let d = match self.idle_timeout {
+                Some(secs) => match client.recv_timeout(Duration::from_secs_f64(secs))? {
+                    Some(d) => d,
+                    None => break,
+                },
+                None => client.recv()?,
+            };
+            println!("{}", format_delivery_json(&d));
+            n += 1;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

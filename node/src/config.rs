@@ -1,0 +1,432 @@
+//! The node's TOML config file (`ants run --config node.toml`), documented key by key in
+//! `docs/config.md`.
+//!
+//! - [`Config`]: the validated config, with typed sections ([`NodeSection`], [`Neighbour`],
+//!   [`RouteEntry`], [`Limits`], [`CodeSection`], [`Fault`]).
+//! - [`Config::load`] / [`Config::parse`]: read and validate; every error is a
+//!   [`ConfigError`] naming the file, the line and the key, e.g.
+//!   `node.toml line 12: [[route]] via = "198.18.0.9": not the address of any [[neighbour]]`.
+//!
+//! Parsing has two steps: serde + `toml` read the file into strings and numbers that keep
+//! their spans (unknown keys and wrong types are rejected there, with their line), then this
+//! module turns them into addresses, prefixes and limits and checks how they fit together.
+
+mod error;
+mod limits;
+mod raw;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ants_core::Prefix;
+use ants_wire::{Address, CapsuleType};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+pub use error::ConfigError;
+pub use limits::Limits;
+use raw::{RawCode, RawConfig, RawFault, RawNeighbour, RawNode, RawRoute};
+
+/// Largest `max_capsule_bytes`: header + payload must fit one UDP datagram (65,507 bytes over
+/// IPv4) together with the fixed capsule header.
+pub const MAX_CAPSULE_BYTES: usize = 65_507 - ants_wire::capsule::FIXED_LEN;
+
+/// Longest Unix socket path (`sun_path` holds 108 bytes including the terminating NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// A validated node config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[node]`: who this node is and where it listens.
+    pub node: NodeSection,
+    /// `[[neighbour]]`: the directly reachable active nodes.
+    pub neighbours: Vec<Neighbour>,
+    /// `[[route]]`: static routes (direct neighbours are routes without being listed).
+    pub routes: Vec<RouteEntry>,
+    /// `[limits]`: resource bounds.
+    pub limits: Limits,
+    /// `[code]`: which capsule types the node accepts.
+    pub code: CodeSection,
+    /// `[fault]`: fault injection for tests.
+    pub fault: Fault,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSection {
+    /// This node's active address.
+    pub address: Address,
+    /// The UDP endpoint the node listens on.
+    pub listen: SocketAddr,
+    /// The Unix socket for local apps; `None` = no apps.
+    pub app_socket: Option<PathBuf>,
+    /// Where verified modules and compiled artifacts are kept across restarts; `None` = in
+    /// memory only.
+    pub code_cache_dir: Option<PathBuf>,
+    /// The seed of the node's randomness (as given, or derived from the address).
+    pub seed: u64,
+}
+
+/// `[[neighbour]]`: an active node one overlay hop away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Its active address.
+    pub address: Address,
+    /// Its UDP endpoint.
+    pub endpoint: SocketAddr,
+}
+
+/// `[[route]]`: capsules for `dst` go to the neighbour `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// The destination prefix (a bare address is a host route).
+    pub dst: Prefix,
+    /// The next hop: always the address of a configured neighbour.
+    pub via: Address,
+}
+
+/// `[code]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CodeSection {
+    /// Which capsule types the node loads and runs.
+    pub policy: CodePolicy,
+}
+
+/// Which capsule types a node accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CodePolicy {
+    /// Any type (the default): code is still verified against its hash.
+    #[default]
+    Any,
+    /// Only these types (sorted, without duplicates); others are dropped and counted.
+    AllowList(Vec<CapsuleType>),
+}
+
+impl CodePolicy {
+    /// Whether capsules of type `t` may be loaded and run.
+    pub fn allows(&self, t: &CapsuleType) -> bool {
+        match self {
+            CodePolicy::Any => true,
+            CodePolicy::AllowList(list) => list.binary_search(t).is_ok(),
+        }
+    }
+}
+
+/// `[fault]`: fault injection for tests; off by default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    /// Fraction (0 to 1) of code-transfer messages dropped, sent and received.
+    pub code_loss: f64,
+    /// Seed of the loss pattern (default: the node's seed).
+    pub seed: u64,
+}
+
+impl Config {
+    /// Read and validate the config file at `path`. Relative `app_socket` and
+    /// `code_cache_dir` paths are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        Source::new(&text, &path.display().to_string(), base).config()
+    }
+
+    /// Validate config `text`; `origin` names it in errors (usually the file name). Paths
+    /// are kept as written.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Source::new(text, origin, None).config()
+    }
+}
+
+/// The text being parsed, for turning spans into lines.
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a str,
+    base: Option<&'a Path>,
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+impl<'a> Source<'a> {
+    fn new(text: &'a str, origin: &'a str, base: Option<&'a Path>) -> Self {
+        Source { text, origin, base }
+    }
+
+    fn config(&self) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
+        let node = self.node(&raw.node)?;
+        let neighbours = self.neighbours(&raw.neighbours, &node)?;
+        let routes = self.routes(&raw.routes, &neighbours)?;
+        let limits = self.limits(&raw.limits)?;
+        let code = self.code(&raw.code)?;
+        let fault = self.fault(&raw.fault, node.seed)?;
+        Ok(Config {
+            node,
+            neighbours,
+            routes,
+            limits,
+            code,
+            fault,
+        })
+    }
+
+    fn address(&self, section: &str, field: &str, v: &Spanned<String>) -> Result<Address> {
+        let a: Address = v
+            .get_ref()
+            .trim()
+            .parse()
+            .map_err(|_| self.bad(section, field, v, "expected an IPv4 or IPv6 address"))?;
+        if a.is_unspecified() || a.to_ipv4() == Some(Ipv4Addr::UNSPECIFIED) {
+            return Err(self.bad(
+                section,
+                field,
+                v,
+                "the unspecified address cannot be an active address",
+            ));
+        }
+        Ok(a)
+    }
+
+    fn endpoint(&self, section: &str, field: &str, v: &Spanned<String>) -> Result<SocketAddr> {
+        v.get_ref().trim().parse().map_err(|_| {
+            self.bad(
+                section,
+                field,
+                v,
+                "expected host:port, an IP address and a UDP port (e.g. 127.0.0.1:7001 or [::1]:7001)",
+            )
+        })
+    }
+
+    fn path(&self, field: &str, v: Option<&Spanned<String>>) -> Result<Option<PathBuf>> {
+        let Some(v) = v else { return Ok(None) };
+        if v.get_ref().is_empty() {
+            return Err(self.bad(
+                "[node]",
+                field,
+                v,
+                "must not be empty (leave the key out for none)",
+            ));
+        }
+        let p = PathBuf::from(v.get_ref());
+        Ok(Some(match self.base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        }))
+    }
+
+    fn node(&self, raw: &RawNode) -> Result<NodeSection> {
+        let address = self.address("[node]", "address", &raw.address)?;
+        let listen = self.endpoint("[node]", "listen", &raw.listen)?;
+        let app_socket = self.path("app_socket", raw.app_socket.as_ref())?;
+        if let (Some(p), Some(v)) = (&app_socket, &raw.app_socket) {
+            let len = p.as_os_str().len();
+            if len > MAX_UNIX_PATH {
+                return Err(self.bad(
+                    "[node]",
+                    "app_socket",
+                    v,
+                    format_args!("the path is {len} bytes long; a Unix socket path has at most {MAX_UNIX_PATH}"),
+                ));
+            }
+        }
+        Ok(NodeSection {
+            address,
+            listen,
+            app_socket,
+            code_cache_dir: self.path("code_cache_dir", raw.code_cache_dir.as_ref())?,
+            seed: raw.seed.unwrap_or_else(|| derive_seed(&address)),
+        })
+    }
+
+    fn neighbours(&self, raw: &[RawNeighbour], node: &NodeSection) -> Result<Vec<Neighbour>> {
+        const S: &str = "[[neighbour]]";
+        let mut by_address: HashMap<Address, usize> = HashMap::new();
+        let mut by_endpoint: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for n in raw {
+            let address = self.address(S, "address", &n.address)?;
+            if address == node.address {
+                return Err(self.bad(
+                    S,
+                    "address",
+                    &n.address,
+                    "is this node's own [node] address",
+                ));
+            }
+            if let Some(line) = by_address.insert(address, self.line_of(n.address.span().start)) {
+                return Err(self.bad(
+                    S,
+                    "address",
+                    &n.address,
+                    format_args!("already used by the [[neighbour]] on line {line}"),
+                ));
+            }
+            let endpoint = self.endpoint(S, "endpoint", &n.endpoint)?;
+            if endpoint.ip().is_unspecified() || endpoint.port() == 0 {
+                return Err(self.bad(
+                    S,
+                    "endpoint",
+                    &n.endpoint,
+                    "needs a concrete IP address and a non-zero port",
+                ));
+            }
+            if endpoint == node.listen {
+                return Err(self.bad(
+                    S,
+                    "endpoint",
+                    &n.endpoint,
+                    "is this node's own [node] listen endpoint",
+                ));
+            }
+            if let Some(why) = unreachable_family(node.listen, endpoint) {
+                return Err(self.bad(S, "endpoint", &n.endpoint, why));
+            }
+            if let Some(line) = by_endpoint.insert(endpoint, self.line_of(n.endpoint.span().start))
+            {
+                return Err(self.bad(
+                    S,
+                    "endpoint",
+                    &n.endpoint,
+                    format_args!("already used by the [[neighbour]] on line {line}"),
+                ));
+            }
+            out.push(Neighbour { address, endpoint });
+        }
+        Ok(out)
+    }
+
+    fn routes(&self, raw: &[RawRoute], neighbours: &[Neighbour]) -> Result<Vec<RouteEntry>> {
+        const S: &str = "[[route]]";
+        let mut seen: HashMap<Prefix, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            let dst: Prefix = r.dst.get_ref().trim().parse().map_err(|e| {
+                self.bad(
+                    S,
+                    "dst",
+                    &r.dst,
+                    format_args!("{e} (expected a prefix such as 198.18.0.0/24, or an address)"),
+                )
+            })?;
+            if let Some(line) = seen.insert(dst, self.line_of(r.dst.span().start)) {
+                return Err(self.bad(
+                    S,
+                    "dst",
+                    &r.dst,
+                    format_args!("the [[route]] on line {line} already covers {dst}"),
+                ));
+            }
+            let via = r.via.get_ref().trim().parse::<Address>().ok();
+            let Some(via) = via.filter(|v| neighbours.iter().any(|n| n.address == *v)) else {
+                return Err(self.bad(S, "via", &r.via, "not the address of any [[neighbour]]"));
+            };
+            out.push(RouteEntry { dst, via });
+        }
+        Ok(out)
+    }
+
+    fn code(&self, raw: &RawCode) -> Result<CodeSection> {
+        const S: &str = "[code]";
+        let allow = match &raw.allow {
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|t| {
+                    t.get_ref()
+                        .parse::<CapsuleType>()
+                        .map_err(|e| self.bad(S, "allow", t, e))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let policy = match raw.policy.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "any")) => {
+                if let Some(list) = raw.allow.as_ref().filter(|l| !l.get_ref().is_empty()) {
+                    return Err(self.invalid(
+                        list.span(),
+                        S,
+                        "allow",
+                        format_args!("[...{} types]", list.get_ref().len()),
+                        "only used with policy = \"allow-list\" (the policy is \"any\")",
+                    ));
+                }
+                CodePolicy::Any
+            }
+            Some((p, "allow-list")) => {
+                if allow.is_empty() {
+                    return Err(self.bad(
+                        S,
+                        "policy",
+                        p,
+                        "needs at least one type in [code] allow (64 hex digits each)",
+                    ));
+                }
+                let mut allow = allow;
+                allow.sort_unstable();
+                allow.dedup();
+                CodePolicy::AllowList(allow)
+            }
+            Some((p, _)) => {
+                return Err(self.bad(S, "policy", p, "expected \"any\" or \"allow-list\""));
+            }
+        };
+        Ok(CodeSection { policy })
+    }
+
+    fn fault(&self, raw: &RawFault, node_seed: u64) -> Result<Fault> {
+        let code_loss = match &raw.code_loss {
+            None => 0.0,
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    "[fault]",
+                    "code_loss",
+                    v.get_ref(),
+                    "must be between 0 and 1",
+                ));
+            }
+        };
+        Ok(Fault {
+            code_loss,
+            seed: raw.seed.unwrap_or(node_seed),
+        })
+    }
+}
+
+/// Why a socket bound to `listen` cannot send to `endpoint`, if it cannot.
+fn unreachable_family(listen: SocketAddr, endpoint: SocketAddr) -> Option<String> {
+    let mapped = |a: &SocketAddr| match a {
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+        SocketAddr::V4(_) => true,
+    };
+    let reachable = match listen {
+        SocketAddr::V4(_) => mapped(&endpoint),
+        SocketAddr::V6(v6) => endpoint.is_ipv6() || v6.ip().is_unspecified(),
+    };
+    (!reachable).then(|| {
+        format!(
+            "cannot be reached from [node] listen = \"{listen}\"; listen on [::]:{} to reach IPv4 and IPv6 endpoints",
+            listen.port()
+        )
+    })
+}
+
+/// A seed for a node that names none: the first 8 bytes of SHA-256 over a label and the
+/// address, so nodes differ and a restart keeps its seed.
+fn derive_seed(address: &Address) -> u64 {
+    let mut h = Sha256::new();
+    h.update(b"ants node seed v1");
+    h.update(address.octets());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests;

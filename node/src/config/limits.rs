@@ -1,0 +1,253 @@
+//! [`Limits`]: the `[limits]` section, its defaults and its range checks.
+
+use toml::Spanned;
+
+use super::raw::RawLimits;
+use super::{MAX_CAPSULE_BYTES, Result, Source};
+
+/// `[limits]`: every resource bound of the node. [`Default`] gives the library defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per capsule execution.
+    pub fuel: u64,
+    /// Largest linear memory of an instance, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest module accepted, in bytes.
+    pub max_module_bytes: usize,
+    /// Compiled modules kept in memory.
+    pub max_modules: usize,
+    /// Copies one execution may send.
+    pub max_sends: usize,
+    /// App deliveries one execution may make.
+    pub max_deliveries: usize,
+    /// Largest capsule protocol header + payload, in bytes.
+    pub max_capsule_bytes: usize,
+    /// Soft-store bytes in total.
+    pub store_bytes: usize,
+    /// Soft-store bytes per protocol.
+    pub store_namespace_bytes: usize,
+    /// Code cache bytes (verified modules).
+    pub code_cache_bytes: usize,
+    /// Capsules held per type while its code loads.
+    pub pending_per_type: usize,
+    /// Capsules held in total while code loads.
+    pub pending_total: usize,
+    /// Code bytes served per peer per second (0 = never serve code).
+    pub serve_bytes_per_sec: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 1_000_000,
+            max_memory_bytes: 4 << 20,
+            max_module_bytes: 1 << 20,
+            max_modules: 256,
+            max_sends: 16,
+            max_deliveries: 4,
+            max_capsule_bytes: 16 << 10,
+            store_bytes: 16 << 20,
+            store_namespace_bytes: 1 << 20,
+            code_cache_bytes: 64 << 20,
+            pending_per_type: 64,
+            pending_total: 1024,
+            serve_bytes_per_sec: 1 << 20,
+        }
+    }
+}
+
+impl Source<'_> {
+    /// `value` or `default`, checked to lie in `min..=max`.
+    pub(super) fn limit(
+        &self,
+        field: &str,
+        value: Option<&Spanned<u64>>,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64> {
+        let Some(v) = value else { return Ok(default) };
+        let n = *v.get_ref();
+        if n < min {
+            return Err(self.invalid(
+                v.span(),
+                "[limits]",
+                field,
+                n,
+                format_args!("must be at least {min}"),
+            ));
+        }
+        if n > max {
+            return Err(self.invalid(
+                v.span(),
+                "[limits]",
+                field,
+                n,
+                format_args!("must be at most {max}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    pub(super) fn limit_usize(
+        &self,
+        field: &str,
+        value: Option<&Spanned<u64>>,
+        default: usize,
+        min: u64,
+        max: u64,
+    ) -> Result<usize> {
+        let max = max.min(usize::MAX as u64);
+        let n = self.limit(field, value, default as u64, min, max)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// `small <= large` for two limits, reported at whichever of them the file sets.
+    pub(super) fn not_above(
+        &self,
+        (small_name, small, small_raw): (&str, usize, Option<&Spanned<u64>>),
+        (large_name, large, large_raw): (&str, usize, Option<&Spanned<u64>>),
+    ) -> Result<()> {
+        if small <= large {
+            return Ok(());
+        }
+        let (field, v) = match (small_raw, large_raw) {
+            (Some(v), _) => (small_name, v),
+            (None, Some(v)) => (large_name, v),
+            // Both defaults: the defaults are consistent, so this cannot happen.
+            (None, None) => return Ok(()),
+        };
+        Err(self.invalid(
+            v.span(),
+            "[limits]",
+            field,
+            v.get_ref(),
+            format_args!("{small_name} ({small}) must not exceed {large_name} ({large})"),
+        ))
+    }
+
+    pub(super) fn limits(&self, raw: &RawLimits) -> Result<Limits> {
+        let d = Limits::default();
+        let max_module = u64::from(ants_wire::code::MAX_MODULE_LEN);
+        let limits = Limits {
+            fuel: self.limit("fuel", raw.fuel.as_ref(), d.fuel, 1, u64::MAX)?,
+            max_memory_bytes: self.limit_usize(
+                "max_memory_bytes",
+                raw.max_memory_bytes.as_ref(),
+                d.max_memory_bytes,
+                64 << 10,
+                4 << 30,
+            )?,
+            max_module_bytes: self.limit_usize(
+                "max_module_bytes",
+                raw.max_module_bytes.as_ref(),
+                d.max_module_bytes,
+                8,
+                max_module,
+            )?,
+            max_modules: self.limit_usize(
+                "max_modules",
+                raw.max_modules.as_ref(),
+                d.max_modules,
+                1,
+                u64::MAX,
+            )?,
+            max_sends: self.limit_usize(
+                "max_sends",
+                raw.max_sends.as_ref(),
+                d.max_sends,
+                0,
+                u64::MAX,
+            )?,
+            max_deliveries: self.limit_usize(
+                "max_deliveries",
+                raw.max_deliveries.as_ref(),
+                d.max_deliveries,
+                0,
+                u64::MAX,
+            )?,
+            max_capsule_bytes: self.limit_usize(
+                "max_capsule_bytes",
+                raw.max_capsule_bytes.as_ref(),
+                d.max_capsule_bytes,
+                1,
+                MAX_CAPSULE_BYTES as u64,
+            )?,
+            store_bytes: self.limit_usize(
+                "store_bytes",
+                raw.store_bytes.as_ref(),
+                d.store_bytes,
+                0,
+                u64::MAX,
+            )?,
+            store_namespace_bytes: self.limit_usize(
+                "store_namespace_bytes",
+                raw.store_namespace_bytes.as_ref(),
+                d.store_namespace_bytes,
+                0,
+                u64::MAX,
+            )?,
+            code_cache_bytes: self.limit_usize(
+                "code_cache_bytes",
+                raw.code_cache_bytes.as_ref(),
+                d.code_cache_bytes,
+                1,
+                u64::MAX,
+            )?,
+            pending_per_type: self.limit_usize(
+                "pending_per_type",
+                raw.pending_per_type.as_ref(),
+                d.pending_per_type,
+                0,
+                u64::MAX,
+            )?,
+            pending_total: self.limit_usize(
+                "pending_total",
+                raw.pending_total.as_ref(),
+                d.pending_total,
+                0,
+                u64::MAX,
+            )?,
+            serve_bytes_per_sec: self.limit(
+                "serve_bytes_per_sec",
+                raw.serve_bytes_per_sec.as_ref(),
+                d.serve_bytes_per_sec,
+                0,
+                u64::MAX,
+            )?,
+        };
+        self.not_above(
+            (
+                "store_namespace_bytes",
+                limits.store_namespace_bytes,
+                raw.store_namespace_bytes.as_ref(),
+            ),
+            ("store_bytes", limits.store_bytes, raw.store_bytes.as_ref()),
+        )?;
+        self.not_above(
+            (
+                "max_module_bytes",
+                limits.max_module_bytes,
+                raw.max_module_bytes.as_ref(),
+            ),
+            (
+                "code_cache_bytes",
+                limits.code_cache_bytes,
+                raw.code_cache_bytes.as_ref(),
+            ),
+        )?;
+        self.not_above(
+            (
+                "pending_per_type",
+                limits.pending_per_type,
+                raw.pending_per_type.as_ref(),
+            ),
+            (
+                "pending_total",
+                limits.pending_total,
+                raw.pending_total.as_ref(),
+            ),
+        )?;
+        Ok(limits)
+    }
+}

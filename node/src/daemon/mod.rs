@@ -1,0 +1,558 @@
+//! `ants run`: the UDP overlay daemon. A thin driver around [`ants_core::Node`]:
+//!
+//! - one batched UDP socket ([`crate::udp::BatchSocket`], `recvmmsg`/`sendmmsg`), polled
+//!   through tokio's `AsyncFd`; each wake-up drains at most [`MAX_BATCHES_PER_TURN`] batches
+//!   so timers and apps are served under load;
+//! - modules compiled on tokio's blocking pool (off the forwarding path), installed in the
+//!   executor, persisted in the code cache directory ([`persist`]);
+//! - the local app socket ([`crate::app_server`]);
+//! - optional fault injection: drop a fraction of code-transfer messages (testing aid).
+//!
+//! Everything runs on one current-thread runtime; [`spawn`] runs a node on its own thread
+//! (tests, demos), [`run_until_signal`] until SIGINT/SIGTERM (the CLI).
+
+mod persist;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ants_app::proto::Delivery;
+use ants_core::loader::{CodePolicy as LoaderPolicy, LoaderCounters};
+use ants_core::node::Injection;
+use ants_core::node::{Event, NodeCounters};
+use ants_core::{LoadError, Node, NodeConfig};
+use ants_wire::CapsuleRepr;
+use ants_wire::CapsuleType;
+use ants_wire::abi::LogLevel;
+use anyhow::Context;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, trace, warn};
+
+use crate::app_server::{AppHandle, AppRequest, AppServer};
+use crate::config::{CodePolicy, Config};
+use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig};
+use crate::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};
+
+/// Batches read per wake-up before the loop serves timers, apps and compilations.
+pub const MAX_BATCHES_PER_TURN: usize = 16;
+
+/// A snapshot of a running node's counters.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// The node's active address.
+    pub address: ants_wire::Address,
+    /// Node counters.
+    pub node: NodeCounters,
+    /// Code loader counters.
+    pub loader: LoaderCounters,
+    /// Types in the code cache.
+    pub cached_types: Vec<CapsuleType>,
+    /// Persisted modules installed at start-up, and how many reused their compiled form.
+    pub persisted: (usize, usize),
+    /// Code-transfer messages dropped by fault injection.
+    pub fault_dropped: u64,
+    /// Datagrams the socket layer dropped (send errors, full queue).
+    pub udp_dropped: u64,
+}
+
+/// Wall-clock time as node time.
+fn wall() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The node configuration the core needs, from the file's.
+pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
+    let mut n = NodeConfig::new(cfg.node.address);
+    n.neighbours = cfg
+        .neighbours
+        .iter()
+        .map(|nb| (nb.address, nb.endpoint))
+        .collect();
+    n.routes = cfg.routes.iter().map(|r| (r.dst, r.via)).collect();
+    n.seed = cfg.node.seed;
+    let l = &cfg.limits;
+    n.host.max_sends = l.max_sends;
+    n.host.max_deliveries = l.max_deliveries;
+    n.host.max_capsule_data = l.max_capsule_bytes;
+    n.max_capsule_bytes = l.max_capsule_bytes;
+    n.store.max_bytes = l.store_bytes;
+    n.store.namespace_quota = l.store_namespace_bytes;
+    n.code_cache_bytes = l.code_cache_bytes;
+    n.loader.max_pending_per_type = l.pending_per_type;
+    n.loader.max_pending_total = l.pending_total;
+    n.loader.serve_bytes_per_sec = l.serve_bytes_per_sec;
+    n.loader.max_module_bytes = l.max_module_bytes;
+    n.loader.policy = match &cfg.code.policy {
+        CodePolicy::Any => LoaderPolicy::AcceptAny,
+        CodePolicy::AllowList(types) => LoaderPolicy::AllowList(types.iter().copied().collect()),
+    };
+    n
+}
+
+/// The sandbox limits, from the file's.
+pub fn executor_config(cfg: &Config) -> ExecutorConfig {
+    let l = &cfg.limits;
+    let mut e = ExecutorConfig {
+        fuel: l.fuel,
+        max_memory_bytes: l.max_memory_bytes,
+        max_module_bytes: l.max_module_bytes,
+        max_modules: l.max_modules,
+        ..ExecutorConfig::default()
+    };
+    e.host.max_sends = l.max_sends;
+    e.host.max_deliveries = l.max_deliveries;
+    e.host.max_capsule_data = l.max_capsule_bytes;
+    e
+}
+
+/// Socket settings: datagram slots large enough for the largest capsule the node accepts.
+fn udp_config(cfg: &Config) -> UdpConfig {
+    UdpConfig {
+        max_datagram: (ants_wire::capsule::FIXED_LEN + cfg.limits.max_capsule_bytes).max(2048),
+        ..UdpConfig::default()
+    }
+}
+
+/// A node running on its own thread.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    stats: mpsc::Sender<oneshot::Sender<Stats>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<Stats>>>,
+}
+
+impl DaemonHandle {
+    /// The UDP endpoint the node is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A snapshot of the node's counters (`None` if it has stopped).
+    pub fn stats(&self) -> Option<Stats> {
+        let (tx, rx) = oneshot::channel();
+        self.stats.blocking_send(tx).ok()?;
+        rx.blocking_recv().ok()
+    }
+
+    /// Stop the node and return its final counters.
+    pub fn shutdown(mut self) -> anyhow::Result<Stats> {
+        let _ = self.stop.send(true);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("node thread panicked"),
+            None => anyhow::bail!("node already stopped"),
+        }
+    }
+}
+
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start a node on its own thread; returns once it is bound (or failed to start).
+pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
+    let (stop, stop_rx) = watch::channel(false);
+    let (stats, stats_rx) = mpsc::channel(4);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let name = format!("ants-node-{}", config.node.address);
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the tokio runtime")?;
+        rt.block_on(serve(config, stop_rx, stats_rx, Some(ready_tx)))
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(local)) => Ok(DaemonHandle {
+            local,
+            stop,
+            stats,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => anyhow::bail!("node thread ended before it was ready"),
+        },
+    }
+}
+
+/// Run a node in the foreground until SIGINT or SIGTERM; logs final counters.
+pub fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(async move {
+        let (stop, stop_rx) = watch::channel(false);
+        let (_stats, stats_rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+                () = term => info!("SIGTERM: shutting down"),
+            }
+            let _ = stop.send(true);
+        });
+        let stats = serve(config, stop_rx, stats_rx, None).await?;
+        info!(?stats, "stopped");
+        Ok(())
+    })
+}
+
+type Ready = std::sync::mpsc::Sender<anyhow::Result<SocketAddr>>;
+
+/// Tiny seeded generator for fault injection.
+struct Fault {
+    loss: f64,
+    state: u64,
+    dropped: u64,
+}
+
+impl Fault {
+    /// `true` if this code-transfer message should be dropped.
+    fn drop_code(&mut self, datagram: &[u8]) -> bool {
+        let is_code = datagram
+            .get(3)
+            .is_some_and(|k| *k != ants_wire::Kind::Capsule as u8);
+        if self.loss <= 0.0 || !is_code {
+            return false;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let hit = (self.state % 1_000_000) as f64 / 1_000_000.0 < self.loss;
+        self.dropped += u64::from(hit);
+        hit
+    }
+}
+
+struct Driver {
+    node: Node<SocketAddr>,
+    exec: WasmExecutor,
+    compiler: Compiler,
+    code_dir: Option<std::path::PathBuf>,
+    fault: Fault,
+    compiled_tx: mpsc::UnboundedSender<Compiled>,
+    compiling: std::collections::BTreeSet<CapsuleType>,
+    persisted: (usize, usize),
+    send: SendBatch,
+    /// Datagrams dropped because the socket stayed unwritable.
+    flush_dropped: u64,
+    apps: Option<AppHandle>,
+}
+
+impl Driver {
+    fn stats(&self, udp_dropped: u64) -> Stats {
+        Stats {
+            address: self.node.address(),
+            node: self.node.counters().clone(),
+            loader: self.node.loader_counters().clone(),
+            cached_types: self.node.code_cache().types().copied().collect(),
+            persisted: self.persisted,
+            fault_dropped: self.fault.dropped,
+            udp_dropped,
+        }
+    }
+
+    /// Act on the node's events: start compilations, log capsule lines and failures.
+    fn handle_events(&mut self) {
+        while let Some(ev) = self.node.poll_event() {
+            match ev {
+                Event::Compile { ty, code } => {
+                    if !self.compiling.insert(ty) {
+                        continue;
+                    }
+                    info!(%ty, bytes = code.len(), "code verified; compiling");
+                    let compiler = self.compiler.clone();
+                    let tx = self.compiled_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let r = compiler.compile(&code);
+                        let _ = tx.send((ty, code, r));
+                    });
+                }
+                Event::CapsuleLog { ty, level, text } => match level {
+                    LogLevel::Error => error!(ty = %ty.short(), "capsule: {text}"),
+                    LogLevel::Warn => warn!(ty = %ty.short(), "capsule: {text}"),
+                    LogLevel::Info => info!(ty = %ty.short(), "capsule: {text}"),
+                    LogLevel::Debug => debug!(ty = %ty.short(), "capsule: {text}"),
+                    LogLevel::Trace => trace!(ty = %ty.short(), "capsule: {text}"),
+                },
+                Event::Trapped { ty, reason } => {
+                    debug!(ty = %ty.short(), "capsule trapped: {reason}")
+                }
+                Event::CodeFailed {
+                    ty,
+                    reason,
+                    dropped,
+                } => {
+                    warn!(%ty, dropped, "code loading failed: {reason}")
+                }
+            }
+        }
+    }
+
+    /// A compilation finished: install, persist, release held capsules.
+    fn compiled(&mut self, ty: CapsuleType, code: &[u8], r: Result<CompiledModule, LoadError>) {
+        self.compiling.remove(&ty);
+        let r = r.and_then(|m| {
+            if let Some(dir) = &self.code_dir {
+                persist::store(dir, &self.compiler, code, &m);
+            }
+            self.exec.install(m).map(drop)
+        });
+        match &r {
+            Ok(()) => info!(%ty, "module installed"),
+            Err(e) => warn!(%ty, "module rejected: {e}"),
+        }
+        self.node.module_ready(wall(), ty, r, &mut self.exec);
+    }
+
+    /// An app's request: registration table semantics live in the node.
+    fn app_request(&mut self, req: AppRequest) {
+        match req {
+            AppRequest::Register { app, reply, .. } => {
+                let r = if self.node.register_app(app) {
+                    info!(app, "app registered");
+                    Ok(())
+                } else {
+                    Err(format!("app id {app} is already registered"))
+                };
+                let _ = reply.send(r);
+            }
+            AppRequest::Disconnected { app } => {
+                info!(app, "app disconnected");
+                self.node.unregister_app(app);
+            }
+            AppRequest::Inject { app, inject, reply } => {
+                let inj = Injection {
+                    ty: inject.capsule_type,
+                    code: inject.code.as_deref(),
+                    dst: inject.dst,
+                    resource: inject.resource,
+                    header: &inject.header,
+                    payload: &inject.payload,
+                };
+                let r = self.node.inject(wall(), app, inj, &mut self.exec);
+                let _ = reply.send(r.map(|()| inject.capsule_type).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    /// Hand the node's deliveries to the app server (never blocks; drops are counted there).
+    fn deliver(&mut self) {
+        while let Some(d) = self.node.poll_delivery() {
+            let (Some(apps), Ok(repr)) = (&self.apps, CapsuleRepr::parse(&d.capsule)) else {
+                continue;
+            };
+            let ns = u64::try_from(d.at.as_nanos()).unwrap_or(u64::MAX);
+            apps.deliver(d.app, Delivery::from_repr(&repr, ns));
+        }
+    }
+
+    /// Move the node's datagrams into the send batch (fault injection applies here).
+    fn queue_transmits(&mut self) {
+        let (send, fault) = (&mut self.send, &mut self.fault);
+        self.node.drain_transmits(|to, bytes| {
+            if !fault.drop_code(bytes) {
+                send.push(to, bytes);
+            }
+        });
+    }
+}
+
+async fn serve(
+    cfg: Config,
+    mut stop: watch::Receiver<bool>,
+    mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
+    ready: Option<Ready>,
+) -> anyhow::Result<Stats> {
+    let started = start(&cfg).await;
+    let (mut driver, sock, mut compiled_rx, mut app_rx) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(r) = ready {
+                let _ = r.send(Err(anyhow::anyhow!("{e:#}")));
+                return Err(anyhow::anyhow!("node did not start"));
+            }
+            return Err(e);
+        }
+    };
+    let local = sock.get_ref().local_addr()?;
+    info!(address = %driver.node.address(), %local, "node up");
+    if let Some(r) = ready {
+        let _ = r.send(Ok(local));
+    }
+    let udp_cfg = udp_config(&cfg);
+    let mut recv = RecvBatch::new(&udp_cfg);
+    loop {
+        let sleep = match driver.node.poll_timeout() {
+            Some(at) => at.saturating_sub(wall()),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = sock.readable() => {
+                let mut ready = r?;
+                for _ in 0..MAX_BATCHES_PER_TURN {
+                    match sock.get_ref().recv_batch(&mut recv) {
+                        Ok(0) => {
+                            ready.clear_ready(); // drained: wait for the next datagram
+                            break;
+                        }
+                        Ok(_) => {
+                            let now = wall();
+                            for (from, data) in recv.iter() {
+                                if driver.fault.drop_code(data) {
+                                    continue;
+                                }
+                                driver.node.handle_datagram(now, from, data, &mut driver.exec);
+                            }
+                            driver.queue_transmits();
+                            // Send as we go so a long turn does not overflow the queue.
+                            driver.flush_dropped += flush(&sock, &mut driver.send).await;
+                        }
+                        Err(e) => {
+                            warn!("receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Some((ty, code, r)) = compiled_rx.recv() => driver.compiled(ty, &code, r),
+            () = tokio::time::sleep(sleep) => driver.node.handle_timeout(wall()),
+            Some(reply) = stats_rx.recv() => {
+                let _ = reply.send(driver.stats(driver.send.dropped() + driver.flush_dropped));
+            }
+            Some(req) = recv_app(&mut app_rx) => driver.app_request(req),
+        }
+        driver.handle_events();
+        driver.deliver();
+        driver.queue_transmits();
+        driver.flush_dropped += flush(&sock, &mut driver.send).await;
+    }
+    Ok(driver.stats(driver.send.dropped() + driver.flush_dropped))
+}
+
+/// Send everything queued. If the kernel keeps refusing (buffer full) for a bounded number
+/// of writability waits, the rest is dropped; returns how many datagrams were dropped.
+async fn flush(sock: &AsyncFd<BatchSocket>, batch: &mut SendBatch) -> u64 {
+    for _ in 0..64 {
+        if batch.is_empty() {
+            return 0;
+        }
+        let Ok(mut ready) = sock.writable().await else {
+            break;
+        };
+        match sock.get_ref().send_batch(batch) {
+            Ok(_) if batch.is_empty() => return 0,
+            Ok(_) => ready.clear_ready(), // the kernel buffer is full
+            Err(e) => {
+                warn!("send error: {e}");
+                break;
+            }
+        }
+    }
+    let dropped = batch.len() as u64;
+    batch.clear();
+    dropped
+}
+
+/// The next app request, or never when the node has no app socket.
+async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequest> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A finished compilation: the type, its module bytes, and the compiled module or why not.
+type Compiled = (CapsuleType, Arc<[u8]>, Result<CompiledModule, LoadError>);
+type CompiledRx = mpsc::UnboundedReceiver<Compiled>;
+
+type Started = (
+    Driver,
+    AsyncFd<BatchSocket>,
+    CompiledRx,
+    Option<mpsc::Receiver<AppRequest>>,
+);
+
+async fn start(cfg: &Config) -> anyhow::Result<Started> {
+    let compiler = Compiler::new(executor_config(cfg))
+        .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+    let mut exec = WasmExecutor::new(compiler.clone())
+        .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
+    let mut node = Node::new(node_config(cfg));
+    let mut persisted = (0, 0);
+    if let Some(dir) = &cfg.node.code_cache_dir {
+        persist::prepare(dir).with_context(|| format!("code cache directory {}", dir.display()))?;
+        for p in persist::load_all(dir, &compiler) {
+            node.add_code(p.ty, p.code.clone());
+            if exec.install(p.compiled).is_ok() {
+                persisted.0 += 1;
+                persisted.1 += usize::from(p.reused);
+            }
+        }
+        info!(
+            modules = persisted.0,
+            reused_compiled = persisted.1,
+            "code cache loaded"
+        );
+    }
+    let udp_cfg = udp_config(cfg);
+    let sock = BatchSocket::bind(cfg.node.listen, &udp_cfg)
+        .with_context(|| format!("cannot bind UDP {}", cfg.node.listen))?
+        .into_async_fd()?;
+    let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
+    let (apps, app_rx) = match &cfg.node.app_socket {
+        Some(path) => {
+            let server = AppServer::bind(path)
+                .with_context(|| format!("cannot listen for apps on {}", path.display()))?
+                .with_node_address(cfg.node.address);
+            let (tx, rx) = mpsc::channel(1024);
+            (Some(server.run(tx)), Some(rx))
+        }
+        None => (None, None),
+    };
+    let seed = cfg.fault.seed.max(1);
+    let driver = Driver {
+        node,
+        exec,
+        compiler,
+        code_dir: cfg.node.code_cache_dir.clone(),
+        fault: Fault {
+            loss: cfg.fault.code_loss,
+            state: seed,
+            dropped: 0,
+        },
+        compiled_tx,
+        compiling: Default::default(),
+        persisted,
+        send: SendBatch::new(&udp_cfg),
+        flush_dropped: 0,
+        apps,
+    };
+    Ok((driver, sock, compiled_rx, app_rx))
+}

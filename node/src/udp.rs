@@ -1,0 +1,1070 @@
+//! Batched UDP for the overlay daemon: one `recvmmsg`/`sendmmsg` moves a whole batch of
+//! datagrams, so the forwarding path does not pay a syscall per datagram.
+//!
+//! - [`UdpConfig`]: socket buffer sizes, datagrams per syscall, largest datagram.
+//! - [`BatchSocket`]: a nonblocking UDP socket (IPv4 or IPv6) with
+//!   [`recv_batch`](BatchSocket::recv_batch) and [`send_batch`](BatchSocket::send_batch).
+//! - [`RecvBatch`]: preallocated receive slots, filled by one `recvmmsg`.
+//! - [`SendBatch`]: a bounded queue of outgoing datagrams in one byte arena, drained by
+//!   `sendmmsg`.
+//!
+//! All buffers, iovecs and socket addresses are allocated when a batch is built; after that
+//! no datagram allocates. This module is the only place of the overlay driver with `unsafe`
+//! and Linux-only code (the two syscalls and the `sockaddr` conversions around them).
+//!
+//! # Driving it from tokio
+//!
+//! [`BatchSocket::into_async_fd`] registers the socket with the tokio reactor as a
+//! [`tokio::io::unix::AsyncFd`] (tokio's safe constructor for that is deprecated, so the one
+//! `unsafe` registration lives here). Both calls return `Ok(0)` instead of a `WouldBlock`
+//! error, so clear the readiness yourself when they do:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use ants_node::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig};
+//! use tokio::io::unix::AsyncFd;
+//!
+//! let cfg = UdpConfig::default();
+//! let sock: AsyncFd<BatchSocket> =
+//!     BatchSocket::bind("127.0.0.1:7001".parse().unwrap(), &cfg)?.into_async_fd()?;
+//! let (mut rx, mut tx) = (RecvBatch::new(&cfg), SendBatch::new(&cfg));
+//! loop {
+//!     let mut ready = sock.readable().await?;
+//!     // Bounded work per turn: a few batches, then let the other tasks run.
+//!     for _ in 0..4 {
+//!         if sock.get_ref().recv_batch(&mut rx)? == 0 {
+//!             ready.clear_ready(); // drained: wait for the next datagram
+//!             break;
+//!         }
+//!         for (from, bytes) in rx.iter() {
+//!             tx.push(from, bytes); // e.g. feed the core and queue its transmits
+//!         }
+//!     }
+//!     while !tx.is_empty() {
+//!         let mut ready = sock.writable().await?;
+//!         sock.get_ref().send_batch(&mut tx)?;
+//!         if !tx.is_empty() {
+//!             ready.clear_ready(); // the kernel buffer is full
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::ptr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+/// Most datagrams one syscall moves: the kernel caps `vlen` at `UIO_MAXIOV` anyway.
+pub const MAX_BATCH: usize = 1024;
+/// Largest datagram slot: a UDP payload never exceeds 65,535 bytes.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// Retries of `recvmmsg` after asynchronous errors (ICMP reports queued on the socket) before
+/// a call gives up and reports nothing received.
+const RECV_ERROR_RETRIES: u32 = 8;
+
+/// Sizes of a [`BatchSocket`] and its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// `SO_RCVBUF` asked for, in bytes (the kernel clamps it to `net.core.rmem_max`).
+    pub recv_buffer: usize,
+    /// `SO_SNDBUF` asked for, in bytes (clamped to `net.core.wmem_max`).
+    pub send_buffer: usize,
+    /// Datagrams per syscall, 1 to [`MAX_BATCH`].
+    pub batch: usize,
+    /// Largest datagram received or queued for sending, 1 to [`MAX_DATAGRAM`]; longer
+    /// received datagrams are dropped and counted ([`RecvBatch::truncated`]).
+    pub max_datagram: usize,
+}
+
+impl Default for UdpConfig {
+    /// 4 MiB socket buffers, 64 datagrams per syscall, 2048-byte datagrams.
+    fn default() -> Self {
+        UdpConfig {
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            batch: 64,
+            max_datagram: 2048,
+        }
+    }
+}
+
+impl UdpConfig {
+    fn slots(&self) -> usize {
+        self.batch.clamp(1, MAX_BATCH)
+    }
+
+    fn slot_len(&self) -> usize {
+        self.max_datagram.clamp(1, MAX_DATAGRAM)
+    }
+}
+
+/// The `recvmmsg`/`sendmmsg` argument arrays of one batch: a header, an iovec and a socket
+/// address per slot. The pointers inside are rewritten before every syscall, so they never
+/// outlive or misdirect the buffers they name.
+struct MsgVec {
+    names: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` only ever point into buffers owned by the
+// batch that owns this `MsgVec`; they are rewritten right before each syscall and never
+// dereferenced by Rust code, so moving or sharing the batch across threads is sound.
+unsafe impl Send for MsgVec {}
+// SAFETY: as above; `&MsgVec` gives no access to the pointers' targets.
+unsafe impl Sync for MsgVec {}
+
+impl MsgVec {
+    fn new(n: usize) -> Self {
+        // SAFETY: these are plain C structs of integers, byte arrays and raw pointers, for which
+        // all-zero bytes are a valid value (null pointers, zero lengths, AF_UNSPEC).
+        let (name, iov, hdr) = unsafe {
+            (
+                mem::zeroed::<libc::sockaddr_storage>(),
+                mem::zeroed::<libc::iovec>(),
+                mem::zeroed::<libc::mmsghdr>(),
+            )
+        };
+        MsgVec {
+            names: vec![name; n],
+            iovs: vec![iov; n],
+            hdrs: vec![hdr; n],
+        }
+    }
+
+    /// Point header `i` at iovec `i` (covering `base..base+len`) and at socket address `i`.
+    fn set(&mut self, i: usize, base: *mut u8, len: usize, name_len: libc::socklen_t) {
+        self.iovs[i] = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        let hdr = &mut self.hdrs[i];
+        hdr.msg_len = 0;
+        hdr.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
+        hdr.msg_hdr.msg_namelen = name_len;
+        hdr.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
+        hdr.msg_hdr.msg_iovlen = 1;
+        hdr.msg_hdr.msg_control = ptr::null_mut();
+        hdr.msg_hdr.msg_controllen = 0;
+        hdr.msg_hdr.msg_flags = 0;
+    }
+}
+
+/// One received datagram: where it came from and where its bytes are.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    from: SocketAddr,
+    slot: usize,
+    len: usize,
+}
+
+/// Preallocated receive buffers for [`BatchSocket::recv_batch`]: `batch` slots of
+/// `max_datagram` bytes, with each slot's length and source address.
+pub struct RecvBatch {
+    slot_len: usize,
+    buf: Vec<u8>,
+    received: Vec<Received>,
+    msgs: MsgVec,
+    truncated: u64,
+    async_errors: u64,
+}
+
+impl fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.msgs.hdrs.len())
+            .field("slot_len", &self.slot_len)
+            .field("len", &self.received.len())
+            .field("truncated", &self.truncated)
+            .field("async_errors", &self.async_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvBatch {
+    /// Buffers for `cfg.batch` datagrams of up to `cfg.max_datagram` bytes each.
+    pub fn new(cfg: &UdpConfig) -> Self {
+        let (slots, slot_len) = (cfg.slots(), cfg.slot_len());
+        RecvBatch {
+            slot_len,
+            buf: vec![0; slots * slot_len],
+            received: Vec::with_capacity(slots),
+            msgs: MsgVec::new(slots),
+            truncated: 0,
+            async_errors: 0,
+        }
+    }
+
+    /// Datagrams held from the last [`BatchSocket::recv_batch`].
+    pub fn len(&self) -> usize {
+        self.received.len()
+    }
+
+    /// `true` when the last receive brought no usable datagram.
+    pub fn is_empty(&self) -> bool {
+        self.received.is_empty()
+    }
+
+    /// The `i`th datagram: its source and its bytes.
+    pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        self.received.get(i).map(|r| self.view(r))
+    }
+
+    /// The datagrams in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.received.iter().map(|r| self.view(r))
+    }
+
+    /// Datagrams longer than `max_datagram` seen so far (dropped, not in the batch).
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+
+    /// Asynchronous socket errors (ICMP unreachable reports) that receives consumed so far.
+    pub fn async_errors(&self) -> u64 {
+        self.async_errors
+    }
+
+    fn view(&self, r: &Received) -> (SocketAddr, &[u8]) {
+        let start = r.slot * self.slot_len;
+        (
+            r.from,
+            self.buf.get(start..start + r.len).unwrap_or_default(),
+        )
+    }
+
+    /// Aim every header at its slot, ready for `recvmmsg`.
+    fn prepare(&mut self) {
+        let name_len = socklen_of::<libc::sockaddr_storage>();
+        for (i, slot) in self.buf.chunks_exact_mut(self.slot_len).enumerate() {
+            self.msgs.set(i, slot.as_mut_ptr(), slot.len(), name_len);
+        }
+    }
+}
+
+/// A datagram waiting in a [`SendBatch`].
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    to: SocketAddr,
+    start: usize,
+    len: usize,
+}
+
+/// A bounded, reusable queue of outgoing datagrams whose bytes live in one arena.
+///
+/// Holds at most `batch` datagrams of at most `max_datagram` bytes each.
+/// [`BatchSocket::send_batch`] removes what it sent (or dropped) from the front.
+pub struct SendBatch {
+    slot_len: usize,
+    arena: Vec<u8>,
+    arena_cap: usize,
+    queue: Vec<Queued>,
+    head: usize,
+    msgs: MsgVec,
+    dropped: u64,
+    retries: u64,
+    last_drop: Option<(SocketAddr, i32)>,
+}
+
+impl fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("capacity", &self.msgs.hdrs.len())
+            .field("len", &self.len())
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SendBatch {
+    /// An empty queue for `cfg.batch` datagrams of up to `cfg.max_datagram` bytes each.
+    pub fn new(cfg: &UdpConfig) -> Self {
+        let (slots, slot_len) = (cfg.slots(), cfg.slot_len());
+        SendBatch {
+            slot_len,
+            arena: Vec::with_capacity(slots * slot_len),
+            arena_cap: slots * slot_len,
+            queue: Vec::with_capacity(slots),
+            head: 0,
+            msgs: MsgVec::new(slots),
+            dropped: 0,
+            retries: 0,
+            last_drop: None,
+        }
+    }
+
+    /// Queue `data` for `to`. `false` when the queue is full or `data` is longer than
+    /// `max_datagram`; nothing is queued then.
+    pub fn push(&mut self, to: SocketAddr, data: &[u8]) -> bool {
+        if data.len() > self.slot_len {
+            return false;
+        }
+        if !self.has_room(data.len()) {
+            self.compact();
+            if !self.has_room(data.len()) {
+                return false;
+            }
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(data);
+        self.queue.push(Queued {
+            to,
+            start,
+            len: data.len(),
+        });
+        true
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.queue.len() - self.head
+    }
+
+    /// `true` when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget everything queued.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.arena.clear();
+        self.head = 0;
+    }
+
+    /// Datagrams dropped because the kernel refused them twice in a row (an unreachable or
+    /// invalid destination, a datagram too large for the path), since creation.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Sends retried after an error, since creation. The first error on a datagram may be a
+    /// stale one (an ICMP report about an earlier datagram), so a datagram is tried twice.
+    pub fn retries(&self) -> u64 {
+        self.retries
+    }
+
+    /// The destination and the error of the last dropped datagram, for logs.
+    pub fn last_drop(&self) -> Option<(SocketAddr, io::Error)> {
+        self.last_drop
+            .map(|(to, errno)| (to, io::Error::from_raw_os_error(errno)))
+    }
+
+    fn has_room(&self, len: usize) -> bool {
+        self.queue.len() < self.queue.capacity() && self.arena.len() + len <= self.arena_cap
+    }
+
+    /// Move the pending datagrams to the front of the arena and of the queue.
+    fn compact(&mut self) {
+        if self.head == 0 {
+            return;
+        }
+        let first = self
+            .queue
+            .get(self.head)
+            .map_or(self.arena.len(), |q| q.start);
+        self.arena.copy_within(first.., 0);
+        self.arena.truncate(self.arena.len() - first);
+        self.queue.drain(..self.head);
+        for q in &mut self.queue {
+            q.start -= first;
+        }
+        self.head = 0;
+    }
+
+    /// Drop the `n` datagrams at the front.
+    fn advance(&mut self, n: usize) {
+        self.head = (self.head + n).min(self.queue.len());
+        if self.head == self.queue.len() {
+            self.clear();
+        }
+    }
+
+    /// Fill the headers for the pending datagrams; returns how many.
+    fn prepare(&mut self, v6_socket: bool) -> usize {
+        let n = self.len().min(self.msgs.hdrs.len());
+        for i in 0..n {
+            let q = self.queue[self.head + i];
+            let name_len = encode_sockaddr(q.to, v6_socket, &mut self.msgs.names[i]);
+            // The kernel only reads through this pointer (sendmmsg); `cast_mut` is for the
+            // shared iovec type.
+            let base = self.arena[q.start..q.start + q.len].as_ptr().cast_mut();
+            self.msgs.set(i, base, q.len, name_len);
+        }
+        n
+    }
+}
+
+/// A nonblocking UDP socket that moves datagrams in batches.
+#[derive(Debug)]
+pub struct BatchSocket {
+    socket: Socket,
+    v6: bool,
+}
+
+impl BatchSocket {
+    /// Bind a nonblocking UDP socket to `addr` with the buffer sizes of `cfg`.
+    ///
+    /// An IPv6 wildcard address (`[::]:port`) is made dual-stack, so it also serves IPv4
+    /// peers; their addresses are reported as plain IPv4.
+    pub fn bind(addr: SocketAddr, cfg: &UdpConfig) -> io::Result<Self> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if let SocketAddr::V6(v6) = addr
+            && v6.ip().is_unspecified()
+        {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.set_recv_buffer_size(cfg.recv_buffer)?;
+        socket.set_send_buffer_size(cfg.send_buffer)?;
+        socket.bind(&addr.into())?;
+        Ok(BatchSocket {
+            socket,
+            v6: addr.is_ipv6(),
+        })
+    }
+
+    /// The address the socket is bound to (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
+    }
+
+    /// The receive and send buffer sizes the kernel granted (Linux reports twice what it
+    /// counts as payload); compare with [`UdpConfig`] to warn about `rmem_max` clamping.
+    pub fn buffer_sizes(&self) -> io::Result<(usize, usize)> {
+        Ok((
+            self.socket.recv_buffer_size()?,
+            self.socket.send_buffer_size()?,
+        ))
+    }
+
+    /// One `recvmmsg(MSG_DONTWAIT)`: fills `batch`, clearing it first.
+    ///
+    /// Returns how many datagrams the kernel handed over, `Ok(0)` when none was waiting.
+    /// Datagrams longer than `max_datagram` count in that number but are left out of the
+    /// batch and counted in [`RecvBatch::truncated`], so `batch.len()` may be smaller.
+    /// Asynchronous errors queued on the socket (an ICMP port unreachable for an earlier
+    /// send) are consumed, counted and do not stop the receive.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.received.clear();
+        let mut retries = 0;
+        let got = loop {
+            batch.prepare();
+            let vlen = batch.msgs.hdrs.len() as libc::c_uint;
+            // SAFETY: `hdrs` holds `vlen` headers that `prepare` just aimed at live buffers
+            // owned by `batch` (one iovec over a `slot_len` slot and one `sockaddr_storage`
+            // each, with matching lengths); `batch` is borrowed mutably for the whole call, so
+            // nothing else touches them while the kernel writes. The timeout may be null.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.socket.as_raw_fd(),
+                    batch.msgs.hdrs.as_mut_ptr(),
+                    vlen,
+                    libc::MSG_DONTWAIT as _,
+                    ptr::null_mut(),
+                )
+            };
+            if let Ok(n) = usize::try_from(rc) {
+                break n;
+            }
+            let err = io::Error::last_os_error();
+            match classify(&err) {
+                ErrorClass::WouldBlock => return Ok(0),
+                ErrorClass::Interrupted => {}
+                ErrorClass::Fatal => return Err(err),
+                ErrorClass::Destination if err.raw_os_error() == Some(libc::EINVAL) => {
+                    return Err(err);
+                }
+                ErrorClass::Destination => {
+                    batch.async_errors += 1;
+                    retries += 1;
+                    if retries > RECV_ERROR_RETRIES {
+                        return Ok(0);
+                    }
+                }
+            }
+        };
+        let got = got.min(batch.msgs.hdrs.len());
+        for (slot, (hdr, name)) in batch.msgs.hdrs[..got]
+            .iter()
+            .zip(&batch.msgs.names)
+            .enumerate()
+        {
+            if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                batch.truncated += 1;
+                continue;
+            }
+            // A UDP socket always reports an IPv4 or IPv6 source; anything else is skipped.
+            let Some(from) = decode_sockaddr(name, hdr.msg_hdr.msg_namelen) else {
+                continue;
+            };
+            batch.received.push(Received {
+                from,
+                slot,
+                len: (hdr.msg_len as usize).min(batch.slot_len),
+            });
+        }
+        Ok(got)
+    }
+
+    /// `sendmmsg` as many queued datagrams as the kernel takes, removing them from the front
+    /// of `batch`; returns how many went (`Ok(0)` when the socket would block).
+    ///
+    /// On return the queue is either empty or the socket's send buffer is full. A datagram
+    /// the kernel refuses twice in a row (no route, an invalid or wrong-family destination, a
+    /// pending ICMP error that turns out to be its own) is dropped and counted in
+    /// [`SendBatch::dropped`], so one bad destination cannot wedge the queue. `Err` only for
+    /// errors of the socket itself (e.g. a closed descriptor); the queue is left intact.
+    pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
+        let mut sent = 0;
+        let mut front_failed = false;
+        while !batch.is_empty() {
+            let n = batch.prepare(self.v6);
+            // SAFETY: `hdrs[..n]` were just aimed by `prepare` at `n` live socket addresses and
+            // iovecs owned by `batch`, each iovec covering a queued datagram inside the arena;
+            // `batch` is borrowed mutably for the whole call and the arena is not resized
+            // while the kernel reads from it.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.socket.as_raw_fd(),
+                    batch.msgs.hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT as _,
+                )
+            };
+            match usize::try_from(rc) {
+                Ok(0) => break,
+                Ok(k) => {
+                    let k = k.min(n);
+                    batch.advance(k);
+                    sent += k;
+                    front_failed = false;
+                    continue;
+                }
+                Err(_) => {}
+            }
+            let err = io::Error::last_os_error();
+            match classify(&err) {
+                ErrorClass::WouldBlock => break,
+                ErrorClass::Interrupted => {}
+                ErrorClass::Fatal => return Err(err),
+                ErrorClass::Destination if !front_failed => {
+                    front_failed = true;
+                    batch.retries += 1;
+                }
+                ErrorClass::Destination => {
+                    let to = batch.queue[batch.head].to;
+                    batch.last_drop = Some((to, err.raw_os_error().unwrap_or(0)));
+                    batch.dropped += 1;
+                    batch.advance(1);
+                    front_failed = false;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The socket's descriptor (e.g. for `poll`; for tokio use [`Self::into_async_fd`]).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Register the socket with the current tokio runtime for readable and writable events.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (with the `rt` feature), as tokio's own registration does.
+    pub fn into_async_fd(self) -> io::Result<AsyncFd<BatchSocket>> {
+        // SAFETY: a `BatchSocket` owns its descriptor (a `socket2::Socket`, closed only when
+        // dropped and never replaced), so the descriptor stays open and the same for as long as
+        // the `AsyncFd` owns the socket, and `as_raw_fd` always returns it.
+        unsafe { AsyncFd::register(self) }.map_err(|e| e.into_parts().1)
+    }
+}
+
+impl AsRawFd for BatchSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl AsFd for BatchSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// What an `errno` from `recvmmsg`/`sendmmsg` means for the loop.
+enum ErrorClass {
+    /// Nothing to receive, or the send buffer is full.
+    WouldBlock,
+    /// A signal arrived; try again.
+    Interrupted,
+    /// The socket itself is unusable or we passed bad memory: report it.
+    Fatal,
+    /// About one destination (or an ICMP report about one): skip or retry.
+    Destination,
+}
+
+fn classify(err: &io::Error) -> ErrorClass {
+    match err.raw_os_error() {
+        Some(libc::EINTR) => ErrorClass::Interrupted,
+        Some(e) if e == libc::EAGAIN || e == libc::EWOULDBLOCK => ErrorClass::WouldBlock,
+        Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EOPNOTSUPP) => ErrorClass::Fatal,
+        Some(_) => ErrorClass::Destination,
+        None => ErrorClass::Fatal,
+    }
+}
+
+fn socklen_of<T>() -> libc::socklen_t {
+    mem::size_of::<T>() as libc::socklen_t
+}
+
+/// Write `addr` into `out` as a `sockaddr_in` or `sockaddr_in6`; returns its length.
+///
+/// An IPv6 socket gets IPv4 destinations as IPv4-mapped addresses; an IPv4 socket gets
+/// IPv4-mapped destinations as plain IPv4 (other IPv6 ones are left for the kernel to refuse).
+fn encode_sockaddr(
+    addr: SocketAddr,
+    v6_socket: bool,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
+    let addr = match addr {
+        SocketAddr::V4(v4) if v6_socket => {
+            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+        }
+        SocketAddr::V6(v6) if !v6_socket => match v6.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::V4(SocketAddrV4::new(ip, v6.port())),
+            None => addr,
+        },
+        _ => addr,
+    };
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: all-zero bytes are a valid `sockaddr_in` (a C struct of integers).
+            let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(v4.ip().octets()),
+            };
+            // SAFETY: `sockaddr_storage` is, by definition, large enough and aligned for every
+            // socket address type, and `out` is an exclusive reference to one.
+            unsafe { ptr::from_mut(out).cast::<libc::sockaddr_in>().write(sin) };
+            socklen_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: all-zero bytes are a valid `sockaddr_in6` (a C struct of integers).
+            let mut sin6: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_flowinfo = v6.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: v6.ip().octets(),
+            };
+            sin6.sin6_scope_id = v6.scope_id();
+            // SAFETY: as above, `sockaddr_storage` fits and aligns a `sockaddr_in6`.
+            unsafe { ptr::from_mut(out).cast::<libc::sockaddr_in6>().write(sin6) };
+            socklen_of::<libc::sockaddr_in6>()
+        }
+    }
+}
+
+/// Read the source address the kernel wrote into `name` (`len` bytes). IPv4-mapped IPv6
+/// sources (IPv4 peers of a dual-stack socket) come back as plain IPv4.
+fn decode_sockaddr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the kernel wrote a `sockaddr_in` here, `len` confirms its
+            // size, and `sockaddr_storage` is aligned for it.
+            let sin = unsafe { ptr::from_ref(name).cast::<libc::sockaddr_in>().read() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a `sockaddr_in6`.
+            let sin6 = unsafe { ptr::from_ref(name).cast::<libc::sockaddr_in6>().read() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn loopback4() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    }
+
+    fn cfg(batch: usize, max_datagram: usize) -> UdpConfig {
+        UdpConfig {
+            batch,
+            max_datagram,
+            ..UdpConfig::default()
+        }
+    }
+
+    /// Deterministic contents for datagram `i` of length `len`.
+    fn pattern(i: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|k| (i * 31 + k * 7) as u8).collect()
+    }
+
+    /// Send everything in `tx` (retrying while the socket would block, bounded by time).
+    fn flush(sock: &BatchSocket, tx: &mut SendBatch) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sent = 0;
+        while !tx.is_empty() {
+            sent += sock.send_batch(tx).expect("send_batch");
+            assert!(Instant::now() < deadline, "send queue did not drain");
+            if !tx.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sent
+    }
+
+    /// Receive until `want` datagrams arrived (or 5 s passed); returns (source, bytes) pairs.
+    fn collect(sock: &BatchSocket, rx: &mut RecvBatch, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut out = Vec::new();
+        while out.len() < want && Instant::now() < deadline {
+            let n = sock.recv_batch(rx).expect("recv_batch");
+            assert!(n <= rx.msgs.hdrs.len());
+            out.extend(rx.iter().map(|(from, b)| (from, b.to_vec())));
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        out
+    }
+
+    /// Sizes 0, 5, …, 1500: distinct, so a datagram is identified by its length even if
+    /// loopback were to reorder.
+    fn round_trip(a: &BatchSocket, b: &BatchSocket, send_batch: usize, recv_batch: usize) {
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let mut tx = SendBatch::new(&cfg(send_batch, 1500));
+        let mut rx = RecvBatch::new(&cfg(recv_batch, 2048));
+        let sizes: Vec<usize> = (0..=300).map(|i| i * 5).collect();
+        let mut got = Vec::new();
+        for chunk in sizes.chunks(send_batch) {
+            for &len in chunk {
+                assert!(tx.push(b_addr, &pattern(len, len)));
+            }
+            assert_eq!(tx.len(), chunk.len());
+            assert_eq!(flush(a, &mut tx), chunk.len());
+            got.extend(collect(b, &mut rx, chunk.len()));
+        }
+        assert_eq!(got.len(), sizes.len());
+        let mut lens: Vec<usize> = got.iter().map(|(_, d)| d.len()).collect();
+        lens.sort_unstable();
+        assert_eq!(lens, sizes);
+        for (from, data) in &got {
+            assert_eq!(*from, a_addr);
+            assert_eq!(*data, pattern(data.len(), data.len()));
+        }
+        assert_eq!(rx.truncated(), 0);
+        assert_eq!(tx.dropped(), 0);
+    }
+
+    #[test]
+    fn ipv4_loopback_round_trip_in_batches() {
+        let c = UdpConfig::default();
+        let a = BatchSocket::bind(loopback4(), &c).unwrap();
+        let b = BatchSocket::bind(loopback4(), &c).unwrap();
+        round_trip(&a, &b, 32, 16);
+    }
+
+    #[test]
+    fn ipv6_loopback_round_trip() {
+        let c = UdpConfig::default();
+        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 0));
+        let (a, b) = match (BatchSocket::bind(v6, &c), BatchSocket::bind(v6, &c)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                println!("skipping ipv6_loopback_round_trip: cannot bind [::1]: {e}");
+                return;
+            }
+        };
+        round_trip(&a, &b, 64, 64);
+        assert!(a.local_addr().unwrap().is_ipv6());
+    }
+
+    #[test]
+    fn dual_stack_wildcard_reports_ipv4_peers_as_ipv4() {
+        let c = UdpConfig::default();
+        let Ok(v6) = BatchSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)), &c) else {
+            println!("skipping dual_stack test: cannot bind [::]");
+            return;
+        };
+        let v4 = BatchSocket::bind(loopback4(), &c).unwrap();
+        let v6_port = v6.local_addr().unwrap().port();
+        let mut tx = SendBatch::new(&c);
+        let mut rx = RecvBatch::new(&c);
+        assert!(tx.push(SocketAddr::from((Ipv4Addr::LOCALHOST, v6_port)), b"ping"));
+        flush(&v4, &mut tx);
+        let got = collect(&v6, &mut rx, 1);
+        assert_eq!(got, vec![(v4.local_addr().unwrap(), b"ping".to_vec())]);
+        // And back: an IPv4 destination on the IPv6 socket goes out IPv4-mapped.
+        assert!(tx.push(v4.local_addr().unwrap(), b"pong"));
+        flush(&v6, &mut tx);
+        let got = collect(&v4, &mut rx, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.port(), v6_port);
+        assert_eq!(got[0].1, b"pong");
+    }
+
+    #[test]
+    fn empty_socket_returns_zero() {
+        let sock = BatchSocket::bind(loopback4(), &UdpConfig::default()).unwrap();
+        let mut rx = RecvBatch::new(&UdpConfig::default());
+        assert_eq!(sock.recv_batch(&mut rx).unwrap(), 0);
+        assert!(rx.is_empty());
+        assert_eq!(rx.get(0), None);
+        let mut tx = SendBatch::new(&UdpConfig::default());
+        assert_eq!(sock.send_batch(&mut tx).unwrap(), 0);
+    }
+
+    #[test]
+    fn long_datagrams_are_counted_and_left_out() {
+        let a = BatchSocket::bind(loopback4(), &UdpConfig::default()).unwrap();
+        let b = BatchSocket::bind(loopback4(), &cfg(8, 100)).unwrap();
+        let to = b.local_addr().unwrap();
+        let mut tx = SendBatch::new(&UdpConfig::default());
+        for len in [50, 200, 100, 101] {
+            assert!(tx.push(to, &pattern(len, len)));
+        }
+        flush(&a, &mut tx);
+        let mut rx = RecvBatch::new(&cfg(8, 100));
+        let mut seen = 0;
+        let mut lens = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen < 4 && Instant::now() < deadline {
+            seen += b.recv_batch(&mut rx).unwrap();
+            lens.extend(rx.iter().map(|(_, d)| d.len()));
+        }
+        assert_eq!(seen, 4);
+        assert_eq!(lens, vec![50, 100]);
+        assert_eq!(rx.truncated(), 2);
+    }
+
+    #[test]
+    fn send_queue_is_bounded_and_reusable() {
+        let c = cfg(4, 10);
+        let mut tx = SendBatch::new(&c);
+        let to = loopback4();
+        assert!(!tx.push(to, &[0; 11]), "longer than max_datagram");
+        for i in 0..4u8 {
+            assert!(tx.push(to, &[i; 10]));
+        }
+        assert!(!tx.push(to, &[9]), "full");
+        assert_eq!(tx.len(), 4);
+        // Sending two from the front frees room at the back (after compaction).
+        tx.advance(2);
+        assert_eq!(tx.len(), 2);
+        assert!(tx.push(to, &[7; 10]));
+        assert!(tx.push(to, &[8; 10]));
+        assert!(!tx.push(to, &[]));
+        let fronts: Vec<u8> = tx.queue[tx.head..]
+            .iter()
+            .map(|q| tx.arena[q.start])
+            .collect();
+        assert_eq!(fronts, vec![2, 3, 7, 8]);
+        tx.clear();
+        assert!(tx.is_empty());
+        assert!(tx.push(to, &[]));
+    }
+
+    /// Let ICMP errors reach the socket even though it is not connected (test-only: the daemon
+    /// does not set this, so such errors stay rare there, but the code must survive them).
+    fn set_recverr(sock: &BatchSocket, v6: bool) {
+        let on: libc::c_int = 1;
+        let (level, opt) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_RECVERR)
+        };
+        // SAFETY: `on` is a live c_int and its size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                opt,
+                ptr::from_ref(&on).cast(),
+                socklen_of::<libc::c_int>(),
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt: {}", io::Error::last_os_error());
+    }
+
+    /// A port with nothing listening on loopback (ICMP port unreachable when sent to).
+    fn dead_port() -> SocketAddr {
+        let s = BatchSocket::bind(loopback4(), &UdpConfig::default()).unwrap();
+        s.local_addr().unwrap()
+    }
+
+    fn no_listener_does_not_wedge(recverr: bool) {
+        let c = cfg(16, 2048);
+        let a = BatchSocket::bind(loopback4(), &c).unwrap();
+        let b = BatchSocket::bind(loopback4(), &c).unwrap();
+        if recverr {
+            set_recverr(&a, false);
+            set_recverr(&b, false);
+        }
+        let (dead, live) = (dead_port(), b.local_addr().unwrap());
+        let mut tx = SendBatch::new(&c);
+        let mut rx = RecvBatch::new(&c);
+        let mut got = Vec::new();
+        for round in 0..10 {
+            assert!(tx.push(dead, b"nobody home"));
+            assert!(tx.push(live, &[round]));
+            flush(&a, &mut tx);
+            // Give the ICMP error time to land on the socket before the next send.
+            std::thread::sleep(Duration::from_millis(2));
+            got.extend(collect(&b, &mut rx, 1));
+        }
+        let payloads: Vec<u8> = got.iter().map(|(_, d)| d[0]).collect();
+        assert_eq!(payloads, (0..10).collect::<Vec<u8>>());
+        assert_eq!(
+            tx.dropped(),
+            0,
+            "no datagram was at fault: {:?}",
+            tx.last_drop()
+        );
+        // The receiving side survives errors queued on it as well: make `b` send to the dead
+        // port, then receive on it.
+        assert!(tx.push(dead, b"x"));
+        flush(&b, &mut tx);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(tx.push(live, b"after"));
+        flush(&a, &mut tx);
+        let got = collect(&b, &mut rx, 1);
+        assert_eq!(
+            got.len(),
+            1,
+            "a queued ICMP error must not hide the datagram"
+        );
+        if recverr {
+            assert!(
+                rx.async_errors() + tx.retries() > 0,
+                "the ICMP errors surfaced"
+            );
+        }
+    }
+
+    #[test]
+    fn destination_without_listener_does_not_wedge_the_queue() {
+        no_listener_does_not_wedge(false);
+    }
+
+    #[test]
+    fn icmp_errors_reported_on_the_socket_do_not_wedge_the_queue() {
+        no_listener_does_not_wedge(true);
+    }
+
+    #[test]
+    fn refused_destination_is_dropped_and_counted() {
+        let c = UdpConfig::default();
+        let a = BatchSocket::bind(loopback4(), &c).unwrap();
+        let b = BatchSocket::bind(loopback4(), &c).unwrap();
+        let live = b.local_addr().unwrap();
+        // An IPv4 socket cannot send to a (non-mapped) IPv6 address: the kernel refuses it.
+        let v6: SocketAddr = "[2001:db8::1]:3322".parse().unwrap();
+        let port0 = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut tx = SendBatch::new(&c);
+        for d in [live, v6, live, port0, live] {
+            assert!(tx.push(d, b"x"));
+        }
+        assert_eq!(flush(&a, &mut tx), 3);
+        assert_eq!(tx.dropped(), 2);
+        assert_eq!(tx.last_drop().map(|(to, _)| to), Some(port0));
+        let mut rx = RecvBatch::new(&c);
+        assert_eq!(collect(&b, &mut rx, 3).len(), 3);
+    }
+
+    #[test]
+    fn sockaddr_conversions_round_trip() {
+        // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
+        let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        for (addr, v6_socket, back) in [
+            ("198.18.0.1:7001", false, "198.18.0.1:7001"),
+            ("198.18.0.1:7001", true, "198.18.0.1:7001"),
+            ("[2001:db8::5]:9", true, "[2001:db8::5]:9"),
+            ("[::ffff:10.0.0.1]:80", false, "10.0.0.1:80"),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let len = encode_sockaddr(addr, v6_socket, &mut ss);
+            let decoded = decode_sockaddr(&ss, len).unwrap();
+            assert_eq!(decoded, back.parse::<SocketAddr>().unwrap());
+        }
+        assert_eq!(decode_sockaddr(&ss, 0), None, "length too short");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_fd_smoke() {
+        let c = UdpConfig::default();
+        let a = BatchSocket::bind(loopback4(), &c)
+            .unwrap()
+            .into_async_fd()
+            .unwrap();
+        let b = BatchSocket::bind(loopback4(), &c)
+            .unwrap()
+            .into_async_fd()
+            .unwrap();
+        let to = b.get_ref().local_addr().unwrap();
+        let mut tx = SendBatch::new(&c);
+        for i in 0..10u8 {
+            assert!(tx.push(to, &[i; 3]));
+        }
+        let work = async {
+            while !tx.is_empty() {
+                let mut ready = a.writable().await.unwrap();
+                a.get_ref().send_batch(&mut tx).unwrap();
+                if !tx.is_empty() {
+                    ready.clear_ready();
+                }
+            }
+            let mut rx = RecvBatch::new(&c);
+            let mut got = Vec::new();
+            while got.len() < 10 {
+                let mut ready = b.readable().await.unwrap();
+                if b.get_ref().recv_batch(&mut rx).unwrap() == 0 {
+                    ready.clear_ready();
+                    continue;
+                }
+                got.extend(rx.iter().map(|(_, d)| d[0]));
+            }
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .expect("datagrams arrive through AsyncFd");
+        assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    }
+}

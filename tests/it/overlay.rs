@@ -1,0 +1,327 @@
+//! Real `ants run` nodes (in-process, each on its own thread and runtime) on loopback UDP:
+//! demand loading across hops, restart with persisted code, loss, spoofing, liars.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ants_app::{AppClient, Inject};
+use ants_node::config::Config;
+use ants_node::daemon::{self, DaemonHandle};
+use ants_wire::{CapsuleRepr, CapsuleType, CodeChunk, CodeRequest, Message, code::CHUNK_LEN};
+
+use crate::support::*;
+
+/// Free UDP ports on loopback (bound then released; fine for tests).
+fn free_ports(n: usize) -> Vec<u16> {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+fn a(i: usize) -> String {
+    format!("198.18.0.{i}")
+}
+
+/// TOML for node `i` (1-based) of a line of `n`, with ports `ports[i-1]`.
+fn line_config(i: usize, n: usize, ports: &[u16], dir: &Path, extra: &str) -> Config {
+    let mut t = format!(
+        "[node]\naddress = \"{}\"\nlisten = \"127.0.0.1:{}\"\napp_socket = \"{}\"\ncode_cache_dir = \"{}\"\n",
+        a(i),
+        ports[i - 1],
+        dir.join(format!("n{i}.sock")).display(),
+        dir.join(format!("n{i}-code")).display(),
+    );
+    for j in [i.wrapping_sub(1), i + 1] {
+        if (1..=n).contains(&j) {
+            t += &format!(
+                "[[neighbour]]\naddress = \"{}\"\nendpoint = \"127.0.0.1:{}\"\n",
+                a(j),
+                ports[j - 1]
+            );
+        }
+    }
+    for j in 1..=n {
+        let via = if j + 1 < i {
+            i - 1
+        } else if j > i + 1 {
+            i + 1
+        } else {
+            continue;
+        };
+        t += &format!("[[route]]\ndst = \"{}\"\nvia = \"{}\"\n", a(j), a(via));
+    }
+    t += extra;
+    Config::parse(&t, &format!("n{i}.toml")).unwrap_or_else(|e| panic!("{e}\n{t}"))
+}
+
+struct Line {
+    nodes: Vec<Option<DaemonHandle>>,
+    configs: Vec<Config>,
+    dir: tempfile::TempDir,
+}
+
+impl Line {
+    fn start(n: usize, extra: &str) -> Line {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(n);
+        let configs: Vec<Config> = (1..=n)
+            .map(|i| line_config(i, n, &ports, dir.path(), extra))
+            .collect();
+        let nodes = configs
+            .iter()
+            .map(|c| Some(daemon::spawn(c.clone()).expect("node starts")))
+            .collect();
+        Line {
+            nodes,
+            configs,
+            dir,
+        }
+    }
+
+    fn sock(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}.sock"))
+    }
+
+    fn node(&self, i: usize) -> &DaemonHandle {
+        self.nodes[i - 1].as_ref().expect("node running")
+    }
+
+    fn stats(&self, i: usize) -> daemon::Stats {
+        self.node(i).stats().expect("stats")
+    }
+
+    fn restart(&mut self, i: usize) {
+        if let Some(h) = self.nodes[i - 1].take() {
+            h.shutdown().expect("clean shutdown");
+        }
+        self.nodes[i - 1] = Some(daemon::spawn(self.configs[i - 1].clone()).expect("restart"));
+    }
+}
+
+fn forward_inject(dst: &str, payload: &[u8]) -> Inject {
+    Inject::with_code(
+        capsule_bytes("forward"),
+        addr(dst),
+        64,
+        vec![],
+        payload.to_vec(),
+    )
+}
+
+/// Wait for `n` deliveries on `client`, up to `timeout`.
+fn collect(client: &mut AppClient, n: usize, timeout: Duration) -> Vec<ants_app::Delivery> {
+    let end = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = end.saturating_duration_since(Instant::now());
+        match client.recv_timeout(left) {
+            Ok(Some(d)) => got.push(d),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn five_node_line_demand_loads_then_forwards_10000_without_loss() {
+    let mut line = Line::start(5, "");
+    let mut rx = AppClient::connect(line.sock(5), 0).unwrap();
+    let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
+    let first = forward_inject("198.18.0.5", b"first");
+    let ty = tx.inject(&first).unwrap();
+    let got = collect(&mut rx, 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "the first capsule reaches the far end");
+    assert_eq!(got[0].payload, b"first");
+    assert_eq!(got[0].src, addr("198.18.0.1"));
+    for i in 2..=5 {
+        let s = line.stats(i);
+        assert!(s.cached_types.contains(&ty), "n{i} caches the module");
+        assert!(s.loader.requests_sent >= 1, "n{i} fetched the code");
+    }
+    // 10,000 more at a moderate rate (5,000/s), code already everywhere; the receiver reads
+    // concurrently, as an app must (its queue is bounded and overflow is counted).
+    let receiver = std::thread::spawn(move || {
+        let got = collect(&mut rx, 10_000, Duration::from_secs(30));
+        (rx, got)
+    });
+    let start = Instant::now();
+    for k in 0..10_000u32 {
+        let inj = Inject {
+            code: None,
+            payload: k.to_be_bytes().to_vec(),
+            ..first.clone()
+        };
+        tx.inject(&inj).unwrap();
+        let due = start + Duration::from_micros(200 * u64::from(k + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let (mut rx, got) = receiver.join().unwrap();
+    assert_eq!(got.len(), 10_000, "no loss");
+    let mut seen: Vec<u32> = got
+        .iter()
+        .map(|d| u32::from_be_bytes(d.payload[..4].try_into().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 10_000, "each exactly once");
+
+    // Restart the middle node: it reuses its persisted compiled module, fetches nothing.
+    line.restart(3);
+    let s = line.stats(3);
+    assert_eq!(
+        s.persisted,
+        (1, 1),
+        "one module installed from its compiled form"
+    );
+    tx.inject(&Inject {
+        code: None,
+        payload: b"after restart".to_vec(),
+        ..first.clone()
+    })
+    .unwrap();
+    let got = collect(&mut rx, 1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        line.stats(3).loader.requests_sent,
+        0,
+        "no code request after restart"
+    );
+}
+
+#[test]
+fn loading_completes_with_20_percent_loss_on_code_transfer() {
+    // Each node's loss pattern is seeded by its own seed (derived from its address).
+    let line = Line::start(5, "[fault]\ncode_loss = 0.2\n");
+    let mut rx = AppClient::connect(line.sock(5), 0).unwrap();
+    let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
+    tx.inject(&forward_inject("198.18.0.5", b"lossy")).unwrap();
+    let got = collect(&mut rx, 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "loaded despite loss");
+    let dropped: u64 = (1..=5).map(|i| line.stats(i).fault_dropped).sum();
+    assert!(dropped > 0, "the fault injector did drop code messages");
+}
+
+fn encode(m: &Message<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.emit(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn a_spoofed_code_request_gets_zero_bytes() {
+    let line = Line::start(2, "");
+    let mut rx = AppClient::connect(line.sock(2), 0).unwrap();
+    let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
+    let ty = tx.inject(&forward_inject("198.18.0.2", b"x")).unwrap();
+    assert_eq!(collect(&mut rx, 1, Duration::from_secs(10)).len(), 1);
+    // A stranger (not a neighbour, never sent this type) asks n1 for the code.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let req = Message::CodeRequest(CodeRequest {
+        capsule_type: ty,
+        first_chunk: 0,
+        bitmap: &[],
+    });
+    stranger
+        .send_to(&encode(&req), line.node(1).local_addr())
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(stranger.recv_from(&mut buf).is_err(), "no reply at all");
+    assert_eq!(line.stats(1).loader.requests_unauthorized, 1);
+}
+
+#[test]
+fn a_lying_neighbour_is_caught_and_the_honest_path_completes() {
+    // T (198.18.0.2) has two neighbours: honest H (198.18.0.1, a real node holding the code)
+    // and a liar L (198.18.0.3, this test's socket) that serves wrong bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let liar = UdpSocket::bind("127.0.0.1:0").unwrap();
+    liar.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ports = free_ports(2);
+    let lport = liar.local_addr().unwrap().port();
+    let mk = |text: String| Config::parse(&text, "test").unwrap();
+    let h = daemon::spawn(mk(format!(
+        "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:{}\"\napp_socket = \"{}\"\n\
+         [[neighbour]]\naddress = \"198.18.0.2\"\nendpoint = \"127.0.0.1:{}\"\n",
+        ports[0],
+        dir.path().join("h.sock").display(),
+        ports[1]
+    )))
+    .unwrap();
+    let t = daemon::spawn(mk(format!(
+        "[node]\naddress = \"198.18.0.2\"\nlisten = \"127.0.0.1:{}\"\napp_socket = \"{}\"\n\
+         [[neighbour]]\naddress = \"198.18.0.1\"\nendpoint = \"127.0.0.1:{}\"\n\
+         [[neighbour]]\naddress = \"198.18.0.3\"\nendpoint = \"127.0.0.1:{lport}\"\n",
+        ports[1],
+        dir.path().join("t.sock").display(),
+        ports[0]
+    )))
+    .unwrap();
+    let mut rx = AppClient::connect(dir.path().join("t.sock"), 0).unwrap();
+    let code = capsule_bytes("forward");
+    let ty = CapsuleType(<[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(
+        &code,
+    )));
+
+    // The liar sends a capsule of that type, then answers T's code request with wrong bytes.
+    let capsule = Message::Capsule(CapsuleRepr {
+        flags: 0,
+        resource: 8,
+        capsule_type: ty,
+        src: addr("198.18.0.3"),
+        dst: addr("198.18.0.2"),
+        prev: addr("198.18.0.3"),
+        header: &[],
+        payload: b"from the liar",
+    });
+    liar.send_to(&encode(&capsule), t.local_addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, from) = liar
+        .recv_from(&mut buf)
+        .expect("T asks the liar for the code");
+    assert!(matches!(
+        Message::parse(&buf[..n]),
+        Ok(Message::CodeRequest(_))
+    ));
+    let mut bad = code.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xFF;
+    for (i, chunk) in bad.chunks(CHUNK_LEN).enumerate() {
+        let m = Message::CodeChunk(CodeChunk {
+            capsule_type: ty,
+            total_len: bad.len() as u32,
+            offset: (i * CHUNK_LEN) as u32,
+            bytes: chunk,
+        });
+        liar.send_to(&encode(&m), from).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while t.stats().unwrap().loader.hash_mismatches == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        t.stats().unwrap().loader.hash_mismatches,
+        1,
+        "mismatch counted"
+    );
+    assert!(
+        collect(&mut rx, 1, Duration::from_millis(300)).is_empty(),
+        "nothing ran"
+    );
+
+    // The honest path: H's app sends a capsule of the same type to T; T fetches from H.
+    let mut tx = AppClient::connect(dir.path().join("h.sock"), 7).unwrap();
+    tx.inject(&forward_inject("198.18.0.2", b"honest")).unwrap();
+    let got = collect(&mut rx, 2, Duration::from_secs(10));
+    assert!(got.iter().any(|d| d.payload == b"honest"), "{got:?}");
+    let s = t.stats().unwrap();
+    assert!(s.cached_types.contains(&ty));
+    h.shutdown().unwrap();
+}
