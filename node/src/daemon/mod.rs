@@ -4,7 +4,7 @@
 //!   through tokio's `AsyncFd`; each wake-up drains at most [`MAX_BATCHES_PER_TURN`] batches
 //!   so timers and apps are served under load;
 //! - modules compiled on tokio's blocking pool (off the forwarding path), installed in the
-//!   executor, persisted in the code cache directory ([`persist`]);
+//!   executor, persisted in the code cache directory (module `persist`);
 //! - the local app socket ([`crate::app_server`]);
 //! - optional fault injection: drop a fraction of code-transfer messages (testing aid).
 //!
