@@ -29,7 +29,7 @@ impl RunArgs {
 /// `ants send`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
-    /// The node's app socket ([node] app_socket in its config).
+    /// The node's app socket (`app_socket` in the `[node]` section of its config).
     #[arg(short, long)]
     socket: PathBuf,
     /// The capsule module; handed to the node with the first capsule so it can run and serve it.
@@ -129,7 +129,7 @@ impl SendArgs {
 /// `ants listen`.
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// The node's app socket ([node] app_socket in its config).
+    /// The node's app socket (`app_socket` in the `[node]` section of its config).
     #[arg(short, long)]
     socket: PathBuf,
     /// The app id to receive deliveries for (`deliver_to_app(id)` in capsule code).
