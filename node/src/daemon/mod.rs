@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ants_app::proto::Delivery;
 use ants_core::loader::{CodePolicy as LoaderPolicy, LoaderCounters};
 use ants_core::node::Injection;
-use ants_core::node::{Event, NodeCounters};
+use ants_core::node::{Event, LoadTiming, NodeCounters};
 use ants_core::{LoadError, Node, NodeConfig};
 use ants_wire::CapsuleRepr;
 use ants_wire::CapsuleType;
@@ -55,6 +55,10 @@ pub struct Stats {
     pub fault_dropped: u64,
     /// Datagrams the socket layer dropped (send errors, full queue).
     pub udp_dropped: u64,
+    /// Stage times of recent module loads (node time = wall clock).
+    pub load_timings: Vec<LoadTiming>,
+    /// Wall time spent compiling each module this node compiled, in order.
+    pub compile_times: Vec<(CapsuleType, Duration)>,
 }
 
 /// Wall-clock time as node time.
@@ -261,6 +265,7 @@ struct Driver {
     send: SendBatch,
     /// Datagrams dropped because the socket stayed unwritable.
     flush_dropped: u64,
+    compile_times: Vec<(CapsuleType, Duration)>,
     apps: Option<AppHandle>,
 }
 
@@ -274,6 +279,8 @@ impl Driver {
             persisted: self.persisted,
             fault_dropped: self.fault.dropped,
             udp_dropped,
+            load_timings: self.node.load_timings().copied().collect(),
+            compile_times: self.compile_times.clone(),
         }
     }
 
@@ -289,8 +296,9 @@ impl Driver {
                     let compiler = self.compiler.clone();
                     let tx = self.compiled_tx.clone();
                     tokio::task::spawn_blocking(move || {
+                        let start = std::time::Instant::now();
                         let r = compiler.compile(&code);
-                        let _ = tx.send((ty, code, r));
+                        let _ = tx.send((ty, code, r, start.elapsed()));
                     });
                 }
                 Event::CapsuleLog { ty, level, text } => match level {
@@ -315,8 +323,17 @@ impl Driver {
     }
 
     /// A compilation finished: install, persist, release held capsules.
-    fn compiled(&mut self, ty: CapsuleType, code: &[u8], r: Result<CompiledModule, LoadError>) {
+    fn compiled(
+        &mut self,
+        ty: CapsuleType,
+        code: &[u8],
+        r: Result<CompiledModule, LoadError>,
+        took: Duration,
+    ) {
         self.compiling.remove(&ty);
+        if self.compile_times.len() < 64 {
+            self.compile_times.push((ty, took));
+        }
         let r = r.and_then(|m| {
             if let Some(dir) = &self.code_dir {
                 persist::store(dir, &self.compiler, code, &m);
@@ -441,7 +458,7 @@ async fn serve(
                     }
                 }
             }
-            Some((ty, code, r)) = compiled_rx.recv() => driver.compiled(ty, &code, r),
+            Some((ty, code, r, took)) = compiled_rx.recv() => driver.compiled(ty, &code, r, took),
             () = tokio::time::sleep(sleep) => driver.node.handle_timeout(wall()),
             Some(reply) = stats_rx.recv() => {
                 let _ = reply.send(driver.stats(driver.send.dropped() + driver.flush_dropped));
@@ -488,8 +505,14 @@ async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequ
     }
 }
 
-/// A finished compilation: the type, its module bytes, and the compiled module or why not.
-type Compiled = (CapsuleType, Arc<[u8]>, Result<CompiledModule, LoadError>);
+/// A finished compilation: the type, its module bytes, the compiled module or why not, and
+/// how long compiling took.
+type Compiled = (
+    CapsuleType,
+    Arc<[u8]>,
+    Result<CompiledModule, LoadError>,
+    Duration,
+);
 type CompiledRx = mpsc::UnboundedReceiver<Compiled>;
 
 type Started = (
@@ -552,6 +575,7 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
         persisted,
         send: SendBatch::new(&udp_cfg),
         flush_dropped: 0,
+        compile_times: Vec::new(),
         apps,
     };
     Ok((driver, sock, compiled_rx, app_rx))

@@ -195,6 +195,22 @@ pub enum InjectError {
     CodeTooLarge,
 }
 
+/// When one module load went through its stages, in node time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadTiming {
+    /// The type.
+    pub ty: CapsuleType,
+    /// The first capsule of the type was held (fetch started).
+    pub held_at: Duration,
+    /// The module was complete and its hash verified.
+    pub verified_at: Option<Duration>,
+    /// The compiled module was installed (or rejected).
+    pub ready_at: Option<Duration>,
+}
+
+/// Load timings kept (most recent); older ones are dropped.
+const MAX_LOAD_TIMINGS: usize = 64;
+
 /// Capsules waiting for a module that is being compiled from the local code cache.
 type Compiling<P> = BTreeMap<CapsuleType, Vec<(Option<P>, Vec<u8>)>>;
 
@@ -214,6 +230,7 @@ pub struct Node<P> {
     events: VecDeque<Event>,
     counters: NodeCounters,
     protocols: ProtocolTable,
+    timings: VecDeque<LoadTiming>,
     max_capsule_bytes: usize,
     max_pending_per_type: usize,
     max_deliveries: usize,
@@ -248,6 +265,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             events: VecDeque::new(),
             counters: NodeCounters::default(),
             protocols: ProtocolTable::new(config.max_protocols),
+            timings: VecDeque::new(),
             max_capsule_bytes: config.max_capsule_bytes,
             max_deliveries: config.max_deliveries,
             max_events: config.max_events,
@@ -345,6 +363,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         };
         if held {
             self.counters.held += 1;
+            self.timing_start(ty);
         } else {
             self.counters.drop(DropReason::PendingRefused, 1);
         }
@@ -454,6 +473,10 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             match ev {
                 LoaderEvent::Verified { ty, code } => {
                     self.counters.modules_verified += 1;
+                    let now = self.env.now;
+                    if let Some(t) = self.timing_mut(&ty) {
+                        t.verified_at.get_or_insert(now);
+                    }
                     // A module larger than the whole code cache still runs here; it just
                     // cannot be served downstream (the cache counts the refusal).
                     let _ = self.code.insert(ty, code.clone());
@@ -486,6 +509,10 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         exec: &mut dyn Executor,
     ) {
         self.tick(now);
+        let now = self.env.now;
+        if let Some(t) = self.timing_mut(&ty) {
+            t.ready_at.get_or_insert(now);
+        }
         let mut held: Vec<Vec<u8>> = self
             .loader
             .take_held(&ty)
@@ -523,6 +550,34 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             }
         }
         self.pump_loader();
+    }
+
+    fn timing_start(&mut self, ty: CapsuleType) {
+        if self.timing_mut(&ty).is_some() {
+            return;
+        }
+        if self.timings.len() >= MAX_LOAD_TIMINGS {
+            self.timings.pop_front();
+        }
+        self.timings.push_back(LoadTiming {
+            ty,
+            held_at: self.env.now,
+            verified_at: None,
+            ready_at: None,
+        });
+    }
+
+    /// The open (not yet ready) timing record of `ty`.
+    fn timing_mut(&mut self, ty: &CapsuleType) -> Option<&mut LoadTiming> {
+        self.timings
+            .iter_mut()
+            .rev()
+            .find(|t| t.ty == *ty && t.ready_at.is_none())
+    }
+
+    /// Stage times of the most recent module loads (bounded).
+    pub fn load_timings(&self) -> impl Iterator<Item = &LoadTiming> {
+        self.timings.iter()
     }
 
     /// Put verified module bytes in the code cache (e.g. persisted ones at start-up) so the
