@@ -105,6 +105,9 @@ pub struct NodeCounters {
     pub modules_installed: u64,
     /// Modules rejected by the executor.
     pub modules_rejected: u64,
+    /// Events (capsule log lines, traps, compile requests) dropped because the driver did
+    /// not poll them fast enough.
+    pub events_dropped: u64,
     /// Drops by reason.
     pub drops: BTreeMap<DropReason, u64>,
 }

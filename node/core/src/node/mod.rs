@@ -447,6 +447,8 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                     level: line.level,
                     text: self.effects.log_text(line).to_string(),
                 });
+            } else {
+                self.counters.events_dropped += 1;
             }
         }
         self.counters.sent += sent;
@@ -456,9 +458,13 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         stats.delivered += delivered;
     }
 
+    /// Queue an event. `Compile` is never dropped (held capsules wait for it, and there is at
+    /// most one per cached module); other events past `max_events` are counted and dropped.
     fn push_event(&mut self, e: Event) {
-        if self.events.len() < self.max_events {
+        if self.events.len() < self.max_events || matches!(e, Event::Compile { .. }) {
             self.events.push_back(e);
+        } else {
+            self.counters.events_dropped += 1;
         }
     }
 
