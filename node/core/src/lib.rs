@@ -5,6 +5,7 @@
 //!   the wasmtime host functions and the SDK's native mock host behave identically.
 //! - [`effects`]: what one execution asks the node to do ([`Effects`]: sends, deliveries, logs).
 //! - [`node`]: [`Node`], the sans-IO state machine of one active node.
+//! - [`rng`]: [`rng::SplitMix64`], the seeded generator capsules draw from.
 //! - [`routing`]: [`Prefix`] and the longest-prefix-match [`RoutingTable`].
 //! - [`test_node`]: [`TestNode`], an in-memory node for tests and `ants capsule test`.
 //! - [`code_cache`]: [`CodeCache`], verified modules by type, LRU by bytes.
@@ -23,6 +24,7 @@ pub mod executor;
 pub mod host;
 pub mod loader;
 pub mod node;
+pub mod rng;
 pub mod routing;
 pub mod test_node;
 

@@ -10,6 +10,7 @@ use ants_soft_store::{Config as StoreConfig, SoftStore};
 use ants_wire::Address;
 
 use crate::NodeEnv;
+use crate::rng::SplitMix64;
 
 /// A node that exists only in memory.
 #[derive(Debug)]
@@ -26,7 +27,7 @@ pub struct TestNode {
     pub apps: BTreeSet<u32>,
     /// The soft-store.
     pub store: SoftStore<[u8; 32]>,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl TestNode {
@@ -39,17 +40,8 @@ impl TestNode {
             direct_by_default: true,
             apps: BTreeSet::from([0]),
             store: SoftStore::new(StoreConfig::default()),
-            rng: seed,
+            rng: SplitMix64::new(seed),
         }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // splitmix64: tiny, seeded, good enough for capsule randomness in tests.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 
@@ -61,10 +53,7 @@ impl NodeEnv for TestNode {
         self.now
     }
     fn fill_random(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let r = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
+        self.rng.fill(out);
     }
     fn next_hop(&self, toward: &Address) -> Option<Address> {
         if *toward == self.address {

@@ -11,6 +11,8 @@ use ants_wire::abi::{ABI_VERSION, HOST_FUNCTIONS};
 use ants_wire::{Address, CapsuleRepr, CapsuleType};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+
+use super::bytes_arg;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Subcommand)]
@@ -160,20 +162,6 @@ fn parse_route(s: &str) -> Result<(Address, Address), String> {
     let d = d.parse().map_err(|e| format!("`{d}`: {e}"))?;
     let v = v.parse().map_err(|e| format!("`{v}`: {e}"))?;
     Ok((d, v))
-}
-
-fn bytes_arg(
-    text: &Option<String>,
-    hex_arg: &Option<String>,
-    what: &str,
-) -> anyhow::Result<Vec<u8>> {
-    match (text, hex_arg) {
-        (Some(t), _) => Ok(t.clone().into_bytes()),
-        (None, Some(h)) => {
-            hex::decode(h.trim()).with_context(|| format!("--{what}-hex is not hex"))
-        }
-        (None, None) => Ok(Vec::new()),
-    }
 }
 
 /// Read a module; `.wat` files are assembled to binary first (nodes accept only binary wasm,

@@ -48,3 +48,19 @@ impl Cli {
         }
     }
 }
+
+/// Bytes from a pair of `--x` (text) / `--x-hex` options; empty when neither is given.
+fn bytes_arg(
+    text: &Option<String>,
+    hex_arg: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    match (text, hex_arg) {
+        (Some(t), _) => Ok(t.clone().into_bytes()),
+        (None, Some(h)) => {
+            hex::decode(h.trim()).with_context(|| format!("--{what}-hex is not hex"))
+        }
+        (None, None) => Ok(Vec::new()),
+    }
+}

@@ -10,6 +10,8 @@ use ants_wire::{Address, CapsuleType};
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::bytes_arg;
+
 /// `ants run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -67,24 +69,10 @@ pub(crate) struct SendArgs {
     rate: u64,
 }
 
-fn bytes_of(
-    text: &Option<String>,
-    hex_arg: &Option<String>,
-    what: &str,
-) -> anyhow::Result<Vec<u8>> {
-    match (text, hex_arg) {
-        (Some(t), _) => Ok(t.clone().into_bytes()),
-        (None, Some(h)) => {
-            hex::decode(h.trim()).with_context(|| format!("--{what}-hex is not hex"))
-        }
-        (None, None) => Ok(Vec::new()),
-    }
-}
-
 impl SendArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let header = bytes_of(&self.header, &self.header_hex, "header")?;
-        let payload = bytes_of(&self.payload, &self.payload_hex, "payload")?;
+        let header = bytes_arg(&self.header, &self.header_hex, "header")?;
+        let payload = bytes_arg(&self.payload, &self.payload_hex, "payload")?;
         let mut inject = match (&self.code, self.type_) {
             (Some(path), _) => {
                 let code = std::fs::read(path)

@@ -117,14 +117,19 @@ impl Compiler {
         &self.config
     }
 
-    /// Check size, hash, validate and compile. Does not instantiate.
-    pub fn compile(&self, code: &[u8]) -> Result<CompiledModule, LoadError> {
+    fn check_size(&self, code: &[u8]) -> Result<(), LoadError> {
         if code.len() > self.config.max_module_bytes {
             return Err(LoadError::TooLarge {
                 size: code.len(),
                 max: self.config.max_module_bytes,
             });
         }
+        Ok(())
+    }
+
+    /// Check size, hash, validate and compile. Does not instantiate.
+    pub fn compile(&self, code: &[u8]) -> Result<CompiledModule, LoadError> {
+        self.check_size(code)?;
         let module = Module::from_binary(&self.engine, code)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         validate::check_module(&module, &self.config)?;
@@ -156,12 +161,7 @@ impl Compiler {
         code: &[u8],
         compiled: &[u8],
     ) -> Result<CompiledModule, LoadError> {
-        if code.len() > self.config.max_module_bytes {
-            return Err(LoadError::TooLarge {
-                size: code.len(),
-                max: self.config.max_module_bytes,
-            });
-        }
+        self.check_size(code)?;
         // SAFETY: the caller guarantees `compiled` was produced by `serialize` of this
         // binary (see above); wasmtime checks the version and engine configuration.
         let module = unsafe { Module::deserialize(&self.engine, compiled) }

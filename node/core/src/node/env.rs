@@ -8,6 +8,7 @@ use std::time::Duration;
 use ants_soft_store::SoftStore;
 use ants_wire::Address;
 
+use crate::rng::SplitMix64;
 use crate::{NodeEnv, RoutingTable};
 
 /// The node as seen by capsule code.
@@ -15,7 +16,7 @@ use crate::{NodeEnv, RoutingTable};
 pub(crate) struct Env<P> {
     pub(crate) address: Address,
     pub(crate) now: Duration,
-    rng: u64,
+    rng: SplitMix64,
     /// Neighbour active address → underlay endpoint.
     pub(crate) neighbours: BTreeMap<Address, P>,
     /// Destination prefix → next active hop (a neighbour).
@@ -29,21 +30,12 @@ impl<P> Env<P> {
         Env {
             address,
             now: Duration::ZERO,
-            rng: seed,
+            rng: SplitMix64::new(seed),
             neighbours: BTreeMap::new(),
             routes: RoutingTable::new(),
             apps: BTreeSet::new(),
             store,
         }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // splitmix64: the node's generator is seeded from config (or the simulation).
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 
@@ -57,10 +49,7 @@ impl<P> NodeEnv for Env<P> {
     }
 
     fn fill_random(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let r = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
+        self.rng.fill(out);
     }
 
     /// A neighbour is its own next hop; otherwise the longest matching route. Never ourselves.
