@@ -205,3 +205,36 @@ impl MockHost {
         self.node.store.get(&ns, key, now).map(<[u8]>::to_vec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::MockHost;
+    use crate::{Address, Ctx, Result};
+
+    fn flood(cx: &mut Ctx) -> Result<()> {
+        let mut nbrs = [Address::UNSPECIFIED; 4];
+        let n = cx.node.neighbours(&mut nbrs);
+        let prev = cx.capsule.prev();
+        for a in nbrs.iter().take(n.min(nbrs.len())).filter(|a| **a != prev) {
+            cx.capsule.route_for_node(*a)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn neighbours_drive_a_flood_except_back_to_prev() {
+        let a = |s: &str| s.parse::<Address>().unwrap();
+        let mut host = MockHost::new(a("198.18.0.2"));
+        host.node
+            .neighbours
+            .extend([a("198.18.0.1"), a("198.18.0.3"), a("198.18.0.4")]);
+        host.capsule.prev = a("198.18.0.1");
+        let out = host.run(flood);
+        assert_eq!(out.result, Ok(()));
+        let to: Vec<_> = out.sends.iter().map(|s| s.next_hop).collect();
+        assert_eq!(to, vec![a("198.18.0.3"), a("198.18.0.4")]);
+    }
+}

@@ -42,6 +42,20 @@ impl Node {
         u64::from_le_bytes(b)
     }
 
+    /// This node's neighbours: fills `buf` with up to `buf.len()` of them (in a stable order)
+    /// and returns how many there are — more than `buf.len()` means `buf` was too small.
+    pub fn neighbours(&self, buf: &mut [Address]) -> usize {
+        let mut raw = [0u8; 16 * 32];
+        let cap = buf.len().min(32);
+        let n = check(sys::node_neighbours(&mut raw[..cap * 16])).map_or(0, |n| n as usize);
+        for (slot, bytes) in buf.iter_mut().zip(raw.chunks_exact(16)).take(n.min(cap)) {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(bytes);
+            *slot = Address(a);
+        }
+        n
+    }
+
     /// The next active hop toward `toward`, or [`crate::Error::NoRoute`].
     pub fn next_hop(&self, toward: Address) -> Result<Address> {
         let mut out = [0u8; 16];

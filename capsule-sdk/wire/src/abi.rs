@@ -219,6 +219,12 @@ pub const HOST_FUNCTIONS: &[HostFn] = &[
         doc: "route_for_node(addr) -> status: send a copy of the capsule as it is now toward addr",
     },
     HostFn {
+        name: "node_neighbours",
+        params: &[I32, I32],
+        results: &[I32],
+        doc: "node_neighbours(out, cap) -> n: write up to cap 16-byte neighbour addresses at out; returns how many neighbours there are",
+    },
+    HostFn {
         name: "next_hop",
         params: &[I32, I32],
         results: &[I32],

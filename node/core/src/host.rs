@@ -26,6 +26,8 @@ pub trait NodeEnv {
     fn fill_random(&mut self, out: &mut [u8]);
     /// The next active hop toward `toward`, if the node has a route.
     fn next_hop(&self, toward: &Address) -> Option<Address>;
+    /// Call `f` with each neighbour's active address, in a stable order.
+    fn for_each_neighbour(&self, f: &mut dyn FnMut(Address));
     /// Whether a local app with this id is registered.
     fn has_app(&self, app: u32) -> bool;
     /// The node's soft-store (namespaced by capsule type).
@@ -207,6 +209,20 @@ impl Execution<'_> {
             snapshot,
         });
         status::OK
+    }
+
+    /// `node_neighbours`: write as many 16-byte neighbour addresses as fit in `out`; returns
+    /// the number of neighbours (which may be more than were written).
+    pub fn node_neighbours(&self, out: &mut [u8]) -> i32 {
+        let mut n = 0usize;
+        let mut slots = out.chunks_exact_mut(16);
+        self.env.for_each_neighbour(&mut |a| {
+            if let Some(slot) = slots.next() {
+                slot.copy_from_slice(&a.0);
+            }
+            n += 1;
+        });
+        to_status(n)
     }
 
     /// `next_hop`: the next active hop toward `toward`.

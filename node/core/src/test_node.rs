@@ -23,6 +23,8 @@ pub struct TestNode {
     pub routes: BTreeMap<Address, Address>,
     /// With no explicit route, treat the destination as a direct neighbour.
     pub direct_by_default: bool,
+    /// Neighbours reported by `node_neighbours` (routing does not consult this).
+    pub neighbours: BTreeSet<Address>,
     /// Registered app ids.
     pub apps: BTreeSet<u32>,
     /// The soft-store.
@@ -38,6 +40,7 @@ impl TestNode {
             now: Duration::from_secs(1_700_000_000),
             routes: BTreeMap::new(),
             direct_by_default: true,
+            neighbours: BTreeSet::new(),
             apps: BTreeSet::from([0]),
             store: SoftStore::new(StoreConfig::default()),
             rng: SplitMix64::new(seed),
@@ -64,6 +67,10 @@ impl NodeEnv for TestNode {
             .copied()
             .or(self.direct_by_default.then_some(*toward))
     }
+    fn for_each_neighbour(&self, f: &mut dyn FnMut(Address)) {
+        self.neighbours.iter().for_each(|a| f(*a));
+    }
+
     fn has_app(&self, app: u32) -> bool {
         self.apps.contains(&app)
     }

@@ -124,6 +124,19 @@ pub(super) fn link(l: &mut Linker<ExecState>) -> Result<(), wasmtime::Error> {
             None => status::BAD_POINTER,
         }
     })?;
+    l.func_wrap(m, "node_neighbours", |mut c: Cx<'_>, out: i32, cap: i32| {
+        let Some((mem, exec, _)) = enter(&mut c) else {
+            return NO_EXEC;
+        };
+        // `cap` counts 16-byte addresses; a negative or huge one fails the bounds check.
+        let Some(bytes) = (cap as u32).checked_mul(16) else {
+            return status::BAD_POINTER;
+        };
+        match guest_mut(mem, out, bytes as i32) {
+            Some(dst) => exec.node_neighbours(dst),
+            None => status::BAD_POINTER,
+        }
+    })?;
     l.func_wrap(m, "next_hop", |mut c: Cx<'_>, addr: i32, out: i32| {
         let Some((mem, exec, _)) = enter(&mut c) else {
             return NO_EXEC;

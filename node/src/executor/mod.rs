@@ -6,7 +6,7 @@
 //!   instance reused for every capsule of that type with its fuel reset — no instantiation
 //!   per packet. A trapped instance is dropped and rebuilt from its `InstancePre` on the next
 //!   capsule.
-//! - `host_fns` links the 15 host functions; `validate` checks imports and exports.
+//! - `host_fns` links the host functions of ABI v1; `validate` checks imports and exports.
 //!
 //! One `Engine` per process is the intent: build one [`Compiler`] and clone it.
 

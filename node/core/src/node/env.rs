@@ -63,6 +63,10 @@ impl<P> NodeEnv for Env<P> {
         self.routes.lookup(toward).copied()
     }
 
+    fn for_each_neighbour(&self, f: &mut dyn FnMut(Address)) {
+        self.neighbours.keys().for_each(|a| f(*a));
+    }
+
     fn has_app(&self, app: u32) -> bool {
         self.apps.contains(&app)
     }
