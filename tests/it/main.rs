@@ -7,4 +7,8 @@ mod capsules;
 mod cli;
 mod hostile;
 mod overlay;
+mod multicast;
+mod anycast;
+mod traceroute;
 mod support;
+mod topology;

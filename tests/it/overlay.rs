@@ -2,105 +2,22 @@
 //! demand loading across hops, restart with persisted code, loss, spoofing, liars.
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ants_app::{AppClient, Inject};
 use ants_node::config::Config;
-use ants_node::daemon::{self, DaemonHandle};
+use ants_node::daemon;
 use ants_wire::{CapsuleRepr, CapsuleType, CodeChunk, CodeRequest, Message, code::CHUNK_LEN};
 
 use crate::support::*;
+use crate::topology::Topology;
 
 /// Free UDP ports on loopback (bound then released; fine for tests).
 fn free_ports(n: usize) -> Vec<u16> {
     let socks: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect()
-}
-
-fn a(i: usize) -> String {
-    format!("198.18.0.{i}")
-}
-
-/// TOML for node `i` (1-based) of a line of `n`, with ports `ports[i-1]`.
-fn line_config(i: usize, n: usize, ports: &[u16], dir: &Path, extra: &str) -> Config {
-    let mut t = format!(
-        "[node]\naddress = \"{}\"\nlisten = \"127.0.0.1:{}\"\napp_socket = \"{}\"\ncode_cache_dir = \"{}\"\n",
-        a(i),
-        ports[i - 1],
-        dir.join(format!("n{i}.sock")).display(),
-        dir.join(format!("n{i}-code")).display(),
-    );
-    for j in [i.wrapping_sub(1), i + 1] {
-        if (1..=n).contains(&j) {
-            t += &format!(
-                "[[neighbour]]\naddress = \"{}\"\nendpoint = \"127.0.0.1:{}\"\n",
-                a(j),
-                ports[j - 1]
-            );
-        }
-    }
-    for j in 1..=n {
-        let via = if j + 1 < i {
-            i - 1
-        } else if j > i + 1 {
-            i + 1
-        } else {
-            continue;
-        };
-        t += &format!("[[route]]\ndst = \"{}\"\nvia = \"{}\"\n", a(j), a(via));
-    }
-    t += extra;
-    Config::parse(&t, &format!("n{i}.toml")).unwrap_or_else(|e| panic!("{e}\n{t}"))
-}
-
-struct Line {
-    nodes: Vec<Option<DaemonHandle>>,
-    configs: Vec<Config>,
-    dir: tempfile::TempDir,
-}
-
-impl Line {
-    fn start(n: usize, extra: &str) -> Line {
-        let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(n);
-        let configs: Vec<Config> = (1..=n)
-            .map(|i| line_config(i, n, &ports, dir.path(), extra))
-            .collect();
-        let nodes = configs
-            .iter()
-            .map(|c| Some(daemon::spawn(c.clone()).expect("node starts")))
-            .collect();
-        Line {
-            nodes,
-            configs,
-            dir,
-        }
-    }
-
-    fn sock(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}.sock"))
-    }
-
-    fn node(&self, i: usize) -> &DaemonHandle {
-        self.nodes[i - 1].as_ref().expect("node running")
-    }
-
-    fn stats(&self, i: usize) -> daemon::Stats {
-        self.node(i).stats().expect("stats")
-    }
-
-    fn restart(&mut self, i: usize) {
-        if let Some(h) = self.nodes[i - 1].take() {
-            h.shutdown().expect("clean shutdown");
-        }
-        self.nodes[i - 1] = Some(daemon::spawn(self.configs[i - 1].clone()).expect("restart"));
-    }
+    socks.iter().map(|s| s.local_addr().unwrap().port()).collect()
 }
 
 fn forward_inject(dst: &str, payload: &[u8]) -> Inject {
@@ -129,7 +46,7 @@ fn collect(client: &mut AppClient, n: usize, timeout: Duration) -> Vec<ants_app:
 
 #[test]
 fn five_node_line_demand_loads_then_forwards_10000_without_loss() {
-    let mut line = Line::start(5, "");
+    let mut line = Topology::line(5, "");
     let mut rx = AppClient::connect(line.sock(5), 0).unwrap();
     let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
     let first = forward_inject("198.18.0.5", b"first");
@@ -196,7 +113,7 @@ fn five_node_line_demand_loads_then_forwards_10000_without_loss() {
 #[test]
 fn loading_completes_with_20_percent_loss_on_code_transfer() {
     // Each node's loss pattern is seeded by its own seed (derived from its address).
-    let line = Line::start(5, "[fault]\ncode_loss = 0.2\n");
+    let line = Topology::line(5, "[fault]\ncode_loss = 0.2\n");
     let mut rx = AppClient::connect(line.sock(5), 0).unwrap();
     let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
     tx.inject(&forward_inject("198.18.0.5", b"lossy")).unwrap();
@@ -214,7 +131,7 @@ fn encode(m: &Message<'_>) -> Vec<u8> {
 
 #[test]
 fn a_spoofed_code_request_gets_zero_bytes() {
-    let line = Line::start(2, "");
+    let line = Topology::line(2, "");
     let mut rx = AppClient::connect(line.sock(2), 0).unwrap();
     let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
     let ty = tx.inject(&forward_inject("198.18.0.2", b"x")).unwrap();
@@ -230,7 +147,7 @@ fn a_spoofed_code_request_gets_zero_bytes() {
         bitmap: &[],
     });
     stranger
-        .send_to(&encode(&req), line.node(1).local_addr())
+        .send_to(&encode(&req), line.local_addr(1))
         .unwrap();
     let mut buf = [0u8; 2048];
     assert!(stranger.recv_from(&mut buf).is_err(), "no reply at all");
