@@ -1,0 +1,1 @@
+//! End-to-end tests of the anycast capsule on real overlay nodes.

@@ -1,0 +1,1 @@
+//! End-to-end tests of the multicast capsule on real overlay nodes.

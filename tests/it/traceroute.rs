@@ -1,0 +1,1 @@
+//! End-to-end tests of the traceroute capsule on real overlay nodes.
