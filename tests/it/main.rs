@@ -3,12 +3,12 @@
 //! Capsules are built on demand by `ants-capsule-build` (once per process), so this binary
 //! needs no prebuilt wasm and no manual toolchain step.
 
+mod anycast;
 mod capsules;
 mod cli;
 mod hostile;
-mod overlay;
 mod multicast;
-mod anycast;
-mod traceroute;
+mod overlay;
 mod support;
 mod topology;
+mod traceroute;

@@ -17,7 +17,10 @@ fn free_ports(n: usize) -> Vec<u16> {
     let socks: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    socks.iter().map(|s| s.local_addr().unwrap().port()).collect()
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
 }
 
 fn forward_inject(dst: &str, payload: &[u8]) -> Inject {
@@ -146,9 +149,7 @@ fn a_spoofed_code_request_gets_zero_bytes() {
         first_chunk: 0,
         bitmap: &[],
     });
-    stranger
-        .send_to(&encode(&req), line.local_addr(1))
-        .unwrap();
+    stranger.send_to(&encode(&req), line.local_addr(1)).unwrap();
     let mut buf = [0u8; 2048];
     assert!(stranger.recv_from(&mut buf).is_err(), "no reply at all");
     assert_eq!(line.stats(1).loader.requests_unauthorized, 1);

@@ -57,9 +57,13 @@ impl Topology {
     /// appended to every node's config (e.g. a `[limits]` section).
     pub(crate) fn start(n: usize, edges: &[(usize, usize)], extra: &str) -> Topology {
         let dir = tempfile::tempdir().unwrap();
-        let socks: Vec<UdpSocket> =
-            (0..n).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
-        let ports: Vec<u16> = socks.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let socks: Vec<UdpSocket> = (0..n)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = socks
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
         drop(socks);
         let mut adj = vec![Vec::new(); n + 1];
         for &(a, b) in edges {
@@ -103,7 +107,11 @@ impl Topology {
             .iter()
             .map(|c| Some(daemon::spawn(c.clone()).expect("node starts")))
             .collect();
-        Topology { nodes, configs, dir }
+        Topology {
+            nodes,
+            configs,
+            dir,
+        }
     }
 
     /// The app socket of node `i`.
@@ -113,12 +121,19 @@ impl Topology {
 
     /// The UDP endpoint of node `i`.
     pub(crate) fn local_addr(&self, i: usize) -> std::net::SocketAddr {
-        self.nodes[i - 1].as_ref().expect("node running").local_addr()
+        self.nodes[i - 1]
+            .as_ref()
+            .expect("node running")
+            .local_addr()
     }
 
     /// Counters of node `i`.
     pub(crate) fn stats(&self, i: usize) -> Stats {
-        self.nodes[i - 1].as_ref().expect("node running").stats().expect("stats")
+        self.nodes[i - 1]
+            .as_ref()
+            .expect("node running")
+            .stats()
+            .expect("stats")
     }
 
     /// Stop node `i` (as if it died; neighbours are not told).

@@ -2,6 +2,7 @@
 
 mod capsule;
 mod node;
+mod traceroute;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,31 @@ enum Command {
     ///
     /// Example: ants listen -s /tmp/ants-demo/n5.sock --app 0 --count 3
     Listen(node::ListenArgs),
+    /// Trace the active path to a node, like traceroute(8).
+    ///
+    /// Registers as an app on the source node (--socket), injects `traceroute` capsules
+    /// (capsules/traceroute) toward DST one after another, and prints the path each brought
+    /// back. Every active node that runs the capsule on the way out appends its address and
+    /// its clock; the destination turns it around and the source delivers it to this command.
+    /// The first probe carries the code; nodes on the way fetch it from their previous hop.
+    ///
+    /// One line per active hop after the source. A time is that node's clock minus the
+    /// previous node's when the capsule ran there: the one-way time of the hop, including
+    /// the time the capsule waited for its code (node clocks are wall clocks: on one host
+    /// they agree, across hosts they may not, shown as `? ms`). `*` is a probe that did not
+    /// come back in time, `!N` a hop with no route onward. The round trip is measured here.
+    ///
+    /// Example: ants traceroute 198.18.0.6 -s /tmp/ants-traceroute/n1.sock --code traceroute.wasm
+    ///
+    ///   traceroute to 198.18.0.6 from 198.18.0.1, 3 probes
+    ///    1  198.18.0.2  4.649 ms  0.021 ms  0.030 ms
+    ///    …
+    ///    5  198.18.0.6  4.682 ms  0.022 ms  0.021 ms
+    ///   round trip  27.767 ms  0.307 ms  0.249 ms
+    ///
+    /// (The first probe's hops waited for their code. Demo: bash examples/traceroute/demo.sh)
+    #[command(verbatim_doc_comment)]
+    Traceroute(Box<traceroute::TracerouteArgs>),
 }
 
 impl Cli {
@@ -45,6 +71,7 @@ impl Cli {
             Command::Run(a) => a.run(),
             Command::Send(a) => a.run(),
             Command::Listen(a) => a.run(),
+            Command::Traceroute(a) => a.run(),
         }
     }
 }
