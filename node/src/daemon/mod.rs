@@ -3,8 +3,8 @@
 //! - one batched UDP socket ([`crate::udp::BatchSocket`], `recvmmsg`/`sendmmsg`), polled
 //!   through tokio's `AsyncFd`; each wake-up drains at most [`MAX_BATCHES_PER_TURN`] batches
 //!   so timers and apps are served under load;
-//! - modules compiled on tokio's blocking pool (off the forwarding path), installed in the
-//!   executor, persisted in the code cache directory (module `persist`);
+//! - modules compiled and persisted in the code cache directory (module `persist`) on
+//!   tokio's blocking pool, off the forwarding path, then installed in the executor;
 //! - the local app socket ([`crate::app_server`]);
 //! - optional fault injection: drop a fraction of code-transfer messages (testing aid).
 //!
@@ -14,7 +14,6 @@
 mod persist;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ants_app::proto::Delivery;
@@ -295,10 +294,16 @@ impl Driver {
                     info!(%ty, bytes = code.len(), "code verified; compiling");
                     let compiler = self.compiler.clone();
                     let tx = self.compiled_tx.clone();
+                    let dir = self.code_dir.clone();
+                    // Compile and persist on the blocking pool, off the forwarding thread.
                     tokio::task::spawn_blocking(move || {
                         let start = std::time::Instant::now();
                         let r = compiler.compile(&code);
-                        let _ = tx.send((ty, code, r, start.elapsed()));
+                        let took = start.elapsed();
+                        if let (Some(dir), Ok(m)) = (&dir, &r) {
+                            persist::store(dir, &compiler, &code, m);
+                        }
+                        let _ = tx.send((ty, r, took));
                     });
                 }
                 Event::CapsuleLog { ty, level, text } => match level {
@@ -322,24 +327,13 @@ impl Driver {
         }
     }
 
-    /// A compilation finished: install, persist, release held capsules.
-    fn compiled(
-        &mut self,
-        ty: CapsuleType,
-        code: &[u8],
-        r: Result<CompiledModule, LoadError>,
-        took: Duration,
-    ) {
+    /// A compilation finished: install, release held capsules.
+    fn compiled(&mut self, ty: CapsuleType, r: Result<CompiledModule, LoadError>, took: Duration) {
         self.compiling.remove(&ty);
         if self.compile_times.len() < 64 {
             self.compile_times.push((ty, took));
         }
-        let r = r.and_then(|m| {
-            if let Some(dir) = &self.code_dir {
-                persist::store(dir, &self.compiler, code, &m);
-            }
-            self.exec.install(m).map(drop)
-        });
+        let r = r.and_then(|m| self.exec.install(m).map(drop));
         match &r {
             Ok(()) => info!(%ty, "module installed"),
             Err(e) => warn!(%ty, "module rejected: {e}"),
@@ -458,7 +452,7 @@ async fn serve(
                     }
                 }
             }
-            Some((ty, code, r, took)) = compiled_rx.recv() => driver.compiled(ty, &code, r, took),
+            Some((ty, r, took)) = compiled_rx.recv() => driver.compiled(ty, r, took),
             () = tokio::time::sleep(sleep) => driver.node.handle_timeout(wall()),
             Some(reply) = stats_rx.recv() => {
                 let _ = reply.send(driver.stats(driver.send.dropped() + driver.flush_dropped));
@@ -505,14 +499,9 @@ async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequ
     }
 }
 
-/// A finished compilation: the type, its module bytes, the compiled module or why not, and
-/// how long compiling took.
-type Compiled = (
-    CapsuleType,
-    Arc<[u8]>,
-    Result<CompiledModule, LoadError>,
-    Duration,
-);
+/// A finished compilation (already persisted): the type, the compiled module or why not,
+/// and how long compiling took.
+type Compiled = (CapsuleType, Result<CompiledModule, LoadError>, Duration);
 type CompiledRx = mpsc::UnboundedReceiver<Compiled>;
 
 type Started = (
