@@ -148,3 +148,41 @@ fn help_teaches() {
     let o = ants(&["capsule", "abi"]);
     assert!(stdout(&o).contains("route_for_node(addr) -> status"));
 }
+
+#[test]
+fn test_reports_neighbours_to_flooding_capsules() {
+    // anycast floods an advertisement to every neighbour except the one it came from.
+    let f = capsule("anycast").path;
+    let mut header = vec![1u8, 0, 0, 0, 161];
+    header.extend_from_slice(&"198.18.0.1".parse::<ants_wire::Address>().unwrap().0);
+    header.extend_from_slice(&[0, 0x01, 0x90]); // hops 0, hold 400 ms
+    let o = ants(&[
+        "capsule",
+        "test",
+        f.to_str().unwrap(),
+        "--json",
+        "--node",
+        "198.18.0.2",
+        "--src",
+        "198.18.0.1",
+        "--prev",
+        "198.18.0.1",
+        "--header-hex",
+        &hex::encode(&header),
+        "--neighbour",
+        "198.18.0.1",
+        "--neighbour",
+        "198.18.0.3",
+        "--neighbour",
+        "198.18.0.4",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let hops: Vec<_> = v["sends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["next_hop"].clone())
+        .collect();
+    assert_eq!(hops, ["198.18.0.3", "198.18.0.4"]);
+}

@@ -142,6 +142,10 @@ pub(crate) struct TestArgs {
     /// Only --route entries are routes (default: every address is a direct neighbour).
     #[arg(long)]
     no_direct: bool,
+    /// A neighbour reported to the capsule by `node_neighbours` (repeatable), e.g. to see
+    /// what a flooding protocol sends.
+    #[arg(long)]
+    neighbour: Vec<Address>,
     /// Register app N on the node (app 0 always is).
     #[arg(long)]
     app: Vec<u32>,
@@ -273,6 +277,7 @@ impl TestArgs {
         let mut node = TestNode::new(self.node, self.seed);
         node.routes.extend(self.route.iter().copied());
         node.direct_by_default = !self.no_direct;
+        node.neighbours.extend(self.neighbour.iter().copied());
         node.apps.extend(self.app.iter().copied());
         let run = testbench::run(&mut exec, &mut node, &capsule, &config.host, config.fuel);
         if self.json {

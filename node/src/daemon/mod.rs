@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ants_app::proto::Delivery;
 use ants_core::loader::{CodePolicy as LoaderPolicy, LoaderCounters};
 use ants_core::node::Injection;
-use ants_core::node::{Event, LoadTiming, NodeCounters};
+use ants_core::node::{Event, LoadTiming, NodeCounters, ProtocolCounters};
 use ants_core::{LoadError, Node, NodeConfig};
 use ants_wire::CapsuleRepr;
 use ants_wire::CapsuleType;
@@ -46,6 +46,8 @@ pub struct Stats {
     pub node: NodeCounters,
     /// Code loader counters.
     pub loader: LoaderCounters,
+    /// Per-protocol counters (runs, fuel, traps, errors, sends, deliveries), by type.
+    pub protocols: Vec<(CapsuleType, ProtocolCounters)>,
     /// Types in the code cache.
     pub cached_types: Vec<CapsuleType>,
     /// Persisted modules installed at start-up, and how many reused their compiled form.
@@ -274,6 +276,12 @@ impl Driver {
             address: self.node.address(),
             node: self.node.counters().clone(),
             loader: self.node.loader_counters().clone(),
+            protocols: self
+                .node
+                .protocols()
+                .iter()
+                .map(|(t, c)| (*t, *c))
+                .collect(),
             cached_types: self.node.code_cache().types().copied().collect(),
             persisted: self.persisted,
             fault_dropped: self.fault.dropped,
