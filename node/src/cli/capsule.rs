@@ -12,7 +12,7 @@ use ants_wire::{Address, CapsuleRepr, CapsuleType};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::bytes_arg;
+use super::CapsuleData;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Subcommand)]
@@ -124,18 +124,8 @@ pub(crate) struct TestArgs {
     /// Resource budget the capsule arrives with.
     #[arg(long, default_value_t = 64)]
     resource: u16,
-    /// Protocol header as text.
-    #[arg(long, conflicts_with = "header_hex")]
-    header: Option<String>,
-    /// Protocol header as hex.
-    #[arg(long)]
-    header_hex: Option<String>,
-    /// Payload as text.
-    #[arg(long, conflicts_with = "payload_hex")]
-    payload: Option<String>,
-    /// Payload as hex.
-    #[arg(long)]
-    payload_hex: Option<String>,
+    #[command(flatten)]
+    data: CapsuleData,
     /// A route `DEST=NEXT_HOP` (repeatable).
     #[arg(long, value_parser = parse_route)]
     route: Vec<(Address, Address)>,
@@ -262,8 +252,7 @@ impl TestArgs {
             Ok(ty) => ty,
             Err(e) => bail!("{} rejected: {e}", self.file.display()),
         };
-        let header = bytes_arg(&self.header, &self.header_hex, "header")?;
-        let payload = bytes_arg(&self.payload, &self.payload_hex, "payload")?;
+        let (header, payload) = self.data.bytes()?;
         let capsule = CapsuleRepr {
             flags: 0,
             resource: self.resource,

@@ -76,8 +76,34 @@ impl Cli {
     }
 }
 
-/// Bytes from a pair of `--x` (text) / `--x-hex` options; empty when neither is given.
-fn bytes_arg(
+/// The protocol header and payload of a capsule, each as text or hex.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CapsuleData {
+    /// Protocol header as text.
+    #[arg(long, conflicts_with = "header_hex")]
+    header: Option<String>,
+    /// Protocol header as hex.
+    #[arg(long)]
+    header_hex: Option<String>,
+    /// Payload as text.
+    #[arg(long, conflicts_with = "payload_hex")]
+    payload: Option<String>,
+    /// Payload as hex.
+    #[arg(long)]
+    payload_hex: Option<String>,
+}
+
+impl CapsuleData {
+    /// `(header, payload)` bytes; empty when not given.
+    pub(crate) fn bytes(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        Ok((
+            text_or_hex(&self.header, &self.header_hex, "header")?,
+            text_or_hex(&self.payload, &self.payload_hex, "payload")?,
+        ))
+    }
+}
+
+fn text_or_hex(
     text: &Option<String>,
     hex_arg: &Option<String>,
     what: &str,

@@ -10,7 +10,7 @@ use ants_wire::{Address, CapsuleType};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::bytes_arg;
+use super::CapsuleData;
 
 /// `ants run`.
 #[derive(Debug, Args)]
@@ -43,18 +43,8 @@ pub(crate) struct SendArgs {
     /// Destination active address.
     #[arg(long)]
     dst: Address,
-    /// Protocol header as text.
-    #[arg(long, conflicts_with = "header_hex")]
-    header: Option<String>,
-    /// Protocol header as hex.
-    #[arg(long)]
-    header_hex: Option<String>,
-    /// Payload as text.
-    #[arg(long, conflicts_with = "payload_hex")]
-    payload: Option<String>,
-    /// Payload as hex.
-    #[arg(long)]
-    payload_hex: Option<String>,
+    #[command(flatten)]
+    data: CapsuleData,
     /// Resource budget (sends the capsule and its copies may make).
     #[arg(long, default_value_t = 64)]
     resource: u16,
@@ -71,8 +61,7 @@ pub(crate) struct SendArgs {
 
 impl SendArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let header = bytes_arg(&self.header, &self.header_hex, "header")?;
-        let payload = bytes_arg(&self.payload, &self.payload_hex, "payload")?;
+        let (header, payload) = self.data.bytes()?;
         let mut inject = match (&self.code, self.type_) {
             (Some(path), _) => {
                 let code = std::fs::read(path)

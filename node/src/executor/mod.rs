@@ -117,6 +117,16 @@ impl Compiler {
         &self.config
     }
 
+    /// Validate `module` (compiled from `code`) against ABI v1 and wrap it.
+    fn checked(&self, code: &[u8], module: Module) -> Result<CompiledModule, LoadError> {
+        validate::check_module(&module, &self.config)?;
+        Ok(CompiledModule {
+            capsule_type: CapsuleType(Sha256::digest(code).into()),
+            size: code.len(),
+            module,
+        })
+    }
+
     fn check_size(&self, code: &[u8]) -> Result<(), LoadError> {
         if code.len() > self.config.max_module_bytes {
             return Err(LoadError::TooLarge {
@@ -132,12 +142,7 @@ impl Compiler {
         self.check_size(code)?;
         let module = Module::from_binary(&self.engine, code)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        validate::check_module(&module, &self.config)?;
-        Ok(CompiledModule {
-            capsule_type: CapsuleType(Sha256::digest(code).into()),
-            size: code.len(),
-            module,
-        })
+        self.checked(code, module)
     }
 }
 
@@ -166,12 +171,7 @@ impl Compiler {
         // binary (see above); wasmtime checks the version and engine configuration.
         let module = unsafe { Module::deserialize(&self.engine, compiled) }
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        validate::check_module(&module, &self.config)?;
-        Ok(CompiledModule {
-            capsule_type: CapsuleType(Sha256::digest(code).into()),
-            size: code.len(),
-            module,
-        })
+        self.checked(code, module)
     }
 }
 
