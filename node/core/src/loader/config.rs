@@ -82,7 +82,7 @@ impl Default for LoaderConfig {
             max_module_bytes: 1 << 20,
             request_timeout: Duration::from_millis(100),
             max_request_timeout: Duration::from_millis(1600),
-            max_attempts: 8,
+            max_attempts: 4,
             load_timeout: Duration::from_secs(5),
             negative_ttl: Duration::from_secs(5),
             distrust_ttl: Duration::from_secs(60),

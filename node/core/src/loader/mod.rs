@@ -11,7 +11,8 @@
 //! Fetching, in short: a capsule of an unknown type is [held](CodeLoader::hold) and a
 //! `code-request` goes to the peer it came from. Chunks are reassembled; after
 //! `request_timeout` of silence only the missing chunks are re-requested, with the timeout
-//! doubling per round without progress. After `max_attempts` such rounds, or a `not-found` /
+//! doubling per round without progress. After `max_attempts` such rounds (if another
+//! candidate is left; the last candidate is retried until `load_timeout`), or a `not-found` /
 //! `too-large` nack, the next *candidate* (each distinct peer a held capsule came from, in
 //! arrival order) is asked. A complete module is accepted only if its SHA-256 is the type;
 //! otherwise its sender is distrusted for that type and the next candidate is asked. When no
@@ -254,10 +255,17 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
                 self.fail(now, ty, FailReason::Timeout);
                 continue;
             }
+            // A stalled peer is dropped only for another usable candidate; the last one is
+            // retried (with capped backoff) until `load_timeout`, so a lossy single path
+            // still completes while a dead hop with an alternative is left early.
+            let distrust = &self.distrust;
+            let other = f.candidates[f.next_candidate.min(f.candidates.len())..]
+                .iter()
+                .any(|p| !distrust.contains(&(*p, ty), now));
             let Some(t) = f.transfer.as_mut() else {
                 continue;
             };
-            if t.rounds >= self.config.max_attempts {
+            if t.rounds >= self.config.max_attempts && other {
                 self.counters.stalled_peers += 1;
                 self.next_candidate(now, ty);
             } else {

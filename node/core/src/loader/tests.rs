@@ -152,37 +152,43 @@ fn finished_window_asks_for_the_next_at_once() {
 }
 
 #[test]
-fn stalled_peer_is_left_for_the_next_candidate_then_load_fails() {
+fn stalled_peer_is_left_for_the_next_candidate_and_the_last_is_retried_until_timeout() {
     let (ty, _) = module(3000, 1);
     let config = LoaderConfig {
         max_attempts: 2,
         ..LoaderConfig::default()
     };
+    let load_timeout = config.load_timeout;
     let mut l = CodeLoader::new(config);
     l.hold(Duration::ZERO, ty, 4, vec![1]);
     l.hold(Duration::ZERO, ty, 4, vec![2]);
     l.hold(Duration::ZERO, ty, 5, vec![3]);
     let mut to: Vec<u8> = requests(&mut l).into_iter().map(|r| r.0).collect();
+    let mut last = Duration::ZERO;
     while let Some(at) = l.poll_timeout() {
+        last = at;
         l.handle_timeout(at);
         to.extend(requests(&mut l).into_iter().map(|r| r.0));
         if !l.is_fetching(&ty) {
             break;
         }
     }
-    // Two rounds each: peer 4's first request and retry, then peer 5's.
-    assert_eq!(to, vec![4, 4, 5, 5]);
-    assert_eq!(l.counters().stalled_peers, 2);
+    // Peer 4: first request and one retry; then peer 5, the last candidate, is retried
+    // (beyond max_attempts) until the load times out.
+    assert_eq!(&to[..4], &[4, 4, 5, 5]);
+    assert!(to.len() > 4 && to[4..].iter().all(|p| *p == 5), "{to:?}");
+    assert_eq!(l.counters().stalled_peers, 1);
+    assert_eq!(last, load_timeout);
     assert_eq!(
         events(&mut l),
         vec![LoaderEvent::Failed {
             ty,
-            reason: FailReason::Exhausted,
+            reason: FailReason::Timeout,
             dropped: 3
         }]
     );
     assert_eq!(l.counters().held_dropped_failed, 3);
-    assert!(l.is_negative(Duration::from_secs(1), &ty));
+    assert!(l.is_negative(load_timeout + Duration::from_secs(1), &ty));
 }
 
 #[test]
