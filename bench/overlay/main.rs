@@ -5,7 +5,7 @@
 //!   ([`ants_node::daemon::spawn`]) forwarding the `forward` capsule; mode `plain` replaces
 //!   each hop with a plain UDP relay built on the same I/O code (`BatchSocket`,
 //!   `recvmmsg`/`sendmmsg`, tokio `AsyncFd` on a current-thread runtime, at most
-//!   [`MAX_BATCHES_PER_TURN`] batches per wake-up, send after every batch — the daemon's
+//!   [`MAX_BATCHES_PER_TURN`] batches per wake-up, send after every batch with `ants_node::udp::flush` — the daemon's
 //!   loop without the node). Both chains run side by side, each with its own paused
 //!   generator; the modes take turns in short slices (plain, capsule, plain, …) so that
 //!   background load on a shared machine hits both alike.
@@ -29,12 +29,11 @@ pub(crate) use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub(crate) use ants_app::{AppClient, Inject};
 pub(crate) use ants_node::config::Config;
 pub(crate) use ants_node::daemon::{self, DaemonHandle, MAX_BATCHES_PER_TURN, Stats};
-pub(crate) use ants_node::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig};
+pub(crate) use ants_node::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
 pub(crate) use ants_wire::{Address, CapsuleRepr, CapsuleType, Message};
 pub(crate) use anyhow::{Context, Result, bail};
 pub(crate) use clap::{Parser, Subcommand, ValueEnum};
 pub(crate) use sha2::{Digest, Sha256};
-pub(crate) use tokio::io::unix::AsyncFd;
 pub(crate) use tokio::sync::watch;
 
 mod chain;

@@ -116,27 +116,6 @@ pub(crate) async fn io_loop(
     }
 }
 
-/// The daemon's flush: send everything queued, waiting for writability a bounded number of
-/// times, then drop the rest; returns how many were dropped.
-pub(crate) async fn flush(sock: &AsyncFd<BatchSocket>, batch: &mut SendBatch) -> u64 {
-    for _ in 0..64 {
-        if batch.is_empty() {
-            return 0;
-        }
-        let Ok(mut ready) = sock.writable().await else {
-            break;
-        };
-        match sock.get_ref().send_batch(batch) {
-            Ok(_) if batch.is_empty() => return 0,
-            Ok(_) => ready.clear_ready(),
-            Err(_) => break,
-        }
-    }
-    let dropped = batch.len() as u64;
-    batch.clear();
-    dropped
-}
-
 // --- generator ----------------------------------------------------------------------------
 
 /// What the generator thread shares with its controller.

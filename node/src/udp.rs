@@ -714,6 +714,31 @@ fn decode_sockaddr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Optio
     }
 }
 
+/// Send everything queued in `batch` through `sock`, waiting for writability while the
+/// kernel buffer is full. After a bounded number of waits (or a socket error) the rest is
+/// dropped; returns how many datagrams were dropped, for the caller to count.
+pub async fn flush(sock: &AsyncFd<BatchSocket>, batch: &mut SendBatch) -> u64 {
+    for _ in 0..64 {
+        if batch.is_empty() {
+            return 0;
+        }
+        let Ok(mut ready) = sock.writable().await else {
+            break;
+        };
+        match sock.get_ref().send_batch(batch) {
+            Ok(_) if batch.is_empty() => return 0,
+            Ok(_) => ready.clear_ready(), // the kernel buffer is full
+            Err(e) => {
+                tracing::warn!("send error: {e}");
+                break;
+            }
+        }
+    }
+    let dropped = batch.len() as u64;
+    batch.clear();
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

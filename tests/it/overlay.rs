@@ -10,18 +10,7 @@ use ants_node::daemon;
 use ants_wire::{CapsuleRepr, CapsuleType, CodeChunk, CodeRequest, Message, code::CHUNK_LEN};
 
 use crate::support::*;
-use crate::topology::Topology;
-
-/// Free UDP ports on loopback (bound then released; fine for tests).
-fn free_ports(n: usize) -> Vec<u16> {
-    let socks: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect()
-}
+use crate::topology::{Topology, free_ports};
 
 fn forward_inject(dst: &str, payload: &[u8]) -> Inject {
     Inject::with_code(

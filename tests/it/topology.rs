@@ -16,6 +16,17 @@ pub(crate) struct Topology {
     dir: tempfile::TempDir,
 }
 
+/// Free UDP ports on loopback (bound then released; fine for tests).
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
 /// Active address of node `i`.
 pub(crate) fn node_addr(i: usize) -> String {
     format!("198.18.0.{i}")
@@ -57,14 +68,7 @@ impl Topology {
     /// appended to every node's config (e.g. a `[limits]` section).
     pub(crate) fn start(n: usize, edges: &[(usize, usize)], extra: &str) -> Topology {
         let dir = tempfile::tempdir().unwrap();
-        let socks: Vec<UdpSocket> = (0..n)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let ports: Vec<u16> = socks
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect();
-        drop(socks);
+        let ports = free_ports(n);
         let mut adj = vec![Vec::new(); n + 1];
         for &(a, b) in edges {
             adj[a].push(b);

@@ -31,7 +31,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::app_server::{AppHandle, AppRequest, AppServer};
 use crate::config::{CodePolicy, Config};
-use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig};
+use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
 use crate::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};
 
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
@@ -261,7 +261,6 @@ struct Driver {
     code_dir: Option<std::path::PathBuf>,
     fault: Fault,
     compiled_tx: mpsc::UnboundedSender<Compiled>,
-    compiling: std::collections::BTreeSet<CapsuleType>,
     persisted: (usize, usize),
     send: SendBatch,
     /// Datagrams dropped because the socket stayed unwritable.
@@ -296,9 +295,6 @@ impl Driver {
         while let Some(ev) = self.node.poll_event() {
             match ev {
                 Event::Compile { ty, code } => {
-                    if !self.compiling.insert(ty) {
-                        continue;
-                    }
                     info!(%ty, bytes = code.len(), "code verified; compiling");
                     let compiler = self.compiler.clone();
                     let tx = self.compiled_tx.clone();
@@ -337,7 +333,6 @@ impl Driver {
 
     /// A compilation finished: install, release held capsules.
     fn compiled(&mut self, ty: CapsuleType, r: Result<CompiledModule, LoadError>, took: Duration) {
-        self.compiling.remove(&ty);
         if self.compile_times.len() < 64 {
             self.compile_times.push((ty, took));
         }
@@ -475,30 +470,6 @@ async fn serve(
     Ok(driver.stats(driver.send.dropped() + driver.flush_dropped))
 }
 
-/// Send everything queued. If the kernel keeps refusing (buffer full) for a bounded number
-/// of writability waits, the rest is dropped; returns how many datagrams were dropped.
-async fn flush(sock: &AsyncFd<BatchSocket>, batch: &mut SendBatch) -> u64 {
-    for _ in 0..64 {
-        if batch.is_empty() {
-            return 0;
-        }
-        let Ok(mut ready) = sock.writable().await else {
-            break;
-        };
-        match sock.get_ref().send_batch(batch) {
-            Ok(_) if batch.is_empty() => return 0,
-            Ok(_) => ready.clear_ready(), // the kernel buffer is full
-            Err(e) => {
-                warn!("send error: {e}");
-                break;
-            }
-        }
-    }
-    let dropped = batch.len() as u64;
-    batch.clear();
-    dropped
-}
-
 /// The next app request, or never when the node has no app socket.
 async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequest> {
     match rx {
@@ -568,7 +539,6 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
             dropped: 0,
         },
         compiled_tx,
-        compiling: Default::default(),
         persisted,
         send: SendBatch::new(&udp_cfg),
         flush_dropped: 0,

@@ -114,7 +114,10 @@ pub struct NodeCounters {
 
 impl NodeCounters {
     pub(crate) fn drop(&mut self, reason: DropReason, n: u64) {
-        *self.drops.entry(reason).or_default() += n;
+        // Called per capsule with n = 0 most of the time: touch the map only for real drops.
+        if n > 0 {
+            *self.drops.entry(reason).or_default() += n;
+        }
     }
 
     /// Drops for one reason.

@@ -211,7 +211,8 @@ pub struct LoadTiming {
 /// Load timings kept (most recent); older ones are dropped.
 const MAX_LOAD_TIMINGS: usize = 64;
 
-/// Capsules waiting for a module that is being compiled from the local code cache.
+/// Types with a Compile outstanding, and the capsules that arrived for them since (those
+/// held while the code was fetched stay in the loader until [`Node::module_ready`]).
 type Compiling<P> = BTreeMap<CapsuleType, Vec<(Option<P>, Vec<u8>)>>;
 
 /// One active node. See the module documentation.
@@ -381,10 +382,13 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             limits: &self.limits,
         });
         self.counters.runs += 1;
+        let (sent, delivered) = self.flush_effects(ty);
         let stats = self.protocols.entry(ty);
         stats.runs += 1;
         stats.fuel += report.fuel_used;
         stats.limit_hits += u64::from(self.effects.limit_hits);
+        stats.sent += sent;
+        stats.delivered += delivered;
         match report.result {
             RunResult::Returned(0) => {}
             RunResult::Returned(_) => stats.errors += 1,
@@ -401,10 +405,11 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             DropReason::ResourceExhausted,
             u64::from(self.effects.resource_refusals),
         );
-        self.flush_effects(ty);
     }
 
-    fn flush_effects(&mut self, ty: CapsuleType) {
+    /// Turn the effects of the last run into transmits, deliveries and log events; returns
+    /// `(sent, delivered)`.
+    fn flush_effects(&mut self, ty: CapsuleType) -> (u64, u64) {
         let now = self.env.now;
         let me = self.env.address;
         let (mut sent, mut delivered) = (0u64, 0u64);
@@ -453,9 +458,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         }
         self.counters.sent += sent;
         self.counters.delivered += delivered;
-        let stats = self.protocols.entry(ty);
-        stats.sent += sent;
-        stats.delivered += delivered;
+        (sent, delivered)
     }
 
     /// Queue an event. `Compile` is never dropped (held capsules wait for it, and there is at
@@ -486,6 +489,9 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                     // A module larger than the whole code cache still runs here; it just
                     // cannot be served downstream (the cache counts the refusal).
                     let _ = self.code.insert(ty, code.clone());
+                    // Capsules arriving until the module is ready wait here, not in a second
+                    // compile: one Compile per load.
+                    self.compiling.entry(ty).or_default();
                     self.push_event(Event::Compile { ty, code });
                 }
                 LoaderEvent::Failed {
