@@ -27,6 +27,7 @@ pub(crate) use std::thread::JoinHandle;
 pub(crate) use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub(crate) use ants_app::{AppClient, Inject};
+pub(crate) use ants_bench::{join_runs, machine_ticks, median, pin_thread, process_ticks};
 pub(crate) use ants_node::config::Config;
 pub(crate) use ants_node::daemon::{self, DaemonHandle, MAX_BATCHES_PER_TURN, Stats};
 pub(crate) use ants_node::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
@@ -208,16 +209,6 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -225,13 +216,6 @@ fn ms(d: Duration) -> f64 {
 /// `a - b` in milliseconds (negative if `b` is later).
 fn ms_between(a: Duration, b: Duration) -> f64 {
     (a.as_secs_f64() - b.as_secs_f64()) * 1e3
-}
-
-fn join_runs(v: &[f64], digits: usize) -> String {
-    v.iter()
-        .map(|x| format!("{x:.digits$}"))
-        .collect::<Vec<_>>()
-        .join(" / ")
 }
 
 // --- threads and CPU time, from /proc ----------------------------------------------------

@@ -33,24 +33,6 @@ pub(crate) fn thread_cpu(tid: u32) -> Duration {
         .unwrap_or_default()
 }
 
-/// Restrict thread `tid` of this process to CPU `cpu`.
-pub(crate) fn pin_thread(tid: u32, cpu: usize) -> Result<()> {
-    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live `cpu_set_t`; CPU_SET ignores CPUs beyond its size.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    let tid = libc::pid_t::try_from(tid)?;
-    // SAFETY: `set` is a valid `cpu_set_t` of exactly the size passed; the call only reads it.
-    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        bail!(
-            "cannot pin thread {tid} to CPU {cpu}: {}",
-            io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 /// Resident set size of this process and its peak, in KiB.
 pub(crate) fn vm_rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -62,33 +44,6 @@ pub(crate) fn vm_rss() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// Machine-wide CPU ticks from /proc/stat: [user+nice+system, irq+softirq, steal, idle+iowait].
-pub(crate) fn machine_ticks() -> [u64; 4] {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let g = |i: usize| f.get(i).copied().unwrap_or(0);
-    [g(0) + g(1) + g(2), g(5) + g(6), g(7), g(3) + g(4)]
-}
-
-/// This process's CPU ticks (utime + stime) from /proc/self/stat.
-pub(crate) fn process_ticks() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_comm = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after_comm
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Fields 14 and 15 of the file; after the comm, field 3 (state) is not a number.
-    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {

@@ -42,7 +42,7 @@ impl Snapshot {
             sink_cpu: thread_cpu(chain.sink.tid),
             kernel_drops: ports.map(|p| drops.get(p).copied().unwrap_or(0)).collect(),
             machine: machine_ticks(),
-            process: process_ticks(),
+            process: process_ticks(None).unwrap_or(0),
         }
     }
 }

@@ -14,6 +14,7 @@
 mod error;
 mod limits;
 mod raw;
+mod router;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +28,7 @@ use toml::Spanned;
 pub use error::ConfigError;
 pub use limits::Limits;
 use raw::{RawCode, RawConfig, RawFault, RawNeighbour, RawNode, RawRoute};
+pub use router::{IpRoute, RouterInterface, RouterSection};
 
 /// Largest `max_capsule_bytes`: header + payload must fit one UDP datagram (65,507 bytes over
 /// IPv4) together with the fixed capsule header.
@@ -50,6 +52,9 @@ pub struct Config {
     pub code: CodeSection,
     /// `[fault]`: fault injection for tests.
     pub fault: Fault,
+    /// `[router]`: router mode (AF_PACKET interfaces, plain IPv4 forwarding); `None` = the
+    /// UDP overlay.
+    pub router: Option<RouterSection>,
 }
 
 /// `[node]`.
@@ -57,7 +62,8 @@ pub struct Config {
 pub struct NodeSection {
     /// This node's active address.
     pub address: Address,
-    /// The UDP endpoint the node listens on.
+    /// The UDP endpoint the node listens on; in router mode, the address and port capsules
+    /// are sent to (default: the first interface's address and the capsule port).
     pub listen: SocketAddr,
     /// The Unix socket for local apps; `None` = no apps.
     pub app_socket: Option<PathBuf>,
@@ -157,7 +163,8 @@ impl<'a> Source<'a> {
 
     fn config(&self) -> Result<Config> {
         let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
-        let node = self.node(&raw.node)?;
+        let router = raw.router.as_ref().map(|r| self.router(r)).transpose()?;
+        let node = self.node(&raw.node, router.as_ref())?;
         let neighbours = self.neighbours(&raw.neighbours, &node)?;
         let routes = self.routes(&raw.routes, &neighbours)?;
         let limits = self.limits(&raw.limits)?;
@@ -170,6 +177,7 @@ impl<'a> Source<'a> {
             limits,
             code,
             fault,
+            router,
         })
     }
 
@@ -218,9 +226,9 @@ impl<'a> Source<'a> {
         }))
     }
 
-    fn node(&self, raw: &RawNode) -> Result<NodeSection> {
+    fn node(&self, raw: &RawNode, router: Option<&RouterSection>) -> Result<NodeSection> {
         let address = self.address("[node]", "address", &raw.address)?;
-        let listen = self.endpoint("[node]", "listen", &raw.listen)?;
+        let listen = self.listen(raw.listen.as_ref(), router)?;
         let app_socket = self.path("app_socket", raw.app_socket.as_ref())?;
         if let (Some(p), Some(v)) = (&app_socket, &raw.app_socket) {
             let len = p.as_os_str().len();
@@ -240,6 +248,44 @@ impl<'a> Source<'a> {
             code_cache_dir: self.path("code_cache_dir", raw.code_cache_dir.as_ref())?,
             seed: raw.seed.unwrap_or_else(|| derive_seed(&address)),
         })
+    }
+
+    /// `[node] listen`: required for the overlay; in router mode optional, and then it must
+    /// name one of the router's interface addresses and its capsule port.
+    fn listen(
+        &self,
+        raw: Option<&Spanned<String>>,
+        router: Option<&RouterSection>,
+    ) -> Result<SocketAddr> {
+        let Some(v) = raw else {
+            return match router {
+                Some(r) => Ok(SocketAddr::from((r.interfaces[0].address, r.capsule_port))),
+                None => Err(self.section_error(
+                    "[node]",
+                    "node.listen",
+                    "[node] missing field `listen` (the UDP endpoint; only router mode, with a \
+                     [router] section, may leave it out)",
+                )),
+            };
+        };
+        let listen = self.endpoint("[node]", "listen", v)?;
+        let Some(r) = router else { return Ok(listen) };
+        let port = r.capsule_port;
+        if r.interfaces
+            .iter()
+            .any(|i| SocketAddr::from((i.address, port)) == listen)
+        {
+            return Ok(listen);
+        }
+        Err(self.bad(
+            "[node]",
+            "listen",
+            v,
+            format_args!(
+                "in router mode this must be one of the [[router.interface]] addresses with \
+                 port {port} (or leave it out)"
+            ),
+        ))
     }
 
     fn neighbours(&self, raw: &[RawNeighbour], node: &NodeSection) -> Result<Vec<Neighbour>> {

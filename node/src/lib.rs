@@ -2,6 +2,7 @@
 //! [`udp`] socket, [`config`] file and local [`app_server`], the capsule test bench
 //! ([`testbench`]), and the `ants` command-line tool built on them.
 
+pub mod afpacket;
 pub mod app_server;
 pub mod config;
 pub mod daemon;

@@ -3,12 +3,16 @@
 //! Capsules are built on demand by `ants-capsule-build` (once per process), so this binary
 //! needs no prebuilt wasm and no manual toolchain step.
 
+mod afpacket;
 mod anycast;
 mod capsules;
 mod cli;
 mod hostile;
 mod multicast;
+mod netns;
 mod overlay;
+mod router;
+mod sim;
 mod support;
 mod topology;
 mod traceroute;

@@ -2,6 +2,7 @@
 
 mod capsule;
 mod node;
+mod sim;
 mod traceroute;
 
 use std::process::ExitCode;
@@ -25,7 +26,8 @@ enum Command {
     /// Build, inspect, validate and test capsule modules.
     #[command(subcommand)]
     Capsule(capsule::CapsuleCommand),
-    /// Run a node: the UDP overlay daemon, until SIGINT/SIGTERM.
+    /// Run a node until SIGINT/SIGTERM: the UDP overlay daemon, or with a `[router]` section a
+    /// userspace IPv4 router on AF_PACKET (root).
     ///
     /// Example: RUST_LOG=info ants run --config examples/line5/n1.toml
     Run(node::RunArgs),
@@ -62,6 +64,12 @@ enum Command {
     /// (The first probe's hops waited for their code. Demo: bash examples/traceroute/demo.sh)
     #[command(verbatim_doc_comment)]
     Traceroute(Box<traceroute::TracerouteArgs>),
+    /// Run a simulation scenario: the real node core and wasm capsules on a virtual,
+    /// deterministic network of up to 100,000+ nodes.
+    ///
+    /// Example: ants sim examples/sim/line-loss-crash.toml   (see `ants sim --help`)
+    #[command(long_about = sim::LONG_HELP)]
+    Sim(Box<sim::SimArgs>),
 }
 
 impl Cli {
@@ -72,6 +80,7 @@ impl Cli {
             Command::Send(a) => a.run(),
             Command::Listen(a) => a.run(),
             Command::Traceroute(a) => a.run(),
+            Command::Sim(a) => a.run(),
         }
     }
 }

@@ -90,6 +90,21 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// An error about a table as a whole (e.g. a missing key), at the line of its header.
+    pub(super) fn section_error(
+        &self,
+        header: &str,
+        key: &str,
+        message: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            line: self.text.find(header).map(|offset| self.line_of(offset)),
+            key: Some(key.to_owned()),
+            message: message.to_string(),
+        }
+    }
+
     /// An error for a string value.
     pub(super) fn bad(
         &self,

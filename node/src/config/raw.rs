@@ -18,13 +18,14 @@ pub(super) struct RawConfig {
     pub(super) code: RawCode,
     #[serde(default)]
     pub(super) fault: RawFault,
+    pub(super) router: Option<RawRouter>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
     pub(super) address: Spanned<String>,
-    pub(super) listen: Spanned<String>,
+    pub(super) listen: Option<Spanned<String>>,
     pub(super) app_socket: Option<Spanned<String>>,
     pub(super) code_cache_dir: Option<Spanned<String>>,
     pub(super) seed: Option<u64>,
@@ -75,4 +76,37 @@ pub(super) struct RawCode {
 pub(super) struct RawFault {
     pub(super) code_loss: Option<Spanned<f64>>,
     pub(super) seed: Option<u64>,
+}
+
+/// `[router]`: present = router mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouter {
+    pub(super) capsule_port: Option<Spanned<u64>>,
+    pub(super) import_kernel_routes: Option<bool>,
+    pub(super) kernel_ingress_drop: Option<bool>,
+    pub(super) icmp_per_sec: Option<Spanned<u64>>,
+    pub(super) icmp_burst: Option<Spanned<u64>>,
+    pub(super) arp_entries: Option<Spanned<u64>>,
+    pub(super) arp_pending_per_neighbour: Option<Spanned<u64>>,
+    pub(super) arp_pending_total: Option<Spanned<u64>>,
+    #[serde(default, rename = "interface")]
+    pub(super) interfaces: Vec<RawInterface>,
+    #[serde(default, rename = "route")]
+    pub(super) routes: Vec<RawIpRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub(super) name: Spanned<String>,
+    pub(super) address: Spanned<String>,
+    pub(super) mtu: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIpRoute {
+    pub(super) dst: Spanned<String>,
+    pub(super) via: Spanned<String>,
 }

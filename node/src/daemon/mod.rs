@@ -11,7 +11,9 @@
 //! Everything runs on one current-thread runtime; [`spawn`] runs a node on its own thread
 //! (tests, demos), [`run_until_signal`] until SIGINT/SIGTERM (the CLI).
 
+mod overlay;
 mod persist;
+mod router;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,14 +27,14 @@ use ants_wire::CapsuleRepr;
 use ants_wire::CapsuleType;
 use ants_wire::abi::LogLevel;
 use anyhow::Context;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::app_server::{AppHandle, AppRequest, AppServer};
 use crate::config::{CodePolicy, Config};
-use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
 use crate::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};
+use overlay::Overlay;
+use router::RouterIo;
 
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
@@ -56,11 +58,15 @@ pub struct Stats {
     pub fault_dropped: u64,
     /// Datagrams the socket layer dropped (send errors, full queue).
     pub udp_dropped: u64,
+    /// Router mode's counters (`None` for the UDP overlay).
+    pub router: Option<RouterStats>,
     /// Stage times of recent module loads (node time = wall clock).
     pub load_timings: Vec<LoadTiming>,
     /// Wall time spent compiling each module this node compiled, in order.
     pub compile_times: Vec<(CapsuleType, Duration)>,
 }
+
+pub use router::RouterStats;
 
 /// Wall-clock time as node time.
 fn wall() -> Duration {
@@ -112,14 +118,6 @@ pub fn executor_config(cfg: &Config) -> ExecutorConfig {
     e.host.max_deliveries = l.max_deliveries;
     e.host.max_capsule_data = l.max_capsule_bytes;
     e
-}
-
-/// Socket settings: datagram slots large enough for the largest capsule the node accepts.
-fn udp_config(cfg: &Config) -> UdpConfig {
-    UdpConfig {
-        max_datagram: (ants_wire::capsule::FIXED_LEN + cfg.limits.max_capsule_bytes).max(2048),
-        ..UdpConfig::default()
-    }
 }
 
 /// A node running on its own thread.
@@ -262,15 +260,12 @@ struct Driver {
     fault: Fault,
     compiled_tx: mpsc::UnboundedSender<Compiled>,
     persisted: (usize, usize),
-    send: SendBatch,
-    /// Datagrams dropped because the socket stayed unwritable.
-    flush_dropped: u64,
     compile_times: Vec<(CapsuleType, Duration)>,
     apps: Option<AppHandle>,
 }
 
 impl Driver {
-    fn stats(&self, udp_dropped: u64) -> Stats {
+    fn stats(&self) -> Stats {
         Stats {
             address: self.node.address(),
             node: self.node.counters().clone(),
@@ -284,7 +279,8 @@ impl Driver {
             cached_types: self.node.code_cache().types().copied().collect(),
             persisted: self.persisted,
             fault_dropped: self.fault.dropped,
-            udp_dropped,
+            udp_dropped: 0,
+            router: None,
             load_timings: self.node.load_timings().copied().collect(),
             compile_times: self.compile_times.clone(),
         }
@@ -386,12 +382,19 @@ impl Driver {
         }
     }
 
-    /// Move the node's datagrams into the send batch (fault injection applies here).
-    fn queue_transmits(&mut self) {
-        let (send, fault) = (&mut self.send, &mut self.fault);
+    /// Feed one received datagram to the node (fault injection applies here).
+    fn datagram(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
+        if !self.fault.drop_code(data) {
+            self.node.handle_datagram(now, from, data, &mut self.exec);
+        }
+    }
+
+    /// Hand the node's datagrams to `send` (fault injection applies here).
+    fn drain_transmits(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+        let fault = &mut self.fault;
         self.node.drain_transmits(|to, bytes| {
             if !fault.drop_code(bytes) {
-                send.push(to, bytes);
+                send(to, bytes);
             }
         });
     }
@@ -399,13 +402,56 @@ impl Driver {
 
 async fn serve(
     cfg: Config,
+    stop: watch::Receiver<bool>,
+    stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
+    ready: Option<Ready>,
+) -> anyhow::Result<Stats> {
+    let started = start(&cfg).await;
+    match &cfg.router {
+        None => {
+            let io = Overlay::bind(&cfg);
+            run(started, io, stop, stats_rx, ready).await
+        }
+        Some(router) => {
+            let io = RouterIo::open(&cfg, router);
+            run(started, io, stop, stats_rx, ready).await
+        }
+    }
+}
+
+/// Where the node's datagrams come from and go to: the UDP overlay socket ([`Overlay`]) or
+/// router mode's interfaces ([`RouterIo`]). The event loop in [`run`] is shared.
+trait Underlay {
+    /// The local endpoint capsules are sent to.
+    fn local_addr(&self) -> SocketAddr;
+    /// Resolves when input may be waiting.
+    async fn readable(&mut self) -> std::io::Result<()>;
+    /// Feed a bounded turn of input to the node, sending its output as it goes; `true` if
+    /// more input may be waiting.
+    async fn receive(&mut self, driver: &mut Driver) -> bool;
+    /// Send the node's transmits.
+    async fn flush(&mut self, driver: &mut Driver);
+    /// The underlay's own next deadline (e.g. ARP retries).
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// The deadline passed.
+    fn handle_timeout(&mut self, _now: Duration) {}
+    /// Add the underlay's counters.
+    fn stats(&mut self, stats: &mut Stats);
+}
+
+/// The event loop: input, compilations, timers, apps and stats requests, one at a time.
+async fn run<U: Underlay>(
+    started: anyhow::Result<Started>,
+    io: anyhow::Result<U>,
     mut stop: watch::Receiver<bool>,
     mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
-    let started = start(&cfg).await;
-    let (mut driver, sock, mut compiled_rx, mut app_rx) = match started {
-        Ok(s) => s,
+    let both = started.and_then(|s| io.map(|io| (s, io)));
+    let ((mut driver, mut compiled_rx, mut app_rx), mut io) = match both {
+        Ok(x) => x,
         Err(e) => {
             if let Some(r) = ready {
                 let _ = r.send(Err(anyhow::anyhow!("{e:#}")));
@@ -414,60 +460,47 @@ async fn serve(
             return Err(e);
         }
     };
-    let local = sock.get_ref().local_addr()?;
+    let local = io.local_addr();
     info!(address = %driver.node.address(), %local, "node up");
     if let Some(r) = ready {
         let _ = r.send(Ok(local));
     }
-    let udp_cfg = udp_config(&cfg);
-    let mut recv = RecvBatch::new(&udp_cfg);
+    let mut more = false;
     loop {
-        let sleep = match driver.node.poll_timeout() {
-            Some(at) => at.saturating_sub(wall()),
-            None => Duration::from_secs(3600),
+        let deadline = match (driver.node.poll_timeout(), io.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        tokio::select! {
+        let sleep = deadline.map_or(Duration::from_secs(3600), |at| at.saturating_sub(wall()));
+        let input = tokio::select! {
             _ = stop.changed() => break,
-            r = sock.readable() => {
-                let mut ready = r?;
-                for _ in 0..MAX_BATCHES_PER_TURN {
-                    match sock.get_ref().recv_batch(&mut recv) {
-                        Ok(0) => {
-                            ready.clear_ready(); // drained: wait for the next datagram
-                            break;
-                        }
-                        Ok(_) => {
-                            let now = wall();
-                            for (from, data) in recv.iter() {
-                                if driver.fault.drop_code(data) {
-                                    continue;
-                                }
-                                driver.node.handle_datagram(now, from, data, &mut driver.exec);
-                            }
-                            driver.queue_transmits();
-                            // Send as we go so a long turn does not overflow the queue.
-                            driver.flush_dropped += flush(&sock, &mut driver.send).await;
-                        }
-                        Err(e) => {
-                            warn!("receive error: {e}");
-                            break;
-                        }
-                    }
-                }
+            r = io.readable(), if !more => { r?; true }
+            () = tokio::task::yield_now(), if more => true,
+            Some((ty, r, took)) = compiled_rx.recv() => { driver.compiled(ty, r, took); false }
+            () = tokio::time::sleep(sleep) => {
+                let now = wall();
+                driver.node.handle_timeout(now);
+                io.handle_timeout(now);
+                false
             }
-            Some((ty, r, took)) = compiled_rx.recv() => driver.compiled(ty, r, took),
-            () = tokio::time::sleep(sleep) => driver.node.handle_timeout(wall()),
             Some(reply) = stats_rx.recv() => {
-                let _ = reply.send(driver.stats(driver.send.dropped() + driver.flush_dropped));
+                let mut stats = driver.stats();
+                io.stats(&mut stats);
+                let _ = reply.send(stats);
+                false
             }
-            Some(req) = recv_app(&mut app_rx) => driver.app_request(req),
+            Some(req) = recv_app(&mut app_rx) => { driver.app_request(req); false }
+        };
+        if input {
+            more = io.receive(&mut driver).await;
         }
         driver.handle_events();
         driver.deliver();
-        driver.queue_transmits();
-        driver.flush_dropped += flush(&sock, &mut driver.send).await;
+        io.flush(&mut driver).await;
     }
-    Ok(driver.stats(driver.send.dropped() + driver.flush_dropped))
+    let mut stats = driver.stats();
+    io.stats(&mut stats);
+    Ok(stats)
 }
 
 /// The next app request, or never when the node has no app socket.
@@ -483,12 +516,7 @@ async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequ
 type Compiled = (CapsuleType, Result<CompiledModule, LoadError>, Duration);
 type CompiledRx = mpsc::UnboundedReceiver<Compiled>;
 
-type Started = (
-    Driver,
-    AsyncFd<BatchSocket>,
-    CompiledRx,
-    Option<mpsc::Receiver<AppRequest>>,
-);
+type Started = (Driver, CompiledRx, Option<mpsc::Receiver<AppRequest>>);
 
 async fn start(cfg: &Config) -> anyhow::Result<Started> {
     let compiler = Compiler::new(executor_config(cfg))
@@ -512,10 +540,6 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
             "code cache loaded"
         );
     }
-    let udp_cfg = udp_config(cfg);
-    let sock = BatchSocket::bind(cfg.node.listen, &udp_cfg)
-        .with_context(|| format!("cannot bind UDP {}", cfg.node.listen))?
-        .into_async_fd()?;
     let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
     let (apps, app_rx) = match &cfg.node.app_socket {
         Some(path) => {
@@ -540,10 +564,8 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
         },
         compiled_tx,
         persisted,
-        send: SendBatch::new(&udp_cfg),
-        flush_dropped: 0,
         compile_times: Vec::new(),
         apps,
     };
-    Ok((driver, sock, compiled_rx, app_rx))
+    Ok((driver, compiled_rx, app_rx))
 }

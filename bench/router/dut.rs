@@ -1,0 +1,170 @@
+//! The router under test when it is `ants`: the binary, its router-mode configuration, the
+//! preloaded `forward` module, and one running instance pinned to the router's CPU.
+
+use super::*;
+
+/// What an `ants` run needs; prepared once per benchmark.
+#[derive(Debug)]
+pub(crate) struct AntsSetup {
+    pub(crate) binary: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) code_dir: PathBuf,
+    pub(crate) forward_type: CapsuleType,
+    pub(crate) forward_wasm: Vec<u8>,
+    /// Where the router's output goes (appended, one header line per start).
+    pub(crate) log: PathBuf,
+}
+
+/// The workspace root (this crate lives in `<root>/bench`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Build `ants` (`cargo build --release -p ants-node`) unless `no_build`, and return its path.
+pub(crate) fn ants_binary(explicit: Option<&Path>, no_build: bool) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            bail!("--ants {}: no such file", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let root = workspace_root();
+    if !no_build {
+        println!("building ants: cargo build --release -p ants-node");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "ants-node", "--bin", "ants"])
+            .current_dir(&root)
+            .status()
+            .context("cannot run cargo")?;
+        if !st.success() {
+            bail!("`cargo build --release -p ants-node` failed ({st})");
+        }
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join("release/ants");
+    if !bin.is_file() {
+        bail!(
+            "{} not found (build it with `cargo build --release -p ants-node`)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Build `capsules/forward` and return its module and type (the SHA-256 of the module).
+pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
+    let dir = workspace_root().join("capsules/forward");
+    let opts = ants_capsule_build::BuildOptions {
+        verbose: false,
+        ..Default::default()
+    };
+    let built = ants_capsule_build::build(&dir, &opts)
+        .map_err(|e| anyhow!("building {}: {e}", dir.display()))?;
+    let wasm = std::fs::read(&built.path).with_context(|| format!("{}", built.path.display()))?;
+    Ok((wasm, CapsuleType(built.sha256)))
+}
+
+/// The router-mode configuration of the dut (`ants run --config`).
+pub(crate) fn config_toml(code_dir: &Path) -> String {
+    format!(
+        r#"# router-bench: the router under test (generated)
+[node]
+address = "{DUT_IN_IP}"
+code_cache_dir = "{code}"
+
+[router]
+capsule_port = {CAPSULE_PORT}
+
+[[router.interface]]
+name = "{DUT_IN}"
+address = "{DUT_IN_IP}/24"
+
+[[router.interface]]
+name = "{DUT_OUT}"
+address = "{DUT_OUT_IP}/24"
+
+[[router.route]]
+dst = "{ROUTED_NET}"
+via = "{SINK_IP}"
+
+[[neighbour]]
+address = "{SINK_IP}"
+endpoint = "{SINK_IP}:{CAPSULE_PORT}"
+
+[limits]
+fuel = 1000000
+"#,
+        code = code_dir.display()
+    )
+}
+
+impl AntsSetup {
+    /// Write the configuration into the topology's directory.
+    pub(crate) fn prepare(
+        topo: &Topology,
+        binary: PathBuf,
+        (forward_wasm, forward_type): (Vec<u8>, CapsuleType),
+        log: PathBuf,
+    ) -> Result<AntsSetup> {
+        let code_dir = topo.dir.join("dut-code");
+        let config = topo.dir.join("dut.toml");
+        std::fs::write(&config, config_toml(&code_dir))?;
+        Ok(AntsSetup {
+            binary,
+            config,
+            code_dir,
+            forward_type,
+            forward_wasm,
+            log,
+        })
+    }
+
+    /// Start `ants run` in the dut namespace on the router's CPU, the `forward` module
+    /// preloaded into its code cache directory; fail with the log's tail if it exits at once.
+    pub(crate) fn start(&self, topo: &Topology, label: &str) -> Result<Proc> {
+        std::fs::create_dir_all(&self.code_dir)?;
+        let wasm = self.code_dir.join(format!("{}.wasm", self.forward_type));
+        if !wasm.is_file() {
+            std::fs::write(&wasm, &self.forward_wasm)?;
+        }
+        let argv: Vec<String> = vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            topo.dut_ns.clone(),
+            "taskset".into(),
+            "-c".into(),
+            DUT_CPU.to_string(),
+            self.binary.to_string_lossy().into_owned(),
+            "run".into(),
+            "--config".into(),
+            self.config.to_string_lossy().into_owned(),
+        ];
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let mut p = Proc::spawn(
+            &format!("ants ({label})"),
+            &argv,
+            &[("RUST_LOG", &level)],
+            &self.log,
+        )?;
+        sleep_checked(Duration::from_millis(300))?;
+        p.check_running()?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_both_interfaces_and_the_sink() {
+        let t = config_toml(Path::new("/tmp/x/dut-code"));
+        assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
+        assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
+        assert!(t.contains("endpoint = \"198.18.22.2:3322\""));
+        assert!(t.contains("code_cache_dir = \"/tmp/x/dut-code\""));
+    }
+}

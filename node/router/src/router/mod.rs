@@ -1,0 +1,320 @@
+//! The [`Router`] state machine and its public surface.
+//!
+//! - this file: construction, the Ethernet demultiplexer, `send_udp`, timers, output queue,
+//!   accessors;
+//! - `ipv4`: IPv4 validation, local delivery (capsules, echo, unreachables), forwarding;
+//! - `icmp`: ICMP errors (rate-limited, RFC 1812 rules) and echo replies;
+//! - `neigh`: ARP in, ARP requests out, sending generated packets through resolution, holding
+//!   and releasing frames, retry timers.
+
+mod icmp;
+mod ipv4;
+mod neigh;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::Range;
+use std::time::Duration;
+
+use crate::addr::{AddrKind, AddrPlan, IfaceInfo};
+use crate::config::{self, ConfigError, Interface, RouterConfig, RouterLimits};
+use crate::counters::{DropReason, RouterCounters};
+use crate::frame::{self, ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, IPV4_LEN, PROTO_UDP, UDP_LEN};
+use crate::lpm::RouteTable;
+use crate::neighbour::{ArpTable, Held};
+use crate::ratelimit::TokenBucket;
+use crate::tx::TxQueue;
+
+/// What the driver does with a frame after [`Router::handle_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The frame was rewritten in place (destination and source MAC, TTL − 1, header
+    /// checksum updated incrementally per RFC 1624) and keeps its length; send it on `iface`.
+    Forward {
+        /// Egress interface id (may equal the ingress one).
+        iface: usize,
+    },
+    /// A capsule: IPv4/UDP to one of our addresses and the capsule port, unfragmented, with a
+    /// valid UDP length and checksum (if non-zero). Hand `frame[payload]` to the node core.
+    Capsule {
+        /// The sender's address and port.
+        from: SocketAddrV4,
+        /// Which of our addresses it was sent to, and the capsule port.
+        to: SocketAddrV4,
+        /// The UDP payload's byte range within the frame.
+        payload: Range<usize>,
+    },
+    /// Consumed: answered (the answer is queued), held for ARP, or dropped and counted.
+    Done,
+}
+
+/// State of a neighbour as shown by [`Router::neighbours`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighbourState {
+    /// Being resolved; no MAC yet.
+    Incomplete,
+    /// Confirmed within `arp_reachable`.
+    Reachable,
+    /// Older than `arp_reachable`: still used, re-resolved when next needed.
+    Stale,
+}
+
+/// One ARP table entry, for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    /// The neighbour's address.
+    pub ip: Ipv4Addr,
+    /// The interface it is on.
+    pub iface: usize,
+    /// Its MAC, once resolved.
+    pub mac: Option<[u8; 6]>,
+    /// Resolution state at the `now` passed to [`Router::neighbours`].
+    pub state: NeighbourState,
+    /// Frames waiting for it.
+    pub held: usize,
+}
+
+/// The sans-IO IPv4 router: feed it frames, timer ticks and capsule transmits; drain the
+/// frames it generates. See the crate docs for the contract.
+#[derive(Debug)]
+pub struct Router {
+    interfaces: Vec<Interface>,
+    ifaces: Vec<IfaceInfo>,
+    plan: AddrPlan,
+    routes: RouteTable,
+    capsule_port: u16,
+    limits: RouterLimits,
+    arp: ArpTable,
+    icmp_bucket: TokenBucket,
+    tx: TxQueue,
+    counters: RouterCounters,
+    next_id: u16,
+    /// Reused buffer for frames taken from the ARP hold queue.
+    scratch: Vec<Held>,
+}
+
+impl Router {
+    /// Validate `cfg` and build a router with empty ARP table and queues.
+    pub fn new(cfg: RouterConfig) -> Result<Router, ConfigError> {
+        let prepared = config::prepare(&cfg)?;
+        let l = cfg.limits;
+        Ok(Router {
+            plan: AddrPlan::new(&prepared.ifaces),
+            ifaces: prepared.ifaces,
+            routes: prepared.routes,
+            capsule_port: cfg.capsule_port,
+            arp: ArpTable::new(&l),
+            icmp_bucket: TokenBucket::new(l.icmp_per_sec, l.icmp_burst),
+            tx: TxQueue::new(l.max_tx_frames, l.max_tx_bytes),
+            counters: RouterCounters::default(),
+            next_id: 0,
+            scratch: Vec::new(),
+            limits: l,
+            interfaces: cfg.interfaces,
+        })
+    }
+
+    /// Process one Ethernet frame received on interface `iface` at `now`.
+    ///
+    /// Never panics and never allocates on the forwarding path; whatever it generates (ARP,
+    /// ICMP, released frames) is queued for [`drain_transmits`](Self::drain_transmits).
+    pub fn handle_frame(&mut self, now: Duration, iface: usize, frame: &mut [u8]) -> Verdict {
+        let Some(info) = self.ifaces.get(iface) else {
+            return self.discard(DropReason::BadInterface);
+        };
+        let Some(dst_mac) = frame.get(..6) else {
+            return self.discard(DropReason::Truncated);
+        };
+        if frame.len() < ETH_LEN {
+            return self.discard(DropReason::Truncated);
+        }
+        match frame::be16(frame, 12) {
+            ETHERTYPE_IPV4 => {
+                if dst_mac != info.mac {
+                    let reason = if dst_mac[0] & 1 != 0 {
+                        DropReason::LinkBroadcast
+                    } else {
+                        DropReason::NotForUs
+                    };
+                    return self.discard(reason);
+                }
+                self.ipv4_in(now, iface, frame)
+            }
+            ETHERTYPE_ARP => {
+                self.arp_in(now, iface, frame);
+                Verdict::Done
+            }
+            _ => self.discard(DropReason::NotIpv4),
+        }
+    }
+
+    /// Send a UDP datagram from the router (the node core's capsule transmits): Ethernet +
+    /// IPv4 + UDP with source = the egress interface's address, source port = the capsule
+    /// port, TTL 64, DF set, checksums; routed by longest prefix and resolved by ARP (held
+    /// while unresolved). `false` if it was dropped (counted: `LocalBadDestination`,
+    /// `LocalNoRoute`, `LocalTooBig`, `ArpPendingFull`, `TxQueueFull`).
+    pub fn send_udp(&mut self, now: Duration, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        let d = u32::from(*dst.ip());
+        if self.plan.classify(d) != AddrKind::Unicast {
+            self.counters.drop(DropReason::LocalBadDestination);
+            return false;
+        }
+        let (sport, dport) = (self.capsule_port, dst.port());
+        let sent = self.send_ip(
+            now,
+            d,
+            None,
+            LocalPacket {
+                proto: PROTO_UDP,
+                tos: 0,
+                dont_fragment: true,
+                payload_len: UDP_LEN + payload.len(),
+            },
+            |buf, src| frame::write_udp(buf, src, d, sport, dport, payload),
+        );
+        if sent {
+            self.counters.udp_sent += 1;
+        }
+        sent
+    }
+
+    /// Hand every generated frame to `f(iface, frame)`, in order, and empty the queue.
+    pub fn drain_transmits(&mut self, f: impl FnMut(usize, &[u8])) {
+        self.tx.drain(f);
+    }
+
+    /// Run the ARP timers due at `now`: retransmit requests, fail resolutions that ran out
+    /// of retries (their held frames are dropped, answered with host unreachable).
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.arp_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work; `None` if no ARP
+    /// resolution is in progress.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.arp.next_deadline()
+    }
+
+    /// Counters since creation.
+    pub fn counters(&self) -> &RouterCounters {
+        &self.counters
+    }
+
+    /// The interfaces, as configured; ids are indices.
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// `ip` is one of the router's interface addresses.
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.plan.is_own(u32::from(ip))
+    }
+
+    /// The capsule UDP port.
+    pub fn capsule_port(&self) -> u16 {
+        self.capsule_port
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &RouterLimits {
+        &self.limits
+    }
+
+    /// Where a packet to `dst` would go: egress interface id and next-hop address.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
+        let d = u32::from(dst);
+        self.routes
+            .lookup(d)
+            .map(|nh| (nh.iface, Ipv4Addr::from(nh.neighbour(d))))
+    }
+
+    /// The ARP table at `now`, most recently used first.
+    pub fn neighbours(&self, now: Duration) -> impl Iterator<Item = NeighbourEntry> + '_ {
+        self.arp.iter().map(move |(ip, n)| NeighbourEntry {
+            ip: Ipv4Addr::from(ip),
+            iface: n.iface,
+            mac: n.mac,
+            state: match n.mac {
+                None => NeighbourState::Incomplete,
+                Some(_) if now < n.reachable_until => NeighbourState::Reachable,
+                Some(_) => NeighbourState::Stale,
+            },
+            held: n.held,
+        })
+    }
+
+    /// Frames currently held waiting for ARP.
+    pub fn held_frames(&self) -> usize {
+        self.arp.held_len()
+    }
+
+    /// Generated frames currently queued, and their bytes.
+    pub fn queued_transmits(&self) -> (usize, usize) {
+        (self.tx.len(), self.tx.bytes())
+    }
+
+    #[inline]
+    fn discard(&mut self, reason: DropReason) -> Verdict {
+        self.counters.drop(reason);
+        Verdict::Done
+    }
+
+    fn next_id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Route and send an IPv4 packet generated here: header written here, payload by
+    /// `write(payload_buf, source_address)`. `src` `None` = the egress interface address.
+    fn send_ip(
+        &mut self,
+        now: Duration,
+        dst: u32,
+        src: Option<u32>,
+        p: LocalPacket,
+        write: impl FnOnce(&mut [u8], u32),
+    ) -> bool {
+        let Some(nh) = self.routes.lookup(dst) else {
+            self.counters.drop(DropReason::LocalNoRoute);
+            return false;
+        };
+        let Some(egress) = self.ifaces.get(nh.iface) else {
+            self.counters.drop(DropReason::LocalNoRoute);
+            return false;
+        };
+        if IPV4_LEN + p.payload_len > usize::from(egress.mtu) {
+            self.counters.drop(DropReason::LocalTooBig);
+            return false;
+        }
+        let fields = frame::Ipv4Fields {
+            src: src.unwrap_or(egress.addr),
+            dst,
+            proto: p.proto,
+            tos: p.tos,
+            id: self.next_id(),
+            dont_fragment: p.dont_fragment,
+            ttl: 64,
+            payload_len: p.payload_len,
+        };
+        let len = ETH_LEN + IPV4_LEN + p.payload_len;
+        self.emit(now, nh.iface, nh.neighbour(dst), len, |buf| {
+            if let Some(ip) = buf.get_mut(ETH_LEN..) {
+                frame::write_ipv4(ip, &fields);
+            }
+            if let Some(payload) = buf.get_mut(ETH_LEN + IPV4_LEN..) {
+                write(payload, fields.src);
+            }
+        })
+    }
+}
+
+/// The shape of a packet for [`Router::send_ip`].
+#[derive(Debug, Clone, Copy)]
+struct LocalPacket {
+    proto: u8,
+    tos: u8,
+    dont_fragment: bool,
+    payload_len: usize,
+}

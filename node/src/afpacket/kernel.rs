@@ -1,0 +1,415 @@
+//! The kernel's side of an interface router mode owns: keep its IP stack out of the way,
+//! and read what it knows (addresses, routes).
+//!
+//! - [`isolate`] / [`isolate_with`]: per-interface `forwarding=0`, `disable_ipv6=1`, an
+//!   optional tcx ingress drop, and a report of kernel IPv4 addresses; the returned
+//!   [`Isolation`] puts everything back when dropped.
+//! - [`interface_ipv4_addrs`]: the IPv4 addresses the kernel has on an interface.
+//! - [`kernel_routes`]: the kernel's main IPv4 routing table, from `/proc/net/route`.
+//!
+//! The ingress drop is a two-instruction tcx BPF program attached through a BPF link (see
+//! the `tcx` module), not `tc qdisc add … clsact` + `tc filter … matchall action drop`: it
+//! needs no `tc` binary and no `cls_matchall`/`act_gact` modules (kernels built without
+//! them exist — the development VM's is one), and a link owned by a descriptor detaches
+//! itself when the process dies, so a crashed router never leaves the interface dark.
+//!
+//! Everything here acts on the calling thread's network namespace; what [`Isolation`]
+//! restores is held through descriptors opened in that namespace, so it is restored there
+//! even if the value is dropped on another thread.
+
+use std::ffi::{CStr, CString};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt;
+use std::ptr;
+
+use super::tcx::IngressDrop;
+
+/// What [`isolate_with`] does besides the sysctls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsolateOptions {
+    /// Attach a drop-everything tcx ingress program, so the kernel's IP stack does not even
+    /// look at the frames the node handles (the node's packet socket still gets them: taps
+    /// run before tc ingress). Failure to attach is reported, not an error.
+    pub ingress_drop: bool,
+}
+
+impl Default for IsolateOptions {
+    /// Ingress drop on: it costs nothing on the node's path and spares the kernel the IP
+    /// receive path (routing lookup, then a drop) for every frame.
+    fn default() -> Self {
+        IsolateOptions { ingress_drop: true }
+    }
+}
+
+/// Whether the tcx ingress drop is in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressDropState {
+    /// Not asked for.
+    NotRequested,
+    /// Attached; detached when the [`Isolation`] is dropped (or the process exits).
+    Installed,
+    /// Asked for but could not be attached (old kernel, missing `CAP_BPF`): the reason.
+    /// The kernel then still runs its IP receive path on every frame, harmlessly (no
+    /// addresses, no forwarding) but at some CPU cost.
+    Unavailable(String),
+}
+
+/// A sysctl changed by [`isolate`], restored on drop through the descriptor it was read by.
+#[derive(Debug)]
+struct SavedSysctl {
+    file: File,
+    previous: String,
+    changed: bool,
+}
+
+impl SavedSysctl {
+    /// Set the sysctl at `path` to `value`, remembering what it was. `Ok(None)` when the
+    /// file does not exist.
+    fn set(path: &str, value: &str) -> io::Result<Option<SavedSysctl>> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("open {path}: {e}"))),
+        };
+        let mut buf = [0u8; 64];
+        let n = file
+            .read_at(&mut buf, 0)
+            .map_err(|e| io::Error::new(e.kind(), format!("read {path}: {e}")))?;
+        let previous = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+        let changed = previous != value;
+        if changed {
+            file.write_at(format!("{value}\n").as_bytes(), 0)
+                .map_err(|e| io::Error::new(e.kind(), format!("write {value} to {path}: {e}")))?;
+        }
+        Ok(Some(SavedSysctl {
+            file,
+            previous,
+            changed,
+        }))
+    }
+}
+
+impl Drop for SavedSysctl {
+    fn drop(&mut self) {
+        if self.changed {
+            // Nothing to do about a failure here (the interface may be gone already).
+            let _ = self
+                .file
+                .write_at(format!("{}\n", self.previous).as_bytes(), 0);
+        }
+    }
+}
+
+/// What [`isolate`] changed on an interface; restores it when dropped.
+#[derive(Debug)]
+pub struct Isolation {
+    ifname: String,
+    forwarding: SavedSysctl,
+    disable_ipv6: Option<SavedSysctl>,
+    kernel_addrs: Vec<(Ipv4Addr, u8)>,
+    ingress_state: IngressDropState,
+    _ingress: Option<IngressDrop>,
+}
+
+impl Isolation {
+    /// The interface isolated.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// `net.ipv4.conf.<if>.forwarding` before isolation (`"1"` if the kernel was routing).
+    pub fn previous_forwarding(&self) -> &str {
+        &self.forwarding.previous
+    }
+
+    /// `net.ipv6.conf.<if>.disable_ipv6` before isolation; `None` without IPv6 support.
+    pub fn previous_disable_ipv6(&self) -> Option<&str> {
+        self.disable_ipv6.as_ref().map(|s| s.previous.as_str())
+    }
+
+    /// IPv4 addresses the kernel has on the interface (address, prefix length). The router
+    /// owns its addresses in its own config; with a kernel address here the kernel would
+    /// also answer ARP and ICMP for it, so a daemon should refuse to start and say so.
+    pub fn kernel_ipv4_addrs(&self) -> &[(Ipv4Addr, u8)] {
+        &self.kernel_addrs
+    }
+
+    /// Whether the tcx ingress drop is in place.
+    pub fn ingress_drop(&self) -> &IngressDropState {
+        &self.ingress_state
+    }
+}
+
+/// [`isolate_with`] with the default options (ingress drop on).
+pub fn isolate(ifname: &str) -> io::Result<Isolation> {
+    isolate_with(ifname, &IsolateOptions::default())
+}
+
+/// Take `ifname` away from the kernel's IP stack, in the calling thread's network namespace:
+/// `net.ipv4.conf.<if>.forwarding = 0` (the kernel forwards nothing that arrives there),
+/// `net.ipv6.conf.<if>.disable_ipv6 = 1` (no IPv6 addresses, no router solicitations or
+/// other IPv6 noise on the link), and, if asked, a tcx ingress drop. Reports the kernel's
+/// IPv4 addresses on the interface. Dropping the result restores what was changed.
+pub fn isolate_with(ifname: &str, opts: &IsolateOptions) -> io::Result<Isolation> {
+    check_ifname(ifname)?;
+    let forwarding =
+        SavedSysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding"), "0")?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("isolate {ifname}: no such interface in this network namespace"),
+                )
+            })?;
+    let disable_ipv6 = SavedSysctl::set(
+        &format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+        "1",
+    )?;
+    let kernel_addrs = interface_ipv4_addrs(ifname)?;
+    let (ingress, ingress_state) = if opts.ingress_drop {
+        match ifindex(ifname).and_then(IngressDrop::attach) {
+            Ok(d) => (Some(d), IngressDropState::Installed),
+            Err(e) => (None, IngressDropState::Unavailable(e.to_string())),
+        }
+    } else {
+        (None, IngressDropState::NotRequested)
+    };
+    Ok(Isolation {
+        ifname: ifname.to_string(),
+        forwarding,
+        disable_ipv6,
+        kernel_addrs,
+        ingress_state,
+        _ingress: ingress,
+    })
+}
+
+/// Refuse names that are not interface names, or that would address the namespace-wide
+/// sysctl directories (`all`, `default`).
+fn check_ifname(ifname: &str) -> io::Result<()> {
+    let bad = ifname.is_empty()
+        || ifname.len() >= libc::IFNAMSIZ
+        || matches!(ifname, "." | ".." | "all" | "default")
+        || ifname
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{ifname}` is not an interface name router mode can own"),
+        ));
+    }
+    Ok(())
+}
+
+/// The index of `ifname` in the calling thread's network namespace.
+fn ifindex(ifname: &str) -> io::Result<u32> {
+    let name = CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `name` is a NUL-terminated string that lives for the call.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if idx == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(idx)
+}
+
+/// Frees a `getifaddrs` list when dropped.
+struct IfAddrs(*mut libc::ifaddrs);
+
+impl Drop for IfAddrs {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the pointer came from a successful `getifaddrs` and is freed only here.
+            unsafe { libc::freeifaddrs(self.0) };
+        }
+    }
+}
+
+/// Read an IPv4 `sockaddr` pointer from `getifaddrs`.
+///
+/// # Safety
+///
+/// `sa` must be null or point to a valid `sockaddr` whose family says how long it is.
+unsafe fn sockaddr_v4(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
+    // SAFETY: the caller vouches that `sa` is null or valid.
+    let family = unsafe { sa.as_ref() }?.sa_family;
+    if libc::c_int::from(family) != libc::AF_INET {
+        return None;
+    }
+    // SAFETY: the family says the kernel stored a `sockaddr_in` here; read it unaligned to
+    // need no promise about the allocation's alignment.
+    let sin = unsafe { ptr::read_unaligned(sa.cast::<libc::sockaddr_in>()) };
+    Some(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+}
+
+/// The IPv4 addresses (address, prefix length) the kernel has on `ifname` in the calling
+/// thread's network namespace, labelled aliases (`eth0:1`) included. Empty for an unknown
+/// interface.
+pub fn interface_ipv4_addrs(ifname: &str) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+    let mut list = IfAddrs(ptr::null_mut());
+    // SAFETY: `getifaddrs` writes a list head to the pointer it is given; `IfAddrs` frees it.
+    if unsafe { libc::getifaddrs(&raw mut list.0) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("getifaddrs: {e}")));
+    }
+    let mut out = Vec::new();
+    let mut cur = list.0;
+    // Every `cur` is null or a node of the list `getifaddrs` built, alive until `list` is
+    // dropped at the end of this function; its name is a C string and its address pointers
+    // are null or valid socket addresses.
+    while !cur.is_null() {
+        // SAFETY: non-null, so a node of the list (see above).
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: see the comment before the loop.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes();
+        let ours = name == ifname.as_bytes()
+            || name
+                .strip_prefix(ifname.as_bytes())
+                .is_some_and(|r| r.starts_with(b":"));
+        if !ours {
+            continue;
+        }
+        // SAFETY: see the comment before the loop.
+        let (addr, mask) = unsafe { (sockaddr_v4(ifa.ifa_addr), sockaddr_v4(ifa.ifa_netmask)) };
+        if let Some(addr) = addr {
+            let prefix = mask.map_or(32, |m| u32::from(m).count_ones() as u8);
+            out.push((addr, prefix));
+        }
+    }
+    Ok(out)
+}
+
+/// One route of the kernel's IPv4 table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// Destination network.
+    pub destination: Ipv4Addr,
+    /// Prefix length of the destination (0 for the default route).
+    pub prefix_len: u8,
+    /// Next hop, for routes through a gateway; `None` for connected routes.
+    pub gateway: Option<Ipv4Addr>,
+    /// Interface the route leaves by.
+    pub dev: String,
+}
+
+/// The kernel's main IPv4 routing table in the calling thread's network namespace (from
+/// `/proc/thread-self/net/route`), for importing routes into the router. Only routes that
+/// are up; reject routes and non-contiguous masks are left out.
+pub fn kernel_routes() -> io::Result<Vec<KernelRoute>> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/route")
+        .or_else(|_| std::fs::read_to_string("/proc/net/route"))
+        .map_err(|e| io::Error::new(e.kind(), format!("read /proc/net/route: {e}")))?;
+    Ok(parse_proc_net_route(&text))
+}
+
+/// Parse the text of `/proc/net/route`; malformed lines are skipped.
+pub fn parse_proc_net_route(text: &str) -> Vec<KernelRoute> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    const RTF_REJECT: u32 = 0x200;
+    // The kernel prints the raw network-order word as a host-order hex number.
+    let addr = |s: &str| {
+        u32::from_str_radix(s, 16)
+            .ok()
+            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
+    };
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [dev, dst, gw, flags, _refcnt, _use, _metric, mask, ..] = f[..] else {
+            continue;
+        };
+        let (Some(dst), Some(gw), Some(mask), Ok(flags)) = (
+            addr(dst),
+            addr(gw),
+            addr(mask),
+            u32::from_str_radix(flags, 16),
+        ) else {
+            continue;
+        };
+        let mask = u32::from(mask);
+        let prefix = mask.leading_ones();
+        if mask.count_ones() != prefix || flags & RTF_UP == 0 || flags & RTF_REJECT != 0 {
+            continue;
+        }
+        let gateway = (flags & RTF_GATEWAY != 0).then_some(gw);
+        out.push(KernelRoute {
+            destination: dst,
+            prefix_len: prefix as u8,
+            gateway,
+            dev: dev.to_string(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_route() {
+        // Captured from a little-endian host; the words are host-order renderings.
+        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            r1-h1\t003212C6\t020112C6\t0003\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            down0\t000013C6\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            rej0\t000014C6\t00000000\t0201\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            odd0\t000015C6\t00000000\t0001\t0\t0\t0\t00FF00FF\t0\t0\t0\n\
+            short\t0000\n\
+            junk\tzz\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        if cfg!(target_endian = "big") {
+            return; // the sample is little-endian
+        }
+        let routes = parse_proc_net_route(text);
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let route = |d: &str, p, g: Option<&str>, dev: &str| KernelRoute {
+            destination: ip(d),
+            prefix_len: p,
+            gateway: g.map(ip),
+            dev: dev.to_string(),
+        };
+        assert_eq!(
+            routes,
+            vec![
+                route("0.0.0.0", 0, Some("198.18.0.1"), "eth0"),
+                route("198.18.0.0", 24, None, "eth0"),
+                route("198.18.50.0", 24, Some("198.18.1.2"), "r1-h1"),
+            ]
+        );
+        assert!(parse_proc_net_route("").is_empty());
+    }
+
+    #[test]
+    fn namespace_wide_and_odd_names_are_refused() {
+        for name in [
+            "",
+            "all",
+            "default",
+            "..",
+            "a/b",
+            "eth0:1",
+            "a b",
+            "0123456789abcdef",
+        ] {
+            assert!(check_ifname(name).is_err(), "{name:?}");
+        }
+        check_ifname("r1-h1").unwrap();
+    }
+
+    #[test]
+    fn loopback_has_its_address() {
+        let addrs = interface_ipv4_addrs("lo").unwrap();
+        // Containers may run without an address on lo; when there is one it is 127.0.0.1/8.
+        if let Some(a) = addrs.first() {
+            assert_eq!(*a, (Ipv4Addr::LOCALHOST, 8));
+        }
+        assert!(interface_ipv4_addrs("ants-nonexist0").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,388 @@
+//! The transmit side of a [`PacketSocket`](super::PacketSocket): a bounded batch of frames
+//! in fixed slots, sent with one `sendmmsg` per flush.
+//!
+//! Why `sendmmsg` and not a `PACKET_TX_RING`: both cost one syscall per batch and one skb
+//! allocation per frame in the kernel; the TX ring saves the copy of each frame into the
+//! skb (its skbs point at ring pages), but a ring slot then stays busy until the skb is
+//! freed — on a veth that is after the peer namespace has processed it — and the kernel
+//! reports a refused frame only as a status bit found later. `sendmmsg` tells which frame
+//! failed and why, right away, so one bad frame is dropped and counted without stalling the
+//! batch, and the slots are free again as soon as the call returns. For Ethernet-sized
+//! frames the extra copy is small next to the per-skb work. Measured on a 2-core VM (veth
+//! into a namespace whose tcx ingress drops, sender CPU per frame including the peer's
+//! receive, 3 runs of 1 M frames): `sendmmsg` × 256 with qdisc bypass 1.64–1.71 µs (64-byte
+//! payload) and 1.75–1.83 µs (1458-byte); a `TPACKET_V2` TX ring kicked once per 256 frames
+//! 1.73–1.78 / 1.80–1.92 µs — no better; one `sendmmsg` per frame 2.42–2.54 / 2.55–2.87 µs;
+//! through the qdisc instead of bypassing it 1.61–2.10 / 2.03–2.28 µs.
+
+use std::fmt;
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+use std::ptr;
+
+/// Most frames one flush moves: the kernel caps `sendmmsg`'s `vlen` at `UIO_MAXIOV`.
+pub const MAX_TX_FRAMES: usize = 1024;
+
+/// Immediate retries of a batch the kernel refused as busy (`EAGAIN`: send buffer full,
+/// `ENOBUFS`: device queue full) before the rest of the batch is dropped.
+const BUSY_RETRIES: u32 = 2;
+
+/// A bounded queue of outgoing frames, copied into preallocated slots.
+pub struct TxBatch {
+    slot_len: usize,
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    dropped: u64,
+    sent: u64,
+    busy_retries: u64,
+    last_error: Option<i32>,
+}
+
+impl fmt::Debug for TxBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxBatch")
+            .field("capacity", &self.hdrs.len())
+            .field("max_frame", &self.slot_len)
+            .field("len", &self.lens.len())
+            .field("sent", &self.sent)
+            .field("dropped", &self.dropped)
+            .field("busy_retries", &self.busy_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` point only into `buf` and `iovs` of this
+// same batch; they are rewritten right before each `sendmmsg` and never dereferenced by Rust
+// code, so moving the batch to another thread is sound.
+unsafe impl Send for TxBatch {}
+// SAFETY: `&TxBatch` gives no access to what the pointers point at.
+unsafe impl Sync for TxBatch {}
+
+impl TxBatch {
+    /// Room for `frames` frames (1 to [`MAX_TX_FRAMES`]) of up to `slot_len` bytes each.
+    pub(super) fn new(frames: usize, slot_len: usize) -> TxBatch {
+        let frames = frames.clamp(1, MAX_TX_FRAMES);
+        // SAFETY: plain C structs of integers and raw pointers, for which all-zero bytes are
+        // valid (null pointers, zero lengths).
+        let (iov, hdr) = unsafe { (mem::zeroed::<libc::iovec>(), mem::zeroed::<libc::mmsghdr>()) };
+        TxBatch {
+            slot_len,
+            buf: vec![0; frames * slot_len],
+            lens: Vec::with_capacity(frames),
+            iovs: vec![iov; frames],
+            hdrs: vec![hdr; frames],
+            dropped: 0,
+            sent: 0,
+            busy_retries: 0,
+            last_error: None,
+        }
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// `true` when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// `true` when the next [`queue`](Self::queue) would fail for lack of a slot.
+    pub fn is_full(&self) -> bool {
+        self.lens.len() == self.hdrs.len()
+    }
+
+    /// Frames one flush can hold.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Longest frame a slot holds (the socket's `frame_size`).
+    pub fn max_frame(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Copy `frame` (Ethernet header first) into the next slot. `false` when the batch is
+    /// full or the frame is empty or longer than [`max_frame`](Self::max_frame); nothing is
+    /// queued then.
+    pub fn queue(&mut self, frame: &[u8]) -> bool {
+        self.queue_with(frame.len(), |slot| slot.copy_from_slice(frame))
+    }
+
+    /// Reserve a slot of `len` bytes and let `fill` write the frame into it (build a frame
+    /// in place, without an intermediate buffer). `false`, without calling `fill`, when the
+    /// batch is full or `len` is 0 or longer than [`max_frame`](Self::max_frame).
+    pub fn queue_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        if len == 0 || len > self.slot_len || self.is_full() {
+            return false;
+        }
+        let start = self.lens.len() * self.slot_len;
+        let Some(slot) = self.buf.get_mut(start..start + len) else {
+            return false;
+        };
+        fill(slot);
+        self.lens.push(len);
+        true
+    }
+
+    /// Forget everything queued.
+    pub fn clear(&mut self) {
+        self.lens.clear();
+    }
+
+    /// Frames dropped at flush because the kernel refused them, since the socket opened.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Frames the kernel accepted, since the socket opened.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Retries after the kernel reported the socket or device busy, since the socket opened.
+    pub fn busy_retries(&self) -> u64 {
+        self.busy_retries
+    }
+
+    /// The error of the last refused frame, for logs.
+    pub fn last_error(&self) -> Option<io::Error> {
+        self.last_error.map(io::Error::from_raw_os_error)
+    }
+
+    /// Aim header `i` at slot `i` for every queued frame.
+    fn prepare(&mut self) {
+        let base = self.buf.as_ptr();
+        for (i, &len) in self.lens.iter().enumerate() {
+            self.iovs[i] = libc::iovec {
+                // The kernel only reads through this pointer (sendmmsg); `cast_mut` is for
+                // the shared iovec type.
+                iov_base: base.wrapping_add(i * self.slot_len).cast_mut().cast(),
+                iov_len: len,
+            };
+            let hdr = &mut self.hdrs[i];
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = ptr::null_mut();
+            hdr.msg_hdr.msg_namelen = 0;
+            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ptr::null_mut();
+            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_flags = 0;
+        }
+    }
+
+    /// Send every queued frame on `fd` (a socket bound to its destination, so no address is
+    /// passed) with as few `sendmmsg` calls as the kernel allows — one when all goes well.
+    ///
+    /// Returns the frames sent; the batch is empty afterwards. A frame the kernel refuses
+    /// (too long for the MTU, malformed) is dropped and counted; when the kernel stays busy
+    /// (`EAGAIN`/`ENOBUFS`) after [`BUSY_RETRIES`] immediate retries, or the interface is down
+    /// or gone, the rest of the batch is dropped and counted. `Err` only when the descriptor
+    /// itself is unusable (the batch is dropped then too).
+    pub(super) fn flush(&mut self, fd: RawFd) -> io::Result<usize> {
+        let n = self.lens.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        self.prepare();
+        let (mut head, mut sent, mut busy) = (0, 0, 0);
+        let mut result = Ok(());
+        while head < n {
+            // SAFETY: `hdrs[head..n]` were aimed by `prepare` at iovecs in `self.iovs`, each
+            // covering a queued frame inside `self.buf`; `&mut self` keeps both alive and
+            // unchanged for the call, and the kernel only reads them.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr().add(head),
+                    (n - head) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if let Ok(k) = usize::try_from(rc)
+                && k > 0
+            {
+                let k = k.min(n - head);
+                head += k;
+                sent += k;
+                busy = 0;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            let errno = err.raw_os_error().unwrap_or(0);
+            match errno {
+                libc::EINTR => continue,
+                libc::EAGAIN | libc::ENOBUFS if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    self.busy_retries += 1;
+                    std::thread::yield_now();
+                    continue;
+                }
+                _ => {}
+            }
+            self.last_error = Some(errno);
+            match errno {
+                // Busy for good, or no interface to send on: the rest would fail the same way.
+                libc::EAGAIN | libc::ENOBUFS | libc::ENETDOWN | libc::ENXIO | libc::ENODEV => {
+                    self.dropped += (n - head) as u64;
+                    head = n;
+                }
+                libc::EBADF | libc::ENOTSOCK | libc::EFAULT => {
+                    self.dropped += (n - head) as u64;
+                    head = n;
+                    result = Err(err);
+                }
+                // About the front frame only (EMSGSIZE, EINVAL, …): drop it, send the rest.
+                _ => {
+                    self.dropped += 1;
+                    head += 1;
+                }
+            }
+        }
+        self.sent += sent as u64;
+        self.lens.clear();
+        result.map(|()| sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    fn dgram_pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn recv_all(fd: &OwnedFd) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 70_000];
+        loop {
+            // SAFETY: `buf` is live and writable for its whole length during the call.
+            let rc = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let Ok(n) = usize::try_from(rc) else { break };
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn queue_is_bounded_and_refuses_bad_lengths() {
+        let mut tx = TxBatch::new(3, 16);
+        assert_eq!((tx.capacity(), tx.max_frame()), (3, 16));
+        assert!(!tx.queue(&[]), "empty frame");
+        assert!(!tx.queue(&[0; 17]), "longer than a slot");
+        assert!(tx.queue(&[1; 16]));
+        assert!(tx.queue_with(4, |s| s.copy_from_slice(b"abcd")));
+        assert!(tx.queue(&[3]));
+        assert!(tx.is_full());
+        let mut called = false;
+        assert!(!tx.queue_with(1, |_| called = true));
+        assert!(!called, "fill is not called when there is no room");
+        assert_eq!(tx.len(), 3);
+        tx.clear();
+        assert!(tx.is_empty());
+        assert_eq!(TxBatch::new(0, 16).capacity(), 1);
+        assert_eq!(TxBatch::new(5000, 16).capacity(), MAX_TX_FRAMES);
+    }
+
+    #[test]
+    fn flush_sends_the_batch_in_order_and_empties_it() {
+        let (a, b) = dgram_pair();
+        let mut tx = TxBatch::new(8, 64);
+        for i in 0..8u8 {
+            assert!(tx.queue(&vec![i; usize::from(i) + 1]));
+        }
+        assert_eq!(tx.flush(a.as_raw_fd()).unwrap(), 8);
+        assert!(tx.is_empty());
+        let got = recv_all(&b);
+        let want: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; usize::from(i) + 1]).collect();
+        assert_eq!(got, want);
+        assert_eq!((tx.sent(), tx.dropped()), (8, 0));
+        assert_eq!(
+            tx.flush(a.as_raw_fd()).unwrap(),
+            0,
+            "empty flush is a no-op"
+        );
+    }
+
+    #[test]
+    fn a_refused_frame_is_dropped_and_the_rest_still_go() {
+        let (a, b) = dgram_pair();
+        let small: libc::c_int = 4096;
+        // SAFETY: `small` is a live c_int and its size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                ptr::from_ref(&small).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut tx = TxBatch::new(4, 65_000);
+        assert!(tx.queue(b"one"));
+        assert!(tx.queue(&[9; 65_000])); // larger than the send buffer: EMSGSIZE
+        assert!(tx.queue(b"three"));
+        assert_eq!(tx.flush(a.as_raw_fd()).unwrap(), 2);
+        assert_eq!(tx.dropped(), 1);
+        assert_eq!(
+            tx.last_error().and_then(|e| e.raw_os_error()),
+            Some(libc::EMSGSIZE)
+        );
+        assert_eq!(recv_all(&b), vec![b"one".to_vec(), b"three".to_vec()]);
+    }
+
+    #[test]
+    fn a_peer_that_stays_busy_costs_a_bounded_number_of_calls() {
+        let (a, _b) = dgram_pair();
+        let mut tx = TxBatch::new(64, 1024);
+        let mut sent = 0;
+        let mut rounds = 0;
+        // Nobody reads `_b`: its queue fills up, then every batch is dropped after retries.
+        while tx.dropped() == 0 && rounds < 10_000 {
+            while tx.queue(&[0; 1000]) {}
+            sent += tx.flush(a.as_raw_fd()).unwrap();
+            rounds += 1;
+        }
+        assert!(tx.dropped() > 0, "the receiver never filled up");
+        assert!(sent > 0);
+        assert!(tx.busy_retries() >= u64::from(BUSY_RETRIES));
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn a_dead_descriptor_is_an_error() {
+        let mut tx = TxBatch::new(2, 8);
+        assert!(tx.queue(b"x"));
+        let err = tx.flush(-1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        assert!(tx.is_empty());
+        assert_eq!(tx.dropped(), 1);
+    }
+}

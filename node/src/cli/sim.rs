@@ -1,0 +1,279 @@
+//! `ants sim`: run a scenario file in the deterministic simulator (`ants-sim`) with the real
+//! wasm executor, and print what happened.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ants_capsule_build::BuildOptions;
+use ants_sim::{Report, Scenario, Trace};
+use anyhow::{Context, bail};
+
+use ants_node::{ExecutorConfig, WasmExecutor};
+
+/// The long help of `ants sim` (clap shows it for `--help`).
+pub(crate) const LONG_HELP: &str = "\
+Run a simulation scenario: the real node core and wasm capsules on a virtual network.
+
+The scenario (TOML) gives the topology (explicit, or a generated line, ring, grid, tree or
+random graph), link latency/jitter/loss/bandwidth/queue, the apps (who sends which
+capsule when, who listens), faults (crash, restart, partition, repair at given times) and
+the duration. Every node runs the same `ants-core` state machine as `ants run`; capsule
+code runs in one shared wasmtime executor, compiled once per module, and is still demand
+loaded hop by hop. Reference: docs/simulation.md.
+
+Example (from the checkout; shipped capsules are built on first use):
+
+  ants sim examples/sim/line-loss-crash.toml
+  ants sim examples/sim/multicast-tree.toml --seed 7 --trace /tmp/mc.jsonl
+
+Output: the seed (the same seed gives the same run, event for event), simulated time and
+events; the network's capsule hops (a capsule handed to a running node) and datagrams it
+lost by reason (loss, queue, partition, node-down); per-protocol counters summed over
+nodes (runs, copies sent, deliveries, traps); node counters (totals, and each node when
+there are at most 32 — or with --json); each app's injections and deliveries, with
+distinct payloads and duplicates (same payload delivered twice to one app); then
+`trace sha256 …`: the SHA-256 of the JSON-lines event trace — the run's fingerprint
+(identical for identical runs). Wall time, capsule-hops per second and peak RSS come
+last; they are the only numbers that vary between runs.
+
+The seed is, in order: --seed, $ANTS_SIM_SEED, the scenario's `seed`, 1.";
+
+/// `ants sim` arguments; see [`LONG_HELP`].
+#[derive(Debug, clap::Args)]
+pub(crate) struct SimArgs {
+    /// The scenario file (see examples/sim/).
+    scenario: PathBuf,
+    /// Root seed (overrides $ANTS_SIM_SEED and the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also write the event trace (JSON lines) to this file.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Print the report as JSON (every node's counters included).
+    #[arg(long)]
+    json: bool,
+    /// Print only the trace hash line (no progress, no build messages).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl SimArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let text = std::fs::read_to_string(&self.scenario)
+            .with_context(|| format!("cannot read {}", self.scenario.display()))?;
+        let origin = self.scenario.display().to_string();
+        let scenario = Scenario::parse(&text, &origin)?;
+        let seed = match (self.seed, std::env::var("ANTS_SIM_SEED").ok()) {
+            (Some(s), _) => s,
+            (None, Some(v)) => v
+                .trim()
+                .parse()
+                .with_context(|| format!("ANTS_SIM_SEED={v} is not a number"))?,
+            (None, None) => scenario.seed.unwrap_or(1),
+        };
+        let base = self.scenario.parent().unwrap_or(Path::new("."));
+        let mut capsules = BTreeMap::new();
+        for name in scenario.capsule_names() {
+            let bytes = resolve_capsule(&name, base, self.quiet)?;
+            capsules.insert(name, bytes);
+        }
+        let exec = WasmExecutor::with_config(ExecutorConfig::default())
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let (mut sim, names) = scenario
+            .build(seed, exec, &capsules)
+            .with_context(|| origin.clone())?;
+        let trace = match &self.trace {
+            Some(path) => {
+                let f = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                Trace::to_writer(Box::new(std::io::BufWriter::with_capacity(1 << 20, f)))
+            }
+            None if scenario.output.trace => Trace::hashed(),
+            None => Trace::off(),
+        };
+        sim.set_trace(trace);
+        if !self.quiet && !self.json {
+            eprintln!(
+                "simulating {} for {:?} virtual, seed {seed}",
+                self.scenario.display(),
+                scenario.duration()
+            );
+        }
+
+        let duration = scenario.duration();
+        let bar = Progress::new(duration, !self.quiet && std::io::stderr().is_terminal());
+        let start = Instant::now();
+        sim.run_until_with(duration, 1 << 14, |s| {
+            bar.update(s.now(), s.stats().capsule_hops)
+        });
+        let wall = start.elapsed();
+        bar.finish();
+        if let Err(e) = sim.finish_trace() {
+            bail!("writing the trace failed: {e}");
+        }
+
+        let nodes = sim.topology().len();
+        let report = Report::new(
+            &sim,
+            scenario.name.clone(),
+            &names,
+            self.json || nodes <= 32,
+        );
+        let hops = report.capsule_hops;
+        let rate = hops as f64 / wall.as_secs_f64().max(1e-9);
+        let rss = peak_rss_bytes();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let mut v = serde_json::to_value(&report)?;
+            v["wall"] = serde_json::json!({
+                "seconds": wall.as_secs_f64(),
+                "capsule_hops_per_sec": rate,
+                "peak_rss_bytes": rss,
+            });
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        } else if self.quiet {
+            match &report.trace {
+                Some(t) => writeln!(out, "trace sha256 {} ({} lines)", t.sha256, t.lines)?,
+                None => writeln!(out, "trace off")?,
+            }
+        } else {
+            write!(out, "{}", report.render())?;
+            writeln!(
+                out,
+                "wall       {:.3} s: {} capsule-hops/s, peak RSS {} MiB",
+                wall.as_secs_f64(),
+                si(rate),
+                rss >> 20
+            )?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Module bytes for a scenario's `capsule`: a `.wasm` / `.wat` path (relative to the
+/// scenario file, then to the current directory), or a shipped capsule name built from
+/// `capsules/<name>` in the checkout that contains the scenario or the current directory.
+fn resolve_capsule(name: &str, base: &Path, quiet: bool) -> anyhow::Result<Vec<u8>> {
+    let as_path = Path::new(name);
+    let is_file = matches!(
+        as_path.extension().and_then(|e| e.to_str()),
+        Some("wasm" | "wat")
+    );
+    if is_file {
+        let path = [base.join(as_path), as_path.to_path_buf()]
+            .into_iter()
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!("capsule file {name} not found (relative to the scenario or here)")
+            })?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "wat") {
+            return wat::parse_bytes(&bytes)
+                .map(|b| b.into_owned())
+                .with_context(|| format!("{} is not valid WebAssembly text", path.display()));
+        }
+        return Ok(bytes);
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!(
+            "capsule = \"{name}\": give a shipped capsule name (forward, multicast …) or a .wasm/.wat path"
+        );
+    }
+    let here = std::env::current_dir().unwrap_or_default();
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    let dir = base
+        .ancestors()
+        .chain(here.ancestors())
+        .map(|d| d.join("capsules").join(name))
+        .find(|d| d.join("Cargo.toml").is_file())
+        .with_context(|| {
+            format!(
+                "capsule = \"{name}\": no capsules/{name} in the checkout around the scenario or \
+                 the current directory; build it with `ants capsule build` and give the .wasm path"
+            )
+        })?;
+    if !quiet {
+        eprintln!("building {}", dir.display());
+    }
+    let built = ants_capsule_build::build(&dir, &BuildOptions::default())
+        .with_context(|| format!("building {} failed", dir.display()))?;
+    std::fs::read(&built.path).with_context(|| format!("cannot read {}", built.path.display()))
+}
+
+/// A progress bar on stderr for long runs (shown after a second, only on a terminal).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    start: Instant,
+}
+
+impl Progress {
+    fn new(duration: Duration, enabled: bool) -> Progress {
+        let bar = enabled.then(|| {
+            let total = u64::try_from(duration.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_length(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} ms virtual  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            start: Instant::now(),
+        }
+    }
+
+    fn update(&self, now: Duration, hops: u64) {
+        let Some(bar) = &self.bar else { return };
+        if bar.is_hidden() && self.start.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_position(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        bar.set_message(format!("{hops} capsule hops"));
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `1.23 M`, `456 k`.
+fn si(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` of /proc/self/status; 0 where
+/// that is not available).
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}

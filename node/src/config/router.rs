@@ -1,0 +1,372 @@
+//! `[router]`: router mode. The node owns the listed interfaces through AF_PACKET, forwards
+//! plain IPv4 itself and runs capsules sent to `<interface address>:capsule_port`.
+//! See `docs/router.md` and `docs/config.md`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use toml::Spanned;
+
+use super::raw::{RawInterface, RawIpRoute, RawRouter};
+use super::{Result, Source};
+
+const S: &str = "[router]";
+
+/// `[router]`: its presence selects router mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterSection {
+    /// UDP port of capsules addressed to the router (3322).
+    pub capsule_port: u16,
+    /// Also install the namespace's kernel IPv4 routes (read once at start-up).
+    pub import_kernel_routes: bool,
+    /// Drop every frame of the owned interfaces at tc ingress, after the node's packet socket
+    /// has seen it, so the kernel's IP stack spends nothing on them.
+    pub kernel_ingress_drop: bool,
+    /// ICMP errors sent per second (token bucket rate).
+    pub icmp_per_sec: u32,
+    /// ICMP errors sent back to back (token bucket depth).
+    pub icmp_burst: u32,
+    /// Neighbours kept in the ARP table.
+    pub arp_entries: usize,
+    /// Frames held per unresolved next hop while ARP resolves it.
+    pub arp_pending_per_neighbour: usize,
+    /// Frames held for all unresolved next hops together.
+    pub arp_pending_total: usize,
+    /// `[[router.interface]]`: the interfaces the node owns, in order.
+    pub interfaces: Vec<RouterInterface>,
+    /// `[[router.route]]`: static IPv4 routes beyond the interfaces' own subnets.
+    pub routes: Vec<IpRoute>,
+}
+
+/// `[[router.interface]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterInterface {
+    /// The Linux interface name.
+    pub name: String,
+    /// The router's address on it (owned by the node, not configured in the kernel).
+    pub address: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix_len: u8,
+    /// MTU override; `None` = the device's MTU.
+    pub mtu: Option<u16>,
+}
+
+/// `[[router.route]]`: IPv4 packets for `dst/prefix_len` go to the gateway `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRoute {
+    /// Destination network.
+    pub dst: Ipv4Addr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// The gateway: an address inside one interface's subnet.
+    pub via: Ipv4Addr,
+}
+
+impl RouterSection {
+    /// The interface whose subnet holds `ip`, if any.
+    pub fn interface_for(&self, ip: Ipv4Addr) -> Option<&RouterInterface> {
+        self.interfaces
+            .iter()
+            .find(|i| same_subnet(i.address, ip, i.prefix_len))
+    }
+}
+
+fn mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
+    (u32::from(a) ^ u32::from(b)) & mask(len) == 0
+}
+
+/// `a.b.c.d/len` (or a bare address = /32).
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = match s.trim().split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().ok().filter(|l| *l <= 32)?),
+        None => (s.trim(), 32),
+    };
+    Some((ip.parse().ok()?, len))
+}
+
+impl Source<'_> {
+    fn router_number(
+        &self,
+        field: &str,
+        v: Option<&Spanned<u64>>,
+        default: u64,
+        (min, max): (u64, u64),
+    ) -> Result<u64> {
+        let Some(v) = v else { return Ok(default) };
+        let n = *v.get_ref();
+        if !(min..=max).contains(&n) {
+            return Err(self.invalid(
+                v.span(),
+                S,
+                field,
+                n,
+                format_args!("must be between {min} and {max}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    pub(super) fn router(&self, raw: &RawRouter) -> Result<RouterSection> {
+        let n = |field, v: &Option<Spanned<u64>>, default, range| {
+            self.router_number(field, v.as_ref(), default, range)
+        };
+        let big = (1, 1 << 20);
+        let interfaces = self.interfaces(&raw.interfaces)?;
+        let mut section = RouterSection {
+            capsule_port: n("capsule_port", &raw.capsule_port, 3322, (1, 65535))? as u16,
+            import_kernel_routes: raw.import_kernel_routes.unwrap_or(false),
+            kernel_ingress_drop: raw.kernel_ingress_drop.unwrap_or(false),
+            icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,
+            icmp_burst: n("icmp_burst", &raw.icmp_burst, 50, (1, 1_000_000))? as u32,
+            arp_entries: n("arp_entries", &raw.arp_entries, 1024, big)? as usize,
+            arp_pending_per_neighbour: n(
+                "arp_pending_per_neighbour",
+                &raw.arp_pending_per_neighbour,
+                64,
+                (0, 1 << 16),
+            )? as usize,
+            arp_pending_total: n("arp_pending_total", &raw.arp_pending_total, 1024, big)? as usize,
+            interfaces,
+            routes: Vec::new(),
+        };
+        section.routes = self.ip_routes(&raw.routes, &section)?;
+        Ok(section)
+    }
+
+    fn interfaces(&self, raw: &[RawInterface]) -> Result<Vec<RouterInterface>> {
+        const I: &str = "[[router.interface]]";
+        if raw.is_empty() {
+            return Err(self.section_error(
+                "[router]",
+                "router.interface",
+                "[router] needs at least one [[router.interface]] with name and address",
+            ));
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut out: Vec<RouterInterface> = Vec::with_capacity(raw.len());
+        for r in raw {
+            let name = r.name.get_ref().trim();
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(self.bad(
+                    I,
+                    "name",
+                    &r.name,
+                    "expected a Linux interface name (1 to 15 characters, no '/' or spaces)",
+                ));
+            }
+            if let Some(line) = names.insert(name, self.line_of(r.name.span().start)) {
+                return Err(self.bad(
+                    I,
+                    "name",
+                    &r.name,
+                    format_args!("already listed on line {line}"),
+                ));
+            }
+            let Some((address, prefix_len)) = parse_cidr(r.address.get_ref()) else {
+                return Err(self.bad(
+                    I,
+                    "address",
+                    &r.address,
+                    "expected an IPv4 address with its prefix length, e.g. 198.18.1.1/24",
+                ));
+            };
+            if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
+                return Err(self.bad(I, "address", &r.address, "not a unicast address"));
+            }
+            if !(8..=30).contains(&prefix_len) && prefix_len != 32 {
+                return Err(self.bad(
+                    I,
+                    "address",
+                    &r.address,
+                    "the prefix length must be 8 to 30 (or 32 for a point-to-point address)",
+                ));
+            }
+            if let Some(other) = out.iter().find(|o| {
+                let len = o.prefix_len.min(prefix_len);
+                same_subnet(o.address, address, len)
+            }) {
+                return Err(self.bad(
+                    I,
+                    "address",
+                    &r.address,
+                    format_args!(
+                        "overlaps the subnet of interface {} ({}/{})",
+                        other.name, other.address, other.prefix_len
+                    ),
+                ));
+            }
+            let mtu = match &r.mtu {
+                None => None,
+                Some(v) if (576..=9216).contains(v.get_ref()) => Some(*v.get_ref() as u16),
+                Some(v) => {
+                    return Err(self.invalid(
+                        v.span(),
+                        I,
+                        "mtu",
+                        v.get_ref(),
+                        "must be between 576 and 9216",
+                    ));
+                }
+            };
+            out.push(RouterInterface {
+                name: name.to_owned(),
+                address,
+                prefix_len,
+                mtu,
+            });
+        }
+        Ok(out)
+    }
+
+    fn ip_routes(&self, raw: &[RawIpRoute], section: &RouterSection) -> Result<Vec<IpRoute>> {
+        const R: &str = "[[router.route]]";
+        let mut seen: HashMap<(Ipv4Addr, u8), usize> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            let Some((dst, prefix_len)) = parse_cidr(r.dst.get_ref()) else {
+                return Err(self.bad(
+                    R,
+                    "dst",
+                    &r.dst,
+                    "expected an IPv4 prefix such as 198.18.4.0/24 (or 0.0.0.0/0, or an address)",
+                ));
+            };
+            let dst = Ipv4Addr::from(u32::from(dst) & mask(prefix_len));
+            if let Some(line) = seen.insert((dst, prefix_len), self.line_of(r.dst.span().start)) {
+                return Err(self.bad(
+                    R,
+                    "dst",
+                    &r.dst,
+                    format_args!(
+                        "the [[router.route]] on line {line} already covers {dst}/{prefix_len}"
+                    ),
+                ));
+            }
+            let via = r.via.get_ref().trim().parse::<Ipv4Addr>().map_err(|_| {
+                self.bad(R, "via", &r.via, "expected the IPv4 address of a gateway")
+            })?;
+            if section.interface_for(via).is_none() {
+                return Err(self.bad(
+                    R,
+                    "via",
+                    &r.via,
+                    "is not inside the subnet of any [[router.interface]]",
+                ));
+            }
+            if section.interfaces.iter().any(|i| i.address == via) {
+                return Err(self.bad(R, "via", &r.via, "is one of this router's own addresses"));
+            }
+            out.push(IpRoute {
+                dst,
+                prefix_len,
+                via,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    /// A two-interface router: lines 1-13.
+    const ROUTER: &str = "[node]\naddress = \"198.18.1.1\"\n\n[router]\n\n\
+        [[router.interface]]\nname = \"r1-h1\"\naddress = \"198.18.1.1/24\"\n\n\
+        [[router.interface]]\nname = \"r1-r2\"\naddress = \"198.18.2.1/24\"\n\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "r.toml")
+    }
+
+    #[track_caller]
+    fn error(text: &str, line: usize, needle: &str) {
+        let e = parse(text).expect_err("should be rejected");
+        assert_eq!(e.line(), Some(line), "{e}");
+        assert!(e.to_string().contains(needle), "`{e}` lacks `{needle}`");
+    }
+
+    #[test]
+    fn a_router_needs_no_listen_and_defaults_to_the_first_interface() {
+        let text = format!(
+            "{ROUTER}[[router.route]]\ndst = \"198.18.3.0/24\"\nvia = \"198.18.2.2\"\n\n\
+             [[neighbour]]\naddress = \"198.18.2.2\"\nendpoint = \"198.18.2.2:3322\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let r = c.router.as_ref().unwrap();
+        assert_eq!(c.node.listen, "198.18.1.1:3322".parse().unwrap());
+        assert_eq!(r.capsule_port, 3322);
+        assert_eq!(r.interfaces.len(), 2);
+        assert_eq!(r.interfaces[1].prefix_len, 24);
+        assert_eq!(
+            r.routes[0].via,
+            "198.18.2.2".parse::<std::net::Ipv4Addr>().unwrap()
+        );
+        assert_eq!(r.interface_for(r.routes[0].via).unwrap().name, "r1-r2");
+        assert!(!r.import_kernel_routes);
+    }
+
+    #[test]
+    fn listen_must_be_a_router_address_with_the_capsule_port() {
+        let text = ROUTER.replace(
+            "address = \"198.18.1.1\"\n",
+            "address = \"198.18.1.1\"\nlisten = \"198.18.2.1:7000\"\n",
+        );
+        error(&text, 3, "port 3322");
+        let ok = text.replace(":7000", ":3322");
+        assert_eq!(
+            parse(&ok).unwrap().node.listen,
+            "198.18.2.1:3322".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn overlay_mode_still_needs_listen() {
+        error(
+            "\n[node]\naddress = \"198.18.0.1\"\n",
+            2,
+            "missing field `listen`",
+        );
+    }
+
+    #[test]
+    fn bad_interfaces_are_reported_with_their_line() {
+        error(
+            "[node]\naddress = \"198.18.1.1\"\n[router]\n",
+            3,
+            "at least one",
+        );
+        let bad_cidr = ROUTER.replace("198.18.2.1/24", "198.18.2.1/33");
+        error(&bad_cidr, 12, "prefix length");
+        let overlap = ROUTER.replace("198.18.2.1/24", "198.18.1.9/16");
+        error(&overlap, 12, "overlaps the subnet of interface r1-h1");
+        let dup = ROUTER.replace("r1-r2", "r1-h1");
+        error(&dup, 11, "already listed on line 7");
+        let long = ROUTER.replace("r1-r2", "an-interface-name-too-long");
+        error(&long, 11, "1 to 15 characters");
+        let mtu = ROUTER.replace(
+            "address = \"198.18.2.1/24\"\n",
+            "address = \"198.18.2.1/24\"\nmtu = 100\n",
+        );
+        error(&mtu, 13, "between 576 and 9216");
+    }
+
+    #[test]
+    fn routes_need_a_gateway_on_an_interface_subnet() {
+        let off = format!("{ROUTER}[[router.route]]\ndst = \"10.0.0.0/8\"\nvia = \"198.18.9.1\"\n");
+        error(&off, 16, "not inside the subnet");
+        let own = format!("{ROUTER}[[router.route]]\ndst = \"0.0.0.0/0\"\nvia = \"198.18.2.1\"\n");
+        error(&own, 16, "own addresses");
+        let dup = format!(
+            "{ROUTER}[[router.route]]\ndst = \"198.18.3.7/24\"\nvia = \"198.18.2.2\"\n\n\
+             [[router.route]]\ndst = \"198.18.3.0/24\"\nvia = \"198.18.2.3\"\n"
+        );
+        error(&dup, 19, "already covers 198.18.3.0/24");
+        let port = ROUTER.replace("[router]\n", "[router]\ncapsule_port = 0\n");
+        error(&port, 5, "between 1 and 65535");
+    }
+}

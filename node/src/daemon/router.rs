@@ -1,0 +1,329 @@
+//! Router mode's underlay: AF_PACKET rings on the owned interfaces
+//! ([`crate::afpacket::PacketSocket`]) with the sans-IO IPv4 router
+//! ([`ants_router::Router`]) in front of the node core.
+//!
+//! Per turn, for each interface: visit the frames of its retired ring blocks in place; the
+//! router rewrites a frame to forward it (copied into the egress interface's transmit batch),
+//! answers or holds it (its own transmit queue), or hands a capsule's UDP payload to the node.
+//! Then the node's transmits become IPv4/UDP through [`ants_router::Router::send_udp`], the
+//! router's generated frames are queued, and every batch goes out with one `sendmmsg`.
+//! No syscall per packet; the only allocation-free copy is ring → transmit batch.
+
+use std::future::poll_fn;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::task::Poll;
+use std::time::Duration;
+
+use ants_router::{Interface, Route, Router, RouterConfig, RouterCounters, RouterLimits, Verdict};
+use anyhow::{Context, bail};
+use tokio::io::unix::AsyncFd;
+use tracing::{info, warn};
+
+use super::{Driver, Stats, Underlay, wall};
+use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
+use crate::afpacket::{PacketSocket, RingConfig};
+use crate::config::{Config, RouterSection};
+
+/// Ring blocks read per interface per turn before timers, apps and compilations are served.
+const MAX_BLOCKS_PER_TURN: usize = 4;
+
+/// Router mode's counters.
+#[derive(Debug, Clone, Default)]
+pub struct RouterStats {
+    /// The router core's counters (forwarded, ARP, ICMP, drops by reason).
+    pub router: RouterCounters,
+    /// Per owned interface, in config order.
+    pub interfaces: Vec<InterfaceStats>,
+    /// Node datagrams the router could not send (no route, ARP queue full, …; the router's
+    /// drop counters say why).
+    pub node_datagrams_dropped: u64,
+    /// Node datagrams to IPv6 endpoints, which router mode cannot send.
+    pub ipv6_dropped: u64,
+}
+
+/// One owned interface's driver counters.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceStats {
+    /// The interface.
+    pub name: String,
+    /// Frames the kernel offered to the ring (`PACKET_STATISTICS` tp_packets).
+    pub kernel_frames: u64,
+    /// Frames the kernel dropped because the ring was full (tp_drops): overload.
+    pub ring_drops: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Frames dropped at transmit (batch full, device busy).
+    pub tx_dropped: u64,
+}
+
+/// The owned interfaces, their kernel isolation, and the router.
+pub(super) struct RouterIo {
+    ports: Vec<AsyncFd<PacketSocket>>,
+    router: Router,
+    local: SocketAddr,
+    /// Frames forwarded back out of the interface they came in on, staged while that
+    /// interface's ring is being read.
+    hairpin: Vec<u8>,
+    hairpin_lens: Vec<usize>,
+    stats: RouterStats,
+    // Restored (sysctls, tc ingress) when the node stops; dropped after the sockets.
+    _isolation: Vec<Isolation>,
+}
+
+impl RouterIo {
+    /// Take the interfaces from the kernel, open their rings, build the router.
+    pub(super) fn open(cfg: &Config, r: &RouterSection) -> anyhow::Result<RouterIo> {
+        let mut isolation = Vec::with_capacity(r.interfaces.len());
+        let mut ports = Vec::with_capacity(r.interfaces.len());
+        let mut interfaces = Vec::with_capacity(r.interfaces.len());
+        let opts = IsolateOptions {
+            ingress_drop: r.kernel_ingress_drop,
+        };
+        for i in &r.interfaces {
+            let iso = kernel::isolate_with(&i.name, &opts)
+                .with_context(|| format!("router interface {}", i.name))?;
+            if let Some((a, len)) = iso.kernel_ipv4_addrs().first() {
+                bail!(
+                    "router interface {}: the kernel has the address {a}/{len} on it, so it would \
+                     answer ARP and ICMP too; remove it (ip addr flush dev {}) — the router owns \
+                     {}/{} from its config",
+                    i.name,
+                    i.name,
+                    i.address,
+                    i.prefix_len
+                );
+            }
+            if let IngressDropState::Unavailable(why) = iso.ingress_drop() {
+                warn!(interface = %i.name, "kernel_ingress_drop unavailable: {why}");
+            }
+            isolation.push(iso);
+            let sock = PacketSocket::open(&i.name, &RingConfig::default())
+                .with_context(|| format!("router interface {}", i.name))?;
+            interfaces.push(Interface {
+                name: i.name.clone(),
+                mac: sock.mac(),
+                addr: i.address,
+                prefix_len: i.prefix_len,
+                mtu: i.mtu.unwrap_or_else(|| sock.mtu()),
+            });
+            ports.push(sock.into_async_fd()?);
+        }
+        let mut routes: Vec<Route> = r
+            .routes
+            .iter()
+            .map(|rt| Route {
+                dst: rt.dst,
+                prefix_len: rt.prefix_len,
+                via: Some(rt.via),
+            })
+            .collect();
+        if r.import_kernel_routes {
+            routes.extend(kernel_routes(r, &routes)?);
+        }
+        let limits = RouterLimits {
+            arp_entries: r.arp_entries,
+            arp_pending_per_neighbour: r.arp_pending_per_neighbour,
+            arp_pending_total: r.arp_pending_total,
+            icmp_per_sec: r.icmp_per_sec,
+            icmp_burst: r.icmp_burst,
+            ..RouterLimits::default()
+        };
+        let router = Router::new(RouterConfig {
+            interfaces,
+            routes,
+            capsule_port: r.capsule_port,
+            limits,
+        })
+        .context("router configuration")?;
+        for (i, p) in r.interfaces.iter().zip(&ports) {
+            info!(interface = %i.name, mac = ?p.get_ref().mac(), address = %i.address, "interface owned");
+        }
+        let stats = RouterStats {
+            interfaces: r
+                .interfaces
+                .iter()
+                .map(|i| InterfaceStats {
+                    name: i.name.clone(),
+                    ..InterfaceStats::default()
+                })
+                .collect(),
+            ..RouterStats::default()
+        };
+        Ok(RouterIo {
+            ports,
+            router,
+            local: cfg.node.listen,
+            hairpin: Vec::new(),
+            hairpin_lens: Vec::new(),
+            stats,
+            _isolation: isolation,
+        })
+    }
+
+    /// Read up to [`MAX_BLOCKS_PER_TURN`] blocks of interface `i`; `true` if more wait.
+    fn receive_from(&mut self, i: usize, now: Duration, driver: &mut Driver) -> bool {
+        let (before, rest) = self.ports.split_at_mut(i);
+        let Some((cur, after)) = rest.split_first_mut() else {
+            return false;
+        };
+        let router = &mut self.router;
+        let (hairpin, lens) = (&mut self.hairpin, &mut self.hairpin_lens);
+        let mut egress = |iface: usize, frame: &[u8]| {
+            let port = match iface.cmp(&i) {
+                std::cmp::Ordering::Less => before.get_mut(iface),
+                std::cmp::Ordering::Greater => after.get_mut(iface - i - 1),
+                std::cmp::Ordering::Equal => {
+                    hairpin.extend_from_slice(frame);
+                    lens.push(frame.len());
+                    return;
+                }
+            };
+            if let Some(p) = port {
+                queue(p.get_mut(), frame);
+            }
+        };
+        cur.get_mut().recv_blocks(MAX_BLOCKS_PER_TURN, |frame| {
+            match router.handle_frame(now, i, frame) {
+                Verdict::Forward { iface } => egress(iface, frame),
+                Verdict::Capsule { from, payload, .. } => {
+                    if let Some(data) = frame.get(payload) {
+                        driver.datagram(now, SocketAddr::V4(from), data);
+                    }
+                }
+                Verdict::Done => {}
+            }
+        });
+        let more = cur.get_ref().rx_ready();
+        let mut at = 0;
+        for len in self.hairpin_lens.drain(..) {
+            queue(cur.get_mut(), &self.hairpin[at..at + len]);
+            at += len;
+        }
+        self.hairpin.clear();
+        more
+    }
+
+    /// The node's datagrams through the router, the router's frames onto the interfaces,
+    /// then every batch out.
+    fn send_all(&mut self, driver: &mut Driver) {
+        let now = wall();
+        let (router, stats) = (&mut self.router, &mut self.stats);
+        driver.drain_transmits(|to, bytes| match to {
+            SocketAddr::V4(to) => {
+                if !router.send_udp(now, to, bytes) {
+                    stats.node_datagrams_dropped += 1;
+                }
+            }
+            SocketAddr::V6(_) => stats.ipv6_dropped += 1,
+        });
+        let ports = &mut self.ports;
+        self.router.drain_transmits(|iface, frame| {
+            if let Some(p) = ports.get_mut(iface) {
+                queue(p.get_mut(), frame);
+            }
+        });
+        for p in &mut self.ports {
+            if let Err(e) = p.get_mut().flush() {
+                warn!(interface = p.get_ref().ifname(), "transmit error: {e}");
+            }
+        }
+    }
+}
+
+/// Queue `frame` on `port`, flushing first when its batch is full.
+fn queue(port: &mut PacketSocket, frame: &[u8]) {
+    if !port.queue(frame) && port.tx().is_full() {
+        if let Err(e) = port.flush() {
+            warn!(interface = port.ifname(), "transmit error: {e}");
+        }
+        // Still refused (too long or empty): counted by the batch.
+        let _ = port.queue(frame);
+    }
+}
+
+/// The kernel's routes whose gateway lies on an owned interface and whose prefix the config
+/// does not already route.
+fn kernel_routes(r: &RouterSection, configured: &[Route]) -> anyhow::Result<Vec<Route>> {
+    let mut out = Vec::new();
+    for k in kernel::kernel_routes().context("import_kernel_routes: reading /proc/net/route")? {
+        let Some(via) = k.gateway.filter(|g| *g != Ipv4Addr::UNSPECIFIED) else {
+            continue; // connected routes: the interfaces' own subnets already are
+        };
+        let known = configured
+            .iter()
+            .chain(&out)
+            .any(|c| c.dst == k.destination && c.prefix_len == k.prefix_len);
+        if known || r.interface_for(via).is_none() {
+            continue;
+        }
+        info!(route = %format_args!("{}/{} via {via}", k.destination, k.prefix_len), "kernel route imported");
+        out.push(Route {
+            dst: k.destination,
+            prefix_len: k.prefix_len,
+            via: Some(via),
+        });
+    }
+    Ok(out)
+}
+
+impl Underlay for RouterIo {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn readable(&mut self) -> std::io::Result<()> {
+        let ports = &self.ports;
+        poll_fn(|cx| {
+            for p in ports {
+                match p.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        // Cleared now; `receive` reads until the ring is empty or says there
+                        // is more, and the loop then comes back without waiting.
+                        guard.clear_ready();
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn receive(&mut self, driver: &mut Driver) -> bool {
+        let now = wall();
+        let mut more = false;
+        for i in 0..self.ports.len() {
+            more |= self.receive_from(i, now, driver);
+            // Capsules may have produced transmits: send them with this interface's batch.
+            self.send_all(driver);
+        }
+        more
+    }
+
+    async fn flush(&mut self, driver: &mut Driver) {
+        self.send_all(driver);
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        self.router.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Duration) {
+        self.router.handle_timeout(now);
+    }
+
+    fn stats(&mut self, stats: &mut Stats) {
+        self.stats.router = self.router.counters().clone();
+        for (s, p) in self.stats.interfaces.iter_mut().zip(&mut self.ports) {
+            let p = p.get_mut();
+            if let Ok((frames, drops)) = p.stats() {
+                (s.kernel_frames, s.ring_drops) = (frames, drops);
+            }
+            s.tx_frames = p.tx().sent();
+            s.tx_dropped = p.tx_dropped();
+        }
+        stats.router = Some(self.stats.clone());
+    }
+}

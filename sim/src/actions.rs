@@ -1,0 +1,205 @@
+//! Scheduled [`Action`]s: app sends, app registration, node crash/restart and link
+//! partition/repair.
+
+use std::time::Duration;
+
+use ants_core::Executor;
+use ants_core::node::Injection;
+use ants_core::rng::SplitMix64;
+
+use crate::apps::{CodeHandover, Dst, SendPlan, random_other};
+use crate::event::Event;
+use crate::exec::NodeView;
+use crate::sim::{Sim, ns};
+use crate::trace::Record;
+
+/// Something scheduled with [`Sim::schedule`].
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// An app sends capsules (repeats itself per its plan).
+    Send(Box<SendPlan>),
+    /// Register an app id on a node (it receives deliveries from then on).
+    Register {
+        /// Node.
+        node: u32,
+        /// App id.
+        app: u32,
+    },
+    /// The node stops: its state is lost; datagrams to it are dropped (`node-down`).
+    Crash(u32),
+    /// The node starts again from its configuration (and, with `keep_code_on_restart`, the
+    /// modules it had compiled); its registered apps reconnect. Restarting a running node
+    /// crashes it first.
+    Restart(u32),
+    /// Both directions of the link between the two nodes go down.
+    Partition(u32, u32),
+    /// Both directions of the link come back.
+    Repair(u32, u32),
+    /// Done (a finished send plan).
+    Done,
+}
+
+impl Action {
+    /// Give a send plan its own generator.
+    pub(crate) fn seeded(self, seed: u64) -> Action {
+        match self {
+            Action::Send(mut p) => {
+                p.rng = SplitMix64::new(seed);
+                Action::Send(p)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<E: Executor> Sim<E> {
+    pub(crate) fn act(&mut self, idx: u32) {
+        let Some(slot) = self.actions.get_mut(idx as usize) else {
+            return;
+        };
+        match std::mem::replace(slot, Action::Done) {
+            Action::Send(plan) => self.send(idx, plan),
+            Action::Register { node, app } => self.register_app(node, app),
+            Action::Crash(i) => self.crash(i),
+            Action::Restart(i) => self.restart(i),
+            Action::Partition(a, b) => self.set_link_up(a, b, false),
+            Action::Repair(a, b) => self.set_link_up(a, b, true),
+            Action::Done => {}
+        }
+    }
+
+    fn send(&mut self, idx: u32, mut plan: Box<SendPlan>) {
+        let i = plan.node;
+        let n = self.topo.len();
+        let dst = match &plan.dst {
+            Dst::Address(a) => *a,
+            Dst::RandomNode => self.topo.address(random_other(&mut plan.rng, i, n)),
+        };
+        let (mut header, mut payload) = (Vec::new(), Vec::new());
+        plan.header.render(plan.sent, &mut header);
+        plan.payload.render(plan.sent, &mut payload);
+        let hand_over = plan.handover == CodeHandover::Auto
+            && self
+                .nodes
+                .get(i as usize)
+                .is_some_and(|n| !n.node.code_cache().contains(&plan.ty));
+        let inj = Injection {
+            ty: plan.ty,
+            code: plan.code.as_deref().filter(|_| hand_over),
+            dst,
+            resource: plan.resource,
+            header: &header,
+            payload: &payload,
+        };
+        let _ = self.inject(i, plan.app, inj);
+        plan.sent += 1;
+        let next = self.now.saturating_add(ns(plan.interval));
+        let more = plan.sent < plan.count && plan.until.is_none_or(|u| next < ns(u));
+        if more {
+            self.actions[idx as usize] = Action::Send(plan);
+            self.queue.push(next, Event::Action { action: idx });
+        }
+    }
+
+    /// Crash node `i` now.
+    pub fn crash(&mut self, i: u32) {
+        if !self.is_up(i) {
+            return;
+        }
+        let fresh = self.make_node(i);
+        let keep = self.config.keep_code_on_restart;
+        let sn = &mut self.nodes[i as usize];
+        sn.up = false;
+        sn.epoch = sn.epoch.wrapping_add(1);
+        sn.timer_at = u64::MAX;
+        sn.node = fresh;
+        sn.installed.clear();
+        if !keep {
+            sn.persisted.clear();
+        }
+        self.trace.record(self.now, &Record::Crash { node: i });
+    }
+
+    /// Restart node `i` now (crashing it first if it is running).
+    pub fn restart(&mut self, i: u32) {
+        if i >= self.topo.len() {
+            return;
+        }
+        self.crash(i);
+        let mut node = self.make_node(i);
+        let sn = &self.nodes[i as usize];
+        let mut installed = crate::exec::TypeSet::default();
+        for t in sn.persisted.iter() {
+            if let Some(e) = self.shared.entry(t)
+                && let Some(code) = &e.code
+                && matches!(e.compiled, Some(Ok(())))
+            {
+                node.add_code(e.ty, code.clone());
+                installed.insert(t);
+            }
+        }
+        let kept = installed.iter().count();
+        for (node_i, app) in self.apps.keys() {
+            if *node_i == i {
+                node.register_app(*app);
+            }
+        }
+        let sn = &mut self.nodes[i as usize];
+        sn.node = node;
+        sn.installed = installed;
+        sn.up = true;
+        self.trace
+            .record(self.now, &Record::Restart { node: i, kept });
+        self.flush(i, self.now);
+    }
+
+    /// Take the link between `a` and `b` down (`up = false`) or bring it back.
+    pub fn set_link_up(&mut self, a: u32, b: u32, up: bool) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(l) = self.topo.edge_index(x, y) {
+                self.links[l as usize].up = up;
+            }
+        }
+        let rec = if up {
+            Record::Repair { a, b }
+        } else {
+            Record::Partition { a, b }
+        };
+        self.trace.record(self.now, &rec);
+    }
+
+    /// Whether the link between `a` and `b` is up (`None`: no such link).
+    pub fn link_up(&self, a: u32, b: u32) -> Option<bool> {
+        let l = self.topo.edge_index(a, b)?;
+        Some(self.links[l as usize].up)
+    }
+
+    /// Types node `i` has installed (compiled and ready).
+    pub fn installed_types(&self, i: u32) -> Vec<ants_wire::CapsuleType> {
+        let Some(sn) = self.nodes.get(i as usize) else {
+            return Vec::new();
+        };
+        sn.installed
+            .iter()
+            .filter_map(|t| self.shared.entry(t).map(|e| e.ty))
+            .collect()
+    }
+
+    /// Run a one-off closure on node `i`'s core with its executor view (for tests: feed a
+    /// hand-made datagram, inspect state). Outputs are flushed afterwards.
+    pub fn with_node<R>(
+        &mut self,
+        i: u32,
+        f: impl FnOnce(&mut ants_core::Node<u32>, &mut dyn Executor, Duration) -> R,
+    ) -> Option<R> {
+        let now = Duration::from_nanos(self.now);
+        let sn = self.nodes.get_mut(i as usize).filter(|n| n.up)?;
+        let mut view = NodeView {
+            shared: &mut self.shared,
+            installed: &sn.installed,
+        };
+        let r = f(&mut sn.node, &mut view, now);
+        self.flush(i, self.now);
+        Some(r)
+    }
+}

@@ -1,0 +1,634 @@
+//! [`Sim`]: the discrete-event loop around real `ants_core::Node`s.
+//!
+//! Virtual time starts at 0 and only moves when the next event is taken from the
+//! [`EventQueue`]. Every input to a node (a datagram, a timer, a finished compile, an app's
+//! capsule) is followed by `Sim::flush`, which drains the node's outputs exactly as a
+//! driver does: datagrams onto links, `Compile` events to the shared executor, deliveries
+//! to the apps, and the node's next deadline into the queue. Nothing here reads a clock or
+//! an unseeded generator, and every collection whose order reaches an output is ordered, so
+//! a run is a function of the scenario and the root seed.
+//!
+//! Faults and app actions live in `actions.rs`; this file holds the network and the loop.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ants_core::node::{Event as NodeEvent, InjectError, Injection};
+use ants_core::{Executor, Node, NodeConfig};
+use ants_wire::abi::LogLevel;
+use ants_wire::{CapsuleRepr, Kind, Message};
+
+use crate::apps::{AppStats, Delivered};
+use crate::config::{SimConfig, derive_seed, domain};
+use crate::event::{Event, EventQueue};
+use crate::exec::{NodeView, SharedExecutor, TypeSet};
+use crate::link::{Link, LinkDrop, LinkParams};
+use crate::routing::Routing;
+use crate::topology::Topology;
+use crate::trace::{Record, Trace, Ty};
+
+pub use crate::actions::Action;
+
+/// Network-wide counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NetStats {
+    /// Events processed.
+    pub events: u64,
+    /// Capsules handed to a running node (one per capsule per hop).
+    pub capsule_hops: u64,
+    /// Capsule datagrams put on links.
+    pub capsules_sent: u64,
+    /// Code-transfer datagrams put on links.
+    pub code_messages_sent: u64,
+    /// Datagrams the network lost, by [`LinkDrop`] (indexed by `LinkDrop as usize`).
+    pub link_drops: [u64; 5],
+}
+
+impl NetStats {
+    /// Drops for one reason.
+    pub fn drops(&self, r: LinkDrop) -> u64 {
+        self.link_drops[r.index()]
+    }
+}
+
+/// One simulated node: the real core plus what the simulator tracks about it.
+#[derive(Debug)]
+pub(crate) struct SimNode {
+    pub(crate) node: Node<u32>,
+    pub(crate) up: bool,
+    /// Bumped on every crash; stale timers and compiles carry an old epoch.
+    pub(crate) epoch: u32,
+    /// The earliest timer event scheduled for this node (`u64::MAX`: none).
+    pub(crate) timer_at: u64,
+    pub(crate) installed: TypeSet,
+    /// Types this node compiled (kept across a restart with `keep_code_on_restart`).
+    pub(crate) persisted: TypeSet,
+}
+
+/// Datagram bytes in flight, reused after delivery: no allocation per hop once warm.
+#[derive(Debug, Default)]
+pub(crate) struct BufPool {
+    bufs: Vec<Vec<u8>>,
+    free: Vec<u32>,
+}
+
+impl BufPool {
+    fn put(&mut self, data: &[u8]) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                let b = &mut self.bufs[i as usize];
+                b.clear();
+                b.extend_from_slice(data);
+                i
+            }
+            None => {
+                self.bufs.push(data.to_vec());
+                (self.bufs.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get(&self, i: u32) -> &[u8] {
+        self.bufs.get(i as usize).map_or(&[], Vec::as_slice)
+    }
+
+    fn release(&mut self, i: u32) {
+        self.free.push(i);
+    }
+}
+
+/// A deterministic simulation of `ants_core::Node`s running capsules through one shared
+/// executor `E`. See the crate documentation.
+#[derive(Debug)]
+pub struct Sim<E> {
+    pub(crate) now: u64,
+    pub(crate) queue: EventQueue,
+    pub(crate) topo: Topology,
+    routing: Routing,
+    pub(crate) classes: Vec<LinkParams>,
+    pub(crate) links: Vec<Link>,
+    pub(crate) nodes: Vec<SimNode>,
+    pub(crate) shared: SharedExecutor<E>,
+    pool: BufPool,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) apps: BTreeMap<(u32, u32), AppStats>,
+    log: VecDeque<Delivered>,
+    pub(crate) trace: Trace,
+    pub(crate) stats: NetStats,
+    pub(crate) config: SimConfig,
+}
+
+pub(crate) fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<E: Executor> Sim<E> {
+    /// A simulation of `topo` with every node up at time 0, no code anywhere, tracing off.
+    pub fn new(topo: Topology, config: SimConfig, exec: E) -> Sim<E> {
+        let routing = Routing::new(&topo, config.routing);
+        let links = topo
+            .directed_edges()
+            .enumerate()
+            .map(|(k, (a, b))| Link::new(a, b, 0, derive_seed(config.seed, domain::LINK, k as u64)))
+            .collect();
+        let mut sim = Sim {
+            now: 0,
+            queue: EventQueue::new(),
+            routing,
+            classes: vec![config.link],
+            links,
+            nodes: Vec::with_capacity(topo.len() as usize),
+            shared: SharedExecutor::new(exec),
+            pool: BufPool::default(),
+            actions: Vec::new(),
+            apps: BTreeMap::new(),
+            log: VecDeque::new(),
+            trace: Trace::off(),
+            stats: NetStats::default(),
+            topo,
+            config,
+        };
+        for i in 0..sim.topo.len() {
+            let node = sim.make_node(i);
+            sim.nodes.push(SimNode {
+                node,
+                up: true,
+                epoch: 0,
+                timer_at: u64::MAX,
+                installed: TypeSet::default(),
+                persisted: TypeSet::default(),
+            });
+        }
+        sim
+    }
+
+    /// The configuration node `i` (re)starts with.
+    pub fn node_config(&self, i: u32) -> NodeConfig<u32> {
+        let mut c = self.config.node.clone();
+        c.address = self.topo.address(i);
+        let nbs = self.topo.neighbours(i);
+        c.neighbours = nbs.iter().map(|&j| (self.topo.address(j), j)).collect();
+        c.routes = self.routing.routes(&self.topo, i);
+        c.seed = derive_seed(self.config.seed, domain::NODE, u64::from(i));
+        // The serving tables are allocated up front: size them to the neighbourhood.
+        let peers = nbs.len().max(1);
+        c.loader.max_serve_peers = c.loader.max_serve_peers.min(peers);
+        c.loader.max_authorizations = c.loader.max_authorizations.min(peers * 16);
+        c
+    }
+
+    pub(crate) fn make_node(&self, i: u32) -> Node<u32> {
+        Node::new(self.node_config(i))
+    }
+
+    /// Trace into `trace` from now on (replaces the current sink).
+    pub fn set_trace(&mut self, trace: Trace) {
+        self.trace = trace;
+    }
+
+    /// The trace sink (hash, line count).
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Flush the trace file; the first write error, if any.
+    pub fn finish_trace(&mut self) -> Result<(), String> {
+        self.trace.finish()
+    }
+
+    /// Give the link between `a` and `b` (both directions) its own parameters; `false` if
+    /// there is no such link.
+    pub fn set_link_params(&mut self, a: u32, b: u32, params: LinkParams) -> bool {
+        let (Some(ab), Some(ba)) = (self.topo.edge_index(a, b), self.topo.edge_index(b, a)) else {
+            return false;
+        };
+        let class = match self.classes.iter().position(|c| *c == params) {
+            Some(c) => c as u32,
+            None => {
+                self.classes.push(params);
+                (self.classes.len() - 1) as u32
+            }
+        };
+        self.links[ab as usize].class = class;
+        self.links[ba as usize].class = class;
+        true
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now)
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Node `i`'s core (counters, code cache, soft-store …).
+    pub fn node(&self, i: u32) -> Option<&Node<u32>> {
+        self.nodes.get(i as usize).map(|n| &n.node)
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_up(&self, i: u32) -> bool {
+        self.nodes.get(i as usize).is_some_and(|n| n.up)
+    }
+
+    /// The shared executor and its type table.
+    pub fn shared(&self) -> &SharedExecutor<E> {
+        &self.shared
+    }
+
+    /// Network counters.
+    pub fn stats(&self) -> &NetStats {
+        &self.stats
+    }
+
+    /// Every app that was registered, by (node, app id).
+    pub fn apps(&self) -> &BTreeMap<(u32, u32), AppStats> {
+        &self.apps
+    }
+
+    /// Keep up to `n` deliveries for [`Sim::take_deliveries`] from now on (0: none).
+    pub fn set_delivery_log(&mut self, n: usize) {
+        self.config.delivery_log = n;
+        while self.log.len() > n {
+            self.log.pop_front();
+        }
+    }
+
+    /// The deliveries logged since the last call (at most `config.delivery_log`).
+    pub fn take_deliveries(&mut self) -> Vec<Delivered> {
+        self.log.drain(..).collect()
+    }
+
+    /// Events waiting.
+    pub fn pending_events(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Register app `app` on node `i` now (it receives deliveries and may inject).
+    pub fn register_app(&mut self, i: u32, app: u32) {
+        self.apps.entry((i, app)).or_default();
+        if let Some(n) = self.nodes.get_mut(i as usize)
+            && n.up
+        {
+            n.node.register_app(app);
+        }
+    }
+
+    /// App `app` on node `i` injects a capsule now. The app is registered if it was not.
+    pub fn inject(&mut self, i: u32, app: u32, inj: Injection<'_>) -> Result<(), InjectError> {
+        self.register_app(i, app);
+        let now = Duration::from_nanos(self.now);
+        let Some(sn) = self.nodes.get_mut(i as usize).filter(|n| n.up) else {
+            if let Some(s) = self.apps.get_mut(&(i, app)) {
+                s.inject_errors += 1;
+            }
+            return Err(InjectError::NotRegistered(app));
+        };
+        let mut view = NodeView {
+            shared: &mut self.shared,
+            installed: &sn.installed,
+        };
+        let r = sn.node.inject(now, app, inj, &mut view);
+        if let Some(s) = self.apps.get_mut(&(i, app)) {
+            match r {
+                Ok(()) => s.injected += 1,
+                Err(_) => s.inject_errors += 1,
+            }
+        }
+        if self.trace.is_on() {
+            let error = r.as_ref().err().map(ToString::to_string);
+            let rec = Record::Inject {
+                node: i,
+                app,
+                ty: Ty(inj.ty),
+                error,
+            };
+            self.trace.record(self.now, &rec);
+        }
+        self.flush(i, self.now);
+        r
+    }
+
+    /// Schedule `action` at virtual time `at` (not before now).
+    pub fn schedule(&mut self, at: Duration, action: Action) {
+        let idx = self.actions.len() as u32;
+        let action = action.seeded(derive_seed(self.config.seed, domain::APP, u64::from(idx)));
+        self.actions.push(action);
+        self.queue
+            .push(ns(at).max(self.now), Event::Action { action: idx });
+    }
+
+    /// Process events up to and including `end`, then set the clock to `end`.
+    pub fn run_until(&mut self, end: Duration) {
+        self.run_until_with(end, u64::MAX, |_| {});
+    }
+
+    /// [`Sim::run_until`], calling `progress` every `every` events (for progress bars).
+    pub fn run_until_with(&mut self, end: Duration, every: u64, mut progress: impl FnMut(&Self)) {
+        let end = ns(end);
+        let mut n = 0u64;
+        while self.queue.peek_time().is_some_and(|t| t <= end) {
+            self.step();
+            n += 1;
+            if n == every {
+                n = 0;
+                progress(self);
+            }
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Process the next event; `false` if there was none.
+    pub fn step(&mut self) -> bool {
+        let Some((at, ev)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        self.stats.events += 1;
+        match ev {
+            Event::Arrive { link, buf } => self.arrive(link, buf),
+            Event::Timer { node, epoch } => self.timer(node, epoch, at),
+            Event::Compiled { node, epoch, ty } => self.compiled(node, epoch, ty),
+            Event::Action { action } => self.act(action),
+        }
+        true
+    }
+
+    fn arrive(&mut self, l: u32, buf: u32) {
+        let Some(link) = self.links.get(l as usize) else {
+            return self.pool.release(buf);
+        };
+        let (from, to) = (link.from, link.to);
+        let down = if !link.up {
+            Some(LinkDrop::Partition)
+        } else if !self.nodes[to as usize].up {
+            Some(LinkDrop::NodeDown)
+        } else {
+            None
+        };
+        if let Some(r) = down {
+            self.pool.release(buf);
+            return self.link_drop(from, to, r);
+        }
+        let data = self.pool.get(buf);
+        if data.get(3) == Some(&(Kind::Capsule as u8)) {
+            self.stats.capsule_hops += 1;
+        }
+        if self.trace.is_on() {
+            let (kind, _) = describe(data);
+            let rec = Record::Recv {
+                node: to,
+                from,
+                kind,
+                len: data.len(),
+            };
+            self.trace.record(self.now, &rec);
+        }
+        let sn = &mut self.nodes[to as usize];
+        let mut view = NodeView {
+            shared: &mut self.shared,
+            installed: &sn.installed,
+        };
+        sn.node
+            .handle_datagram(Duration::from_nanos(self.now), from, data, &mut view);
+        self.pool.release(buf);
+        self.flush(to, self.now);
+    }
+
+    fn timer(&mut self, i: u32, epoch: u32, at: u64) {
+        let sn = &mut self.nodes[i as usize];
+        if !sn.up || sn.epoch != epoch || sn.timer_at != at {
+            return; // restarted since, or moved
+        }
+        sn.timer_at = u64::MAX;
+        sn.node.handle_timeout(Duration::from_nanos(self.now));
+        // A deadline the node did not move past must not spin at the same instant.
+        self.flush(i, self.now + 1_000);
+    }
+
+    fn compiled(&mut self, i: u32, epoch: u32, ty_idx: u32) {
+        let sn = &mut self.nodes[i as usize];
+        if !sn.up || sn.epoch != epoch {
+            return;
+        }
+        let Some(entry) = self.shared.entry(ty_idx) else {
+            return;
+        };
+        let (ty, result) = (entry.ty, entry.compiled.clone().unwrap_or(Ok(())));
+        if result.is_ok() {
+            sn.installed.insert(ty_idx);
+            sn.persisted.insert(ty_idx);
+            self.trace.record(
+                self.now,
+                &Record::Installed {
+                    node: i,
+                    ty: Ty(ty),
+                },
+            );
+        }
+        let mut view = NodeView {
+            shared: &mut self.shared,
+            installed: &sn.installed,
+        };
+        sn.node
+            .module_ready(Duration::from_nanos(self.now), ty, result, &mut view);
+        self.flush(i, self.now);
+    }
+
+    pub(crate) fn link_drop(&mut self, from: u32, to: u32, r: LinkDrop) {
+        self.stats.link_drops[r.index()] += 1;
+        self.trace.record(
+            self.now,
+            &Record::Drop {
+                from,
+                to,
+                reason: r.name(),
+            },
+        );
+    }
+
+    /// Drain node `i`'s outputs after an input; schedule its next timer no earlier than
+    /// `floor`.
+    pub(crate) fn flush(&mut self, i: u32, floor: u64) {
+        let now = self.now;
+        let Sim {
+            nodes,
+            links,
+            classes,
+            queue,
+            pool,
+            trace,
+            stats,
+            topo,
+            shared,
+            apps,
+            log,
+            config,
+            ..
+        } = self;
+        let sn = &mut nodes[i as usize];
+        sn.node.drain_transmits(|to, bytes| {
+            let kind_byte = bytes.get(3).copied();
+            let drop = match topo.edge_index(i, to) {
+                None => Err(LinkDrop::NoLink),
+                Some(l) => {
+                    let link = &mut links[l as usize];
+                    let p = &classes[link.class as usize];
+                    let code = kind_byte != Some(Kind::Capsule as u8);
+                    link.transmit(p, now, bytes.len(), code).map(|at| (l, at))
+                }
+            };
+            if kind_byte == Some(Kind::Capsule as u8) {
+                stats.capsules_sent += 1;
+            } else {
+                stats.code_messages_sent += 1;
+            }
+            if trace.is_on() {
+                let (kind, ty) = describe(bytes);
+                let rec = Record::Send {
+                    from: i,
+                    to,
+                    kind,
+                    ty: ty.map(Ty),
+                    len: bytes.len(),
+                };
+                trace.record(now, &rec);
+            }
+            match drop {
+                Ok((l, at)) => {
+                    let buf = pool.put(bytes);
+                    queue.push(at, Event::Arrive { link: l, buf });
+                }
+                Err(r) => {
+                    stats.link_drops[r.index()] += 1;
+                    let rec = Record::Drop {
+                        from: i,
+                        to,
+                        reason: r.name(),
+                    };
+                    trace.record(now, &rec);
+                }
+            }
+        });
+        while let Some(ev) = sn.node.poll_event() {
+            match ev {
+                NodeEvent::Compile { ty, code } => {
+                    let (idx, shared_code, r) = shared.compile(ty, &code);
+                    // One copy of the module for every node's code cache.
+                    if !Arc::ptr_eq(&code, &shared_code) {
+                        sn.node.add_code(ty, shared_code);
+                    }
+                    let rec = Record::Compile {
+                        node: i,
+                        ty: Ty(ty),
+                        ok: r.is_ok(),
+                    };
+                    trace.record(now, &rec);
+                    let at = now.saturating_add(ns(config.compile_delay));
+                    let ev = Event::Compiled {
+                        node: i,
+                        epoch: sn.epoch,
+                        ty: idx,
+                    };
+                    queue.push(at, ev);
+                }
+                NodeEvent::CapsuleLog { ty, level, text } => {
+                    let rec = Record::Log {
+                        node: i,
+                        ty: Ty(ty),
+                        level: level_name(level),
+                        text: &text,
+                    };
+                    trace.record(now, &rec);
+                }
+                NodeEvent::Trapped { ty, reason } => {
+                    let rec = Record::Trap {
+                        node: i,
+                        ty: Ty(ty),
+                        reason: reason.to_string(),
+                    };
+                    trace.record(now, &rec);
+                }
+                NodeEvent::CodeFailed {
+                    ty,
+                    reason,
+                    dropped,
+                } => {
+                    let rec = Record::CodeFailed {
+                        node: i,
+                        ty: Ty(ty),
+                        reason: &reason,
+                        dropped,
+                    };
+                    trace.record(now, &rec);
+                }
+            }
+        }
+        while let Some(d) = sn.node.poll_delivery() {
+            let Ok(repr) = CapsuleRepr::parse(&d.capsule) else {
+                continue;
+            };
+            apps.entry((i, d.app))
+                .or_default()
+                .delivered(now, repr.payload);
+            if trace.is_on() {
+                let rec = Record::Deliver {
+                    node: i,
+                    app: d.app,
+                    ty: Ty(repr.capsule_type),
+                    len: repr.payload.len(),
+                };
+                trace.record(now, &rec);
+            }
+            if config.delivery_log > 0 {
+                if log.len() >= config.delivery_log {
+                    log.pop_front();
+                }
+                log.push_back(Delivered {
+                    node: i,
+                    app: d.app,
+                    at: d.at,
+                    capsule: d.capsule,
+                });
+            }
+        }
+        if let Some(t) = sn.node.poll_timeout() {
+            let t = ns(t).max(floor);
+            if t < sn.timer_at {
+                sn.timer_at = t;
+                queue.push(
+                    t,
+                    Event::Timer {
+                        node: i,
+                        epoch: sn.epoch,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Kind name and type of a datagram, for the trace.
+fn describe(data: &[u8]) -> (&'static str, Option<ants_wire::CapsuleType>) {
+    match Message::parse(data) {
+        Ok(Message::Capsule(c)) => ("capsule", Some(c.capsule_type)),
+        Ok(Message::CodeRequest(r)) => ("code-request", Some(r.capsule_type)),
+        Ok(Message::CodeChunk(c)) => ("code-chunk", Some(c.capsule_type)),
+        Ok(Message::CodeNack(n)) => ("code-nack", Some(n.capsule_type)),
+        Err(_) => ("malformed", None),
+    }
+}
+
+fn level_name(l: LogLevel) -> &'static str {
+    match l {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    }
+}

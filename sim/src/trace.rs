@@ -1,0 +1,316 @@
+//! The event trace: one JSON object per line, hashed with SHA-256 as it is produced (no
+//! file needed for the hash), optionally written to a file too.
+//!
+//! Every line has `t` (virtual ns) and `ev`; the other fields depend on the event — see
+//! [`Record`] and docs/simulation.md. Types are shown by their first 6 bytes (12 hex
+//! digits). The same scenario and seed give the same bytes, hence the same hash.
+
+use std::io::Write;
+
+use ants_wire::CapsuleType;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A capsule type as its short hex form in the trace.
+#[derive(Debug, Clone, Copy)]
+pub struct Ty(pub CapsuleType);
+
+impl Serialize for Ty {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.short())
+    }
+}
+
+/// One traced event.
+#[derive(Debug, Serialize)]
+#[serde(tag = "ev", rename_all = "kebab-case")]
+pub enum Record<'a> {
+    /// A datagram put on a link.
+    Send {
+        /// Sender.
+        from: u32,
+        /// Receiver.
+        to: u32,
+        /// `capsule`, `code-request`, `code-chunk`, `code-nack` or `malformed`.
+        kind: &'static str,
+        /// The type it concerns.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ty: Option<Ty>,
+        /// Bytes.
+        len: usize,
+    },
+    /// A datagram handed to the receiving node.
+    Recv {
+        /// Receiver.
+        node: u32,
+        /// Sender.
+        from: u32,
+        /// As in `send`.
+        kind: &'static str,
+        /// Bytes.
+        len: usize,
+    },
+    /// A datagram lost by the network.
+    Drop {
+        /// Sender.
+        from: u32,
+        /// Receiver.
+        to: u32,
+        /// `loss`, `queue`, `partition`, `node-down` or `no-link`.
+        reason: &'static str,
+    },
+    /// A capsule delivered to a local app.
+    Deliver {
+        /// Node.
+        node: u32,
+        /// App id.
+        app: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Payload bytes.
+        len: usize,
+    },
+    /// An app injected a capsule (or tried to).
+    Inject {
+        /// Node.
+        node: u32,
+        /// App id.
+        app: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Why the node refused it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A node asked for a module to be compiled.
+    Compile {
+        /// Node.
+        node: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Whether it compiled (the shared executor compiles each type once).
+        ok: bool,
+    },
+    /// The module is installed on the node (after the compile delay).
+    Installed {
+        /// Node.
+        node: u32,
+        /// Protocol.
+        ty: Ty,
+    },
+    /// Loading a type failed on a node.
+    CodeFailed {
+        /// Node.
+        node: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Why.
+        reason: &'a str,
+        /// Capsules dropped.
+        dropped: usize,
+    },
+    /// A capsule trapped.
+    Trap {
+        /// Node.
+        node: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Why.
+        reason: String,
+    },
+    /// A capsule logged a line.
+    Log {
+        /// Node.
+        node: u32,
+        /// Protocol.
+        ty: Ty,
+        /// Level name.
+        level: &'static str,
+        /// Text.
+        text: &'a str,
+    },
+    /// A node crashed.
+    Crash {
+        /// Node.
+        node: u32,
+    },
+    /// A node restarted.
+    Restart {
+        /// Node.
+        node: u32,
+        /// Modules it kept (persisted code).
+        kept: usize,
+    },
+    /// A link went down.
+    Partition {
+        /// One end.
+        a: u32,
+        /// The other end.
+        b: u32,
+    },
+    /// A link came back.
+    Repair {
+        /// One end.
+        a: u32,
+        /// The other end.
+        b: u32,
+    },
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    t: u64,
+    #[serde(flatten)]
+    record: &'a Record<'a>,
+}
+
+/// The trace sink: off, hash only, or hash and file.
+pub struct Trace {
+    on: bool,
+    hasher: Sha256,
+    out: Option<Box<dyn Write>>,
+    line: Vec<u8>,
+    lines: u64,
+    write_error: Option<String>,
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("on", &self.on)
+            .field("lines", &self.lines)
+            .field("file", &self.out.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trace {
+    /// No trace (fastest; no hash).
+    pub fn off() -> Trace {
+        Trace {
+            on: false,
+            hasher: Sha256::new(),
+            out: None,
+            line: Vec::new(),
+            lines: 0,
+            write_error: None,
+        }
+    }
+
+    /// Hash every line.
+    pub fn hashed() -> Trace {
+        Trace {
+            on: true,
+            ..Trace::off()
+        }
+    }
+
+    /// Hash every line and write it to `out`.
+    pub fn to_writer(out: Box<dyn Write>) -> Trace {
+        Trace {
+            on: true,
+            out: Some(out),
+            ..Trace::off()
+        }
+    }
+
+    /// Whether lines are produced at all (callers skip building records when not).
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Append one event at virtual time `t` (ns).
+    pub fn record(&mut self, t: u64, record: &Record<'_>) {
+        if !self.on {
+            return;
+        }
+        self.line.clear();
+        // Serialising plain structs into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.line, &Line { t, record });
+        self.line.push(b'\n');
+        self.hasher.update(&self.line);
+        self.lines += 1;
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.write_all(&self.line)
+        {
+            self.write_error.get_or_insert_with(|| e.to_string());
+            self.out = None;
+        }
+    }
+
+    /// Lines so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// SHA-256 of the lines so far, as hex (`None` when tracing is off).
+    pub fn hash_hex(&self) -> Option<String> {
+        self.on.then(|| {
+            self.hasher
+                .clone()
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+    }
+
+    /// Flush the file; the first write error, if any happened.
+    pub fn finish(&mut self) -> Result<(), String> {
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.flush()
+        {
+            self.write_error.get_or_insert_with(|| e.to_string());
+        }
+        match &self.write_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_json_and_the_hash_covers_exactly_the_written_bytes() {
+        let buf = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut t = Trace::to_writer(Box::new(Shared(buf.clone())));
+        let mut h = Trace::hashed();
+        for tr in [&mut t, &mut h] {
+            tr.record(5, &Record::Crash { node: 3 });
+            tr.record(
+                7,
+                &Record::Drop {
+                    from: 1,
+                    to: 2,
+                    reason: "loss",
+                },
+            );
+        }
+        t.finish().unwrap();
+        let text = String::from_utf8(buf.borrow().clone()).unwrap();
+        assert_eq!(
+            text,
+            "{\"t\":5,\"ev\":\"crash\",\"node\":3}\n{\"t\":7,\"ev\":\"drop\",\"from\":1,\"to\":2,\"reason\":\"loss\"}\n"
+        );
+        let want: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(t.hash_hex(), Some(want.clone()));
+        assert_eq!(h.hash_hex(), Some(want), "hash without a file is the same");
+        assert_eq!(Trace::off().hash_hex(), None);
+    }
+}

@@ -1,0 +1,308 @@
+//! Router mode in network namespaces: `h1 — r1 — r2 — h2`, with r1 and r2 `ants` routers in
+//! router mode (AF_PACKET, kernel forwarding off, no kernel addresses on their interfaces)
+//! and h1, h2 plain Linux hosts that also run an overlay `ants` node each.
+//!
+//! Checked: ping and a TCP transfer h1 → h2 through the userspace routers; TTL expiry answered
+//! by the right router; an unroutable destination answered with ICMP unreachable; capsules
+//! sent from h1 demand-load through r1 and r2 and reach h2's app, interleaved with plain
+//! traffic. Every node runs in-process on a thread inside its namespace, so its counters
+//! can be read.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ants_app::{AppClient, Inject};
+use ants_node::config::Config;
+use ants_node::daemon::{self, DaemonHandle, Stats};
+
+use crate::netns::{self, Netns, disable_offloads, enter, ping, require_root, udp_probe};
+use crate::support::{addr, capsule_bytes};
+
+const H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const R1_H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const R1_R2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+const R2_R1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+const R2_H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+const H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 10);
+
+/// The four namespaces, links and nodes; everything is torn down on drop (nodes first).
+struct Line {
+    nodes: Vec<DaemonHandle>,
+    ns: Vec<String>,
+    _dir: tempfile::TempDir,
+    _netns: Netns,
+}
+
+impl Line {
+    /// Counters of node `i` (0 = h1, 1 = r1, 2 = r2, 3 = h2).
+    fn stats(&self, i: usize) -> Stats {
+        self.nodes[i].stats().expect("node running")
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        // Stop the nodes (restoring their interfaces) before the namespaces go.
+        for n in self.nodes.drain(..) {
+            let _ = n.shutdown();
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Config {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A router config: `ifaces` are (name, cidr); `ip_route` is (dst, via); `active` the
+/// active neighbours as (address, endpoint); `routes` active routes (dst, via).
+fn router_config(
+    address: Ipv4Addr,
+    ifaces: &[(&str, &str)],
+    ip_route: (&str, Ipv4Addr),
+    active: &[(Ipv4Addr, Ipv4Addr)],
+    route: (&str, Ipv4Addr),
+) -> String {
+    let mut t = format!("[node]\naddress = \"{address}\"\n\n[router]\nicmp_per_sec = 1000\n");
+    for (name, cidr) in ifaces {
+        t += &format!("\n[[router.interface]]\nname = \"{name}\"\naddress = \"{cidr}\"\n");
+    }
+    t += &format!(
+        "\n[[router.route]]\ndst = \"{}\"\nvia = \"{}\"\n",
+        ip_route.0, ip_route.1
+    );
+    for (a, ep) in active {
+        t += &format!("\n[[neighbour]]\naddress = \"{a}\"\nendpoint = \"{ep}:3322\"\n");
+    }
+    t += &format!(
+        "\n[[route]]\ndst = \"{}\"\nvia = \"{}\"\n",
+        route.0, route.1
+    );
+    t
+}
+
+/// An overlay node on a host: listens on its own address, one active neighbour (its router).
+fn host_config(dir: &Path, address: Ipv4Addr, router: (Ipv4Addr, Ipv4Addr)) -> String {
+    format!(
+        "[node]\naddress = \"{address}\"\nlisten = \"{address}:3322\"\n\
+         app_socket = \"{}\"\n\n[[neighbour]]\naddress = \"{}\"\nendpoint = \"{}:3322\"\n\n\
+         [[route]]\ndst = \"198.18.0.0/15\"\nvia = \"{}\"\n",
+        dir.join(format!("{address}.sock")).display(),
+        router.0,
+        router.1,
+        router.0
+    )
+}
+
+fn start_line() -> Line {
+    let mut netns = Netns::new();
+    let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
+    netns.veth((&h1, "h1-r1"), (&r1, "r1-h1"));
+    netns.veth((&r1, "r1-r2"), (&r2, "r2-r1"));
+    netns.veth((&r2, "r2-h2"), (&h2, "h2-r2"));
+    netns::addr(&h1, "h1-r1", "198.18.1.10/24");
+    netns::addr(&h2, "h2-r2", "198.18.3.10/24");
+    netns::route(&h1, "default via 198.18.1.1");
+    netns::route(&h2, "default via 198.18.3.1");
+    // Hosts on a real wire send complete checksums and MTU-sized frames; veths by default
+    // leave both to "offload", which a forwarder outside the kernel cannot see through.
+    disable_offloads(&h1, "h1-r1");
+    disable_offloads(&h2, "h2-r2");
+    for r in [&r1, &r2] {
+        netns::sysctl(r, "net.ipv4.ip_forward", "0");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_r1 = write(
+        dir.path(),
+        "r1.toml",
+        &router_config(
+            R1_H1,
+            &[("r1-h1", "198.18.1.1/24"), ("r1-r2", "198.18.2.1/24")],
+            ("198.18.3.0/24", R2_R1),
+            &[(H1, H1), (R2_R1, R2_R1)],
+            ("198.18.3.0/24", R2_R1),
+        ),
+    );
+    let cfg_r2 = write(
+        dir.path(),
+        "r2.toml",
+        &router_config(
+            R2_R1,
+            &[("r2-r1", "198.18.2.2/24"), ("r2-h2", "198.18.3.1/24")],
+            ("198.18.1.0/24", R1_R2),
+            &[(H2, H2), (R1_H1, R1_R2)],
+            ("198.18.1.0/24", R1_H1),
+        ),
+    );
+    let cfg_h1 = write(
+        dir.path(),
+        "h1.toml",
+        &host_config(dir.path(), H1, (R1_H1, R1_H1)),
+    );
+    let cfg_h2 = write(
+        dir.path(),
+        "h2.toml",
+        &host_config(dir.path(), H2, (R2_R1, R2_H2)),
+    );
+    let mut nodes = Vec::new();
+    for (ns, cfg) in [(&h1, cfg_h1), (&r1, cfg_r1), (&r2, cfg_r2), (&h2, cfg_h2)] {
+        let node = enter(ns, move || daemon::spawn(cfg));
+        nodes.push(node.unwrap_or_else(|e| panic!("node in {ns}: {e:#}")));
+    }
+    Line {
+        nodes,
+        ns: vec![h1, r1, r2, h2],
+        _dir: dir,
+        _netns: netns,
+    }
+}
+
+/// Ping until an answer comes (the routers resolve ARP on the first packets).
+fn ping_until(ns: &str, dst: Ipv4Addr, ttl: u32) -> netns::IcmpReply {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ping(ns, dst, ttl, Duration::from_millis(500)) {
+            Ok(r) => return r,
+            Err(e) if Instant::now() > end => panic!("no answer to ping {dst} ttl {ttl}: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
+fn routers_forward_ip_answer_icmp_and_run_capsules() {
+    if !require_root("routers_forward_ip_answer_icmp_and_run_capsules") {
+        return;
+    }
+    let line = start_line();
+    let (h1, h2) = (&line.ns[0], &line.ns[3]);
+
+    // Plain IPv4 end to end, through both userspace routers.
+    let r = ping_until(h1, H2, 64);
+    assert_eq!((r.from, r.kind), (H2, (0, 0)), "echo reply from h2");
+    for _ in 0..20 {
+        let r = ping(h1, H2, 64, Duration::from_secs(2)).expect("ping h2");
+        assert_eq!((r.from, r.kind), (H2, (0, 0)));
+    }
+    // The routers themselves answer pings to their addresses.
+    let r = ping_until(h1, R2_H2, 64);
+    assert_eq!(
+        (r.from, r.kind),
+        (R2_H2, (0, 0)),
+        "r2 answers for its own address"
+    );
+
+    // TTL expiry: each router answers from the interface the packet came in on.
+    let r = ping_until(h1, H2, 1);
+    assert_eq!((r.from, r.kind), (R1_H1, (11, 0)), "TTL 1 expires at r1");
+    let r = ping_until(h1, H2, 2);
+    assert_eq!((r.from, r.kind), (R2_R1, (11, 0)), "TTL 2 expires at r2");
+    let r = udp_probe(h1, H2, 33434, 1).expect("udp probe");
+    assert_eq!((r.from, r.kind), (R1_H1, (11, 0)), "UDP with TTL 1 too");
+
+    // No route: ICMP destination unreachable from r1.
+    let r = ping_until(h1, Ipv4Addr::new(198, 18, 99, 1), 64);
+    assert_eq!(r.from, R1_H1);
+    assert_eq!(r.kind.0, 3, "destination unreachable, got {:?}", r.kind);
+
+    // A TCP transfer (8 MiB, SHA-256 checked) through the routers.
+    netns::tcp_transfer(h1, h2, SocketAddrV4::new(H2, 5201), 8 << 20).expect("TCP transfer");
+
+    // Capsules: h1's app sends, h2's app receives; r1 and r2 demand-load the code.
+    let sock = |a: Ipv4Addr| line._dir.path().join(format!("{a}.sock"));
+    let mut rx = AppClient::connect(sock(H2), 0).expect("app on h2");
+    let mut tx = AppClient::connect(sock(H1), 7).expect("app on h1");
+    let first = Inject::with_code(
+        capsule_bytes("forward"),
+        addr("198.18.3.10"),
+        64,
+        vec![],
+        b"first".to_vec(),
+    );
+    let ty = tx.inject(&first).expect("inject");
+    let d = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("app socket")
+        .expect("the first capsule reaches h2");
+    assert_eq!(d.payload, b"first");
+    assert_eq!(d.src, addr("198.18.1.10"));
+    for (i, name) in [(1, "r1"), (2, "r2"), (3, "h2")] {
+        let s = line.stats(i);
+        assert!(s.cached_types.contains(&ty), "{name} caches the module");
+        assert!(s.loader.requests_sent >= 1, "{name} fetched the code");
+    }
+
+    // Mixed traffic: capsules interleaved with pings; every capsule arrives once.
+    for k in 0..200u32 {
+        let inj = Inject {
+            code: None,
+            payload: k.to_be_bytes().to_vec(),
+            ..first.clone()
+        };
+        tx.inject(&inj).expect("inject");
+        if k % 20 == 0 {
+            let r = ping(h1, H2, 64, Duration::from_secs(2)).expect("ping during capsules");
+            assert_eq!(r.kind, (0, 0));
+        }
+    }
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 200 && Instant::now() < end {
+        if let Ok(Some(d)) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.push(u32::from_be_bytes(d.payload[..4].try_into().unwrap()));
+        }
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 200, "every capsule delivered exactly once");
+
+    for (i, name) in [(1, "r1"), (2, "r2")] {
+        let s = line.stats(i);
+        let r = s.router.as_ref().expect("router stats");
+        eprintln!("{name}: {:?}\n{name}: {:?}", r.router, r.interfaces);
+        assert!(r.router.forwarded > 0, "{name} forwarded IP");
+        assert!(
+            r.router.capsules >= 201,
+            "{name} took the capsules: {:?}",
+            r.router
+        );
+        assert!(s.node.runs >= 201, "{name} ran them");
+        assert_eq!(
+            netns::read_sysctl(&line.ns[i], "net.ipv4.ip_forward"),
+            "0",
+            "{name}: the kernel did not forward"
+        );
+    }
+}
+
+#[test]
+fn a_router_refuses_interfaces_with_kernel_addresses() {
+    if !require_root("a_router_refuses_interfaces_with_kernel_addresses") {
+        return;
+    }
+    let mut netns = Netns::new();
+    let (a, b) = (netns.add("a"), netns.add("b"));
+    netns.veth((&a, "a-b"), (&b, "b-a"));
+    netns::addr(&a, "a-b", "198.18.5.1/24");
+    netns::sysctl(&a, "net.ipv4.conf.a-b.forwarding", "1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "a.toml",
+        "[node]\naddress = \"198.18.5.1\"\n[router]\n[[router.interface]]\nname = \"a-b\"\n\
+         address = \"198.18.5.1/24\"\n",
+    );
+    let err = enter(&a, move || daemon::spawn(cfg)).expect_err("must refuse");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("the kernel has the address 198.18.5.1/24"),
+        "{msg}"
+    );
+    assert_eq!(
+        netns::read_sysctl(&a, "net.ipv4.conf.a-b.forwarding"),
+        "1",
+        "what the node changed before refusing is restored"
+    );
+}
