@@ -50,12 +50,15 @@ pub(crate) struct Sample {
     pub(crate) cpu0_util_pct: f64,
     /// `cpu1_busy_s` per delivered packet, microseconds.
     pub(crate) cpu_us_per_pkt: f64,
-    /// The forwarder's own share of CPU 1: irq + softirq time, plus the `ants` process's
-    /// utime+stime in the ants modes. Unlike `cpu1_busy_s` it leaves out other programs
-    /// that the scheduler ran on CPU 1 (a shared machine's noise).
+    /// The forwarder's share of CPU 1, an upper bound that leaves out other programs the
+    /// scheduler ran there (a shared machine's noise): irq + softirq time, plus in the ants
+    /// modes the user+system time of CPU 1 up to the `ants` process's utime+stime. (With
+    /// tick accounting a softirq that interrupts `ants` is charged to both its stime and the
+    /// CPU's softirq, so the two cannot simply be added.)
     pub(crate) forwarder_cpu_s: f64,
     pub(crate) forwarder_us_per_pkt: f64,
-    /// CPU 1 busy time not attributed to the forwarder, percent of the window.
+    /// CPU 1 user+system time beyond the forwarder's (other programs; a lower bound),
+    /// percent of the window.
     pub(crate) cpu1_others_pct: f64,
     /// The `ants` process's utime+stime in the window (modes ants-ip, ants-capsule).
     pub(crate) ants_cpu_s: Option<f64>,
@@ -231,7 +234,9 @@ impl Bench {
         };
         let (sent_all, delivered_all) = (sent(&c1) - sent(&c0), c1.sink_rx - c0.sink_rx);
         let busy_s = cpu1.busy() as f64 / hz;
-        let forwarder_s = (cpu1.irq + cpu1.softirq) as f64 / hz + ants_cpu_s.unwrap_or(0.0);
+        let tasks_s = (cpu1.user + cpu1.system) as f64 / hz;
+        let ants_on_cpu1 = tasks_s.min(ants_cpu_s.unwrap_or(0.0));
+        let forwarder_s = (cpu1.irq + cpu1.softirq) as f64 / hz + ants_on_cpu1;
         Ok(Sample {
             mode,
             size,
@@ -262,7 +267,7 @@ impl Bench {
             cpu_us_per_pkt: per_pkt(busy_s),
             forwarder_cpu_s: forwarder_s,
             forwarder_us_per_pkt: per_pkt(forwarder_s),
-            cpu1_others_pct: (busy_s - forwarder_s).max(0.0) / secs * 100.0,
+            cpu1_others_pct: (tasks_s - ants_on_cpu1) / secs * 100.0,
             ants_cpu_s,
             ants_us_per_pkt: ants_cpu_s.map(per_pkt),
         })

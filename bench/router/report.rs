@@ -159,8 +159,9 @@ pub(crate) fn markdown(r: &Report) -> String {
          CPU µs/pkt = busy time of CPU {DUT_CPU} (user+nice+system+irq+softirq+steal, /proc/stat) \
          in the window / packets delivered in it, the same for every mode; `ants` µs/pkt is the \
          `ants` process's utime+stime alone; forwarder µs/pkt = CPU {DUT_CPU}'s irq+softirq time \
-         plus the `ants` process's time, which leaves out other programs the scheduler ran on \
-         CPU {DUT_CPU} (their share is the \"others %\" column: on a quiet machine it is ~0). \
+         plus its user+system time up to the `ants` process's, an upper bound that leaves out \
+         other programs the scheduler ran on CPU {DUT_CPU} (their share, a lower bound, is the \
+         \"others %\" column: on a quiet machine it is ~0). \
          Loss counts the whole generator run including the drain.\n\n",
         m.date,
         m.nproc,

@@ -1,7 +1,8 @@
 //! Scripted apps: what they send ([`SendPlan`], with [`Template`]s for header and payload)
 //! and what they saw ([`AppStats`], [`Delivered`]).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,8 +154,29 @@ pub struct AppStats {
     pub first_ns: Option<u64>,
     /// Last delivery, ns of virtual time.
     pub last_ns: Option<u64>,
+    /// Payload hashes seen (never iterated: order cannot reach an output).
     #[serde(skip)]
-    seen: BTreeSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<Premixed>>,
+}
+
+/// The keys of `AppStats::seen` are already FNV-1a hashes: use them as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct Premixed(u64);
+
+impl Hasher for Premixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl AppStats {

@@ -471,12 +471,16 @@ impl<E: Executor> Sim<E> {
             ..
         } = self;
         let sn = &mut nodes[i as usize];
+        // This node's links, sorted by receiver (searched directly: they are read anyway).
+        let out = topo.edge_range(i);
+        let first = out.start;
+        let mine = links.get_mut(out).unwrap_or_default();
         sn.node.drain_transmits(|to, bytes| {
             let kind_byte = bytes.get(3).copied();
-            let drop = match topo.edge_index(i, to) {
-                None => Err(LinkDrop::NoLink),
-                Some(l) => {
-                    let link = &mut links[l as usize];
+            let drop = match mine.binary_search_by_key(&to, |l| l.to) {
+                Err(_) => Err(LinkDrop::NoLink),
+                Ok(k) => {
+                    let (l, link) = ((first + k) as u32, &mut mine[k]);
                     let p = &classes[link.class as usize];
                     let code = kind_byte != Some(Kind::Capsule as u8);
                     link.transmit(p, now, bytes.len(), code).map(|at| (l, at))

@@ -379,6 +379,15 @@ impl Topology {
         Some(base + pos as u32)
     }
 
+    /// The directed edges leaving `i`, as a range of edge indices (in the order of
+    /// [`Topology::neighbours`]).
+    pub fn edge_range(&self, i: u32) -> std::ops::Range<usize> {
+        match (self.start.get(i as usize), self.start.get(i as usize + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        }
+    }
+
     /// Every directed edge `(from, to)`, grouped by `from`, sorted.
     pub fn directed_edges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         (0..self.n).flat_map(move |i| self.neighbours(i).iter().map(move |&j| (i, j)))

@@ -59,6 +59,47 @@ pub(crate) fn update(hc: u16, old: u16, new: u16) -> u16 {
     !fold(acc)
 }
 
+/// Write the full TCP or UDP checksum of an Ethernet + IPv4 frame whose sender left it to
+/// offload (the kernel's `CHECKSUM_PARTIAL`, reported by AF_PACKET as "checksum not ready":
+/// the field holds only the pseudo-header sum). Frames from a local stack over a veth or tap
+/// arrive like this; a forwarder outside the kernel must finish them or the receiver drops
+/// them. Returns `false` (frame untouched) for anything that is not an unfragmented IPv4
+/// TCP/UDP packet that fits the frame.
+pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
+    const ETH: usize = 14;
+    let Some(ip) = frame.get(ETH..) else {
+        return false;
+    };
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ihl < 20 || total < ihl || total > ip.len() || fragmented {
+        return false;
+    }
+    let (proto, at) = match ip[9] {
+        6 => (6u8, 16usize),
+        17 => (17u8, 6usize),
+        _ => return false,
+    };
+    let len = total - ihl;
+    if len < at + 2 {
+        return false;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let l4 = &mut frame[ETH + ihl..ETH + total];
+    l4[at..at + 2].fill(0);
+    let mut c = !fold(pseudo_header(src, dst, proto, len as u16) + sum(l4));
+    if proto == 17 && c == 0 {
+        c = 0xffff; // 0 means "no checksum" in UDP
+    }
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +117,55 @@ mod tests {
 
     fn bytes(words: &[u16]) -> Vec<u8> {
         words.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    /// Ethernet + IPv4 + `proto` segment of `len` bytes with a garbage L4 checksum.
+    fn frame(proto: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + len];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let total = (20 + len) as u16;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[22] = 64;
+        f[23] = proto;
+        f[26..30].copy_from_slice(&[198, 18, 1, 10]);
+        f[30..34].copy_from_slice(&[198, 18, 3, 10]);
+        for (i, b) in f[34..].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(13);
+        }
+        if proto == 17 {
+            f[38..40].copy_from_slice(&(len as u16).to_be_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn completes_udp_and_tcp_checksums_like_pnet() {
+        use pnet_packet::{tcp::TcpPacket, udp::UdpPacket};
+        let (src, dst) = ([198, 18, 1, 10].into(), [198, 18, 3, 10].into());
+        for len in [8usize, 9, 100, 1001] {
+            let mut f = frame(17, len);
+            assert!(complete_l4_checksum(&mut f));
+            let udp = UdpPacket::new(&f[34..]).unwrap();
+            assert_eq!(udp.get_checksum(), pnet_packet::udp::ipv4_checksum(&udp, &src, &dst));
+            let mut f = frame(6, len + 20);
+            f[46] = 0x50; // data offset 5
+            assert!(complete_l4_checksum(&mut f));
+            let tcp = TcpPacket::new(&f[34..]).unwrap();
+            assert_eq!(tcp.get_checksum(), pnet_packet::tcp::ipv4_checksum(&tcp, &src, &dst));
+        }
+        // Not TCP/UDP, fragments, lies about lengths: untouched.
+        let mut icmp = frame(1, 16);
+        let before = icmp.clone();
+        assert!(!complete_l4_checksum(&mut icmp));
+        assert_eq!(icmp, before);
+        let mut frag = frame(17, 16);
+        frag[20] = 0x20; // more fragments
+        assert!(!complete_l4_checksum(&mut frag));
+        let mut long = frame(17, 16);
+        long[16..18].copy_from_slice(&9000u16.to_be_bytes());
+        assert!(!complete_l4_checksum(&mut long));
+        assert!(!complete_l4_checksum(&mut [0u8; 20]));
     }
 
     #[test]

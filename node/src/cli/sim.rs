@@ -127,13 +127,15 @@ impl SimArgs {
         let rss = peak_rss_bytes();
         let mut out = std::io::stdout().lock();
         if self.json {
-            let mut v = serde_json::to_value(&report)?;
-            v["wall"] = serde_json::json!({
-                "seconds": wall.as_secs_f64(),
-                "capsule_hops_per_sec": rate,
-                "peak_rss_bytes": rss,
-            });
-            serde_json::to_writer_pretty(&mut out, &v)?;
+            let out_json = JsonOut {
+                report: &report,
+                wall: Wall {
+                    seconds: wall.as_secs_f64(),
+                    capsule_hops_per_sec: rate,
+                    peak_rss_bytes: rss,
+                },
+            };
+            serde_json::to_writer_pretty(&mut out, &out_json)?;
             writeln!(out)?;
         } else if self.quiet {
             match &report.trace {
@@ -152,6 +154,22 @@ impl SimArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `--json` output: the report, then what varies between runs.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    wall: Wall,
+}
+
+/// Wall-clock figures (not deterministic).
+#[derive(serde::Serialize)]
+struct Wall {
+    seconds: f64,
+    capsule_hops_per_sec: f64,
+    peak_rss_bytes: u64,
 }
 
 /// Module bytes for a scenario's `capsule`: a `.wasm` / `.wat` path (relative to the

@@ -19,8 +19,8 @@ pub struct RouterSection {
     pub capsule_port: u16,
     /// Also install the namespace's kernel IPv4 routes (read once at start-up).
     pub import_kernel_routes: bool,
-    /// Drop every frame of the owned interfaces at tc ingress, after the node's packet socket
-    /// has seen it, so the kernel's IP stack spends nothing on them.
+    /// Drop every frame of the owned interfaces at tcx ingress (a BPF program), after the
+    /// node's packet socket has seen it, so the kernel's IP stack spends nothing on them.
     pub kernel_ingress_drop: bool,
     /// ICMP errors sent per second (token bucket rate).
     pub icmp_per_sec: u32,
@@ -119,7 +119,7 @@ impl Source<'_> {
         let mut section = RouterSection {
             capsule_port: n("capsule_port", &raw.capsule_port, 3322, (1, 65535))? as u16,
             import_kernel_routes: raw.import_kernel_routes.unwrap_or(false),
-            kernel_ingress_drop: raw.kernel_ingress_drop.unwrap_or(false),
+            kernel_ingress_drop: raw.kernel_ingress_drop.unwrap_or(true),
             icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,
             icmp_burst: n("icmp_burst", &raw.icmp_burst, 50, (1, 1_000_000))? as u32,
             arp_entries: n("arp_entries", &raw.arp_entries, 1024, big)? as usize,

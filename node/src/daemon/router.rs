@@ -14,7 +14,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::task::Poll;
 use std::time::Duration;
 
-use ants_router::{Interface, Route, Router, RouterConfig, RouterCounters, RouterLimits, Verdict};
+use ants_router::{
+    Interface, Route, Router, RouterConfig, RouterCounters, RouterLimits, Verdict,
+    complete_l4_checksum,
+};
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
@@ -54,6 +57,8 @@ pub struct InterfaceStats {
     pub tx_frames: u64,
     /// Frames dropped at transmit (batch full, device busy).
     pub tx_dropped: u64,
+    /// Frames whose TCP/UDP checksum the sender left to offload and the driver completed.
+    pub checksums_completed: u64,
 }
 
 /// The owned interfaces, their kernel isolation, and the router.
@@ -182,17 +187,24 @@ impl RouterIo {
                 queue(p.get_mut(), frame);
             }
         };
-        cur.get_mut().recv_blocks(MAX_BLOCKS_PER_TURN, |frame| {
-            match router.handle_frame(now, i, frame) {
-                Verdict::Forward { iface } => egress(iface, frame),
-                Verdict::Capsule { from, payload, .. } => {
-                    if let Some(data) = frame.get(payload) {
-                        driver.datagram(now, SocketAddr::V4(from), data);
-                    }
+        let completed = &mut self.stats.interfaces[i].checksums_completed;
+        cur.get_mut()
+            .recv_blocks_meta(MAX_BLOCKS_PER_TURN, |frame, meta| {
+                // A local stack on a veth/tap left its checksum to offload: finish it, or the
+                // receiver (and our own capsule check) would drop the packet.
+                if meta.csum_not_ready && complete_l4_checksum(frame) {
+                    *completed += 1;
                 }
-                Verdict::Done => {}
-            }
-        });
+                match router.handle_frame(now, i, frame) {
+                    Verdict::Forward { iface } => egress(iface, frame),
+                    Verdict::Capsule { from, payload, .. } => {
+                        if let Some(data) = frame.get(payload) {
+                            driver.datagram(now, SocketAddr::V4(from), data);
+                        }
+                    }
+                    Verdict::Done => {}
+                }
+            });
         let more = cur.get_ref().rx_ready();
         let mut at = 0;
         for len in self.hairpin_lens.drain(..) {
