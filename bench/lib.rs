@@ -136,7 +136,7 @@ pub fn machine_ticks() -> [u64; 4] {
 }
 
 /// A process's CPU ticks (utime + stime, all its threads, dead ones included) from
-/// /proc/<pid>/stat (`None` = this process); `None` once the process is gone.
+/// `/proc/<pid>/stat` (`None` = this process); `None` once the process is gone.
 pub fn process_ticks(pid: Option<u32>) -> Option<u64> {
     let path = pid.map_or_else(
         || "/proc/self/stat".to_string(),

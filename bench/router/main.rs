@@ -8,7 +8,7 @@
 //!   `forward` capsule for the sink's active address, runs it and sends it on as UDP.
 //!
 //! trafgen in the `gen` namespace on CPU 0 → router on CPU 1 (RPS of its ingress veth; the
-//! `ants` process pinned) → `sink` namespace, which drops IPv4 at nft ingress on CPU 0.
+//! `ants` process pinned) → `sink` namespace, which drops IPv4 at nft ingress (its receive work steered to CPU 1 too).
 //! Modes take turns within each size and round, so background load hits all alike; medians
 //! of the rounds are reported. CPU per packet is the router CPU's busy time from /proc/stat
 //! divided by delivered packets, the same measure for every mode.
@@ -218,13 +218,14 @@ fn run_all(cli: &Cli, bench: &Bench) -> Result<(Vec<Sample>, Vec<SweepResult>)> 
                 let s = bench.point(mode, size, None, window, round)?;
                 println!(
                     "round {round} size {size:>4} {:<12} offered {:>9.0} pps, delivered {:>9.0} pps, \
-                     loss {:>5.2} %, CPU{DUT_CPU} {:>5.2} µs/pkt ({:>3.0} % busy, others {:>3.0} %), \
-                     forwarder {:>5.2} µs/pkt{}",
+                     loss {:>5.2} %, CPU{DUT_CPU} {:>5.2} µs/pkt (non-idle {:>5.2}; {:>3.0} % busy, \
+                     others {:>3.0} %), forwarder {:>5.2} µs/pkt{}",
                     mode.name(),
                     s.offered_pps,
                     s.delivered_pps,
                     s.loss_pct,
                     s.cpu_us_per_pkt,
+                    s.nonidle_us_per_pkt,
                     s.cpu1_util_pct,
                     s.cpu1_others_pct,
                     s.forwarder_us_per_pkt,

@@ -45,6 +45,13 @@ pub(crate) struct Sample {
     pub(crate) cpu1_system_s: f64,
     pub(crate) cpu1_irq_softirq_s: f64,
     pub(crate) cpu1_steal_s: f64,
+    /// Idle + iowait time of CPU 1 (measured in ns by the tickless idle code, unlike the
+    /// busy fields, which are tick samples).
+    pub(crate) cpu1_idle_s: f64,
+    /// Window minus idle: also counts interrupt work done while the CPU was otherwise idle,
+    /// which tick sampling misses on a tickless kernel.
+    pub(crate) cpu1_nonidle_s: f64,
+    pub(crate) nonidle_us_per_pkt: f64,
     pub(crate) cpu1_util_pct: f64,
     /// Busy share of the generator's CPU (trafgen + the sink's receive work).
     pub(crate) cpu0_util_pct: f64,
@@ -262,6 +269,9 @@ impl Bench {
             cpu1_system_s: cpu1.system as f64 / hz,
             cpu1_irq_softirq_s: (cpu1.irq + cpu1.softirq) as f64 / hz,
             cpu1_steal_s: cpu1.steal as f64 / hz,
+            cpu1_idle_s: cpu1.idle as f64 / hz,
+            cpu1_nonidle_s: (secs - cpu1.idle as f64 / hz).max(0.0),
+            nonidle_us_per_pkt: per_pkt((secs - cpu1.idle as f64 / hz).max(0.0)),
             cpu1_util_pct: busy_s / secs * 100.0,
             cpu0_util_pct: cpu0.busy() as f64 / hz / secs * 100.0,
             cpu_us_per_pkt: per_pkt(busy_s),

@@ -8,6 +8,11 @@ use super::*;
 /// Loss below this (percent of frames sent) counts as loss-free.
 pub(crate) const LOSS_FREE_PCT: f64 = 0.1;
 
+/// `true` if `loss_pct` is under the threshold (NaN, nothing sent, is not).
+fn loss_free(loss_pct: f64) -> bool {
+    loss_pct < LOSS_FREE_PCT
+}
+
 /// The outcome for one mode and size.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct SweepResult {
@@ -22,31 +27,41 @@ pub(crate) struct SweepResult {
     pub(crate) probes: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// The probes of one mode and size: (paced target, loss %, measured offered pps).
+#[derive(Debug, Clone, Default)]
 struct Search {
-    /// (target, measured offered) of the best loss-free point.
-    lo: Option<(f64, f64)>,
-    /// Target of the lowest lossy point above `lo`.
-    hi: Option<f64>,
-    probes: usize,
+    probes: Vec<(f64, f64, f64)>,
 }
 
 impl Search {
     fn record(&mut self, target: f64, s: &Sample) {
-        self.probes += 1;
-        if s.loss_pct < LOSS_FREE_PCT {
-            if self.lo.is_none_or(|(t, _)| target > t) {
-                self.lo = Some((target, s.offered_pps));
-            }
-        } else if self.hi.is_none_or(|h| target < h) && self.lo.is_none_or(|(t, _)| target > t) {
-            self.hi = Some(target);
-        }
+        self.probes.push((target, s.loss_pct, s.offered_pps));
+    }
+
+    /// The lowest paced rate that lost frames.
+    fn hi(&self) -> Option<f64> {
+        self.probes
+            .iter()
+            .filter(|p| !loss_free(p.1))
+            .map(|p| p.0)
+            .min_by(f64::total_cmp)
+    }
+
+    /// (target, measured offered) of the highest loss-free probe below [`Search::hi`]; a
+    /// loss-free probe above a lossy one (noise) does not count.
+    fn lo(&self) -> Option<(f64, f64)> {
+        let hi = self.hi().unwrap_or(f64::INFINITY);
+        self.probes
+            .iter()
+            .filter(|p| loss_free(p.1) && p.0 < hi)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|p| (p.0, p.2))
     }
 
     /// The next bisection target, if the bracket is still open.
     fn next(&self) -> Option<f64> {
-        let hi = self.hi?;
-        let lo = self.lo.map_or(0.0, |(t, _)| t);
+        let hi = self.hi()?;
+        let lo = self.lo().map_or(0.0, |(t, _)| t);
         Some((lo + hi) / 2.0)
     }
 }
@@ -115,10 +130,10 @@ pub(crate) fn sweep(
             out.push(SweepResult {
                 mode: cli.modes[i],
                 size,
-                loss_free_pps: s.lo.map(|(_, offered)| offered),
-                first_lossy_target_pps: s.hi,
+                loss_free_pps: s.lo().map(|(_, offered)| offered),
+                first_lossy_target_pps: s.hi(),
                 ceiling_pps: ceiling,
-                probes: s.probes,
+                probes: s.probes.len(),
             });
         }
     }
@@ -149,6 +164,9 @@ mod tests {
             cpu1_system_s: 0.0,
             cpu1_irq_softirq_s: 0.0,
             cpu1_steal_s: 0.0,
+            cpu1_idle_s: 0.0,
+            cpu1_nonidle_s: 0.0,
+            nonidle_us_per_pkt: 0.0,
             cpu1_util_pct: 0.0,
             cpu0_util_pct: 0.0,
             cpu_us_per_pkt: 0.0,
@@ -167,11 +185,22 @@ mod tests {
         s.record(200.0, &sample(199.0, 0.05));
         s.record(300.0, &sample(280.0, 2.0));
         s.record(400.0, &sample(290.0, 9.0));
-        assert_eq!(s.lo, Some((200.0, 199.0)));
-        assert_eq!(s.hi, Some(300.0));
+        assert_eq!(s.lo(), Some((200.0, 199.0)));
+        assert_eq!(s.hi(), Some(300.0));
         assert_eq!(s.next(), Some(250.0));
         s.record(250.0, &sample(240.0, 1.0));
         assert_eq!(s.next(), Some(225.0));
+    }
+
+    #[test]
+    fn a_loss_free_fluke_above_a_lossy_rate_is_ignored() {
+        let mut s = Search::default();
+        s.record(100.0, &sample(99.0, 0.0));
+        s.record(150.0, &sample(149.0, 3.0));
+        s.record(200.0, &sample(190.0, 0.0));
+        assert_eq!(s.hi(), Some(150.0));
+        assert_eq!(s.lo(), Some((100.0, 99.0)));
+        assert_eq!(s.next(), Some(125.0));
     }
 
     #[test]

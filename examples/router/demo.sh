@@ -42,7 +42,7 @@ echo "r1, r2: no IPv4 addresses in the kernel, net.ipv4.ip_forward=0"
 
 bold "starting r1, r2 (router mode) and h1, h2 (overlay nodes)"
 for n in r1 r2 h1 h2; do
-    RUST_LOG=info nsx "$n" "$ants" run --config "examples/router/$n.toml" > "$run/$n.log" 2>&1 &
+    RUST_LOG=info ip netns exec "$p$n" "$ants" run --config "examples/router/$n.toml" > "$run/$n.log" 2>&1 &
     pids+=($!)
 done
 for n in h1 h2; do

@@ -78,11 +78,8 @@ impl<E: Executor> Sim<E> {
         let (mut header, mut payload) = (Vec::new(), Vec::new());
         plan.header.render(plan.sent, &mut header);
         plan.payload.render(plan.sent, &mut payload);
-        let hand_over = plan.handover == CodeHandover::Auto
-            && self
-                .nodes
-                .get(i as usize)
-                .is_some_and(|n| !n.node.code_cache().contains(&plan.ty));
+        let epoch = self.nodes.get(i as usize).map(|n| n.epoch);
+        let hand_over = plan.handover == CodeHandover::Auto && plan.handed != epoch;
         let inj = Injection {
             ty: plan.ty,
             code: plan.code.as_deref().filter(|_| hand_over),
@@ -91,7 +88,9 @@ impl<E: Executor> Sim<E> {
             header: &header,
             payload: &payload,
         };
-        let _ = self.inject(i, plan.app, inj);
+        if self.inject(i, plan.app, inj).is_ok() && hand_over {
+            plan.handed = epoch;
+        }
         plan.sent += 1;
         let next = self.now.saturating_add(ns(plan.interval));
         let more = plan.sent < plan.count && plan.until.is_none_or(|u| next < ns(u));

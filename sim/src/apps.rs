@@ -58,8 +58,8 @@ pub enum Dst {
 /// When the app hands its module to its node along with a capsule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CodeHandover {
-    /// Whenever the node's code cache lacks the type (first send, after a restart that lost
-    /// the code) — what a well-behaved app does.
+    /// With the first capsule the node accepts, and again after every restart of the node
+    /// (it may have lost the code) — what a well-behaved app does.
     #[default]
     Auto,
     /// Never: the node must already have the code.
@@ -96,6 +96,8 @@ pub struct SendPlan {
     pub until: Option<Duration>,
     pub(crate) sent: u64,
     pub(crate) rng: SplitMix64,
+    /// The node's epoch when the module was last handed over.
+    pub(crate) handed: Option<u32>,
 }
 
 impl SendPlan {
@@ -122,6 +124,7 @@ impl SendPlan {
             until: None,
             sent: 0,
             rng: SplitMix64::new(0),
+            handed: None,
         }
     }
 

@@ -97,6 +97,11 @@ impl EventQueue {
         self.heap.peek().map(|e| e.at)
     }
 
+    /// The earliest event, without removing it.
+    pub fn peek_event(&self) -> Option<Event> {
+        self.heap.peek().map(|e| e.event)
+    }
+
     /// Remove and return the earliest event with its time.
     pub fn pop(&mut self) -> Option<(u64, Event)> {
         self.heap.pop().map(|e| (e.at, e.event))

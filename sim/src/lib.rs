@@ -12,7 +12,8 @@
 //! - [`exec`]: [`SharedExecutor`] (compile once per type) and the per-node view that keeps
 //!   demand loading real.
 //! - [`apps`]: scripted apps ([`SendPlan`]) and what they received ([`AppStats`]).
-//! - `actions`: scheduled [`Action`]s — sends, crashes, restarts, partitions, repairs.
+//! - `actions`: scheduled [`Action`]s — sends, crashes, restarts, partitions, repairs;
+//!   `drain`: a node's outputs after each input, as a real driver takes them.
 //! - [`trace`]: the JSON-lines event trace and its SHA-256.
 //! - [`scenario`]: TOML scenario files → a ready [`Sim`]; [`report`]: the results.
 //! - [`config`]: [`SimConfig`] and seed derivation.
@@ -25,6 +26,7 @@
 mod actions;
 pub mod apps;
 pub mod config;
+mod drain;
 pub mod event;
 pub mod exec;
 pub mod link;
@@ -45,6 +47,6 @@ pub use exec::SharedExecutor;
 pub use link::{LinkDrop, LinkParams};
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};
-pub use sim::{Action, NetStats, Sim};
+pub use sim::{Action, InjectFailure, NetStats, Sim};
 pub use topology::{Topology, node_address, node_of};
 pub use trace::Trace;

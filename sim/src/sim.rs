@@ -8,16 +8,15 @@
 //! an unseeded generator, and every collection whose order reaches an output is ordered, so
 //! a run is a function of the scenario and the root seed.
 //!
-//! Faults and app actions live in `actions.rs`; this file holds the network and the loop.
+//! Faults and app actions live in `actions.rs`, draining a node's outputs in `drain.rs`;
+//! this file holds the state, the public API and the loop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
-use ants_core::node::{Event as NodeEvent, InjectError, Injection};
+use ants_core::node::{InjectError, Injection};
 use ants_core::{Executor, Node, NodeConfig};
-use ants_wire::abi::LogLevel;
-use ants_wire::{CapsuleRepr, Kind, Message};
+use ants_wire::Kind;
 
 use crate::apps::{AppStats, Delivered};
 use crate::config::{SimConfig, derive_seed, domain};
@@ -52,6 +51,20 @@ impl NetStats {
     }
 }
 
+/// Why [`Sim::inject`] did not send a capsule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectFailure {
+    /// No node with that number.
+    #[error("no node {0}")]
+    NoSuchNode(u32),
+    /// The node is down (crashed).
+    #[error("node {0} is down")]
+    NodeDown(u32),
+    /// The node refused the capsule.
+    #[error(transparent)]
+    Refused(#[from] InjectError),
+}
+
 /// One simulated node: the real core plus what the simulator tracks about it.
 #[derive(Debug)]
 pub(crate) struct SimNode {
@@ -74,7 +87,7 @@ pub(crate) struct BufPool {
 }
 
 impl BufPool {
-    fn put(&mut self, data: &[u8]) -> u32 {
+    pub(crate) fn put(&mut self, data: &[u8]) -> u32 {
         match self.free.pop() {
             Some(i) => {
                 let b = &mut self.bufs[i as usize];
@@ -110,10 +123,10 @@ pub struct Sim<E> {
     pub(crate) links: Vec<Link>,
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) shared: SharedExecutor<E>,
-    pool: BufPool,
+    pub(crate) pool: BufPool,
     pub(crate) actions: Vec<Action>,
     pub(crate) apps: BTreeMap<(u32, u32), AppStats>,
-    log: VecDeque<Delivered>,
+    pub(crate) log: VecDeque<Delivered>,
     pub(crate) trace: Trace,
     pub(crate) stats: NetStats,
     pub(crate) config: SimConfig,
@@ -171,10 +184,12 @@ impl<E: Executor> Sim<E> {
         c.neighbours = nbs.iter().map(|&j| (self.topo.address(j), j)).collect();
         c.routes = self.routing.routes(&self.topo, i);
         c.seed = derive_seed(self.config.seed, domain::NODE, u64::from(i));
-        // The serving tables are allocated up front: size them to the neighbourhood.
+        // The serving tables are allocated up front: size them to the neighbourhood. Every
+        // peer of a simulated node is a configured neighbour, whose code requests are served
+        // without an authorization, so two per peer suffice.
         let peers = nbs.len().max(1);
         c.loader.max_serve_peers = c.loader.max_serve_peers.min(peers);
-        c.loader.max_authorizations = c.loader.max_authorizations.min(peers * 16);
+        c.loader.max_authorizations = c.loader.max_authorizations.min(peers * 2);
         c
     }
 
@@ -279,14 +294,26 @@ impl<E: Executor> Sim<E> {
     }
 
     /// App `app` on node `i` injects a capsule now. The app is registered if it was not.
-    pub fn inject(&mut self, i: u32, app: u32, inj: Injection<'_>) -> Result<(), InjectError> {
+    pub fn inject(&mut self, i: u32, app: u32, inj: Injection<'_>) -> Result<(), InjectFailure> {
+        if i >= self.topo.len() {
+            return Err(InjectFailure::NoSuchNode(i));
+        }
         self.register_app(i, app);
         let now = Duration::from_nanos(self.now);
         let Some(sn) = self.nodes.get_mut(i as usize).filter(|n| n.up) else {
             if let Some(s) = self.apps.get_mut(&(i, app)) {
                 s.inject_errors += 1;
             }
-            return Err(InjectError::NotRegistered(app));
+            if self.trace.is_on() {
+                let rec = Record::Inject {
+                    node: i,
+                    app,
+                    ty: Ty(inj.ty),
+                    error: Some(format!("node {i} is down")),
+                };
+                self.trace.record(self.now, &rec);
+            }
+            return Err(InjectFailure::NodeDown(i));
         };
         let mut view = NodeView {
             shared: &mut self.shared,
@@ -310,7 +337,7 @@ impl<E: Executor> Sim<E> {
             self.trace.record(self.now, &rec);
         }
         self.flush(i, self.now);
-        r
+        Ok(r?)
     }
 
     /// Schedule `action` at virtual time `at` (not before now).
@@ -379,7 +406,7 @@ impl<E: Executor> Sim<E> {
             self.stats.capsule_hops += 1;
         }
         if self.trace.is_on() {
-            let (kind, _) = describe(data);
+            let (kind, _) = crate::drain::describe(data);
             let rec = Record::Recv {
                 node: to,
                 from,
@@ -437,202 +464,5 @@ impl<E: Executor> Sim<E> {
         sn.node
             .module_ready(Duration::from_nanos(self.now), ty, result, &mut view);
         self.flush(i, self.now);
-    }
-
-    pub(crate) fn link_drop(&mut self, from: u32, to: u32, r: LinkDrop) {
-        self.stats.link_drops[r.index()] += 1;
-        self.trace.record(
-            self.now,
-            &Record::Drop {
-                from,
-                to,
-                reason: r.name(),
-            },
-        );
-    }
-
-    /// Drain node `i`'s outputs after an input; schedule its next timer no earlier than
-    /// `floor`.
-    pub(crate) fn flush(&mut self, i: u32, floor: u64) {
-        let now = self.now;
-        let Sim {
-            nodes,
-            links,
-            classes,
-            queue,
-            pool,
-            trace,
-            stats,
-            topo,
-            shared,
-            apps,
-            log,
-            config,
-            ..
-        } = self;
-        let sn = &mut nodes[i as usize];
-        // This node's links, sorted by receiver (searched directly: they are read anyway).
-        let out = topo.edge_range(i);
-        let first = out.start;
-        let mine = links.get_mut(out).unwrap_or_default();
-        sn.node.drain_transmits(|to, bytes| {
-            let kind_byte = bytes.get(3).copied();
-            let drop = match mine.binary_search_by_key(&to, |l| l.to) {
-                Err(_) => Err(LinkDrop::NoLink),
-                Ok(k) => {
-                    let (l, link) = ((first + k) as u32, &mut mine[k]);
-                    let p = &classes[link.class as usize];
-                    let code = kind_byte != Some(Kind::Capsule as u8);
-                    link.transmit(p, now, bytes.len(), code).map(|at| (l, at))
-                }
-            };
-            if kind_byte == Some(Kind::Capsule as u8) {
-                stats.capsules_sent += 1;
-            } else {
-                stats.code_messages_sent += 1;
-            }
-            if trace.is_on() {
-                let (kind, ty) = describe(bytes);
-                let rec = Record::Send {
-                    from: i,
-                    to,
-                    kind,
-                    ty: ty.map(Ty),
-                    len: bytes.len(),
-                };
-                trace.record(now, &rec);
-            }
-            match drop {
-                Ok((l, at)) => {
-                    let buf = pool.put(bytes);
-                    queue.push(at, Event::Arrive { link: l, buf });
-                }
-                Err(r) => {
-                    stats.link_drops[r.index()] += 1;
-                    let rec = Record::Drop {
-                        from: i,
-                        to,
-                        reason: r.name(),
-                    };
-                    trace.record(now, &rec);
-                }
-            }
-        });
-        while let Some(ev) = sn.node.poll_event() {
-            match ev {
-                NodeEvent::Compile { ty, code } => {
-                    let (idx, shared_code, r) = shared.compile(ty, &code);
-                    // One copy of the module for every node's code cache.
-                    if !Arc::ptr_eq(&code, &shared_code) {
-                        sn.node.add_code(ty, shared_code);
-                    }
-                    let rec = Record::Compile {
-                        node: i,
-                        ty: Ty(ty),
-                        ok: r.is_ok(),
-                    };
-                    trace.record(now, &rec);
-                    let at = now.saturating_add(ns(config.compile_delay));
-                    let ev = Event::Compiled {
-                        node: i,
-                        epoch: sn.epoch,
-                        ty: idx,
-                    };
-                    queue.push(at, ev);
-                }
-                NodeEvent::CapsuleLog { ty, level, text } => {
-                    let rec = Record::Log {
-                        node: i,
-                        ty: Ty(ty),
-                        level: level_name(level),
-                        text: &text,
-                    };
-                    trace.record(now, &rec);
-                }
-                NodeEvent::Trapped { ty, reason } => {
-                    let rec = Record::Trap {
-                        node: i,
-                        ty: Ty(ty),
-                        reason: reason.to_string(),
-                    };
-                    trace.record(now, &rec);
-                }
-                NodeEvent::CodeFailed {
-                    ty,
-                    reason,
-                    dropped,
-                } => {
-                    let rec = Record::CodeFailed {
-                        node: i,
-                        ty: Ty(ty),
-                        reason: &reason,
-                        dropped,
-                    };
-                    trace.record(now, &rec);
-                }
-            }
-        }
-        while let Some(d) = sn.node.poll_delivery() {
-            let Ok(repr) = CapsuleRepr::parse(&d.capsule) else {
-                continue;
-            };
-            apps.entry((i, d.app))
-                .or_default()
-                .delivered(now, repr.payload);
-            if trace.is_on() {
-                let rec = Record::Deliver {
-                    node: i,
-                    app: d.app,
-                    ty: Ty(repr.capsule_type),
-                    len: repr.payload.len(),
-                };
-                trace.record(now, &rec);
-            }
-            if config.delivery_log > 0 {
-                if log.len() >= config.delivery_log {
-                    log.pop_front();
-                }
-                log.push_back(Delivered {
-                    node: i,
-                    app: d.app,
-                    at: d.at,
-                    capsule: d.capsule,
-                });
-            }
-        }
-        if let Some(t) = sn.node.poll_timeout() {
-            let t = ns(t).max(floor);
-            if t < sn.timer_at {
-                sn.timer_at = t;
-                queue.push(
-                    t,
-                    Event::Timer {
-                        node: i,
-                        epoch: sn.epoch,
-                    },
-                );
-            }
-        }
-    }
-}
-
-/// Kind name and type of a datagram, for the trace.
-fn describe(data: &[u8]) -> (&'static str, Option<ants_wire::CapsuleType>) {
-    match Message::parse(data) {
-        Ok(Message::Capsule(c)) => ("capsule", Some(c.capsule_type)),
-        Ok(Message::CodeRequest(r)) => ("code-request", Some(r.capsule_type)),
-        Ok(Message::CodeChunk(c)) => ("code-chunk", Some(c.capsule_type)),
-        Ok(Message::CodeNack(n)) => ("code-nack", Some(n.capsule_type)),
-        Err(_) => ("malformed", None),
-    }
-}
-
-fn level_name(l: LogLevel) -> &'static str {
-    match l {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
     }
 }

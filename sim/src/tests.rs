@@ -167,6 +167,22 @@ fn a_crashed_node_drops_traffic_and_restarts_with_or_without_its_code() {
         sim.run_until(Duration::from_secs(1));
         sim.crash(1);
         assert!(!sim.is_up(1));
+        let inj = Injection {
+            ty: ty_of(&code),
+            code: None,
+            dst: node_address(0),
+            resource: 8,
+            header: &[],
+            payload: &[],
+        };
+        assert_eq!(
+            sim.inject(1, 3, inj),
+            Err(crate::InjectFailure::NodeDown(1))
+        );
+        assert_eq!(
+            sim.inject(9, 3, inj),
+            Err(crate::InjectFailure::NoSuchNode(9))
+        );
         send(&mut sim, 0, 2, &code, b"b");
         sim.run_until(Duration::from_secs(2));
         assert_eq!(sim.stats().drops(LinkDrop::NodeDown), 1);

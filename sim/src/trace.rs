@@ -157,13 +157,6 @@ pub enum Record<'a> {
     },
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    t: u64,
-    #[serde(flatten)]
-    record: &'a Record<'a>,
-}
-
 /// The trace sink: off, hash only, or hash and file.
 pub struct Trace {
     on: bool,
@@ -224,9 +217,17 @@ impl Trace {
         if !self.on {
             return;
         }
+        // `{"t":…,` then the record's own object without its `{` (cheaper than
+        // `#[serde(flatten)]`, which goes through a map serializer).
         self.line.clear();
+        self.line.extend_from_slice(b"{\"t\":");
+        let _ = write!(self.line, "{t},");
+        let at = self.line.len();
         // Serialising plain structs into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.line, &Line { t, record });
+        let _ = serde_json::to_writer(&mut self.line, record);
+        if self.line.get(at) == Some(&b'{') {
+            self.line.remove(at);
+        }
         self.line.push(b'\n');
         self.hasher.update(&self.line);
         self.lines += 1;

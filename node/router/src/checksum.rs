@@ -147,12 +147,18 @@ mod tests {
             let mut f = frame(17, len);
             assert!(complete_l4_checksum(&mut f));
             let udp = UdpPacket::new(&f[34..]).unwrap();
-            assert_eq!(udp.get_checksum(), pnet_packet::udp::ipv4_checksum(&udp, &src, &dst));
+            assert_eq!(
+                udp.get_checksum(),
+                pnet_packet::udp::ipv4_checksum(&udp, &src, &dst)
+            );
             let mut f = frame(6, len + 20);
             f[46] = 0x50; // data offset 5
             assert!(complete_l4_checksum(&mut f));
             let tcp = TcpPacket::new(&f[34..]).unwrap();
-            assert_eq!(tcp.get_checksum(), pnet_packet::tcp::ipv4_checksum(&tcp, &src, &dst));
+            assert_eq!(
+                tcp.get_checksum(),
+                pnet_packet::tcp::ipv4_checksum(&tcp, &src, &dst)
+            );
         }
         // Not TCP/UDP, fragments, lies about lengths: untouched.
         let mut icmp = frame(1, 16);

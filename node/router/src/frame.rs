@@ -13,7 +13,9 @@ use pnet_packet::ethernet::{EtherType, EtherTypes, MutableEthernetPacket};
 use pnet_packet::icmp::{self, IcmpCode, IcmpType, MutableIcmpPacket};
 use pnet_packet::ip::IpNextHeaderProtocol;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
-use pnet_packet::udp::{self, MutableUdpPacket};
+use pnet_packet::udp::MutableUdpPacket;
+
+use crate::checksum;
 
 /// Ethernet II header.
 pub(crate) const ETH_LEN: usize = 14;
@@ -169,11 +171,11 @@ pub(crate) fn write_udp(
     udp.set_destination(dport);
     udp.set_length(u16::try_from(len).unwrap_or(u16::MAX));
     udp.set_checksum(0);
-    let sum = udp::ipv4_checksum(
-        &udp.to_immutable(),
-        &Ipv4Addr::from(src),
-        &Ipv4Addr::from(dst),
-    );
+    // Our own word-at-a-time sum: pnet's `ipv4_checksum` showed up at ~5 % of the router
+    // process's samples for 1500-byte capsules (the unit tests compare the two).
+    let len16 = u16::try_from(len).unwrap_or(u16::MAX);
+    let acc = checksum::pseudo_header(src, dst, 17, len16) + checksum::sum(udp.packet());
+    let sum = !checksum::fold(acc);
     udp.set_checksum(if sum == 0 { 0xffff } else { sum });
 }
 

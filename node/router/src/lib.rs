@@ -93,9 +93,9 @@ mod tx;
 #[cfg(test)]
 mod testutil;
 
+pub use checksum::complete_l4_checksum;
 pub use config::{
     ConfigError, DEFAULT_CAPSULE_PORT, Interface, MIN_MTU, Route, RouterConfig, RouterLimits,
 };
-pub use checksum::complete_l4_checksum;
 pub use counters::{DropReason, RouterCounters};
 pub use router::{NeighbourEntry, NeighbourState, Router, Verdict};

@@ -213,7 +213,7 @@ pub struct SendSpec {
     pub every: Option<String>,
     /// No sends from this time on.
     pub until: Option<String>,
-    /// `auto` (hand the module over when the node lacks it) or `never`.
+    /// `auto` (hand the module over first and after restarts of the node) or `never`.
     pub code: Option<String>,
 }
 

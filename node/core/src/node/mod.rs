@@ -423,8 +423,10 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                 .tx
                 .push_with(to, repr.buffer_len(), |buf| repr.emit(buf))
             {
+                // No `note_sent`: `to` is a configured neighbour, and neighbours may always
+                // fetch code from us, so recording the send would only cost an LRU update per
+                // capsule (~14 % of the simulator's time on 10,000 nodes).
                 sent += 1;
-                self.loader.note_sent(now, ty, to);
             } else {
                 self.counters.drop(DropReason::TxQueueFull, 1);
             }
