@@ -15,7 +15,7 @@
 //!
 //! Map: [`topo`] (namespaces, veths, RPS, sink, kernel on/off, cleanup), [`frames`] (the
 //! generated frames and trafgen configs), [`dut`] (`ants` binary, config, module, start),
-//! [`procs`] (child processes, tools, signals), [`measure`] (one point), [`sweep`] (rate
+//! [`procs`] (child processes, tools, signals), [`measure`] (one point), [`sweep`](mod@sweep) (rate
 //! sweep for the loss-free rate), [`report`] (Markdown, JSON), [`plot`] (SVG).
 
 pub(crate) use std::cell::Cell;
@@ -82,7 +82,7 @@ pub(crate) struct Cli {
     /// Bisection steps after the stepped sweep.
     #[arg(long, default_value_t = 3)]
     pub(crate) sweep_refine: usize,
-    /// Output directory for router-<date>.md/.json/.svg and the ants and trafgen logs.
+    /// Output directory for `router-<date>.md/.json/.svg` and the ants and trafgen logs.
     #[arg(long, default_value = "bench/router")]
     pub(crate) out: PathBuf,
     /// The `ants` binary (default: target/release/ants, built first).

@@ -42,7 +42,7 @@ pub(crate) fn mac(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Interface counters of the test network at one instant (from /proc/<holder>/net/dev).
+/// Interface counters of the test network at one instant (from `/proc/<holder>/net/dev`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
     /// Frames the generator's veth sent.
@@ -80,7 +80,7 @@ pub(crate) struct Topology {
     pub(crate) sink_ns: String,
     /// Temporary directory: configs, the dut's code cache, trafgen configs and logs.
     pub(crate) dir: PathBuf,
-    /// One `sleep` per namespace, to read its /proc/<pid>/net/dev without spawning.
+    /// One `sleep` per namespace, to read its `/proc/<pid>/net/dev` without spawning.
     holders: Vec<Proc>,
     created: Vec<String>,
     rate_set: Cell<bool>,
