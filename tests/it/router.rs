@@ -30,7 +30,7 @@ const H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 10);
 struct Line {
     nodes: Vec<DaemonHandle>,
     ns: Vec<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _netns: Netns,
 }
 
@@ -155,7 +155,7 @@ fn start_line() -> Line {
     Line {
         nodes,
         ns: vec![h1, r1, r2, h2],
-        _dir: dir,
+        dir,
         _netns: netns,
     }
 }
@@ -212,7 +212,7 @@ fn routers_forward_ip_answer_icmp_and_run_capsules() {
     netns::tcp_transfer(h1, h2, SocketAddrV4::new(H2, 5201), 8 << 20).expect("TCP transfer");
 
     // Capsules: h1's app sends, h2's app receives; r1 and r2 demand-load the code.
-    let sock = |a: Ipv4Addr| line._dir.path().join(format!("{a}.sock"));
+    let sock = |a: Ipv4Addr| line.dir.path().join(format!("{a}.sock"));
     let mut rx = AppClient::connect(sock(H2), 0).expect("app on h2");
     let mut tx = AppClient::connect(sock(H1), 7).expect("app on h1");
     let first = Inject::with_code(

@@ -59,6 +59,8 @@ pub struct InterfaceStats {
     pub tx_dropped: u64,
     /// Frames whose TCP/UDP checksum the sender left to offload and the driver completed.
     pub checksums_completed: u64,
+    /// Frames the transmit batch refused even after a flush (longer than a slot).
+    pub tx_refused: u64,
 }
 
 /// The owned interfaces, their kernel isolation, and the router.
@@ -70,6 +72,8 @@ pub(super) struct RouterIo {
     /// interface's ring is being read.
     hairpin: Vec<u8>,
     hairpin_lens: Vec<usize>,
+    /// Per interface: frames its transmit batch refused (see [`InterfaceStats::tx_refused`]).
+    tx_refused: Vec<u64>,
     stats: RouterStats,
     // Restored (sysctls, tc ingress) when the node stops; dropped after the sockets.
     _isolation: Vec<Isolation>,
@@ -102,14 +106,26 @@ impl RouterIo {
                 warn!(interface = %i.name, "kernel_ingress_drop unavailable: {why}");
             }
             isolation.push(iso);
-            let sock = PacketSocket::open(&i.name, &RingConfig::default())
-                .with_context(|| format!("router interface {}", i.name))?;
+            let open = |ring: &RingConfig| {
+                PacketSocket::open(&i.name, ring)
+                    .with_context(|| format!("router interface {}", i.name))
+            };
+            let mut ring = RingConfig::default();
+            let mut sock = open(&ring)?;
+            let mtu = i.mtu.unwrap_or_else(|| sock.mtu());
+            // A transmit slot must hold the largest frame forwarded: MTU + Ethernet + a tag.
+            let slot = (usize::from(mtu) + 18).next_multiple_of(16);
+            if slot > ring.frame_size {
+                ring.frame_size = slot;
+                drop(sock);
+                sock = open(&ring)?;
+            }
             interfaces.push(Interface {
                 name: i.name.clone(),
                 mac: sock.mac(),
                 addr: i.address,
                 prefix_len: i.prefix_len,
-                mtu: i.mtu.unwrap_or_else(|| sock.mtu()),
+                mtu,
             });
             ports.push(sock.into_async_fd()?);
         }
@@ -141,7 +157,12 @@ impl RouterIo {
         })
         .context("router configuration")?;
         for (i, p) in r.interfaces.iter().zip(&ports) {
-            info!(interface = %i.name, mac = ?p.get_ref().mac(), address = %i.address, "interface owned");
+            let m = p.get_ref().mac();
+            let mac = format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            );
+            info!(interface = %i.name, %mac, address = %i.address, "interface owned");
         }
         let stats = RouterStats {
             interfaces: r
@@ -160,6 +181,7 @@ impl RouterIo {
             local: cfg.node.listen,
             hairpin: Vec::new(),
             hairpin_lens: Vec::new(),
+            tx_refused: vec![0; r.interfaces.len()],
             stats,
             _isolation: isolation,
         })
@@ -173,6 +195,7 @@ impl RouterIo {
         };
         let router = &mut self.router;
         let (hairpin, lens) = (&mut self.hairpin, &mut self.hairpin_lens);
+        let refused = &mut self.tx_refused;
         let mut egress = |iface: usize, frame: &[u8]| {
             let port = match iface.cmp(&i) {
                 std::cmp::Ordering::Less => before.get_mut(iface),
@@ -183,8 +206,8 @@ impl RouterIo {
                     return;
                 }
             };
-            if let Some(p) = port {
-                queue(p.get_mut(), frame);
+            if let (Some(p), Some(n)) = (port, refused.get_mut(iface)) {
+                queue(p.get_mut(), frame, n);
             }
         };
         let completed = &mut self.stats.interfaces[i].checksums_completed;
@@ -208,7 +231,11 @@ impl RouterIo {
         let more = cur.get_ref().rx_ready();
         let mut at = 0;
         for len in self.hairpin_lens.drain(..) {
-            queue(cur.get_mut(), &self.hairpin[at..at + len]);
+            queue(
+                cur.get_mut(),
+                &self.hairpin[at..at + len],
+                &mut self.tx_refused[i],
+            );
             at += len;
         }
         self.hairpin.clear();
@@ -228,10 +255,10 @@ impl RouterIo {
             }
             SocketAddr::V6(_) => stats.ipv6_dropped += 1,
         });
-        let ports = &mut self.ports;
+        let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
         self.router.drain_transmits(|iface, frame| {
-            if let Some(p) = ports.get_mut(iface) {
-                queue(p.get_mut(), frame);
+            if let (Some(p), Some(n)) = (ports.get_mut(iface), refused.get_mut(iface)) {
+                queue(p.get_mut(), frame, n);
             }
         });
         for p in &mut self.ports {
@@ -242,15 +269,20 @@ impl RouterIo {
     }
 }
 
-/// Queue `frame` on `port`, flushing first when its batch is full.
-fn queue(port: &mut PacketSocket, frame: &[u8]) {
-    if !port.queue(frame) && port.tx().is_full() {
+/// Queue `frame` on `port`, flushing first when its batch is full; counts a refusal.
+fn queue(port: &mut PacketSocket, frame: &[u8], refused: &mut u64) {
+    if port.queue(frame) {
+        return;
+    }
+    if port.tx().is_full() {
         if let Err(e) = port.flush() {
             warn!(interface = port.ifname(), "transmit error: {e}");
         }
-        // Still refused (too long or empty): counted by the batch.
-        let _ = port.queue(frame);
+        if port.queue(frame) {
+            return;
+        }
     }
+    *refused += 1;
 }
 
 /// The kernel's routes whose gateway lies on an owned interface and whose prefix the config
@@ -335,6 +367,9 @@ impl Underlay for RouterIo {
             }
             s.tx_frames = p.tx().sent();
             s.tx_dropped = p.tx_dropped();
+        }
+        for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {
+            s.tx_refused = *n;
         }
         stats.router = Some(self.stats.clone());
     }
