@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ants_core::node::Injection;
-use ants_core::{Execution, Executor, LoadError, RunReport, RunResult};
 use ants_wire::CapsuleType;
 use sha2::{Digest, Sha256};
 
@@ -14,56 +13,7 @@ use crate::apps::{Dst, SendPlan, Template};
 use crate::link::{LinkDrop, LinkParams};
 use crate::{Action, Scenario, Sim, SimConfig, Topology, Trace, node_address};
 
-/// Runs the `forward` protocol natively for every module it has loaded: deliver to app 0
-/// at `dst`, else route toward `dst`.
-#[derive(Debug, Default)]
-pub(crate) struct NativeForward {
-    loaded: BTreeSet<CapsuleType>,
-    pub(crate) loads: u32,
-}
-
-impl Executor for NativeForward {
-    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError> {
-        self.loads += 1;
-        if !code.starts_with(b"\0asm") {
-            return Err(LoadError::Invalid("not wasm".into()));
-        }
-        let ty = CapsuleType(Sha256::digest(code).into());
-        self.loaded.insert(ty);
-        Ok(ty)
-    }
-
-    fn is_loaded(&self, ty: &CapsuleType) -> bool {
-        self.loaded.contains(ty)
-    }
-
-    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
-        e.effects.clear();
-        if !self.loaded.contains(&e.capsule.capsule_type) {
-            return RunReport {
-                result: RunResult::NotLoaded,
-                fuel_used: 0,
-            };
-        }
-        let dst = e.capsule.dst;
-        let code = if dst == e.env.address() {
-            e.deliver_to_app(0)
-        } else {
-            e.route_for_node(dst.0)
-        };
-        RunReport {
-            result: RunResult::Returned(code.min(0)),
-            fuel_used: 10,
-        }
-    }
-}
-
-/// A "module" of `len` bytes that [`NativeForward`] accepts.
-pub(crate) fn module(len: usize, salt: u8) -> Vec<u8> {
-    let mut m = b"\0asm\x01\0\0\0".to_vec();
-    m.extend((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)));
-    m
-}
+pub(crate) use ants_core::{NativeForward, native_module as module};
 
 fn ty_of(code: &[u8]) -> CapsuleType {
     CapsuleType(Sha256::digest(code).into())

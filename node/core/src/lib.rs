@@ -23,6 +23,7 @@ pub mod effects;
 pub mod executor;
 pub mod host;
 pub mod loader;
+pub mod native_forward;
 pub mod node;
 pub mod rng;
 pub mod routing;
@@ -38,6 +39,7 @@ pub use loader::{
     Admit, CodeLoader, CodePolicy, CodeSource, FailReason, LoaderConfig, LoaderCounters,
     LoaderEvent, RefuseReason,
 };
+pub use native_forward::{NativeForward, native_module};
 pub use node::{Node, NodeConfig};
 pub use routing::{Prefix, RoutingTable};
 pub use test_node::TestNode;

@@ -1,62 +1,17 @@
 //! Multi-node tests of the core with virtual time and a native stand-in executor: demand
 //! loading hop by hop, liars, loss, spoofed requests — without sockets or wasm.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use ants_wire::{Address, CapsuleType};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::RunReport;
-
-/// Runs the `forward` protocol natively for every type it has "loaded".
-#[derive(Debug, Default)]
-struct NativeForward {
-    loaded: BTreeSet<CapsuleType>,
-}
-
-impl Executor for NativeForward {
-    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError> {
-        if !code.starts_with(b"\0asm") {
-            return Err(LoadError::Invalid("not wasm".into()));
-        }
-        let ty = CapsuleType(Sha256::digest(code).into());
-        self.loaded.insert(ty);
-        Ok(ty)
-    }
-    fn is_loaded(&self, ty: &CapsuleType) -> bool {
-        self.loaded.contains(ty)
-    }
-    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
-        e.effects.clear();
-        let result = if !self.loaded.contains(&e.capsule.capsule_type) {
-            RunResult::NotLoaded
-        } else {
-            let dst = e.capsule.dst;
-            let code = if dst == e.env.address() {
-                e.deliver_to_app(0)
-            } else {
-                e.route_for_node(dst.0)
-            };
-            RunResult::Returned(code.min(0))
-        };
-        RunReport {
-            result,
-            fuel_used: 10,
-        }
-    }
-}
+use crate::{NativeForward, native_module as module};
 
 fn addr(i: u8) -> Address {
     Address::from_ipv4(std::net::Ipv4Addr::new(198, 18, 0, i + 1))
-}
-
-/// A module of `len` bytes that "is wasm" for [`NativeForward`].
-fn module(len: usize, salt: u8) -> Vec<u8> {
-    let mut m = b"\0asm\x01\0\0\0".to_vec();
-    m.extend((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)));
-    m
 }
 
 struct Net {
