@@ -55,7 +55,8 @@ impl Capsule {
         check(sys::capsule_write(Field::Dst as i32, 0, &dst.0)).map(drop)
     }
 
-    /// Remaining resource budget: how many more times this capsule may be sent.
+    /// The resource budget not yet given to copies: at the start of a run, the resource the
+    /// capsule arrived with (the most transmissions it and all its descendants may cause).
     pub fn resource(&self) -> u16 {
         u16::try_from(sys::capsule_resource()).unwrap_or(0)
     }
@@ -116,9 +117,19 @@ impl Capsule {
     }
 
     /// Send a copy of the capsule, as it is now, toward `toward` (the node picks the next
-    /// hop). The copy carries `resource() - 1`. Call several times to send several copies.
+    /// hop). Call several times to send several copies. The copies of one run share the
+    /// resource the capsule arrived with: each costs one unit now, and what is left when the
+    /// handler returns is split equally among them (a single copy carries `resource() - 1`).
     pub fn route_for_node(&mut self, toward: Address) -> Result<()> {
         check(sys::route_for_node(&toward.0)).map(drop)
+    }
+
+    /// Like [`route_for_node`](Self::route_for_node), but the copy carries exactly
+    /// `resource`, taken from the budget now together with the unit its transmission costs
+    /// (`ResourceExhausted` if the budget cannot pay `resource + 1`). Use it to split the
+    /// budget unevenly, e.g. by the size of each branch of a tree.
+    pub fn route_for_node_with(&mut self, toward: Address, resource: u16) -> Result<()> {
+        check(sys::route_for_node_with(&toward.0, resource)).map(drop)
     }
 
     /// Hand a copy of the capsule, as it is now, to local app `app`.

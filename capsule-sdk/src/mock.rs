@@ -98,26 +98,22 @@ pub struct Outcome {
 }
 
 std::thread_local! {
-    static CURRENT: RefCell<Option<MockHost>> = const { RefCell::new(None) };
+    /// The execution of the current [`MockHost::run`]: the host's node, capsule, limits and
+    /// effects, moved in for the run and back after it.
+    static CURRENT: RefCell<Option<Execution>> = const { RefCell::new(None) };
 }
 
 /// Run `f` against the mock host of the current [`MockHost::run`].
 ///
 /// # Panics
 /// If called outside [`MockHost::run`] — a test bug, not a host status.
-pub(crate) fn with<R>(f: impl FnOnce(&mut Execution<'_>) -> R) -> R {
+pub(crate) fn with<R>(f: impl FnOnce(&mut Execution) -> R) -> R {
     CURRENT.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let Some(host) = guard.as_mut() else {
+        let Some(exec) = guard.as_mut() else {
             panic!("ants-sdk: host call outside MockHost::run (call your handler through it)");
         };
-        let mut exec = Execution {
-            capsule: &mut host.capsule,
-            env: &mut host.node,
-            effects: &mut host.effects,
-            limits: &host.limits,
-        };
-        f(&mut exec)
+        f(exec)
     })
 }
 
@@ -139,17 +135,26 @@ impl MockHost {
     /// Run `handler` once on the current capsule. The capsule keeps the handler's changes
     /// (so the next run sees them); the store persists across runs.
     pub fn run(&mut self, handler: fn(&mut Ctx) -> Result<()>) -> Outcome {
-        self.effects.clear();
-        let taken = core::mem::take(self);
-        CURRENT.with(|c| *c.borrow_mut() = Some(taken));
+        let mut exec = Execution {
+            capsule: core::mem::take(&mut self.capsule),
+            node: core::mem::take(&mut self.node),
+            effects: core::mem::take(&mut self.effects),
+            limits: self.limits,
+        };
+        exec.effects.begin(exec.capsule.resource);
+        CURRENT.with(|c| *c.borrow_mut() = Some(exec));
         let code = crate::__run(handler);
+        if let Some(mut back) = CURRENT.with(|c| c.borrow_mut().take()) {
+            // What the node does after a run: settle the copies' shares of the budget.
+            back.effects.settle_resources();
+            self.capsule = back.capsule;
+            self.node = back.node;
+            self.effects = back.effects;
+        }
         let result = match code {
             0 => Ok(()),
             _ => Err(self.error_for(code)),
         };
-        if let Some(back) = CURRENT.with(|c| c.borrow_mut().take()) {
-            *self = back;
-        }
         self.outcome(result, code)
     }
 

@@ -19,6 +19,7 @@ mod raw {
         pub(super) fn capsule_resize(field: i32, new_len: usize) -> i32;
         pub(super) fn capsule_resource() -> i32;
         pub(super) fn route_for_node(addr: *const u8) -> i32;
+        pub(super) fn route_for_node_with(addr: *const u8, resource: i32) -> i32;
         pub(super) fn node_neighbours(out: *mut u8, cap: usize) -> i32;
         pub(super) fn next_hop(addr: *const u8, out: *mut u8) -> i32;
         pub(super) fn deliver_to_app(app: u32) -> i32;
@@ -113,6 +114,13 @@ pub fn capsule_resource() -> i32 {
 #[inline]
 pub fn route_for_node(addr: &[u8; 16]) -> i32 {
     host!(wasm: raw::route_for_node(addr.as_ptr()), mock: |e| e.route_for_node(*addr))
+}
+
+/// `route_for_node_with(addr, resource)`.
+#[inline]
+pub fn route_for_node_with(addr: &[u8; 16], resource: u16) -> i32 {
+    host!(wasm: raw::route_for_node_with(addr.as_ptr(), i32::from(resource)),
+          mock: |e| e.route_for_node_with(*addr, i32::from(resource)))
 }
 
 /// `node_neighbours(out, cap)`: `out` holds `out.len() / 16` addresses.

@@ -67,6 +67,8 @@ pub enum AppRequest {
     Register {
         /// The app id.
         app: u32,
+        /// The capsule types that may deliver to it (empty: any).
+        accept: Vec<CapsuleType>,
         /// The connection asking.
         conn: ConnId,
         /// `Ok(())` or the reason for refusing.
@@ -137,18 +139,15 @@ impl AppServer {
     /// An existing socket file is removed only if nothing listens on it (a stale file left
     /// by a crashed node); a live one is `AddrInUse`, and anything that is not a socket is
     /// `AlreadyExists` and left alone. Does not need a tokio runtime.
+    ///
+    /// There is no moment at which another user can connect: the socket is bound inside a
+    /// fresh 0700 directory next to `path`, made 0600 there, and only then renamed to
+    /// `path` (no process-wide umask is touched, so this is safe with other threads).
     pub fn bind(path: &Path) -> io::Result<AppServer> {
         remove_stale_socket(path)?;
-        let listener = StdUnixListener::bind(path)
-            .map_err(|e| context(e, format_args!("cannot bind app socket {}", path.display())))?;
+        let listener = bind_private(path)?;
         let socket = SocketFile::claim(path)?;
         // From here on, dropping `socket` removes the file if a later step fails.
-        fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(|e| {
-            context(
-                e,
-                format_args!("cannot chmod 0600 app socket {}", path.display()),
-            )
-        })?;
         listener.set_nonblocking(true)?;
         Ok(AppServer {
             listener,
@@ -375,6 +374,41 @@ impl Drop for SocketFile {
     }
 }
 
+/// Bind a Unix socket that appears at `path` already 0600: bound in a private directory
+/// beside it, chmod-ed, then renamed into place.
+fn bind_private(path: &Path) -> io::Result<StdUnixListener> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new()
+        .prefix(".ants-sock-")
+        .permissions(Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(|e| {
+            context(
+                e,
+                format_args!("cannot create a private directory in {}", parent.display()),
+            )
+        })?;
+    let staged = private.path().join("s");
+    let listener = StdUnixListener::bind(&staged)
+        .map_err(|e| context(e, format_args!("cannot bind app socket {}", path.display())))?;
+    fs::set_permissions(&staged, Permissions::from_mode(0o600)).map_err(|e| {
+        context(
+            e,
+            format_args!("cannot chmod 0600 app socket {}", path.display()),
+        )
+    })?;
+    fs::rename(&staged, path).map_err(|e| {
+        context(
+            e,
+            format_args!("cannot move app socket into place at {}", path.display()),
+        )
+    })?;
+    Ok(listener)
+}
+
 fn context(e: io::Error, what: fmt::Arguments<'_>) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
@@ -596,7 +630,7 @@ impl Session {
     async fn handle(&mut self, frame: AppFrame) -> Result<(), End> {
         match frame {
             AppFrame::Ping => self.reply(NodeFrame::Pong).await,
-            AppFrame::Register { app } => self.register(app).await,
+            AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
                     return self
@@ -614,7 +648,7 @@ impl Session {
         }
     }
 
-    async fn register(&mut self, app: u32) -> Result<(), End> {
+    async fn register(&mut self, app: u32, accept: Vec<CapsuleType>) -> Result<(), End> {
         if let Some(current) = self.app {
             return self
                 .reply_error(format!(
@@ -624,7 +658,12 @@ impl Session {
         }
         let conn = self.conn;
         match self
-            .ask(|reply| AppRequest::Register { app, conn, reply })
+            .ask(|reply| AppRequest::Register {
+                app,
+                accept,
+                conn,
+                reply,
+            })
             .await?
         {
             Err(message) => self.reply_error(message).await,
@@ -751,7 +790,9 @@ mod tests {
             let mut known = HashSet::new();
             while let Some(req) = rx.recv().await {
                 match req {
-                    AppRequest::Register { app, conn, reply } => {
+                    AppRequest::Register {
+                        app, conn, reply, ..
+                    } => {
                         let r = match live.entry(app) {
                             Entry::Occupied(_) => {
                                 Err(format!("app id {app} is already registered"))

@@ -97,6 +97,21 @@ pub struct RouteEntry {
 pub struct CodeSection {
     /// Which capsule types the node loads and runs.
     pub policy: CodePolicy,
+    /// Whose capsules and code messages the node looks at.
+    pub accept_from: AcceptFrom,
+}
+
+/// `[code] accept_from`: who can make the node run, fetch, serve or compile code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcceptFrom {
+    /// Configured neighbours only (the overlay's default).
+    #[default]
+    Neighbours,
+    /// Configured neighbours and hosts on the router's interface subnets (router mode's
+    /// default).
+    OnLink,
+    /// Anyone who can send a datagram (code is still verified by hash and sandboxed).
+    Any,
 }
 
 /// Which capsule types a node accepts.
@@ -168,7 +183,7 @@ impl<'a> Source<'a> {
         let neighbours = self.neighbours(&raw.neighbours, &node)?;
         let routes = self.routes(&raw.routes, &neighbours)?;
         let limits = self.limits(&raw.limits)?;
-        let code = self.code(&raw.code)?;
+        let code = self.code(&raw.code, router.is_some())?;
         let fault = self.fault(&raw.fault, node.seed)?;
         Ok(Config {
             node,
@@ -375,7 +390,7 @@ impl<'a> Source<'a> {
         Ok(out)
     }
 
-    fn code(&self, raw: &RawCode) -> Result<CodeSection> {
+    fn code(&self, raw: &RawCode, router: bool) -> Result<CodeSection> {
         const S: &str = "[code]";
         let allow = match &raw.allow {
             Some(list) => list
@@ -420,7 +435,32 @@ impl<'a> Source<'a> {
                 return Err(self.bad(S, "policy", p, "expected \"any\" or \"allow-list\""));
             }
         };
-        Ok(CodeSection { policy })
+        let accept_from = match raw.accept_from.as_ref().map(|a| (a, a.get_ref().as_str())) {
+            None if router => AcceptFrom::OnLink,
+            None | Some((_, "neighbours")) => AcceptFrom::Neighbours,
+            Some((_, "on-link")) if router => AcceptFrom::OnLink,
+            Some((a, "on-link")) => {
+                return Err(self.bad(
+                    S,
+                    "accept_from",
+                    a,
+                    "\"on-link\" needs router mode (a [router] section); use \"neighbours\" or \"any\"",
+                ));
+            }
+            Some((_, "any")) => AcceptFrom::Any,
+            Some((a, _)) => {
+                return Err(self.bad(
+                    S,
+                    "accept_from",
+                    a,
+                    "expected \"neighbours\", \"on-link\" (router mode) or \"any\"",
+                ));
+            }
+        };
+        Ok(CodeSection {
+            policy,
+            accept_from,
+        })
     }
 
     fn fault(&self, raw: &RawFault, node_seed: u64) -> Result<Fault> {

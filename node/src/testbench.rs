@@ -109,17 +109,17 @@ pub fn run(
 ) -> TestRun {
     let ns = capsule.capsule_type.0;
     let before = store_snapshot(node, &ns);
-    let mut state = CapsuleState::from_repr(capsule);
-    let mut effects = Effects::default();
-    let report: RunReport = {
-        let mut exec = Execution {
-            capsule: &mut state,
-            env: node,
-            effects: &mut effects,
-            limits,
-        };
-        executor.run(&mut exec)
-    };
+    // The node is lent to the execution (owned data, see `ants_core::Execution`) and given
+    // back after the run.
+    let mut exec = Box::new(Execution {
+        capsule: CapsuleState::from_repr(capsule),
+        node: std::mem::take(node),
+        effects: Effects::default(),
+        limits: *limits,
+    });
+    let report: RunReport = ants_core::execute(executor, &mut exec);
+    *node = std::mem::take(&mut exec.node);
+    let effects = &exec.effects;
     let after = store_snapshot(node, &ns);
     let copy = |toward: Option<Address>,
                 next_hop: Option<Address>,
@@ -150,7 +150,7 @@ pub fn run(
     let deliveries = effects
         .deliveries
         .iter()
-        .map(|d| copy(None, None, Some(d.app), state.resource, &d.snapshot))
+        .map(|d| copy(None, None, Some(d.app), exec.capsule.resource, &d.snapshot))
         .collect();
     let logs = effects
         .logs

@@ -328,6 +328,12 @@ impl SendBatch {
         self.queue.len() - self.head
     }
 
+    /// Datagrams that can still be queued before the batch must be sent (assuming each is at
+    /// most `max_datagram` bytes).
+    pub fn room(&self) -> usize {
+        self.msgs.hdrs.len().saturating_sub(self.len())
+    }
+
     /// `true` when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

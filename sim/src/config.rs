@@ -60,6 +60,9 @@ pub fn node_template() -> NodeConfig<u32> {
     n.loader.max_serve_peers = 16;
     n.loader.max_authorizations = 256;
     n.loader.max_transmit_queue = 1024;
+    // A scenario is trusted input: its capsules may carry any resource (a multicast tree's
+    // data capsule needs a budget as large as the tree).
+    n.max_resource = u16::MAX;
     n
 }
 

@@ -116,6 +116,9 @@ impl<E: Executor> Sim<E> {
                     };
                     queue.push(at, ev);
                 }
+                // The simulator keeps no code store (`set_stored` is never called), so a
+                // restore is never asked for.
+                NodeEvent::Restore { .. } => {}
                 NodeEvent::CapsuleLog { ty, level, text } => {
                     let rec = Record::Log {
                         node: i,

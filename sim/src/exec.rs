@@ -129,7 +129,7 @@ impl<E: Executor> SharedExecutor<E> {
 
     /// Run on behalf of a node that has `ty` installed. If the executor evicted the module
     /// (bounded executors do), it is loaded again from the shared bytes.
-    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
+    fn run(&mut self, e: &mut Box<Execution>) -> RunReport {
         let ty = e.capsule.capsule_type;
         if !self.exec.is_loaded(&ty)
             && let Some(code) = self
@@ -207,9 +207,8 @@ impl<E: Executor> Executor for NodeView<'_, E> {
             .is_some_and(|i| self.installed.contains(i))
     }
 
-    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
+    fn run(&mut self, e: &mut Box<Execution>) -> RunReport {
         if !self.is_loaded(&e.capsule.capsule_type) {
-            e.effects.clear();
             return RunReport {
                 result: RunResult::NotLoaded,
                 fuel_used: 0,

@@ -38,6 +38,8 @@ pub mod topology;
 pub mod trace;
 
 #[cfg(test)]
+mod resource_bound;
+#[cfg(test)]
 mod tests;
 
 pub use apps::{AppStats, CodeHandover, Delivered, Dst, Field, SendPlan, Template};

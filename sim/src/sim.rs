@@ -190,6 +190,10 @@ impl<E: Executor> Sim<E> {
         let peers = nbs.len().max(1);
         c.loader.max_serve_peers = c.loader.max_serve_peers.min(peers);
         c.loader.max_authorizations = c.loader.max_authorizations.min(peers * 2);
+        // Likewise the per-peer budgets (fuel, compile time): only neighbours send to a
+        // simulated node.
+        c.max_budget_peers = c.max_budget_peers.min(peers);
+        c.loader.max_budget_peers = c.loader.max_budget_peers.min(peers);
         c
     }
 
@@ -461,8 +465,9 @@ impl<E: Executor> Sim<E> {
             shared: &mut self.shared,
             installed: &sn.installed,
         };
+        let took = self.config.compile_delay;
         sn.node
-            .module_ready(Duration::from_nanos(self.now), ty, result, &mut view);
+            .module_ready(Duration::from_nanos(self.now), ty, result, took, &mut view);
         self.flush(i, self.now);
     }
 }

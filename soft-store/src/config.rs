@@ -15,11 +15,14 @@ pub const ENTRY_OVERHEAD: usize = 64;
 /// `key.len() + value.len() + ENTRY_OVERHEAD` per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Charged bytes the whole store may hold. Reaching it evicts the least recently used
-    /// entries of any namespace.
+    /// Charged bytes the whole store may hold. A `put` that would go past it evicts the least
+    /// recently used entries of its *own* namespace; if those are not enough, it is refused
+    /// ([`PutError::StoreFull`](crate::PutError::StoreFull)). One namespace never evicts
+    /// another's entries.
     pub max_bytes: usize,
-    /// Charged bytes one namespace (protocol) may hold. Reaching it refuses the `put`; nothing
-    /// is evicted, so a protocol cannot push out its own state by accident.
+    /// Charged bytes one namespace (protocol) may hold. Reaching it refuses the `put`
+    /// ([`PutError::QuotaExceeded`](crate::PutError::QuotaExceeded)); nothing is evicted for
+    /// it, so a protocol cannot push out its own state by accident.
     pub namespace_quota: usize,
     /// Longest key accepted, in bytes.
     pub max_key_len: usize,

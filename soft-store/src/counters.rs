@@ -15,7 +15,8 @@ pub struct Counters {
     pub replacements: u64,
     /// Entries removed by a successful `remove`.
     pub removals: u64,
-    /// Entries dropped to keep the store under [`Config::max_bytes`](crate::Config::max_bytes).
+    /// Entries dropped to keep the store under [`Config::max_bytes`](crate::Config::max_bytes),
+    /// each by a `put` of its own namespace (a `put` never evicts another namespace's entries).
     pub evictions: u64,
     /// Entries dropped because their TTL ran out (by `expire`, or found due by another call).
     pub expiries: u64,
@@ -23,6 +24,10 @@ pub struct Counters {
     pub quota_refusals: u64,
     /// `put`s refused for size: key or value too long, or the entry larger than the store.
     pub size_refusals: u64,
+    /// `put`s refused with [`PutError::StoreFull`](crate::PutError::StoreFull): the other
+    /// namespaces left too little room. A count that keeps rising means the store is too small
+    /// for the protocols using it, or some protocols are holding on to room.
+    pub store_full_refusals: u64,
     /// `put`s and `refresh`es refused because the TTL (after clamping) was zero.
     pub ttl_refusals: u64,
     /// Successful `refresh` calls.

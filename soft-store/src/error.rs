@@ -2,8 +2,9 @@
 //! nothing in the store except its [`Counters`](crate::Counters).
 
 /// A refused `put`. Checks run in this order, so the first failing one is reported: key
-/// length, value length, TTL, entry size against the whole store, then the namespace quota
-/// (the checks that depend only on the arguments come before the one that depends on state).
+/// length, value length, TTL, entry size against the whole store, the namespace quota, then
+/// the room the other namespaces leave (the checks that depend only on the arguments come
+/// first; of the two that depend on state, the one the protocol controls alone comes first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PutError {
     /// The key is longer than [`Config::max_key_len`](crate::Config::max_key_len).
@@ -47,6 +48,20 @@ pub enum PutError {
         /// The configured store size.
         max: usize,
     },
+    /// The other namespaces hold so much of [`Config::max_bytes`](crate::Config::max_bytes)
+    /// that the entry would not fit even if every entry of its own namespace were evicted. A
+    /// `put` evicts only its own namespace's entries, never another's, so it is refused; room
+    /// comes back as other namespaces' entries expire or are removed.
+    #[error(
+        "soft-store is full: entry costs {needed} bytes, other namespaces leave this one {available}"
+    )]
+    StoreFull {
+        /// Charged bytes of the entry.
+        needed: usize,
+        /// Charged bytes the namespace could hold at most right now: `max_bytes` minus what
+        /// the other namespaces hold.
+        available: usize,
+    },
 }
 
 #[cfg(test)]
@@ -67,6 +82,14 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "soft-store key is 300 bytes, over the 256-byte limit"
+        );
+        let e = PutError::StoreFull {
+            needed: 130,
+            available: 100,
+        };
+        assert_eq!(
+            e.to_string(),
+            "soft-store is full: entry costs 130 bytes, other namespaces leave this one 100"
         );
     }
 }

@@ -2,36 +2,65 @@
 //!
 //! # Layout
 //!
-//! Three structures, all holding exactly one item per stored entry (so all are bounded by the
+//! Two structures, each holding exactly one item per stored entry (so both are bounded by the
 //! byte bound divided by [`ENTRY_OVERHEAD`](crate::ENTRY_OVERHEAD)):
 //!
-//! - `slots: LruCache<EntryId, Slot<N>>` — the entries themselves, in global recency order.
-//!   An `EntryId` is a sequence number handed out by `put`; eviction pops the least recently
-//!   used slot of *any* namespace.
-//! - `spaces: HashMap<N, Space>` — per namespace, `key -> EntryId` plus the namespace's charged
-//!   bytes. The two-level map is what keeps `get` allocation-free: it hashes `&N`, then `&[u8]`
-//!   (the key is an `Arc<[u8]>`, which borrows as `[u8]`), then the `u64` id; no owned
-//!   `(N, Vec<u8>)` is built. The key bytes are shared between `spaces` and the slot, not
-//!   copied. A namespace whose last entry goes is dropped from the map.
-//! - `expirations: BTreeSet<(Duration, EntryId)>` — the mini-redis expiry index, ordered by
-//!   expiry then id (the id makes items unique and ties deterministic). It is kept exact:
-//!   `refresh`, replacement, `remove` and eviction delete the old item eagerly, so the index
+//! - `spaces: HashMap<N, Space>` — per namespace, its entries in *its own* recency order
+//!   (`LruCache<Arc<[u8]>, Slot>`: key → value, expiry and id) plus its charged bytes. The
+//!   two-level map is what keeps `get` allocation-free: it hashes `&N`, then `&[u8]` (the key
+//!   is an `Arc<[u8]>`, which borrows as `[u8]`); no owned `(N, Vec<u8>)` is built. A
+//!   namespace whose last entry goes is dropped from the map, so there are never more
+//!   namespaces than entries.
+//! - `expirations: BTreeMap<(Duration, EntryId), (N, Arc<[u8]>)>` — the mini-redis expiry
+//!   index, ordered by expiry then id, pointing back at the entry's namespace and key (the key
+//!   bytes are shared with the namespace's map, not copied). An `EntryId` is a sequence number
+//!   handed out by `put`; it makes items unique and ties deterministic. The index is kept
+//!   exact: `refresh`, replacement, `remove` and eviction delete the old item eagerly, so it
 //!   never holds stale items and `expire`/`next_expiry` just look at its front.
+//!
+//! # Eviction never crosses namespaces
+//!
+//! Protocols are code written by strangers, so one protocol must not be able to destroy
+//! another's state. [`Config::namespace_quota`](crate::Config::namespace_quota) caps what one
+//! namespace holds (a `put` over it is refused; nothing is evicted for it). The store-wide
+//! bound, [`Config::max_bytes`](crate::Config::max_bytes), is then kept by a `put` evicting the
+//! least recently used entries *of its own namespace*, and of no other. If evicting all of them
+//! would still not make room, because the other namespaces hold more than `max_bytes` minus the
+//! entry's cost, the `put` is refused with [`PutError::StoreFull`] and changes nothing. Whether
+//! that is so is known in O(1) before anything is touched (the store's bytes minus the
+//! namespace's), so a refusal costs no work.
+//!
+//! The recency order is kept per namespace (one `LruCache` each) rather than globally for the
+//! cost under attack: finding "the least recently used entry of namespace X" in one global
+//! list means walking past every older entry of the other namespaces, and a flooding protocol
+//! would make that walk O(n) on every `put` of its victims. With one list per namespace, a
+//! `put` costs O(log n) for the expiry index plus O(1) per entry it evicts, and an entry is
+//! evicted at most once. The price is an `LruCache` (a hash table and two sentinel nodes) per
+//! namespace, bounded like the rest because a namespace exists only while it holds an entry.
+//!
+//! What one namespace *can* still do to another is occupy room. Once the other namespaces fill
+//! the store, a namespace with too little of its own to evict gets `StoreFull` until their
+//! entries expire or are removed (a protocol that keeps refreshing keeps its room). Filling the
+//! store takes `max_bytes / namespace_quota` namespaces (16 with the defaults). Between
+//! protocols it is first come, first served; what a protocol has stored is lost only to time,
+//! its own calls, or pressure it creates itself.
 //!
 //! # Time
 //!
 //! Expired entries are purged three ways: `put` and `expire` purge everything due (amortized:
 //! each entry is purged once), while `get` and `refresh` only check the entry they touch, so
-//! the per-packet `get` does bounded work. `remove` takes no `now`, so the store remembers the
-//! latest `now` it has been given and judges expiry against that; every call also treats a
-//! `now` earlier than that one as that one, so a clock that steps back cannot revive state.
-//! `HashMap` iteration never reaches an output: purge order comes from the expiry index,
-//! eviction order from the LRU list, and [`SoftStore::entries`] sorts by key.
+//! the per-packet `get` does bounded work. Purging an expired entry is not eviction: a `put`
+//! purges the due entries of every namespace before it checks for room. `remove` takes no
+//! `now`, so the store remembers the latest `now` it has been given and judges expiry against
+//! that; every call also treats a `now` earlier than that one as that one, so a clock that
+//! steps back cannot revive state. `HashMap` iteration never reaches an output: purge order
+//! comes from the expiry index, eviction order from the namespace's LRU list, and
+//! [`SoftStore::entries`] sorts by key.
 
 use core::fmt;
 use core::hash::Hash;
 use core::time::Duration;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -43,7 +72,7 @@ use crate::error::PutError;
 /// The namespace type the node uses: a protocol, named by its capsule type's SHA-256.
 pub type ProtocolId = [u8; 32];
 
-/// Identity of one stored entry; a replacement gets a new one.
+/// Identity of one stored entry in the expiry index; a replacement gets a new one.
 type EntryId = u64;
 
 /// A successful `put`.
@@ -51,7 +80,9 @@ type EntryId = u64;
 pub struct PutOutcome {
     /// A live entry with the same key in the same namespace was replaced.
     pub replaced: bool,
-    /// Entries (of any namespace) evicted to keep the store under its byte bound.
+    /// Entries evicted to keep the store under its byte bound. They are always entries of the
+    /// `put`'s own namespace, its least recently used first; a `put` never evicts another
+    /// namespace's entries. The replaced entry, if any, is reported by `replaced`, not here.
     pub evicted: usize,
 }
 
@@ -66,24 +97,21 @@ pub struct EntryView<'a> {
     pub expires_at: Duration,
 }
 
-/// One stored entry. The namespace and key are kept so that eviction and expiry, which find
-/// the entry by id, can unlink it from its namespace.
-struct Slot<N> {
-    ns: N,
-    key: Arc<[u8]>,
+/// The expiry index: `(expires_at, id)` → the entry's namespace and key. See the
+/// [module docs](self).
+type ExpiryIndex<N> = BTreeMap<(Duration, EntryId), (N, Arc<[u8]>)>;
+
+/// One stored entry, filed under its key in its namespace's recency list.
+struct Slot {
+    /// Its item in the expiry index is `(expires_at, id)`.
+    id: EntryId,
     value: Box<[u8]>,
     expires_at: Duration,
 }
 
-impl<N> Slot<N> {
-    fn cost(&self) -> usize {
-        entry_cost(self.key.len(), self.value.len())
-    }
-}
-
-/// One namespace's index and charged bytes.
+/// One namespace's entries, least recently used first, and their charged bytes.
 struct Space {
-    ids: HashMap<Arc<[u8]>, EntryId>,
+    entries: LruCache<Arc<[u8]>, Slot>,
     bytes: usize,
 }
 
@@ -93,10 +121,9 @@ struct Space {
 /// namespaces are never iterated in an order that reaches an output.
 pub struct SoftStore<N = ProtocolId> {
     config: Config,
-    slots: LruCache<EntryId, Slot<N>>,
     spaces: HashMap<N, Space>,
-    expirations: BTreeSet<(Duration, EntryId)>,
-    /// Charged bytes of all slots.
+    expirations: ExpiryIndex<N>,
+    /// Charged bytes of all entries.
     bytes: usize,
     /// The latest `now` seen; see "Time" in the module docs.
     latest: Duration,
@@ -105,11 +132,12 @@ pub struct SoftStore<N = ProtocolId> {
 }
 
 impl<N> fmt::Debug for SoftStore<N> {
-    /// A summary: entries and values may be large and are capsule-private.
+    /// A summary: entries and values may be large and are capsule-private, and namespaces are
+    /// counted, not listed (listing them would leak `HashMap` order).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SoftStore")
             .field("config", &self.config)
-            .field("entries", &self.slots.len())
+            .field("entries", &self.expirations.len())
             .field("namespaces", &self.spaces.len())
             .field("bytes", &self.bytes)
             .field("latest", &self.latest)
@@ -130,9 +158,8 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            slots: LruCache::unbounded(),
             spaces: HashMap::new(),
-            expirations: BTreeSet::new(),
+            expirations: BTreeMap::new(),
             bytes: 0,
             latest: Duration::ZERO,
             next_id: 0,
@@ -147,31 +174,40 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
 
     /// The value under `key` in namespace `ns`, if live at `now`.
     ///
-    /// A hit makes the entry the most recently used. An entry found expired is purged on the
-    /// spot and counted as an expiry and a miss. Does not allocate.
+    /// A hit makes the entry the most recently used of its namespace. An entry found expired
+    /// is purged on the spot and counted as an expiry and a miss. Does not allocate.
     pub fn get(&mut self, ns: &N, key: &[u8], now: Duration) -> Option<&[u8]> {
         let now = self.advance_clock(now);
-        let Some(id) = self.id_of(ns, key) else {
-            self.counters.misses += 1;
-            return None;
+        // `get` promotes before the expiry check; a due entry is purged, so that is harmless.
+        let due = match self.spaces.get_mut(ns).and_then(|s| s.entries.get(key)) {
+            Some(slot) => slot.expires_at <= now,
+            None => {
+                self.counters.misses += 1;
+                return None;
+            }
         };
-        if self.is_due(id, now) {
-            self.purge_expired(id);
+        if due {
+            self.purge_expired(ns, key);
             self.counters.misses += 1;
             return None;
         }
         self.counters.hits += 1;
-        self.slots.get(&id).map(|slot| &*slot.value)
+        // A second lookup: returning the first borrow on one path only is not accepted by the
+        // borrow checker when the other path purges.
+        let slot = self.spaces.get(ns)?.entries.peek(key)?;
+        Some(&slot.value)
     }
 
     /// Stores `value` under `key` in namespace `ns` for `ttl` (clamped to
     /// [`Config::max_ttl`]), replacing any live entry with that key.
     ///
-    /// First purges every entry due at `now`. Then refuses, changing nothing but a counter, if
-    /// the key or value is too long, the TTL is zero, the entry is larger than the whole store,
-    /// or the namespace would go over its quota (a replaced entry's cost counts as freed).
-    /// Otherwise evicts the globally least recently used entries until the new one fits, and
-    /// stores it as the most recently used, expiring at `now + ttl` (saturating).
+    /// First purges every entry (of any namespace) due at `now`. Then refuses, changing nothing
+    /// but a counter, if the key or value is too long, the TTL is zero, the entry is larger than
+    /// the whole store, the namespace would go over its quota (a replaced entry's cost counts as
+    /// freed), or the other namespaces leave too little room even if all of `ns`'s entries were
+    /// evicted ([`PutError::StoreFull`]). Otherwise evicts `ns`'s least recently used entries —
+    /// never another namespace's — until the new one fits under [`Config::max_bytes`], and
+    /// stores it as `ns`'s most recently used, expiring at `now + ttl` (saturating).
     pub fn put(
         &mut self,
         ns: &N,
@@ -209,14 +245,14 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
                 max: config.max_bytes,
             });
         }
-        let old = self.id_of(ns, key);
-        let old_cost = old
-            .and_then(|id| self.slots.peek(&id))
-            .map_or(0, Slot::cost);
-        let needed = self
-            .namespace_bytes(ns)
-            .saturating_sub(old_cost)
-            .saturating_add(cost);
+        // Everything due is purged, so an entry still under `key` is live.
+        let old_cost = self
+            .spaces
+            .get(ns)
+            .and_then(|space| space.entries.peek(key))
+            .map_or(0, |slot| entry_cost(key.len(), slot.value.len()));
+        let own = self.namespace_bytes(ns);
+        let needed = own.saturating_sub(old_cost).saturating_add(cost);
         if needed > config.namespace_quota {
             self.counters.quota_refusals += 1;
             return Err(PutError::QuotaExceeded {
@@ -224,18 +260,22 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
                 quota: config.namespace_quota,
             });
         }
+        // The most `ns` can hold once all of its own entries are gone: whatever the other
+        // namespaces leave. Their entries are not ours to evict.
+        let available = config
+            .max_bytes
+            .saturating_sub(self.bytes.saturating_sub(own));
+        if cost > available {
+            self.counters.store_full_refusals += 1;
+            return Err(PutError::StoreFull {
+                needed: cost,
+                available,
+            });
+        }
 
         // From here on the put succeeds.
-        let replaced = old.is_some_and(|id| self.purge(id).is_some());
-        let mut evicted = 0;
-        while self.bytes.saturating_add(cost) > config.max_bytes {
-            let Some((id, slot)) = self.slots.pop_lru() else {
-                // Unreachable: an empty store holds 0 bytes and `cost <= max_bytes`.
-                break;
-            };
-            self.unlink(id, &slot);
-            evicted += 1;
-        }
+        let replaced = self.purge(ns, key).is_some();
+        let evicted = self.evict_own(ns, cost);
         self.counters.evictions += evicted as u64;
         if replaced {
             self.counters.replacements += 1;
@@ -248,27 +288,25 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
         let key: Arc<[u8]> = Arc::from(key);
         let expires_at = now.saturating_add(ttl);
         let space = self.spaces.entry(ns.clone()).or_insert_with(|| Space {
-            ids: HashMap::new(),
+            entries: LruCache::unbounded(),
             bytes: 0,
         });
-        space.ids.insert(Arc::clone(&key), id);
-        space.bytes = space.bytes.saturating_add(cost);
-        self.bytes = self.bytes.saturating_add(cost);
-        self.expirations.insert((expires_at, id));
-        self.slots.put(
-            id,
+        space.entries.put(
+            Arc::clone(&key),
             Slot {
-                ns: ns.clone(),
-                key,
+                id,
                 value: Box::from(value),
                 expires_at,
             },
         );
+        space.bytes = space.bytes.saturating_add(cost);
+        self.bytes = self.bytes.saturating_add(cost);
+        self.expirations.insert((expires_at, id), (ns.clone(), key));
         Ok(PutOutcome { replaced, evicted })
     }
 
     /// Resets the TTL of a live entry to `ttl` (clamped) from `now`, keeping its value, and
-    /// makes it the most recently used (a refresh is a use).
+    /// makes it the most recently used of its namespace (a refresh is a use).
     ///
     /// Returns `false`, changing nothing, if the entry is absent, or found expired (it is then
     /// purged and counted as an expiry), or if the TTL is zero (counted as a TTL refusal; use
@@ -278,20 +316,23 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
         let Some(ttl) = self.clamp_ttl(ttl) else {
             return false;
         };
-        let Some(id) = self.id_of(ns, key) else {
+        let Some(slot) = self
+            .spaces
+            .get_mut(ns)
+            .and_then(|space| space.entries.get_mut(key))
+        else {
             return false;
         };
-        if self.is_due(id, now) {
-            self.purge_expired(id);
+        if slot.expires_at <= now {
+            self.purge_expired(ns, key);
             return false;
         }
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return false;
-        };
+        let old = (slot.expires_at, slot.id);
         let expires_at = now.saturating_add(ttl);
-        self.expirations.remove(&(slot.expires_at, id));
-        self.expirations.insert((expires_at, id));
         slot.expires_at = expires_at;
+        if let Some(item) = self.expirations.remove(&old) {
+            self.expirations.insert((expires_at, slot.id), item);
+        }
         self.counters.refreshes += 1;
         true
     }
@@ -302,18 +343,15 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
     /// `now` the store has seen: an entry already due then is purged as an expiry and `false`
     /// is returned.
     pub fn remove(&mut self, ns: &N, key: &[u8]) -> bool {
-        let Some(id) = self.id_of(ns, key) else {
+        let Some(slot) = self.purge(ns, key) else {
             return false;
         };
-        if self.is_due(id, self.latest) {
-            self.purge_expired(id);
+        if slot.expires_at <= self.latest {
+            self.counters.expiries += 1;
             return false;
         }
-        let removed = self.purge(id).is_some();
-        if removed {
-            self.counters.removals += 1;
-        }
-        removed
+        self.counters.removals += 1;
+        true
     }
 
     /// Purges every entry that expires at or before `now`; returns how many.
@@ -328,7 +366,7 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
     /// When the earliest stored entry expires; `None` if the store is empty. May be in the
     /// past if [`expire`](Self::expire) has not been called since.
     pub fn next_expiry(&self) -> Option<Duration> {
-        self.expirations.first().map(|&(at, _)| at)
+        self.expirations.first_key_value().map(|(&(at, _), _)| at)
     }
 
     /// What the store has done so far.
@@ -338,12 +376,13 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
 
     /// Entries stored, including any due but not yet purged.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        // The expiry index holds exactly one item per entry.
+        self.expirations.len()
     }
 
     /// Whether no entry is stored.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.expirations.is_empty()
     }
 
     /// Charged bytes of all stored entries; never more than [`Config::max_bytes`].
@@ -368,12 +407,11 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
             return Vec::new();
         };
         let mut views: Vec<EntryView<'_>> = space
-            .ids
-            .values()
-            .filter_map(|id| self.slots.peek(id))
-            .filter(|slot| slot.expires_at > self.latest)
-            .map(|slot| EntryView {
-                key: &slot.key,
+            .entries
+            .iter()
+            .filter(|(_, slot)| slot.expires_at > self.latest)
+            .map(|(key, slot)| EntryView {
+                key,
                 value: &slot.value,
                 expires_at: slot.expires_at,
             })
@@ -399,27 +437,45 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
         }
     }
 
-    fn id_of(&self, ns: &N, key: &[u8]) -> Option<EntryId> {
-        self.spaces.get(ns)?.ids.get(key).copied()
-    }
-
-    /// Whether entry `id` is due at `now` (a missing slot counts as due, so it gets cleaned).
-    fn is_due(&self, id: EntryId, now: Duration) -> bool {
-        self.slots
-            .peek(&id)
-            .is_none_or(|slot| slot.expires_at <= now)
+    /// Evicts namespace `ns`'s least recently used entries until `cost` more bytes fit under
+    /// [`Config::max_bytes`]; returns how many. Touches no other namespace: the caller has
+    /// checked that `ns`'s own entries are enough.
+    fn evict_own(&mut self, ns: &N, cost: usize) -> usize {
+        let mut evicted = 0;
+        while self.bytes.saturating_add(cost) > self.config.max_bytes {
+            let Some(key) = self
+                .spaces
+                .get(ns)
+                .and_then(|space| space.entries.peek_lru())
+                .map(|(key, _)| Arc::clone(key))
+            else {
+                // Unreachable after the caller's `StoreFull` check.
+                break;
+            };
+            self.purge(ns, &key);
+            evicted += 1;
+        }
+        evicted
     }
 
     /// Purges every entry due at `now`, in (expiry, id) order; returns how many.
     fn purge_due(&mut self, now: Duration) -> usize {
         let mut purged = 0;
-        while let Some(&(at, id)) = self.expirations.first() {
+        while let Some(item) = self.expirations.first_entry() {
+            let &(at, id) = item.key();
             if at > now {
                 break;
             }
-            // Drop the index item first so that a missing slot cannot stall the loop.
-            self.expirations.pop_first();
-            if self.purge(id).is_some() {
+            // Dropping the index item first means a missing entry cannot stall the loop.
+            let (ns, key) = item.remove();
+            // The index is exact, so the entry is there under this id; checking is cheap and
+            // keeps a bookkeeping bug from purging a newer entry under the same key.
+            let current = self
+                .spaces
+                .get(&ns)
+                .and_then(|space| space.entries.peek(&*key))
+                .is_some_and(|slot| slot.id == id);
+            if current && self.take(&ns, &key).is_some() {
                 purged += 1;
             }
         }
@@ -428,34 +484,31 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
     }
 
     /// Purges one entry found due, counting the expiry.
-    fn purge_expired(&mut self, id: EntryId) {
-        if self.purge(id).is_some() {
+    fn purge_expired(&mut self, ns: &N, key: &[u8]) {
+        if self.purge(ns, key).is_some() {
             self.counters.expiries += 1;
         }
     }
 
-    /// Removes entry `id` from every structure; returns it if it was there.
-    fn purge(&mut self, id: EntryId) -> Option<Slot<N>> {
-        let slot = self.slots.pop(&id)?;
-        self.unlink(id, &slot);
+    /// Removes the entry under `key` in `ns` from every structure; returns it if it was there.
+    fn purge(&mut self, ns: &N, key: &[u8]) -> Option<Slot> {
+        let slot = self.take(ns, key)?;
+        self.expirations.remove(&(slot.expires_at, slot.id));
         Some(slot)
     }
 
-    /// Removes a slot already taken out of `slots` from the other structures and the byte
-    /// totals.
-    fn unlink(&mut self, id: EntryId, slot: &Slot<N>) {
-        let cost = slot.cost();
-        self.expirations.remove(&(slot.expires_at, id));
-        self.bytes = self.bytes.saturating_sub(cost);
-        if let Some(space) = self.spaces.get_mut(&slot.ns) {
-            if space.ids.get(&*slot.key) == Some(&id) {
-                space.ids.remove(&*slot.key);
-            }
-            space.bytes = space.bytes.saturating_sub(cost);
-            if space.ids.is_empty() {
-                self.spaces.remove(&slot.ns);
-            }
+    /// Takes the entry under `key` out of namespace `ns` and the byte totals, dropping the
+    /// namespace if it was its last entry. The expiry index is left to the caller.
+    fn take(&mut self, ns: &N, key: &[u8]) -> Option<Slot> {
+        let space = self.spaces.get_mut(ns)?;
+        let slot = space.entries.pop(key)?;
+        let cost = entry_cost(key.len(), slot.value.len());
+        space.bytes = space.bytes.saturating_sub(cost);
+        if space.entries.is_empty() {
+            self.spaces.remove(ns);
         }
+        self.bytes = self.bytes.saturating_sub(cost);
+        Some(slot)
     }
 }
 

@@ -10,7 +10,7 @@ fn forward_routes_then_delivers_at_dst() {
     let mut exec = executor();
     let ty = exec.load(&capsule_bytes("forward")).unwrap();
     let mut node = TestNode::new(addr("198.18.0.2"), 1);
-    node.routes.insert(addr("198.18.0.9"), addr("198.18.0.3"));
+    node.add_route(addr("198.18.0.9"), addr("198.18.0.3"));
     let run = run_on(
         &mut exec,
         &mut node,

@@ -111,8 +111,8 @@ fn a_foreign_abi_version_is_rejected() {
     assert_eq!(
         load_err("wrong_abi_version"),
         LoadError::AbiVersion {
-            found: 2,
-            expected: 1
+            found: 1,
+            expected: 2
         }
     );
 }
@@ -206,20 +206,14 @@ fn soft_store_flooding_stops_at_the_protocol_quota() {
 #[test]
 fn not_loaded_types_are_reported_not_run() {
     let mut exec = executor();
-    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let node = TestNode::new(addr("198.18.0.2"), 7);
     let c = capsule_to(ants_wire::CapsuleType([9; 32]), "198.18.0.9", b"");
-    let report = {
-        let mut state = ants_core::CapsuleState::from_repr(&c);
-        let mut effects = ants_core::Effects::default();
-        let limits = ants_core::HostLimits::default();
-        let mut e = ants_core::Execution {
-            capsule: &mut state,
-            env: &mut node,
-            effects: &mut effects,
-            limits: &limits,
-        };
-        exec.run(&mut e)
-    };
+    let mut e = Box::new(ants_core::Execution::new(
+        node,
+        ants_core::HostLimits::default(),
+    ));
+    e.capsule = ants_core::CapsuleState::from_repr(&c);
+    let report = ants_core::execute(&mut exec, &mut e);
     assert_eq!(report.result, RunResult::NotLoaded);
 }
 
@@ -228,4 +222,162 @@ fn nodes_accept_only_binary_modules() {
     // The CLI assembles .wat for authors; code arriving at a node must be binary wasm.
     let text = std::fs::read(root().join("tests/fixtures/hostile/infinite_loop.wat")).unwrap();
     assert!(matches!(executor().load(&text), Err(LoadError::Invalid(_))));
+}
+
+/// Host calls pay for the bytes they touch: a loop of cheap calls over huge buffers stops on
+/// fuel (at the first call it cannot pay for), like a loop of instructions.
+#[test]
+fn host_calls_over_huge_buffers_run_out_of_fuel() {
+    for name in ["random_flood", "resize_flood", "log_flood"] {
+        assert_trap(name, TrapReason::OutOfFuel);
+    }
+    let mut exec = executor();
+    let ty = exec.load(&hostile("random_flood")).unwrap();
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let run = run_on(&mut exec, &mut node, &capsule_to(ty, "198.18.0.9", b""));
+    assert_eq!(
+        run.fuel_used,
+        exec.compiler().config().fuel,
+        "the whole budget, no more"
+    );
+    // 4 MiB of random bytes cost more than the whole budget: the first call already traps.
+    assert!(ants_core::host::fuel::random(4 << 20) > exec.compiler().config().fuel);
+}
+
+/// A bulk memory instruction costs one unit of fuel however many bytes it writes; only the
+/// execution deadline stops a loop of them.
+#[test]
+fn a_bulk_memory_loop_is_stopped_by_the_deadline() {
+    let config = ExecutorConfig {
+        fuel: u64::MAX / 4,
+        max_exec_time: Some(std::time::Duration::from_millis(20)),
+        ..ExecutorConfig::default()
+    };
+    let mut exec = WasmExecutor::with_config(config).unwrap();
+    let ty = exec.load(&hostile("bulk_fill")).expect("loads");
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let c = capsule_to(ty, "198.18.0.9", b"");
+    for round in 0..2 {
+        let run = run_on(&mut exec, &mut node, &c);
+        assert_eq!(
+            run.trap.as_deref(),
+            Some(TrapReason::Deadline.to_string().as_str()),
+            "round {round}"
+        );
+    }
+    assert_eq!(exec.counters().deadline_traps, 2);
+    // The executor keeps working, deadline armed, for an honest capsule.
+    let (_, run) = load_and_run(&mut exec, &capsule_bytes("forward"));
+    assert!(run.ok(), "{run:?}");
+}
+
+/// Modules are checked (imports, exports, memory, shape) on their bytes, before any compile,
+/// and the compile refuses exactly what the check refuses.
+#[test]
+fn modules_are_checked_before_they_are_compiled() {
+    let exec = executor();
+    let compiler = exec.compiler();
+    for name in [
+        "foreign_import",
+        "unknown_import",
+        "wrong_signature",
+        "missing_entry",
+        "huge_initial_memory",
+    ] {
+        let code = hostile(name);
+        let checked = compiler.check(&code).expect_err(name);
+        assert_eq!(compiler.compile(&code).unwrap_err(), checked, "{name}");
+    }
+    assert!(compiler.check(&capsule_bytes("forward")).is_ok());
+    // Shape bounds: a function with more locals than the limit.
+    let many_locals = format!(
+        "(module (memory (export \"memory\") 1)
+           (func (export \"ants_abi_version\") (result i32) (i32.const 2))
+           (func (export \"ants_on_capsule\") (result i32) (local {}) (i32.const 0)))",
+        "i64 ".repeat(ants_node::executor::MAX_LOCALS as usize + 1)
+    );
+    let e = compiler
+        .check(&wat::parse_str(&many_locals).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("locals"), "{e}");
+}
+
+/// Live instances (each with up to `max_memory_bytes` of memory) are bounded apart from the
+/// compiled modules; an evicted instance is rebuilt when its type runs again.
+#[test]
+fn live_instances_are_bounded_and_rebuilt_on_demand() {
+    let config = ExecutorConfig {
+        max_instances: 3,
+        max_exec_time: None,
+        ..ExecutorConfig::default()
+    };
+    let mut exec = WasmExecutor::with_config(config).unwrap();
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let types: Vec<_> = (0..8)
+        .map(|i| {
+            let text = format!(
+                "(module (memory (export \"memory\") 1)
+                   (func (export \"ants_abi_version\") (result i32) (i32.const 2))
+                   (func (export \"ants_on_capsule\") (result i32) (i32.const {i})))"
+            );
+            exec.load(&wat::parse_str(&text).unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(exec.len(), 8, "every module stays compiled");
+    assert!(exec.live_instances() <= 3);
+    for (i, ty) in types.iter().enumerate() {
+        let run = run_on(&mut exec, &mut node, &capsule_to(*ty, "198.18.0.9", b""));
+        assert_eq!(run.return_code, Some(i as i32), "type {i} still runs");
+        assert!(exec.live_instances() <= 3);
+    }
+    let k = exec.counters();
+    assert!(k.instances_evicted >= 5, "{k:?}");
+    assert!(
+        k.instantiations > 8,
+        "evicted instances were rebuilt: {k:?}"
+    );
+}
+
+/// Compiled code is bounded in bytes: past `max_compiled_bytes` the least recently used
+/// modules are dropped (and a module alone over the bound is refused).
+#[test]
+fn compiled_code_is_bounded_in_bytes() {
+    let module = |i: u32| {
+        wat::parse_str(format!(
+            "(module (memory (export \"memory\") 1)
+               (func (export \"ants_abi_version\") (result i32) (i32.const 2))
+               (func (export \"ants_on_capsule\") (result i32) (i32.const {i})))"
+        ))
+        .unwrap()
+    };
+    let one = executor()
+        .compiler()
+        .compile(&module(0))
+        .unwrap()
+        .code_bytes;
+    let config = ExecutorConfig {
+        max_compiled_bytes: one * 2 + one / 2,
+        max_exec_time: None,
+        ..ExecutorConfig::default()
+    };
+    let mut exec = WasmExecutor::with_config(config).unwrap();
+    let types: Vec<_> = (0..4).map(|i| exec.load(&module(i)).unwrap()).collect();
+    assert_eq!(exec.len(), 2, "two fit");
+    assert!(exec.code_bytes() <= one * 2 + one / 2);
+    assert_eq!(exec.counters().modules_evicted, 2);
+    assert!(
+        exec.is_loaded(&types[3]) && exec.is_loaded(&types[2]),
+        "the most recent stay"
+    );
+    let big = capsule_bytes("traceroute");
+    let tight = ExecutorConfig {
+        max_compiled_bytes: one,
+        max_exec_time: None,
+        ..ExecutorConfig::default()
+    };
+    let e = WasmExecutor::with_config(tight)
+        .unwrap()
+        .load(&big)
+        .unwrap_err();
+    assert!(matches!(e, LoadError::TooLarge { .. }), "{e}");
 }

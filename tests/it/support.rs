@@ -61,8 +61,14 @@ pub(crate) fn capsule_to<'a>(ty: CapsuleType, dst: &str, payload: &'a [u8]) -> C
 }
 
 /// An executor with default limits.
+/// An executor with the default limits but no wall-clock deadline: fuel alone decides, so
+/// tests of fuel, limits and the simulator are deterministic (the deadline has its own tests).
 pub(crate) fn executor() -> WasmExecutor {
-    WasmExecutor::with_config(ExecutorConfig::default()).expect("engine")
+    let config = ExecutorConfig {
+        max_exec_time: None,
+        ..ExecutorConfig::default()
+    };
+    WasmExecutor::with_config(config).expect("engine")
 }
 
 /// Run one capsule on `node`.

@@ -1,4 +1,4 @@
-//! Host ABI v1: what a capsule module may import and must export.
+//! Host ABI v2: what a capsule module may import and must export.
 //!
 //! A capsule is a core wasm module that imports only from module [`IMPORT_MODULE`] the
 //! functions listed in [`HOST_FUNCTIONS`] (with exactly those signatures), exports its linear
@@ -11,8 +11,9 @@
 //! negative codes in [`status`]. A bad pointer never traps; it returns
 //! [`status::BAD_POINTER`].
 
-/// The ABI version this crate describes.
-pub const ABI_VERSION: i32 = 1;
+/// The ABI version this crate describes. Version 2 made the resource a budget the copies of
+/// one run share (`route_for_node`, `route_for_node_with`) and charged host calls fuel.
+pub const ABI_VERSION: i32 = 2;
 /// The only import module a capsule may use.
 pub const IMPORT_MODULE: &str = "ants";
 /// The entry point, `() -> i32`: 0 = handled, anything else = the capsule reports an error.
@@ -210,13 +211,19 @@ pub const HOST_FUNCTIONS: &[HostFn] = &[
         name: "capsule_resource",
         params: &[],
         results: &[I32],
-        doc: "capsule_resource() -> n: remaining resource budget of this capsule",
+        doc: "capsule_resource() -> n: resource budget not yet given to copies (at the start: the arriving resource)",
     },
     HostFn {
         name: "route_for_node",
         params: &[I32],
         results: &[I32],
-        doc: "route_for_node(addr) -> status: send a copy of the capsule as it is now toward addr",
+        doc: "route_for_node(addr) -> status: send a copy of the capsule as it is now toward addr; copies share what is left of the budget when the run ends",
+    },
+    HostFn {
+        name: "route_for_node_with",
+        params: &[I32, I32],
+        results: &[I32],
+        doc: "route_for_node_with(addr, resource) -> status: like route_for_node, the copy carrying exactly resource (budget pays resource + 1)",
     },
     HostFn {
         name: "node_neighbours",

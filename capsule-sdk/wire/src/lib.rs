@@ -7,7 +7,7 @@
 //!   forwarding path and a [`CapsuleRepr`] with `parse`/`emit` for everything else.
 //! - [`code`]: the code-distribution messages (`code-request`, `code-chunk`, `code-nack`).
 //! - [`message`]: dispatch on the common prefix ([`Message::parse`]).
-//! - [`abi`]: host ABI v1 — import names and signatures, status codes, field ids.
+//! - [`abi`]: host ABI v2 — import names and signatures, status codes, field ids.
 //!
 //! Every parser does its length checks once in a checked constructor; after that no accessor
 //! panics, and any byte string either parses or yields a typed [`WireError`].

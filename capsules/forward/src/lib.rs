@@ -33,9 +33,7 @@ mod tests {
         let mut host = MockHost::new(addr("198.18.0.2"));
         host.capsule.dst = addr("198.18.0.9");
         host.capsule.payload = b"hello".to_vec();
-        host.node
-            .routes
-            .insert(addr("198.18.0.9"), addr("198.18.0.3"));
+        host.node.add_route(addr("198.18.0.9"), addr("198.18.0.3"));
         let out = host.run(super::forward);
         assert_eq!(out.result, Ok(()));
         assert_eq!(out.sends.len(), 1);

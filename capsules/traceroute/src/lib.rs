@@ -231,15 +231,11 @@ mod tests {
     fn no_route_onward_turns_the_capsule_around() {
         let mut host = probe("198.18.0.9");
         host.node.direct_by_default = false;
-        host.node
-            .routes
-            .insert(addr("198.18.0.9"), addr("198.18.0.2"));
+        host.node.add_route(addr("198.18.0.9"), addr("198.18.0.2"));
         hop(&mut host, "198.18.0.1", 0);
         // 198.18.0.2 knows the way back but not onward.
         host.node.routes.clear();
-        host.node
-            .routes
-            .insert(addr("198.18.0.1"), addr("198.18.0.1"));
+        host.node.add_route(addr("198.18.0.1"), addr("198.18.0.1"));
         let out = hop(&mut host, "198.18.0.2", 1);
         assert_eq!(out.sends[0].toward, addr("198.18.0.1"));
         let want = header(RETURNING | UNREACHABLE, 2, 7);

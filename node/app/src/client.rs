@@ -1,6 +1,8 @@
 //! [`AppClient`]: a blocking client for the app socket, for apps and the `ants` CLI.
 //!
-//! One client is one connection and one app id. Calls are synchronous: [`AppClient::inject`]
+//! One client is one connection and one app id, optionally restricted to deliveries from a
+//! list of capsule types ([`AppClient::connect_accepting`], [`AppClientBuilder::accept`]).
+//! Calls are synchronous: [`AppClient::inject`]
 //! waits for the node's answer, [`AppClient::recv`] for the next delivery. Deliveries that
 //! arrive while the client waits for an answer go to a bounded queue that `recv` empties
 //! first; when it is full the newest delivery is dropped and counted
@@ -97,52 +99,81 @@ fn describe_connect_error(e: &io::Error) -> String {
     }
 }
 
-/// A blocking connection to the local node's app socket, registered as one app id.
-#[derive(Debug)]
-pub struct AppClient {
-    stream: UnixStream,
+/// The settings of a connection before it is made: app id, accepted capsule types, reply
+/// timeout and delivery queue length. Start from [`AppClient::builder`]; the shortcuts
+/// [`AppClient::connect`] and [`AppClient::connect_accepting`] cover the common cases.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ants_app::{AppClient, capsule_type_of};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ping = capsule_type_of(&std::fs::read("ping.wasm")?);
+/// let client = AppClient::builder(7)
+///     .accept([ping])
+///     .reply_timeout(Duration::from_secs(5))
+///     .connect("/run/ants/app.sock")?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppClientBuilder {
     app: u32,
-    node: Address,
-    /// Bytes read but not yet decoded (at most one partial frame after each decode).
-    rbuf: Vec<u8>,
-    queue: VecDeque<Delivery>,
-    queue_len: usize,
-    dropped: u64,
+    accept: Vec<CapsuleType>,
     reply_timeout: Duration,
+    queue_len: usize,
 }
 
-impl AppClient {
-    /// Connect to the node at `path` and register `app`, waiting up to
-    /// [`DEFAULT_REPLY_TIMEOUT`] for the node's answer.
-    ///
-    /// Fails with [`ClientError::Refused`] if the node refuses the id (e.g. another
-    /// connection holds it).
-    pub fn connect(path: impl AsRef<Path>, app: u32) -> Result<AppClient, ClientError> {
-        Self::connect_with_timeout(path, app, DEFAULT_REPLY_TIMEOUT)
+impl AppClientBuilder {
+    /// Add capsule types allowed to deliver to this app. With none added (the default) the
+    /// node delivers capsules of any type; with some, only those types. At most
+    /// [`MAX_ACCEPT_TYPES`](proto::MAX_ACCEPT_TYPES) in all, repeats included: more makes
+    /// [`connect`](Self::connect) fail with [`ClientError::Encode`] before anything is sent.
+    pub fn accept(mut self, types: impl IntoIterator<Item = CapsuleType>) -> Self {
+        self.accept.extend(types);
+        self
     }
 
-    /// [`AppClient::connect`] with a reply timeout for this and every later request.
-    pub fn connect_with_timeout(
-        path: impl AsRef<Path>,
-        app: u32,
-        reply_timeout: Duration,
-    ) -> Result<AppClient, ClientError> {
+    /// How long `connect` and every later request wait for the node's answer
+    /// ([`DEFAULT_REPLY_TIMEOUT`] unless set).
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
+    }
+
+    /// How many deliveries to hold while waiting for an answer, at least 1
+    /// ([`DEFAULT_QUEUE_LEN`] unless set; see [`AppClient::set_queue_len`]).
+    pub fn queue_len(mut self, len: usize) -> Self {
+        self.queue_len = len.max(1);
+        self
+    }
+
+    /// Connect to the node at `path` and register, waiting for the node's answer.
+    ///
+    /// Fails with [`ClientError::Refused`] if the node refuses the registration (e.g. another
+    /// connection holds the id).
+    pub fn connect(self, path: impl AsRef<Path>) -> Result<AppClient, ClientError> {
         let path = path.as_ref();
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_owned(),
             source,
         })?;
+        let app = self.app;
         let mut client = AppClient {
             stream,
             app,
+            accept: self.accept,
             node: Address::UNSPECIFIED,
             rbuf: Vec::new(),
             queue: VecDeque::new(),
-            queue_len: DEFAULT_QUEUE_LEN,
+            queue_len: self.queue_len,
             dropped: 0,
-            reply_timeout,
+            reply_timeout: self.reply_timeout,
         };
-        client.send(&AppFrame::Register { app })?;
+        client.send(&AppFrame::Register {
+            app,
+            accept: client.accept.clone(),
+        })?;
         let node = client.await_reply("Registered", |f| match f {
             NodeFrame::Registered { app: a, node } if a == app => Ok(Some(node)),
             NodeFrame::Registered { .. } => Err(ClientError::Unexpected {
@@ -154,6 +185,68 @@ impl AppClient {
         client.node = node;
         Ok(client)
     }
+}
+
+/// A blocking connection to the local node's app socket, registered as one app id.
+#[derive(Debug)]
+pub struct AppClient {
+    stream: UnixStream,
+    app: u32,
+    /// The capsule types registered as accepted; empty = any.
+    accept: Vec<CapsuleType>,
+    node: Address,
+    /// Bytes read but not yet decoded (at most one partial frame after each decode).
+    rbuf: Vec<u8>,
+    queue: VecDeque<Delivery>,
+    queue_len: usize,
+    dropped: u64,
+    reply_timeout: Duration,
+}
+
+impl AppClient {
+    /// Settings for a connection registered as `app`, accepting any capsule type, with the
+    /// default reply timeout and queue length.
+    pub fn builder(app: u32) -> AppClientBuilder {
+        AppClientBuilder {
+            app,
+            accept: Vec::new(),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            queue_len: DEFAULT_QUEUE_LEN,
+        }
+    }
+
+    /// Connect to the node at `path` and register `app` for deliveries from capsules of any
+    /// type, waiting up to [`DEFAULT_REPLY_TIMEOUT`] for the node's answer.
+    ///
+    /// Fails with [`ClientError::Refused`] if the node refuses the id (e.g. another
+    /// connection holds it).
+    pub fn connect(path: impl AsRef<Path>, app: u32) -> Result<AppClient, ClientError> {
+        Self::builder(app).connect(path)
+    }
+
+    /// [`AppClient::connect`] with a reply timeout for this and every later request.
+    pub fn connect_with_timeout(
+        path: impl AsRef<Path>,
+        app: u32,
+        reply_timeout: Duration,
+    ) -> Result<AppClient, ClientError> {
+        Self::builder(app)
+            .reply_timeout(reply_timeout)
+            .connect(path)
+    }
+
+    /// [`AppClient::connect`], but the node delivers to `app` only capsules whose type is in
+    /// `accept` (an empty slice accepts any type, like `connect`). At most
+    /// [`MAX_ACCEPT_TYPES`](proto::MAX_ACCEPT_TYPES) types, else [`ClientError::Encode`].
+    pub fn connect_accepting(
+        path: impl AsRef<Path>,
+        app: u32,
+        accept: &[CapsuleType],
+    ) -> Result<AppClient, ClientError> {
+        Self::builder(app)
+            .accept(accept.iter().copied())
+            .connect(path)
+    }
 
     /// The node's active address: the `src` of every capsule this app injects.
     pub fn node(&self) -> Address {
@@ -163,6 +256,12 @@ impl AppClient {
     /// This connection's app id.
     pub fn app(&self) -> u32 {
         self.app
+    }
+
+    /// The capsule types registered as allowed to deliver to this app, as given; empty means
+    /// any type.
+    pub fn accepted_types(&self) -> &[CapsuleType] {
+        &self.accept
     }
 
     /// How long requests wait for the node's answer.
@@ -396,25 +495,28 @@ mod tests {
     use crate::proto::split_frame;
 
     /// A scripted node: accepts one connection, answers `Register`, then runs `script`.
+    /// The thread returns the `Register` frame it received.
     fn fake_node(
         script: impl FnOnce(&mut UnixStream) + Send + 'static,
-    ) -> (tempfile::TempDir, PathBuf, thread::JoinHandle<()>) {
+    ) -> (tempfile::TempDir, PathBuf, thread::JoinHandle<AppFrame>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let t = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            match read_app_frame(&mut s) {
-                AppFrame::Register { app } => write(
+            let register = read_app_frame(&mut s);
+            match register {
+                AppFrame::Register { app, .. } => write(
                     &mut s,
                     &NodeFrame::Registered {
                         app,
                         node: "198.18.0.1".parse().unwrap(),
                     },
                 ),
-                other => panic!("expected Register, got {other:?}"),
+                ref other => panic!("expected Register, got {other:?}"),
             }
             script(&mut s);
+            register
         });
         (dir, path, t)
     }
@@ -538,6 +640,66 @@ mod tests {
         ));
         c.send(&AppFrame::Ping).unwrap();
         node.join().unwrap();
+    }
+
+    #[test]
+    fn the_accept_list_goes_out_with_register() {
+        let (a, b) = (CapsuleType([4; 32]), CapsuleType([5; 32]));
+        let (_dir, path, node) = fake_node(|_| {});
+        let c = AppClient::connect_accepting(&path, 9, &[a, b]).unwrap();
+        assert_eq!(c.accepted_types(), [a, b]);
+        assert_eq!(
+            node.join().unwrap(),
+            AppFrame::Register {
+                app: 9,
+                accept: vec![a, b]
+            }
+        );
+
+        // The builder adds up its `accept` calls; plain `connect` sends the 4-byte frame.
+        let (_dir, path, node) = fake_node(|_| {});
+        let c = AppClient::builder(2)
+            .accept([a])
+            .accept([b])
+            .queue_len(0)
+            .connect(&path)
+            .unwrap();
+        assert_eq!(c.accepted_types(), [a, b]);
+        node.join().unwrap();
+        let (_dir, path, node) = fake_node(|_| {});
+        assert!(
+            AppClient::connect(&path, 3)
+                .unwrap()
+                .accepted_types()
+                .is_empty()
+        );
+        assert_eq!(
+            node.join().unwrap(),
+            AppFrame::Register {
+                app: 3,
+                accept: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn too_long_an_accept_list_fails_before_sending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.sock");
+        // Bound but never accepted: the connection succeeds, the encoding does not.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let types = vec![CapsuleType([1; 32]); proto::MAX_ACCEPT_TYPES + 1];
+        let e = AppClient::builder(1)
+            .accept(types)
+            .connect(&path)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::Encode(EncodeError::TooManyAcceptTypes { count: 65, .. })
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,5 +32,8 @@ pub mod client;
 pub mod proto;
 
 pub use cli::format_delivery_json;
-pub use client::{AppClient, ClientError};
-pub use proto::{AppFrame, DecodeError, Delivery, EncodeError, Inject, NodeFrame, capsule_type_of};
+pub use client::{AppClient, AppClientBuilder, ClientError};
+pub use proto::{
+    AppFrame, DecodeError, Delivery, EncodeError, Inject, MAX_ACCEPT_TYPES, NodeFrame,
+    capsule_type_of,
+};

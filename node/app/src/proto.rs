@@ -1,6 +1,7 @@
 //! The app-socket protocol: length-prefixed frames between local apps and their node.
 //!
-//! - [`AppFrame`]: what an app sends (`Register`, `Inject`, `Ping`).
+//! - [`AppFrame`]: what an app sends (`Register`, optionally with the capsule types it
+//!   accepts deliveries from, `Inject`, `Ping`).
 //! - [`NodeFrame`]: what the node sends (`Registered`, `Delivery`, `Injected`, `Error`, `Pong`).
 //! - [`Inject`] and [`Delivery`]: the capsule-carrying bodies, with conversions to and from
 //!   [`CapsuleRepr`].
@@ -50,9 +51,20 @@ pub mod frame_type {
     pub const PONG: u8 = 0x85;
 }
 
+/// Most capsule types a `Register` may list as accepted.
+///
+/// The node keeps each app's list for as long as the app is connected and checks it on every
+/// delivery, so it must stay small; 64 types (a 2 KiB list) is far more than one app speaks,
+/// and an app that wants more can accept any type and filter deliveries itself.
+pub const MAX_ACCEPT_TYPES: usize = 64;
+
 /// `Inject` flag bit: a module follows (`code` is `Some`).
 pub const INJECT_FLAG_CODE: u8 = 0x01;
 
+/// A `Register` body without an accept list (the original frame): the app id alone.
+const REGISTER_ANY: usize = 4;
+/// Fixed part of a `Register` body with an accept list: app id and type count.
+const REGISTER_LIST_FIXED: usize = 6;
 /// Fixed part of an `Inject` body.
 const INJECT_FIXED: usize = 59;
 /// Fixed part of a `Delivery` body.
@@ -108,6 +120,18 @@ pub enum DecodeError {
         /// The code length field.
         code_len: u32,
     },
+    /// A `Register` accept list with no types (an empty list is sent as the 4-byte body, so
+    /// that every registration has one encoding) or more than [`MAX_ACCEPT_TYPES`].
+    #[error(
+        "register frame: accept list of {count} capsule types, must be 1 to {max} \
+         (leave the list out to accept any type)"
+    )]
+    BadAcceptCount {
+        /// The count field.
+        count: u16,
+        /// [`MAX_ACCEPT_TYPES`].
+        max: usize,
+    },
     /// An `Error` message that is not UTF-8.
     #[error("error frame message is not UTF-8")]
     InvalidUtf8,
@@ -124,6 +148,16 @@ pub enum EncodeError {
         /// Its length.
         len: usize,
         /// The limit.
+        max: usize,
+    },
+    /// A `Register` lists more than [`MAX_ACCEPT_TYPES`] accepted capsule types.
+    #[error(
+        "accept list of {count} capsule types is longer than the {max} a register frame can carry"
+    )]
+    TooManyAcceptTypes {
+        /// Types in the list.
+        count: usize,
+        /// [`MAX_ACCEPT_TYPES`].
         max: usize,
     },
     /// The whole frame is longer than [`MAX_FRAME_LEN`].
@@ -298,6 +332,11 @@ pub enum AppFrame {
     Register {
         /// The app id capsules name in `deliver_to_app`.
         app: u32,
+        /// The capsule types whose code may deliver to `app`; empty means any type. At most
+        /// [`MAX_ACCEPT_TYPES`]. It is a set: order and repeats carry no meaning, but each
+        /// entry counts towards the limit. An empty list is encoded as the original 4-byte
+        /// body, so apps and nodes that predate the list still understand each other.
+        accept: Vec<CapsuleType>,
     },
     /// Send a capsule.
     Inject(Inject),
@@ -441,6 +480,10 @@ impl<'a> Body<'a> {
         self.take(usize::from(len)).map(<[u8]>::to_vec)
     }
 
+    fn at_end(&self) -> bool {
+        self.at == self.buf.len()
+    }
+
     fn rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.at..];
         self.at = self.buf.len();
@@ -470,11 +513,7 @@ impl AppFrame {
     /// Append this frame, length prefix included, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
-            AppFrame::Register { app } => {
-                let mut w = FrameWriter::begin(out, frame_type::REGISTER, 4)?;
-                w.put(&app.to_be_bytes());
-                w.finish();
-            }
+            AppFrame::Register { app, accept } => encode_register(out, *app, accept)?,
             AppFrame::Inject(i) => {
                 let header_len = len16("protocol header", &i.header)?;
                 let payload_len = len16("payload", &i.payload)?;
@@ -519,12 +558,7 @@ impl AppFrame {
     pub fn decode(frame: &[u8]) -> Result<AppFrame, DecodeError> {
         let (t, body) = type_and_body(frame)?;
         match t {
-            frame_type::REGISTER => {
-                let mut b = Body::new("register", body);
-                let app = b.u32()?;
-                b.finish()?;
-                Ok(AppFrame::Register { app })
-            }
+            frame_type::REGISTER => decode_register(body),
             frame_type::INJECT => decode_inject(body).map(AppFrame::Inject),
             frame_type::PING => Body::new("ping", body).finish().map(|()| AppFrame::Ping),
             other => Err(DecodeError::UnknownFrameType {
@@ -533,6 +567,57 @@ impl AppFrame {
             }),
         }
     }
+}
+
+/// `Register` body: `app` u32, then — only if the list is not empty — a u16 count and that
+/// many 32-byte capsule types.
+fn encode_register(out: &mut Vec<u8>, app: u32, accept: &[CapsuleType]) -> Result<(), EncodeError> {
+    let count = u16::try_from(accept.len())
+        .ok()
+        .filter(|_| accept.len() <= MAX_ACCEPT_TYPES)
+        .ok_or(EncodeError::TooManyAcceptTypes {
+            count: accept.len(),
+            max: MAX_ACCEPT_TYPES,
+        })?;
+    let body_len = match count {
+        0 => REGISTER_ANY,
+        _ => REGISTER_LIST_FIXED + accept.len() * CapsuleType::LEN,
+    };
+    let mut w = FrameWriter::begin(out, frame_type::REGISTER, body_len)?;
+    w.put(&app.to_be_bytes());
+    if count > 0 {
+        w.put(&count.to_be_bytes());
+        for t in accept {
+            w.put(t.as_bytes());
+        }
+    }
+    w.finish();
+    Ok(())
+}
+
+/// The inverse of [`encode_register`]. The count is checked before the list is read, so a
+/// bad count is reported as such however long the body is.
+fn decode_register(body: &[u8]) -> Result<AppFrame, DecodeError> {
+    let mut b = Body::new("register", body);
+    let app = b.u32()?;
+    let mut accept = Vec::new();
+    if !b.at_end() {
+        let count = b.u16()?;
+        let n = usize::from(count);
+        if n == 0 || n > MAX_ACCEPT_TYPES {
+            return Err(DecodeError::BadAcceptCount {
+                count,
+                max: MAX_ACCEPT_TYPES,
+            });
+        }
+        // `take` returned exactly `n` × 32 bytes: no remainder to lose.
+        let (types, _) = b
+            .take(n * CapsuleType::LEN)?
+            .as_chunks::<{ CapsuleType::LEN }>();
+        accept = types.iter().copied().map(CapsuleType).collect();
+    }
+    b.finish()?;
+    Ok(AppFrame::Register { app, accept })
 }
 
 fn decode_inject(body: &[u8]) -> Result<Inject, DecodeError> {
@@ -690,13 +775,97 @@ mod tests {
         NodeFrame::decode(frame)
     }
 
+    fn register(app: u32, accept: &[CapsuleType]) -> AppFrame {
+        AppFrame::Register {
+            app,
+            accept: accept.to_vec(),
+        }
+    }
+
     #[test]
     fn register_layout() {
-        let b = AppFrame::Register { app: 7 }.to_bytes().unwrap();
+        // Without a list: exactly the original frame, which accepts any type.
+        let b = register(7, &[]).to_bytes().unwrap();
         assert_eq!(b, [0, 0, 0, 5, 0x01, 0, 0, 0, 7]);
-        assert_eq!(decode_app(&b).unwrap(), AppFrame::Register { app: 7 });
+        assert_eq!(decode_app(&b).unwrap(), register(7, &[]));
         assert_eq!(AppFrame::Ping.to_bytes().unwrap(), [0, 0, 0, 1, 0x03]);
         assert_eq!(NodeFrame::Pong.to_bytes().unwrap(), [0, 0, 0, 1, 0x85]);
+    }
+
+    #[test]
+    fn register_with_accept_list_layout() {
+        let (a, b) = (CapsuleType([0xaa; 32]), CapsuleType([0xbb; 32]));
+        let bytes = register(0x0102_0304, &[a, b]).to_bytes().unwrap();
+        assert_eq!(bytes.len(), 4 + 1 + 6 + 2 * 32);
+        assert_eq!(&bytes[..5], &[0, 0, 0, 71, 0x01]);
+        assert_eq!(&bytes[5..9], &[1, 2, 3, 4]); // app
+        assert_eq!(&bytes[9..11], &[0, 2]); // count
+        assert_eq!(&bytes[11..43], a.as_bytes());
+        assert_eq!(&bytes[43..75], b.as_bytes());
+        assert_eq!(decode_app(&bytes).unwrap(), register(0x0102_0304, &[a, b]));
+
+        let full = vec![a; MAX_ACCEPT_TYPES];
+        let bytes = register(1, &full).to_bytes().unwrap();
+        assert_eq!(decode_app(&bytes).unwrap(), register(1, &full));
+    }
+
+    #[test]
+    fn register_accept_count_is_checked() {
+        // Count 0: an empty list has one encoding, the 4-byte body.
+        assert_eq!(
+            AppFrame::decode(&[0x01, 0, 0, 0, 1, 0, 0]),
+            Err(DecodeError::BadAcceptCount {
+                count: 0,
+                max: MAX_ACCEPT_TYPES
+            })
+        );
+        // One over the limit, with every byte present: still refused, on the count.
+        let mut frame = vec![0x01, 0, 0, 0, 1, 0, 65];
+        frame.extend_from_slice(&[0x11; 65 * 32]);
+        assert_eq!(
+            AppFrame::decode(&frame),
+            Err(DecodeError::BadAcceptCount { count: 65, max: 64 })
+        );
+        assert_eq!(
+            AppFrame::decode(&[0x01, 0, 0, 0, 1, 0xff, 0xff]),
+            Err(DecodeError::BadAcceptCount {
+                count: u16::MAX,
+                max: 64
+            })
+        );
+        // Short and long lists.
+        let mut frame = vec![0x01, 0, 0, 0, 1, 0, 2];
+        frame.extend_from_slice(&[0x22; 63]);
+        assert_eq!(
+            AppFrame::decode(&frame),
+            Err(DecodeError::Truncated {
+                frame: "register",
+                needed: 70,
+                actual: 69
+            })
+        );
+        frame.extend_from_slice(&[0x22; 2]);
+        assert_eq!(
+            AppFrame::decode(&frame),
+            Err(DecodeError::TrailingBytes {
+                frame: "register",
+                extra: 1
+            })
+        );
+    }
+
+    #[test]
+    fn too_many_accept_types_are_refused_without_writing() {
+        let mut out = vec![9];
+        let f = register(1, &vec![CapsuleType::default(); MAX_ACCEPT_TYPES + 1]);
+        assert_eq!(
+            f.encode(&mut out),
+            Err(EncodeError::TooManyAcceptTypes {
+                count: 65,
+                max: MAX_ACCEPT_TYPES
+            })
+        );
+        assert_eq!(out, [9]);
     }
 
     #[test]
@@ -806,11 +975,13 @@ mod tests {
                 ..
             })
         ));
+        // A register body is 4 bytes, or 6 and more with a list: 5 is a truncated count.
         assert_eq!(
             AppFrame::decode(&[0x01, 0, 0, 0, 1, 9]),
-            Err(DecodeError::TrailingBytes {
+            Err(DecodeError::Truncated {
                 frame: "register",
-                extra: 1
+                needed: 6,
+                actual: 5
             })
         );
         assert!(matches!(
@@ -837,7 +1008,11 @@ mod tests {
 
     fn app_frame() -> impl Strategy<Value = AppFrame> {
         prop_oneof![
-            any::<u32>().prop_map(|app| AppFrame::Register { app }),
+            (
+                any::<u32>(),
+                prop::collection::vec(capsule_type(), 0..=MAX_ACCEPT_TYPES)
+            )
+                .prop_map(|(app, accept)| AppFrame::Register { app, accept }),
             Just(AppFrame::Ping),
             (
                 prop::option::of(bytes(300)),
@@ -902,6 +1077,39 @@ mod tests {
         fn node_frames_round_trip(f in node_frame()) {
             let b = f.to_bytes().unwrap();
             prop_assert_eq!(decode_node(&b).unwrap(), f);
+        }
+
+        #[test]
+        fn register_counts_outside_the_limit_are_refused(
+            app in any::<u32>(),
+            count in prop_oneof![Just(0u16), 65u16..],
+            list in bytes(300),
+        ) {
+            let mut frame = vec![frame_type::REGISTER];
+            frame.extend_from_slice(&app.to_be_bytes());
+            frame.extend_from_slice(&count.to_be_bytes());
+            frame.extend_from_slice(&list);
+            prop_assert_eq!(
+                AppFrame::decode(&frame),
+                Err(DecodeError::BadAcceptCount { count, max: MAX_ACCEPT_TYPES })
+            );
+        }
+
+        #[test]
+        fn a_stream_splits_into_its_frames(frames in prop::collection::vec(app_frame(), 0..6)) {
+            let mut stream = Vec::new();
+            for f in &frames {
+                f.encode(&mut stream).unwrap();
+            }
+            let mut rest = &stream[..];
+            for f in &frames {
+                let (frame, used) = split_frame(rest).unwrap().expect("a whole frame");
+                prop_assert_eq!(used, LEN_PREFIX + frame.len());
+                prop_assert_eq!(&AppFrame::decode(frame).unwrap(), f);
+                rest = &rest[used..];
+            }
+            prop_assert!(rest.is_empty());
+            prop_assert_eq!(split_frame(rest), Ok(None));
         }
 
         #[test]

@@ -4,6 +4,18 @@
 //! (ANTS semantics: later edits do not change a copy already sent). Snapshots are appended to
 //! one byte arena that is cleared, not freed, between executions, so a warmed-up node does not
 //! allocate per capsule.
+//!
+//! # The resource budget
+//!
+//! The resource a capsule arrives with is a budget that all the copies one run emits *share*
+//! (PLAN's resource bound; ANTS's TTL made sound for fan-out): each copy costs one unit for its
+//! own transmission plus the resource it carries, so the copies of one run satisfy
+//! `Σ (1 + resource_i) ≤ arriving resource`. By induction, a capsule injected with resource
+//! `R` causes at most `R` transmissions anywhere in the network, whatever its code does.
+//! `route_for_node_with` takes an explicit share; `route_for_node` copies share what is left
+//! equally when the run ends ([`Effects::settle_resources`]; the first copies get the
+//! remainder of the division). A single `route_for_node` therefore carries `R - 1`, exactly
+//! the old TTL behaviour.
 
 use std::ops::Range;
 
@@ -28,8 +40,10 @@ pub struct Send {
     pub toward: Address,
     /// The next active hop the node's routing chose.
     pub next_hop: Address,
-    /// Resource budget the copy carries (already decremented).
+    /// Resource budget the copy carries (final once the run is settled).
     pub resource: u16,
+    /// `true` for `route_for_node` copies, whose resource is set when the run is settled.
+    pub shared: bool,
     /// The capsule's fields at the time of the call.
     pub snapshot: Snapshot,
 }
@@ -66,6 +80,10 @@ pub struct Effects {
     pub resource_refusals: u32,
     /// `route_for_node` calls with no route toward the address.
     pub no_route: u32,
+    /// `deliver_to_app` calls refused by the app's accept list.
+    pub app_refusals: u32,
+    /// Resource not yet given to a copy.
+    budget: u16,
     arena: Vec<u8>,
 }
 
@@ -78,13 +96,65 @@ impl Effects {
         self.limit_hits = 0;
         self.resource_refusals = 0;
         self.no_route = 0;
+        self.app_refusals = 0;
+        self.budget = 0;
         self.arena.clear();
+    }
+
+    /// Start an execution of a capsule that arrived with `resource`.
+    pub fn begin(&mut self, resource: u16) {
+        self.clear();
+        self.budget = resource;
+    }
+
+    /// The resource not yet given to a copy.
+    pub fn budget(&self) -> u16 {
+        self.budget
+    }
+
+    /// Record a copy, charging the budget its transmission (and `resource`, when explicit).
+    /// The caller checked that the budget covers it.
+    pub(crate) fn push_send(
+        &mut self,
+        toward: Address,
+        next_hop: Address,
+        resource: Option<u16>,
+        snapshot: Snapshot,
+    ) {
+        let cost = resource.map_or(1, |r| u32::from(r) + 1);
+        self.budget = u16::try_from(u32::from(self.budget).saturating_sub(cost)).unwrap_or(0);
+        self.sends.push(Send {
+            toward,
+            next_hop,
+            resource: resource.unwrap_or(0),
+            shared: resource.is_none(),
+            snapshot,
+        });
+    }
+
+    /// End of a run: divide the budget left among the `route_for_node` copies, equally, the
+    /// first ones getting the remainder. Idempotent: the budget is used up afterwards (unless
+    /// there were no such copies).
+    pub fn settle_resources(&mut self) {
+        let n = self.sends.iter().filter(|s| s.shared).count();
+        let Ok(n) = u16::try_from(n) else { return };
+        if n == 0 {
+            return;
+        }
+        let (each, mut extra) = (self.budget / n, self.budget % n);
+        for s in self.sends.iter_mut().filter(|s| s.shared) {
+            s.resource = each + u16::from(extra > 0);
+            extra = extra.saturating_sub(1);
+            s.shared = false;
+        }
+        self.budget = 0;
     }
 
     /// Drop sends and deliveries but keep logs and counts: what a trapped execution leaves.
     pub fn discard_outputs(&mut self) {
         self.sends.clear();
         self.deliveries.clear();
+        self.budget = 0;
     }
 
     /// `true` if the execution asked for nothing to be sent or delivered.

@@ -33,7 +33,7 @@ pub enum LoadError {
         name: String,
     },
     /// Imports a function the host ABI does not have.
-    #[error("imports `ants::{0}`, which is not a host function of ABI v1")]
+    #[error("imports `ants::{0}`, which is not a host function of ABI v2")]
     UnknownImport(String),
     /// Imports a known name with the wrong kind or signature.
     #[error("imports `ants::{name}` as {found}, but the host provides {expected}")]
@@ -70,6 +70,18 @@ pub enum LoadError {
     /// function/ABI probe trapped.
     #[error("cannot be instantiated within the node's limits: {0}")]
     Instantiate(String),
+    /// The node could not compile it now (compile queue full, code unreadable, shutting
+    /// down): nothing is known to be wrong with the module.
+    #[error("could not be compiled now: {0}")]
+    Unavailable(String),
+}
+
+impl LoadError {
+    /// Whether the module itself was refused (as opposed to [`LoadError::Unavailable`]): a
+    /// refused type is refused from everyone for a while.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(self, LoadError::Unavailable(_))
+    }
 }
 
 /// Why an execution stopped abnormally. The instance is discarded after any trap.
@@ -85,6 +97,8 @@ pub enum TrapReason {
     ResourceLimit,
     /// `unreachable` executed (a Rust panic in a capsule ends here).
     Unreachable,
+    /// Still running at the wall-clock deadline (`max_exec_time`).
+    Deadline,
     /// Any other trap, with the engine's description.
     Other(String),
 }
@@ -97,6 +111,7 @@ impl fmt::Display for TrapReason {
             TrapReason::MemoryOutOfBounds => f.write_str("out-of-bounds memory access"),
             TrapReason::ResourceLimit => f.write_str("memory or table grown past the node's limit"),
             TrapReason::Unreachable => f.write_str("unreachable executed (capsule panicked)"),
+            TrapReason::Deadline => f.write_str("still running at the execution deadline"),
             TrapReason::Other(s) => f.write_str(s),
         }
     }
@@ -128,7 +143,11 @@ pub trait Executor {
     fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError>;
     /// Whether `ty` is loaded.
     fn is_loaded(&self, ty: &CapsuleType) -> bool;
-    /// Run the capsule in `exec` (its type selects the module). Clears `exec.effects` first;
-    /// on a trap, sends and deliveries are discarded and logs kept.
-    fn run(&mut self, exec: &mut Execution<'_>) -> RunReport;
+    /// Run the capsule in `exec` (its type selects the module). Call it through
+    /// [`execute`](crate::execute), which prepares the outputs and settles them afterwards.
+    ///
+    /// The box is lent: an executor may swap it with one of its own for the duration of the
+    /// call (the wasmtime executor moves it into its store that way), but must leave `exec`
+    /// holding the same execution when it returns.
+    fn run(&mut self, exec: &mut Box<Execution>) -> RunReport;
 }

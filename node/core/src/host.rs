@@ -1,4 +1,4 @@
-//! The semantics of host ABI v1, written once over plain slices.
+//! The semantics of host ABI v2, written once over plain slices.
 //!
 //! The wasmtime executor translates guest pointers into slices (returning
 //! [`status::BAD_POINTER`] when they fall outside linear memory) and calls the methods of
@@ -10,29 +10,11 @@
 
 use std::time::Duration;
 
-use ants_soft_store::{PutError, SoftStore};
+use ants_soft_store::PutError;
 use ants_wire::abi::{Field, LogLevel, status};
 use ants_wire::{Address, CapsuleType};
 
-use crate::{CapsuleState, Effects};
-
-/// What the node provides to a running capsule.
-pub trait NodeEnv {
-    /// This node's active address.
-    fn address(&self) -> Address;
-    /// Node time since the Unix epoch (virtual in simulation).
-    fn now(&self) -> Duration;
-    /// Fill `out` from the node's seeded generator.
-    fn fill_random(&mut self, out: &mut [u8]);
-    /// The next active hop toward `toward`, if the node has a route.
-    fn next_hop(&self, toward: &Address) -> Option<Address>;
-    /// Call `f` with each neighbour's active address, in a stable order.
-    fn for_each_neighbour(&self, f: &mut dyn FnMut(Address));
-    /// Whether a local app with this id is registered.
-    fn has_app(&self, app: u32) -> bool;
-    /// The node's soft-store (namespaced by capsule type).
-    fn store(&mut self) -> &mut SoftStore<[u8; 32]>;
-}
+use crate::{CapsuleState, Effects, Executor, NodeContext, RunReport, RunResult};
 
 /// Per-execution limits on what a capsule may ask for. All hits are counted in [`Effects`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,30 +43,84 @@ impl Default for HostLimits {
     }
 }
 
-/// One capsule execution in progress: the capsule, the node, the outputs and the limits.
-#[derive(Debug)]
-pub struct Execution<'a> {
-    /// The capsule being run.
-    pub capsule: &'a mut CapsuleState,
-    /// The node it runs on.
-    pub env: &'a mut dyn NodeEnv,
-    /// What the execution asked for so far.
-    pub effects: &'a mut Effects,
-    /// The limits in force.
-    pub limits: &'a HostLimits,
+/// The fuel host calls cost, on top of the wasm instructions that make them.
+///
+/// Fuel alone bounds a capsule only if work done *inside* host calls is paid for too: a
+/// `node_random` over 4 MiB is one wasm instruction but millions of host operations. So every
+/// host call pays [`CALL`](fuel::CALL) plus an amount proportional to the bytes it touches,
+/// charged *before* the work is done (a call that cannot pay traps with "out of fuel" and does
+/// nothing). The rates were measured on the development machine so that one unit of fuel
+/// spent in a host call takes about as long as one spent on wasm instructions
+/// (`docs/security.md`). The wasmtime executor charges them; hosts without fuel (the SDK's
+/// mock) do not.
+pub mod fuel {
+    /// Every host call.
+    pub const CALL: u64 = 10;
+    /// Bytes copied (or compared, hashed into a map) per unit of fuel.
+    pub const COPY_BYTES_PER_FUEL: u64 = 8;
+    /// Random bytes generated per unit of fuel.
+    pub const RANDOM_BYTES_PER_FUEL: u64 = 2;
+    /// A `log` line, on top of its bytes: the node formats and writes it.
+    pub const LOG_LINE: u64 = 1_000;
+
+    /// A call that copies `bytes` bytes.
+    pub const fn copy(bytes: usize) -> u64 {
+        CALL + bytes as u64 / COPY_BYTES_PER_FUEL
+    }
+
+    /// A call that generates `bytes` random bytes.
+    pub const fn random(bytes: usize) -> u64 {
+        CALL + bytes as u64 / RANDOM_BYTES_PER_FUEL
+    }
 }
 
-impl std::fmt::Debug for dyn NodeEnv + '_ {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NodeEnv({})", self.address())
+/// One capsule execution: the capsule, the node it runs on, its outputs and its limits.
+///
+/// Owned data only, so an executor can move it into whatever runs the code (a wasm store)
+/// for the duration of a call and back. Run it with [`execute`], which settles the resource
+/// budget and discards a trapped execution's outputs.
+#[derive(Debug, Default)]
+pub struct Execution {
+    /// The capsule being run.
+    pub capsule: CapsuleState,
+    /// The node it runs on.
+    pub node: NodeContext,
+    /// What the execution asked for so far.
+    pub effects: Effects,
+    /// The limits in force.
+    pub limits: HostLimits,
+}
+
+/// Run the capsule in `exec` on `executor`: reset the outputs, run, then settle the copies'
+/// resource shares (or, after a trap, discard sends and deliveries and keep log lines).
+///
+/// Every host of the node core calls executors through this function, so the budget rules of
+/// `docs/abi.md` hold whatever the executor.
+pub fn execute(executor: &mut dyn Executor, exec: &mut Box<Execution>) -> RunReport {
+    exec.effects.begin(exec.capsule.resource);
+    let report = executor.run(exec);
+    match report.result {
+        RunResult::Returned(_) => exec.effects.settle_resources(),
+        RunResult::Trapped(_) | RunResult::NotLoaded => exec.effects.discard_outputs(),
     }
+    report
 }
 
 fn to_status(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-impl Execution<'_> {
+impl Execution {
+    /// An execution context for `node` with these limits and an empty capsule.
+    pub fn new(node: NodeContext, limits: HostLimits) -> Execution {
+        Execution {
+            capsule: CapsuleState::default(),
+            node,
+            effects: Effects::default(),
+            limits,
+        }
+    }
+
     fn namespace(&self) -> [u8; 32] {
         let CapsuleType(t) = self.capsule.capsule_type;
         t
@@ -92,22 +128,22 @@ impl Execution<'_> {
 
     /// `node_address`: this node's address.
     pub fn node_address(&self) -> [u8; 16] {
-        self.env.address().0
+        self.node.address.0
     }
 
     /// `node_time`: nanoseconds since the Unix epoch, saturating.
     pub fn node_time(&self) -> i64 {
-        i64::try_from(self.env.now().as_nanos()).unwrap_or(i64::MAX)
+        i64::try_from(self.node.now.as_nanos()).unwrap_or(i64::MAX)
     }
 
     /// `node_random`: fill `out`.
     pub fn node_random(&mut self, out: &mut [u8]) -> i32 {
-        self.env.fill_random(out);
+        self.node.fill_random(out);
         status::OK
     }
 
     fn field(&self, field: Field) -> &[u8] {
-        let c = &*self.capsule;
+        let c = &self.capsule;
         match field {
             Field::Type => &c.capsule_type.0,
             Field::Src => &c.src.0,
@@ -167,7 +203,7 @@ impl Execution<'_> {
         let Ok(new_len) = usize::try_from(new_len) else {
             return status::BAD_ARGUMENT;
         };
-        let c = &mut *self.capsule;
+        let c = &mut self.capsule;
         let (target, other) = match Field::from_i32(field) {
             None => return status::BAD_ARGUMENT,
             Some(Field::Header) => (&mut c.header, c.payload.len()),
@@ -181,33 +217,45 @@ impl Execution<'_> {
         status::OK
     }
 
-    /// `capsule_resource`: the remaining resource budget.
+    /// `capsule_resource`: the part of the resource budget not yet given to copies (at the
+    /// start of a run: the resource the capsule arrived with).
     pub fn capsule_resource(&self) -> i32 {
-        i32::from(self.capsule.resource)
+        i32::from(self.effects.budget())
     }
 
-    /// `route_for_node`: send a copy of the capsule as it is now toward `toward`.
+    /// `route_for_node`: send a copy of the capsule as it is now toward `toward`. The copy
+    /// costs one unit of the budget now and gets an equal share of what is left when the run
+    /// ends ([`Effects::settle_resources`]).
     pub fn route_for_node(&mut self, toward: [u8; 16]) -> i32 {
+        self.send(toward, None)
+    }
+
+    /// `route_for_node_with`: like `route_for_node`, but the copy carries exactly `resource`,
+    /// taken from the budget together with the unit its transmission costs.
+    pub fn route_for_node_with(&mut self, toward: [u8; 16], resource: i32) -> i32 {
+        match u16::try_from(resource) {
+            Ok(r) => self.send(toward, Some(r)),
+            Err(_) => status::BAD_ARGUMENT,
+        }
+    }
+
+    fn send(&mut self, toward: [u8; 16], resource: Option<u16>) -> i32 {
         if self.effects.sends.len() >= self.limits.max_sends {
             self.effects.limit_hits += 1;
             return status::LIMIT;
         }
-        let Some(resource) = self.capsule.resource.checked_sub(1) else {
+        let cost = resource.map_or(1, |r| u32::from(r) + 1);
+        if u32::from(self.effects.budget()) < cost {
             self.effects.resource_refusals += 1;
             return status::RESOURCE_EXHAUSTED;
-        };
+        }
         let toward = Address(toward);
-        let Some(next_hop) = self.env.next_hop(&toward) else {
+        let Some(next_hop) = self.node.next_hop(&toward) else {
             self.effects.no_route += 1;
             return status::NO_ROUTE;
         };
-        let snapshot = self.effects.snapshot(self.capsule);
-        self.effects.sends.push(crate::Send {
-            toward,
-            next_hop,
-            resource,
-            snapshot,
-        });
+        let snapshot = self.effects.snapshot(&self.capsule);
+        self.effects.push_send(toward, next_hop, resource, snapshot);
         status::OK
     }
 
@@ -216,36 +264,41 @@ impl Execution<'_> {
     pub fn node_neighbours(&self, out: &mut [u8]) -> i32 {
         let mut n = 0usize;
         let mut slots = out.chunks_exact_mut(16);
-        self.env.for_each_neighbour(&mut |a| {
+        for a in &self.node.neighbours {
             if let Some(slot) = slots.next() {
                 slot.copy_from_slice(&a.0);
             }
             n += 1;
-        });
+        }
         to_status(n)
     }
 
     /// `next_hop`: the next active hop toward `toward`.
     pub fn next_hop(&self, toward: [u8; 16]) -> Result<[u8; 16], i32> {
-        self.env
+        self.node
             .next_hop(&Address(toward))
             .map(|a| a.0)
             .ok_or(status::NO_ROUTE)
     }
 
-    /// `deliver_to_app`: hand a copy to local app `app`.
+    /// `deliver_to_app`: hand a copy to local app `app`. An app that is not registered, or
+    /// that accepts only other capsule types, is `NOT_FOUND` (the capsule cannot tell the
+    /// two apart); refusals by an app's accept list are counted.
     pub fn deliver_to_app(&mut self, app: i32) -> i32 {
         let Ok(app) = u32::try_from(app) else {
             return status::BAD_ARGUMENT;
         };
-        if !self.env.has_app(app) {
+        if !self.node.accepts(app, &self.capsule.capsule_type) {
+            if self.node.apps.contains(&app) {
+                self.effects.app_refusals += 1;
+            }
             return status::NOT_FOUND;
         }
         if self.effects.deliveries.len() >= self.limits.max_deliveries {
             self.effects.limit_hits += 1;
             return status::LIMIT;
         }
-        let snapshot = self.effects.snapshot(self.capsule);
+        let snapshot = self.effects.snapshot(&self.capsule);
         self.effects
             .deliveries
             .push(crate::Delivery { app, snapshot });
@@ -253,7 +306,7 @@ impl Execution<'_> {
     }
 
     fn check_key(&mut self, key: &[u8]) -> Option<i32> {
-        (key.len() > self.env.store().config().max_key_len).then_some(status::TOO_LARGE)
+        (key.len() > self.node.store.config().max_key_len).then_some(status::TOO_LARGE)
     }
 
     /// `store_get`: copy at most `out.len()` bytes of the value; returns the full value length.
@@ -262,8 +315,8 @@ impl Execution<'_> {
             return err;
         }
         let ns = self.namespace();
-        let now = self.env.now();
-        match self.env.store().get(&ns, key, now) {
+        let now = self.node.now;
+        match self.node.store.get(&ns, key, now) {
             Some(v) => {
                 let n = v.len().min(out.len());
                 out[..n].copy_from_slice(&v[..n]);
@@ -279,14 +332,14 @@ impl Execution<'_> {
             return status::BAD_ARGUMENT;
         };
         let ns = self.namespace();
-        let now = self.env.now();
+        let now = self.node.now;
         match self
-            .env
-            .store()
+            .node
+            .store
             .put(&ns, key, value, Duration::from_millis(ttl_ms), now)
         {
             Ok(_) => status::OK,
-            Err(PutError::QuotaExceeded { .. }) => status::QUOTA,
+            Err(PutError::QuotaExceeded { .. } | PutError::StoreFull { .. }) => status::QUOTA,
             Err(PutError::ZeroTtl) => status::BAD_ARGUMENT,
             Err(
                 PutError::KeyTooLong { .. }
@@ -302,7 +355,7 @@ impl Execution<'_> {
             return err;
         }
         let ns = self.namespace();
-        if self.env.store().remove(&ns, key) {
+        if self.node.store.remove(&ns, key) {
             status::OK
         } else {
             status::NOT_FOUND

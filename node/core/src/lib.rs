@@ -7,18 +7,21 @@
 //! - [`node`]: [`Node`], the sans-IO state machine of one active node.
 //! - [`rng`]: [`rng::SplitMix64`], the seeded generator capsules draw from.
 //! - [`routing`]: [`Prefix`] and the longest-prefix-match [`RoutingTable`].
-//! - [`test_node`]: [`TestNode`], an in-memory node for tests and `ants capsule test`.
+//! - [`context`]: [`NodeContext`], what a capsule sees of its node (also [`TestNode`], the
+//!   in-memory node of tests and `ants capsule test`).
 //! - [`code_cache`]: [`CodeCache`], verified modules by type, LRU by bytes.
 //! - [`loader`]: [`CodeLoader`], demand code loading: fetch, verify and serve modules.
 //! - [`executor`]: the [`Executor`] interface the node runs capsules through, with its
 //!   outcome types ([`RunReport`], [`TrapReason`], [`LoadError`]).
 //!
-//! Nothing here reads a clock, opens a socket or spawns a thread: time, randomness and
-//! routing come in through [`NodeEnv`].
+//! Nothing here reads a clock, opens a socket or spawns a thread: time and the random seed come
+//! in from the driver.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod capsule;
 pub mod code_cache;
+pub mod context;
 pub mod effects;
 pub mod executor;
 pub mod host;
@@ -27,14 +30,15 @@ pub mod native_forward;
 pub mod node;
 pub mod rng;
 pub mod routing;
-pub mod test_node;
 
 pub use ants_soft_store::SoftStore;
+pub use budget::PeerBudgets;
 pub use capsule::CapsuleState;
 pub use code_cache::{CodeCache, CodeCacheCounters, ModuleTooLarge};
+pub use context::{NodeContext, TestNode};
 pub use effects::{Delivery, Effects, LogLine, Send};
 pub use executor::{Executor, LoadError, RunReport, RunResult, TrapReason};
-pub use host::{Execution, HostLimits, NodeEnv};
+pub use host::{Execution, HostLimits, execute};
 pub use loader::{
     Admit, CodeLoader, CodePolicy, CodeSource, FailReason, LoaderConfig, LoaderCounters,
     LoaderEvent, RefuseReason,
@@ -42,4 +46,3 @@ pub use loader::{
 pub use native_forward::{NativeForward, native_module};
 pub use node::{Node, NodeConfig};
 pub use routing::{Prefix, RoutingTable};
-pub use test_node::TestNode;

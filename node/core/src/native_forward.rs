@@ -33,8 +33,7 @@ impl Executor for NativeForward {
         self.loaded.contains(ty)
     }
 
-    fn run(&mut self, e: &mut Execution<'_>) -> RunReport {
-        e.effects.clear();
+    fn run(&mut self, e: &mut Box<Execution>) -> RunReport {
         if !self.loaded.contains(&e.capsule.capsule_type) {
             return RunReport {
                 result: RunResult::NotLoaded,
@@ -42,7 +41,7 @@ impl Executor for NativeForward {
             };
         }
         let dst = e.capsule.dst;
-        let code = if dst == e.env.address() {
+        let code = if dst == e.node.address {
             e.deliver_to_app(0)
         } else {
             e.route_for_node(dst.0)

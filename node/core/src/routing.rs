@@ -168,6 +168,12 @@ impl<V> RoutingTable<V> {
         })
     }
 
+    /// Remove every route.
+    pub fn clear(&mut self) {
+        self.by_len.clear();
+        self.lengths.clear();
+    }
+
     /// Number of routes.
     pub fn len(&self) -> usize {
         self.by_len.values().map(HashMap::len).sum()

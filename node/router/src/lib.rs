@@ -42,11 +42,11 @@
 //! | `router::neigh` | ARP in/out, resolving and holding frames, retry timers |
 //! | [`config`] | [`RouterConfig`], [`Interface`], [`Route`], [`RouterLimits`], [`ConfigError`] |
 //! | [`counters`] | [`RouterCounters`], [`DropReason`] |
-//! | `neighbour` | the ARP table: LRU entries, timer index, held frames with recycled buffers |
+//! | `neighbour` | the ARP tables (resolved: LRU; resolving: bounded, refuses when full), timer index, held frames with recycled buffers |
 //! | `lpm` | longest-prefix match: a sorted vector per prefix length |
 //! | `checksum` | Internet checksum and its RFC 1624 incremental update |
 //! | `frame` | field readers and the pnet-based builders of generated frames |
-//! | `addr`, `ratelimit`, `tx` | address classification, ICMP token bucket, output queue |
+//! | `addr`, `ratelimit`, `tx` | address classification, ICMP rate limits (per class and per source), output queue |
 //!
 //! # Supported
 //!
@@ -54,10 +54,12 @@
 //! - IPv4 forwarding: header validation (version, IHL, total length, checksum, martian and
 //!   own source addresses), longest-prefix match over connected subnets and static routes,
 //!   TTL decrement with incremental checksum update, in place, no allocation.
-//! - ARP for IPv4: answers for our addresses, learning, bounded LRU table, bounded hold
-//!   queues, retries, stale entries re-resolved while still used.
+//! - ARP for IPv4: answers for our addresses, learning, a bounded LRU table of resolved
+//!   neighbours and a separate bounded table of resolutions in progress (so unanswered
+//!   resolutions never evict live neighbours), bounded hold queues, retries, stale entries
+//!   re-resolved while still used.
 //! - ICMP: echo replies; time exceeded, network/host/protocol/port unreachable and
-//!   fragmentation needed (with next-hop MTU), rate-limited.
+//!   fragmentation needed (with next-hop MTU), rate-limited per class and per source address.
 //! - Capsules: IPv4/UDP to one of our addresses and the capsule port → [`Verdict::Capsule`];
 //!   capsule transmits through [`Router::send_udp`].
 //!
@@ -75,8 +77,7 @@
 //! - **No redirects**: a packet leaving through the interface it came in on is forwarded.
 //! - **No broadcast or multicast** service: IPv4 in link-layer broadcast frames
 //!   (RFC 1812 §5.3.4) and to broadcast/multicast destinations is dropped, never answered.
-//! - No reverse-path filtering, no per-source ICMP buckets (one global bucket), no dynamic
-//!   routing: the table is fixed at construction.
+//! - No reverse-path filtering, no dynamic routing: the table is fixed at construction.
 #![forbid(unsafe_code)]
 
 mod addr;

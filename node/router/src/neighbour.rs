@@ -1,15 +1,22 @@
 //! The ARP neighbour table: resolved and resolving next hops, their retry timers, and the
 //! frames held until they resolve. Pure bookkeeping — the router decides what to send.
 //!
-//! - entries: an LRU map `IPv4 → Neighbour`, bounded by `arp_entries`; the least recently used
-//!   entry is evicted to make room (its held frames are dropped, counted by the router);
-//! - timers: a time-ordered index `(deadline, ip)` of resolutions in progress, so
-//!   `next_deadline` is O(log n) and nothing runs in the background;
+//! - resolved: an LRU map `IPv4 → Neighbour` of entries with a MAC (reachable or stale, a
+//!   stale one possibly being re-probed), bounded by `arp_entries`; the least recently used
+//!   is evicted to make room for another resolved entry;
+//! - incomplete: resolutions in progress, bounded by `arp_incomplete_entries`; when full a
+//!   new resolution is refused, nothing is evicted. Kept apart so that packets toward
+//!   addresses that never answer (which anyone who can reach the router can send) fill only
+//!   this table and cannot push live neighbours, and their held frames, out of the other. An
+//!   entry moves to the resolved table when answered and leaves after its last retry;
+//! - timers: a time-ordered index `(deadline, ip)` of resolutions and probes in progress, in
+//!   either table, so `next_deadline` is O(log n) and nothing runs in the background;
 //! - held frames: one list in arrival order, bounded per neighbour and in total, with the
 //!   buffers recycled through a free list so a warm router does not allocate to hold.
 //!
-//! Keyed by address alone: interface subnets never overlap and entries are only made for
-//! addresses inside their interface's subnet, so an address has one interface.
+//! An address is in at most one of the two tables. Keyed by address alone: interface subnets
+//! never overlap and entries are only made for addresses inside their interface's subnet, so
+//! an address has one interface.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
@@ -32,7 +39,7 @@ pub(crate) struct Probe {
 #[derive(Debug, Clone)]
 pub(crate) struct Neighbour {
     pub(crate) iface: usize,
-    /// `None` while incomplete.
+    /// `None` while incomplete (exactly the entries of the incomplete table).
     pub(crate) mac: Option<[u8; 6]>,
     /// After this the entry is stale: used, but re-resolved.
     pub(crate) reachable_until: Duration,
@@ -83,19 +90,25 @@ pub(crate) enum Expired {
 /// The table.
 #[derive(Debug)]
 pub(crate) struct ArpTable {
-    entries: LruCache<u32, Neighbour>,
+    resolved: LruCache<u32, Neighbour>,
+    /// An `LruCache` for its preallocated map and its order in [`iter`](Self::iter); it is
+    /// never pushed into when full, so it never evicts.
+    incomplete: LruCache<u32, Neighbour>,
     timers: BTreeSet<(Duration, u32)>,
     held: Vec<Held>,
     free: Vec<Vec<u8>>,
     limits: RouterLimits,
 }
 
+fn capacity(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
 impl ArpTable {
     pub(crate) fn new(limits: &RouterLimits) -> Self {
         ArpTable {
-            entries: LruCache::new(
-                NonZeroUsize::new(limits.arp_entries).unwrap_or(NonZeroUsize::MIN),
-            ),
+            resolved: LruCache::new(capacity(limits.arp_entries)),
+            incomplete: LruCache::new(capacity(limits.arp_incomplete_entries)),
             timers: BTreeSet::new(),
             held: Vec::new(),
             free: Vec::new(),
@@ -106,10 +119,15 @@ impl ArpTable {
     /// The MAC for `ip`, starting a stale entry's re-resolution if none is running.
     #[inline]
     pub(crate) fn lookup(&mut self, now: Duration, ip: u32) -> Lookup {
-        let Some(n) = self.entries.get_mut(&ip) else {
-            return Lookup::Missing;
+        let Some(n) = self.resolved.get_mut(&ip) else {
+            return if self.incomplete.contains(&ip) {
+                Lookup::Incomplete
+            } else {
+                Lookup::Missing
+            };
         };
         let Some(mac) = n.mac else {
+            // Not in this table (see `Neighbour::mac`); wait for the resolution if it were.
             return Lookup::Incomplete;
         };
         if now < n.reachable_until || n.probe.is_some() {
@@ -124,23 +142,47 @@ impl ArpTable {
     /// The entry for `ip`, without touching its recency.
     #[cfg(test)]
     pub(crate) fn peek(&self, ip: u32) -> Option<&Neighbour> {
-        self.entries.peek(&ip)
+        self.resolved
+            .peek(&ip)
+            .or_else(|| self.incomplete.peek(&ip))
     }
 
-    /// Entries in the table.
+    /// Entries in both tables.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.resolved.len() + self.incomplete.len()
     }
 
-    /// Every entry, most recently used first.
+    /// Entries in the resolved table.
+    pub(crate) fn resolved_len(&self) -> usize {
+        self.resolved.len()
+    }
+
+    /// Entries in the incomplete table.
+    pub(crate) fn incomplete_len(&self) -> usize {
+        self.incomplete.len()
+    }
+
+    /// Every entry: the resolved ones most recently used first, then the incomplete ones
+    /// most recently started first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Neighbour)> {
-        self.entries.iter().map(|(&ip, n)| (ip, n))
+        self.resolved
+            .iter()
+            .chain(self.incomplete.iter())
+            .map(|(&ip, n)| (ip, n))
     }
 
     /// Frames held in total.
     pub(crate) fn held_len(&self) -> usize {
         self.held.len()
+    }
+
+    /// The entry for `ip` in whichever table has it, without touching its recency.
+    fn entry_mut(&mut self, ip: u32) -> Option<&mut Neighbour> {
+        match self.incomplete.peek_mut(&ip) {
+            Some(n) => Some(n),
+            None => self.resolved.peek_mut(&ip),
+        }
     }
 
     fn unschedule(timers: &mut BTreeSet<(Duration, u32)>, ip: u32, n: &Neighbour) {
@@ -149,13 +191,14 @@ impl ArpTable {
         }
     }
 
-    /// Insert `n` for `ip` (absent), evicting the least recently used entry if full.
-    /// Returns how many held frames the evicted entry took with it, if one was evicted.
-    fn insert(&mut self, ip: u32, n: Neighbour) -> Option<usize> {
+    /// Insert the resolved `n` for `ip` (absent from both tables), evicting the least
+    /// recently used resolved entry if full. Returns how many held frames the evicted entry
+    /// took with it, if one was evicted.
+    fn insert_resolved(&mut self, ip: u32, n: Neighbour) -> Option<usize> {
         if let Some(p) = n.probe {
             self.timers.insert((p.next, ip));
         }
-        let (old_ip, old) = self.entries.push(ip, n)?;
+        let (old_ip, old) = self.resolved.push(ip, n)?;
         if old_ip == ip {
             // Not an eviction: callers only insert absent keys, but stay consistent anyway.
             Self::unschedule(&mut self.timers, ip, &old);
@@ -177,29 +220,34 @@ impl ArpTable {
         Some(dropped)
     }
 
-    /// Start resolving `ip` on `iface` (first request about to be sent). Returns the eviction
-    /// result of [`insert`](Self::insert).
-    pub(crate) fn insert_incomplete(
-        &mut self,
-        now: Duration,
-        ip: u32,
-        iface: usize,
-    ) -> Option<usize> {
+    /// Start resolving `ip` (in neither table) on `iface`, the first request about to be
+    /// sent. `false` if the incomplete table is full: nothing changed, nothing evicted.
+    pub(crate) fn insert_incomplete(&mut self, now: Duration, ip: u32, iface: usize) -> bool {
+        if self.incomplete.contains(&ip) {
+            return true; // already resolving (callers look up first)
+        }
+        if self.incomplete.len() >= self.incomplete.cap().get() {
+            return false;
+        }
         let next = now.saturating_add(self.limits.arp_retry);
-        self.insert(
-            ip,
-            Neighbour {
-                iface,
-                mac: None,
-                reachable_until: Duration::ZERO,
-                probe: Some(Probe { sent: 1, next }),
-                held: 0,
-            },
-        )
+        self.timers.insert((next, ip));
+        let n = Neighbour {
+            iface,
+            mac: None,
+            reachable_until: Duration::ZERO,
+            probe: Some(Probe { sent: 1, next }),
+            held: 0,
+        };
+        if let Some((old_ip, old)) = self.incomplete.push(ip, n) {
+            // Cannot happen (not full, `ip` absent); keep the timer index consistent anyway.
+            Self::unschedule(&mut self.timers, old_ip, &old);
+        }
+        true
     }
 
     /// ARP told us `ip` is at `mac` on `iface`. Updates an existing entry (completing a
-    /// resolution, ending a probe); creates one only if `create`.
+    /// resolution, which moves it to the resolved table; ending a probe); creates a resolved
+    /// one only if `create`.
     pub(crate) fn learn(
         &mut self,
         now: Duration,
@@ -209,23 +257,28 @@ impl ArpTable {
         create: bool,
     ) -> Learned {
         let until = now.saturating_add(self.limits.arp_reachable);
-        if let Some(n) = self.entries.get_mut(&ip) {
+        if let Some(n) = self.resolved.get_mut(&ip) {
             Self::unschedule(&mut self.timers, ip, n);
-            let completed = n.mac.is_none();
             n.probe = None;
             n.mac = Some(mac);
             n.iface = iface;
             n.reachable_until = until;
-            return if completed {
-                Learned::Completed { held: n.held }
-            } else {
-                Learned::Updated
-            };
+            return Learned::Updated;
+        }
+        if let Some(mut n) = self.incomplete.pop(&ip) {
+            Self::unschedule(&mut self.timers, ip, &n);
+            n.probe = None;
+            n.mac = Some(mac);
+            n.iface = iface;
+            n.reachable_until = until;
+            let held = n.held;
+            let evicted = self.insert_resolved(ip, n);
+            return Learned::Completed { held, evicted };
         }
         if !create {
             return Learned::Unknown;
         }
-        let evicted = self.insert(
+        let evicted = self.insert_resolved(
             ip,
             Neighbour {
                 iface,
@@ -251,10 +304,11 @@ impl ArpTable {
         if self.held.len() >= self.limits.arp_pending_total {
             return false;
         }
-        let Some(n) = self.entries.peek_mut(&ip) else {
+        let per_neighbour = self.limits.arp_pending_per_neighbour;
+        let Some(n) = self.entry_mut(ip) else {
             return false;
         };
-        if n.held >= self.limits.arp_pending_per_neighbour {
+        if n.held >= per_neighbour {
             return false;
         }
         n.held += 1;
@@ -274,7 +328,7 @@ impl ArpTable {
     /// Move the frames held for `ip` to `out`, in arrival order (also after its entry is
     /// gone, see [`Expired::Failed`]).
     pub(crate) fn take_held(&mut self, ip: u32, out: &mut Vec<Held>) {
-        if let Some(n) = self.entries.peek_mut(&ip) {
+        if let Some(n) = self.entry_mut(ip) {
             n.held = 0;
         }
         self.held.retain_mut(|h| {
@@ -303,48 +357,78 @@ impl ArpTable {
 
     /// Process the earliest timer if it is due at `now`; `None` when none is due.
     pub(crate) fn expire_one(&mut self, now: Duration) -> Option<Expired> {
-        let (ip, n) = loop {
+        let (retries, retry) = (self.limits.arp_retries, self.limits.arp_retry);
+        loop {
             let &(t, ip) = self.timers.first()?;
             if t > now {
                 return None;
             }
             self.timers.pop_first();
             // Entries unschedule when they leave, so this always finds one; skip if not.
-            if let Some(n) = self.entries.peek_mut(&ip) {
-                break (ip, n);
-            }
-        };
-        let retries = self.limits.arp_retries;
-        match n.probe {
-            Some(p) if p.sent < retries => {
-                let next = now.saturating_add(self.limits.arp_retry);
-                n.probe = Some(Probe {
-                    sent: p.sent + 1,
-                    next,
-                });
-                let (iface, dst_mac) = (n.iface, n.mac);
-                self.timers.insert((next, ip));
-                Some(Expired::Retry { ip, iface, dst_mac })
-            }
-            _ => {
-                let held = n.held;
-                n.held = 0;
-                // Keep the held frames listed until the router takes them: remove the entry
-                // only, so `take_held` below still finds them by address.
-                self.entries.pop(&ip);
-                Some(Expired::Failed { ip, held })
-            }
+            let Some(n) = self.entry_mut(ip) else {
+                continue;
+            };
+            return match n.probe {
+                Some(p) if p.sent < retries => {
+                    let next = now.saturating_add(retry);
+                    n.probe = Some(Probe {
+                        sent: p.sent + 1,
+                        next,
+                    });
+                    let (iface, dst_mac) = (n.iface, n.mac);
+                    self.timers.insert((next, ip));
+                    Some(Expired::Retry { ip, iface, dst_mac })
+                }
+                _ => {
+                    let held = n.held;
+                    n.held = 0;
+                    // Keep the held frames listed until the router takes them: remove the
+                    // entry only, so `take_held` below still finds them by address.
+                    if self.incomplete.pop(&ip).is_none() {
+                        self.resolved.pop(&ip);
+                    }
+                    Some(Expired::Failed { ip, held })
+                }
+            };
         }
+    }
+
+    /// Panic unless the tables agree with each other: every timer names an entry with a
+    /// running probe due then and every such entry has its timer; no address is in both
+    /// tables; incomplete entries have no MAC and resolved ones have one; both tables and
+    /// the held frames within their bounds; held counts add up.
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        for &(at, ip) in &self.timers {
+            let n = self.peek(ip).expect("timer without entry");
+            assert_eq!(n.probe.map(|p| p.next), Some(at), "{ip}");
+        }
+        for (ip, n) in self.iter() {
+            if let Some(p) = n.probe {
+                assert!(self.timers.contains(&(p.next, ip)), "{ip} has no timer");
+            }
+            assert!(n.held <= self.limits.arp_pending_per_neighbour);
+        }
+        for (ip, n) in self.incomplete.iter() {
+            assert!(n.mac.is_none() && !self.resolved.contains(ip), "{ip}");
+        }
+        assert!(self.resolved.iter().all(|(_, n)| n.mac.is_some()));
+        assert!(self.resolved.len() <= self.limits.arp_entries);
+        assert!(self.incomplete.len() <= self.limits.arp_incomplete_entries);
+        assert!(self.held.len() <= self.limits.arp_pending_total);
+        let held: usize = self.iter().map(|(_, n)| n.held).sum();
+        assert_eq!(held, self.held.len(), "held counts");
     }
 }
 
 /// The outcome of [`ArpTable::learn`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Learned {
-    /// A new entry; `evicted` as for an insertion.
+    /// A new resolved entry; `evicted`: held frames of the resolved entry it evicted, if any.
     Created { evicted: Option<usize> },
-    /// A resolution in progress completed; `held` frames are waiting.
-    Completed { held: usize },
+    /// A resolution in progress completed and moved to the resolved table; `held` frames are
+    /// waiting; `evicted` as for `Created`.
+    Completed { held: usize, evicted: Option<usize> },
     /// A resolved entry was refreshed (MAC possibly changed).
     Updated,
     /// Not known and not created.
@@ -352,132 +436,4 @@ pub(crate) enum Learned {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
-
-    fn s(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    fn table(entries: usize) -> ArpTable {
-        ArpTable::new(&RouterLimits {
-            arp_entries: entries,
-            arp_pending_per_neighbour: 2,
-            arp_pending_total: 3,
-            ..RouterLimits::default()
-        })
-    }
-
-    #[test]
-    fn resolve_hold_complete_release() {
-        let mut t = table(4);
-        assert_eq!(t.lookup(s(0), 1), Lookup::Missing);
-        assert_eq!(t.insert_incomplete(s(0), 1, 0), None);
-        assert_eq!(t.lookup(s(0), 1), Lookup::Incomplete);
-        assert!(t.hold(1, 0, Some(1), 3, |b| b.fill(1)));
-        assert!(t.hold(1, 0, None, 2, |b| b.fill(2)));
-        assert!(!t.hold(1, 0, None, 2, |_| panic!()), "per-neighbour bound");
-        assert!(!t.hold(99, 0, None, 2, |_| panic!()), "no entry, no hold");
-        assert_eq!(t.next_deadline(), Some(s(1)));
-        assert_eq!(
-            t.learn(s(0), 1, 0, MAC, false),
-            Learned::Completed { held: 2 }
-        );
-        assert_eq!(t.next_deadline(), None, "answered: no retry");
-        let mut out = Vec::new();
-        t.take_held(1, &mut out);
-        assert_eq!(
-            out.iter().map(|h| h.frame.clone()).collect::<Vec<_>>(),
-            [vec![1; 3], vec![2; 2]]
-        );
-        assert_eq!(t.held_len(), 0);
-        assert_eq!(t.peek(1).map(|n| n.held), Some(0));
-        assert_eq!(t.lookup(s(29), 1), Lookup::Ready(MAC));
-    }
-
-    #[test]
-    fn total_hold_bound() {
-        let mut t = table(4);
-        for ip in 1..=2 {
-            t.insert_incomplete(s(0), ip, 0);
-        }
-        assert!(t.hold(1, 0, None, 1, |_| {}) && t.hold(1, 0, None, 1, |_| {}));
-        assert!(t.hold(2, 0, None, 1, |_| {}));
-        assert!(!t.hold(2, 0, None, 1, |_| panic!()), "total bound");
-    }
-
-    #[test]
-    fn retries_then_failure() {
-        let mut t = table(4); // 3 requests, 1 s apart
-        t.insert_incomplete(s(10), 7, 1);
-        t.hold(7, 1, Some(0), 1, |_| {});
-        assert_eq!(t.expire_one(s(10)), None, "not due");
-        let retry = Expired::Retry {
-            ip: 7,
-            iface: 1,
-            dst_mac: None,
-        };
-        assert_eq!(t.expire_one(s(11)), Some(retry));
-        assert_eq!(t.expire_one(s(12)), Some(retry));
-        assert_eq!(
-            t.expire_one(s(13)),
-            Some(Expired::Failed { ip: 7, held: 1 })
-        );
-        assert_eq!(t.len(), 0);
-        let mut out = Vec::new();
-        t.take_held(7, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(t.next_deadline(), None);
-    }
-
-    #[test]
-    fn stale_entries_are_used_and_probed_once() {
-        let mut t = table(4);
-        assert!(matches!(
-            t.learn(s(0), 5, 0, MAC, true),
-            Learned::Created { evicted: None }
-        ));
-        assert_eq!(t.lookup(s(29), 5), Lookup::Ready(MAC));
-        assert_eq!(t.lookup(s(30), 5), Lookup::ReadyProbe(MAC));
-        assert_eq!(
-            t.lookup(s(30), 5),
-            Lookup::Ready(MAC),
-            "probe already running"
-        );
-        assert_eq!(
-            t.expire_one(s(31)),
-            Some(Expired::Retry {
-                ip: 5,
-                iface: 0,
-                dst_mac: Some(MAC)
-            })
-        );
-        assert_eq!(t.learn(s(31), 5, 0, MAC, false), Learned::Updated);
-        assert_eq!(t.next_deadline(), None);
-        assert_eq!(t.lookup(s(60), 5), Lookup::Ready(MAC));
-    }
-
-    #[test]
-    fn eviction_is_lru_and_drops_held_frames() {
-        let mut t = table(2);
-        t.insert_incomplete(s(0), 1, 0);
-        t.hold(1, 0, None, 4, |_| {});
-        t.learn(s(0), 2, 0, MAC, true);
-        // 1 is least recently used: inserting 3 evicts it with its held frame and timer.
-        assert_eq!(t.insert_incomplete(s(0), 3, 0), Some(1));
-        assert!(t.peek(1).is_none());
-        assert_eq!(t.held_len(), 0);
-        assert_eq!(t.timers.len(), 1, "only 3's timer remains");
-        // Using 2 makes 3 the LRU.
-        t.lookup(s(0), 2);
-        assert_eq!(
-            t.learn(s(0), 4, 0, MAC, true),
-            Learned::Created { evicted: Some(0) }
-        );
-        assert!(t.peek(3).is_none() && t.peek(2).is_some());
-        assert!(t.timers.is_empty());
-        assert_eq!(t.learn(s(0), 8, 0, MAC, false), Learned::Unknown);
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! The warm forwarding path and the generated-frame path do not allocate.
+//! The warm forwarding path, the generated-frame path and rate-limited ICMP errors do not
+//! allocate.
 //!
 //! A separate test binary because it needs its own global allocator: a counting wrapper
 //! around the system allocator that counts only on the thread that asked it to.
@@ -91,6 +92,18 @@ fn ipv4_frame(
     proto: u8,
     payload: &[u8],
 ) -> Vec<u8> {
+    ipv4_frame_ttl(dst_mac, src_mac, src, dst, proto, 64, payload)
+}
+
+fn ipv4_frame_ttl(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&src_mac);
@@ -101,7 +114,7 @@ fn ipv4_frame(
     p.set_version(4);
     p.set_header_length(5);
     p.set_total_length((20 + payload.len()) as u16);
-    p.set_ttl(64);
+    p.set_ttl(ttl);
     p.set_next_level_protocol(pnet_packet::ip::IpNextHeaderProtocol(proto));
     p.set_source(src);
     p.set_destination(dst);
@@ -192,4 +205,39 @@ fn generated_frames_do_not_allocate_once_warm() {
         n, 0,
         "allocations generating echo replies and UDP datagrams"
     );
+}
+
+#[test]
+fn rate_limited_icmp_errors_do_not_allocate_once_warm() {
+    let mut r = router();
+    // TTL 1 from A (eth0) and from B (eth1): time exceeded back to each, per-source limited.
+    let from_a = ipv4_frame_ttl(R0_MAC, A_MAC, A, B, 17, 1, &[0; 16]);
+    let from_b = ipv4_frame_ttl(R1_MAC, B_MAC, B, A, 17, 1, &[0; 16]);
+    let mut frame = from_a.clone();
+    // 250 ms per round, 101 rounds: within `arp_reachable` (30 s), so no ARP probe is due.
+    let mut ms = 0u64;
+    let mut round = |r: &mut Router, frame: &mut Vec<u8>| {
+        ms += 250;
+        let now = Duration::from_millis(ms);
+        for (iface, template) in [(0, &from_a), (1, &from_b)] {
+            for _ in 0..32 {
+                frame.copy_from_slice(template);
+                assert_eq!(r.handle_frame(now, iface, frame), Verdict::Done);
+            }
+        }
+        let mut frames = 0;
+        r.drain_transmits(|_, _| frames += 1);
+        assert!(
+            frames > 0 && frames < 64,
+            "some sent, some limited: {frames}"
+        );
+    };
+    round(&mut r, &mut frame); // grow the arena, give A and B their buckets
+    let n = allocations(|| {
+        for _ in 0..100 {
+            round(&mut r, &mut frame);
+        }
+    });
+    assert!(r.counters().icmp_rate_limited_source > 0);
+    assert_eq!(n, 0, "allocations sending and refusing ICMP errors");
 }

@@ -47,10 +47,10 @@ pub(crate) enum CapsuleCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Validate modules against capsule ABI v1 and the node's limits; exit 1 with the reason
+    /// Validate modules against capsule ABI v2 and the node's limits; exit 1 with the reason
     /// if any is rejected.
     ///
-    /// Checks: size cap, valid wasm, imports only from module "ants" and only ABI v1 host
+    /// Checks: size cap, valid wasm, imports only from module "ants" and only ABI v2 host
     /// functions with their exact signatures, exports `memory`, `ants_on_capsule` and
     /// `ants_abi_version`, instantiation within the memory/table limits, ABI version.
     Check {
@@ -264,7 +264,9 @@ impl TestArgs {
             payload: &payload,
         };
         let mut node = TestNode::new(self.node, self.seed);
-        node.routes.extend(self.route.iter().copied());
+        for (dst, via) in &self.route {
+            node.add_route(*dst, *via);
+        }
         node.direct_by_default = !self.no_direct;
         node.neighbours.extend(self.neighbour.iter().copied());
         node.apps.extend(self.app.iter().copied());

@@ -80,7 +80,13 @@ impl SimArgs {
             let bytes = resolve_capsule(&name, base, self.quiet)?;
             capsules.insert(name, bytes);
         }
-        let exec = WasmExecutor::with_config(ExecutorConfig::default())
+        // No wall-clock deadline: a simulation must give the same result every time, so
+        // capsules are bounded by fuel alone (host calls are charged fuel too).
+        let config = ExecutorConfig {
+            max_exec_time: None,
+            ..ExecutorConfig::default()
+        };
+        let exec = WasmExecutor::with_config(config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
         let (mut sim, names) = scenario
             .build(seed, exec, &capsules)

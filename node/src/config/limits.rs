@@ -1,5 +1,7 @@
 //! [`Limits`]: the `[limits]` section, its defaults and its range checks.
 
+use std::time::Duration;
+
 use toml::Spanned;
 
 use super::raw::RawLimits;
@@ -34,6 +36,26 @@ pub struct Limits {
     pub pending_total: usize,
     /// Code bytes served per peer per second (0 = never serve code).
     pub serve_bytes_per_sec: u64,
+    /// Wall-clock deadline of one capsule execution.
+    pub max_exec_time: Duration,
+    /// Arriving resource above this is lowered to it.
+    pub max_resource: u16,
+    /// Live wasm instances kept (each up to `max_memory_bytes` of memory).
+    pub max_instances: usize,
+    /// Fuel one peer's capsules may burn per second (0 = unlimited).
+    pub peer_fuel_per_sec: u64,
+    /// Code loads one peer's capsules may start and keep running at once.
+    pub fetches_per_peer: usize,
+    /// Threads compiling modules.
+    pub compile_workers: usize,
+    /// Compile jobs waiting at most.
+    pub compile_queue: usize,
+    /// Compile time one peer's loads may use per second.
+    pub compile_time_per_sec: Duration,
+    /// Give up on a compile (drop the capsules waiting for it) after this.
+    pub compile_timeout: Duration,
+    /// Bytes the code cache directory may hold; least recently used types are pruned.
+    pub code_cache_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -52,8 +74,35 @@ impl Default for Limits {
             pending_per_type: 64,
             pending_total: 1024,
             serve_bytes_per_sec: 1 << 20,
+            max_exec_time: Duration::from_millis(10),
+            max_resource: 64,
+            max_instances: 32,
+            peer_fuel_per_sec: 200_000_000,
+            fetches_per_peer: 4,
+            compile_workers: 1,
+            compile_queue: 16,
+            compile_time_per_sec: Duration::from_millis(250),
+            compile_timeout: Duration::from_secs(10),
+            code_cache_disk_bytes: 256 << 20,
         }
     }
+}
+
+/// Parse a duration such as `"1ms"`, `"500us"`, `"2s"` (units `ns`, `us`/`µs`, `ms`, `s`).
+pub(super) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return None,
+    };
+    let secs = n * scale;
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 impl Source<'_> {
@@ -87,6 +136,35 @@ impl Source<'_> {
             ));
         }
         Ok(n)
+    }
+
+    /// A duration `value` (e.g. `"1ms"`) or `default`, checked to lie in `min..=max`.
+    pub(super) fn duration(
+        &self,
+        field: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration> {
+        let Some(v) = value else { return Ok(default) };
+        let Some(d) = parse_duration(v.get_ref()) else {
+            return Err(self.bad(
+                "[limits]",
+                field,
+                v,
+                "expected a duration such as \"1ms\", \"500us\" or \"2s\"",
+            ));
+        };
+        if d < min || d > max {
+            return Err(self.bad(
+                "[limits]",
+                field,
+                v,
+                format_args!("must be between {min:?} and {max:?}"),
+            ));
+        }
+        Ok(d)
     }
 
     pub(super) fn limit_usize(
@@ -213,6 +291,77 @@ impl Source<'_> {
                 raw.serve_bytes_per_sec.as_ref(),
                 d.serve_bytes_per_sec,
                 0,
+                u64::MAX,
+            )?,
+            max_exec_time: self.duration(
+                "max_exec_time",
+                raw.max_exec_time.as_ref(),
+                d.max_exec_time,
+                Duration::from_micros(200),
+                Duration::from_secs(10),
+            )?,
+            max_resource: u16::try_from(self.limit(
+                "max_resource",
+                raw.max_resource.as_ref(),
+                u64::from(d.max_resource),
+                1,
+                u64::from(u16::MAX),
+            )?)
+            .unwrap_or(u16::MAX),
+            max_instances: self.limit_usize(
+                "max_instances",
+                raw.max_instances.as_ref(),
+                d.max_instances,
+                1,
+                u64::MAX,
+            )?,
+            peer_fuel_per_sec: self.limit(
+                "peer_fuel_per_sec",
+                raw.peer_fuel_per_sec.as_ref(),
+                d.peer_fuel_per_sec,
+                0,
+                u64::MAX,
+            )?,
+            fetches_per_peer: self.limit_usize(
+                "fetches_per_peer",
+                raw.fetches_per_peer.as_ref(),
+                d.fetches_per_peer,
+                1,
+                u64::MAX,
+            )?,
+            compile_workers: self.limit_usize(
+                "compile_workers",
+                raw.compile_workers.as_ref(),
+                d.compile_workers,
+                1,
+                64,
+            )?,
+            compile_queue: self.limit_usize(
+                "compile_queue",
+                raw.compile_queue.as_ref(),
+                d.compile_queue,
+                1,
+                1 << 16,
+            )?,
+            compile_time_per_sec: self.duration(
+                "compile_time_per_sec",
+                raw.compile_time_per_sec.as_ref(),
+                d.compile_time_per_sec,
+                Duration::from_millis(1),
+                Duration::from_secs(1),
+            )?,
+            compile_timeout: self.duration(
+                "compile_timeout",
+                raw.compile_timeout.as_ref(),
+                d.compile_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            )?,
+            code_cache_disk_bytes: self.limit(
+                "code_cache_disk_bytes",
+                raw.code_cache_disk_bytes.as_ref(),
+                d.code_cache_disk_bytes,
+                1 << 20,
                 u64::MAX,
             )?,
         };

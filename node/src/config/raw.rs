@@ -62,12 +62,23 @@ pub(super) struct RawLimits {
     pub(super) pending_per_type: Option<Spanned<u64>>,
     pub(super) pending_total: Option<Spanned<u64>>,
     pub(super) serve_bytes_per_sec: Option<Spanned<u64>>,
+    pub(super) max_exec_time: Option<Spanned<String>>,
+    pub(super) max_resource: Option<Spanned<u64>>,
+    pub(super) max_instances: Option<Spanned<u64>>,
+    pub(super) peer_fuel_per_sec: Option<Spanned<u64>>,
+    pub(super) fetches_per_peer: Option<Spanned<u64>>,
+    pub(super) compile_workers: Option<Spanned<u64>>,
+    pub(super) compile_queue: Option<Spanned<u64>>,
+    pub(super) compile_time_per_sec: Option<Spanned<String>>,
+    pub(super) compile_timeout: Option<Spanned<String>>,
+    pub(super) code_cache_disk_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCode {
     pub(super) policy: Option<Spanned<String>>,
+    pub(super) accept_from: Option<Spanned<String>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -87,7 +98,11 @@ pub(super) struct RawRouter {
     pub(super) kernel_ingress_drop: Option<bool>,
     pub(super) icmp_per_sec: Option<Spanned<u64>>,
     pub(super) icmp_burst: Option<Spanned<u64>>,
+    pub(super) icmp_source_per_sec: Option<Spanned<u64>>,
+    pub(super) icmp_source_burst: Option<Spanned<u64>>,
+    pub(super) icmp_source_entries: Option<Spanned<u64>>,
     pub(super) arp_entries: Option<Spanned<u64>>,
+    pub(super) arp_incomplete_entries: Option<Spanned<u64>>,
     pub(super) arp_pending_per_neighbour: Option<Spanned<u64>>,
     pub(super) arp_pending_total: Option<Spanned<u64>>,
     #[serde(default, rename = "interface")]

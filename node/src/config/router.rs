@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use ants_router::RouterLimits;
 use toml::Spanned;
 
 use super::raw::{RawInterface, RawIpRoute, RawRouter};
@@ -22,12 +23,22 @@ pub struct RouterSection {
     /// Drop every frame of the owned interfaces at tcx ingress (a BPF program), after the
     /// node's packet socket has seen it, so the kernel's IP stack spends nothing on them.
     pub kernel_ingress_drop: bool,
-    /// ICMP errors sent per second (token bucket rate).
+    /// ICMP errors sent per second of each class (time exceeded, destination unreachable,
+    /// fragmentation needed: one token bucket each).
     pub icmp_per_sec: u32,
-    /// ICMP errors sent back to back (token bucket depth).
+    /// ICMP errors of one class sent back to back (each class bucket's depth).
     pub icmp_burst: u32,
-    /// Neighbours kept in the ARP table.
+    /// ICMP errors sent per second to one address (the source of the offending packets).
+    pub icmp_source_per_sec: u32,
+    /// ICMP errors sent back to back to one address.
+    pub icmp_source_burst: u32,
+    /// Addresses with a per-source ICMP bucket (least recently used evicted).
+    pub icmp_source_entries: usize,
+    /// Resolved neighbours kept in the ARP table (least recently used evicted).
     pub arp_entries: usize,
+    /// ARP resolutions in progress; when full, packets needing a new one are dropped, so
+    /// silent on-link addresses cannot evict resolved neighbours.
+    pub arp_incomplete_entries: usize,
     /// Frames held per unresolved next hop while ARP resolves it.
     pub arp_pending_per_neighbour: usize,
     /// Frames held for all unresolved next hops together.
@@ -63,6 +74,22 @@ pub struct IpRoute {
 }
 
 impl RouterSection {
+    /// The router core's limits: the ones configured here, the core's defaults for the rest.
+    pub fn router_limits(&self) -> RouterLimits {
+        RouterLimits {
+            arp_entries: self.arp_entries,
+            arp_incomplete_entries: self.arp_incomplete_entries,
+            arp_pending_per_neighbour: self.arp_pending_per_neighbour,
+            arp_pending_total: self.arp_pending_total,
+            icmp_per_sec: self.icmp_per_sec,
+            icmp_burst: self.icmp_burst,
+            icmp_source_per_sec: self.icmp_source_per_sec,
+            icmp_source_burst: self.icmp_source_burst,
+            icmp_source_entries: self.icmp_source_entries,
+            ..RouterLimits::default()
+        }
+    }
+
     /// The interface whose subnet holds `ip`, if any.
     pub fn interface_for(&self, ip: Ipv4Addr) -> Option<&RouterInterface> {
         self.interfaces
@@ -122,7 +149,27 @@ impl Source<'_> {
             kernel_ingress_drop: raw.kernel_ingress_drop.unwrap_or(true),
             icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,
             icmp_burst: n("icmp_burst", &raw.icmp_burst, 50, (1, 1_000_000))? as u32,
+            icmp_source_per_sec: n(
+                "icmp_source_per_sec",
+                &raw.icmp_source_per_sec,
+                10,
+                (0, 1_000_000),
+            )? as u32,
+            icmp_source_burst: n(
+                "icmp_source_burst",
+                &raw.icmp_source_burst,
+                10,
+                (1, 1_000_000),
+            )? as u32,
+            icmp_source_entries: n("icmp_source_entries", &raw.icmp_source_entries, 1024, big)?
+                as usize,
             arp_entries: n("arp_entries", &raw.arp_entries, 1024, big)? as usize,
+            arp_incomplete_entries: n(
+                "arp_incomplete_entries",
+                &raw.arp_incomplete_entries,
+                256,
+                big,
+            )? as usize,
             arp_pending_per_neighbour: n(
                 "arp_pending_per_neighbour",
                 &raw.arp_pending_per_neighbour,
@@ -272,6 +319,8 @@ impl Source<'_> {
 
 #[cfg(test)]
 mod tests {
+    use ants_router::RouterLimits;
+
     use crate::config::{Config, ConfigError};
 
     /// A two-interface router: lines 1-13.
@@ -353,6 +402,47 @@ mod tests {
             "address = \"198.18.2.1/24\"\nmtu = 100\n",
         );
         error(&mtu, 13, "between 576 and 9216");
+    }
+
+    #[test]
+    fn limits_default_to_the_router_cores_except_three() {
+        let c = parse(ROUTER).unwrap();
+        assert_eq!(
+            c.router.unwrap().router_limits(),
+            RouterLimits {
+                icmp_per_sec: 100,
+                arp_pending_per_neighbour: 64,
+                arp_pending_total: 1024,
+                ..RouterLimits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn limit_keys_are_read_and_range_checked_with_their_line() {
+        let keys = "arp_incomplete_entries = 32\nicmp_source_per_sec = 0\n\
+                    icmp_source_burst = 3\nicmp_source_entries = 64\n";
+        let text = ROUTER.replace("[router]\n", &format!("[router]\n{keys}"));
+        let l = parse(&text).unwrap().router.unwrap().router_limits();
+        assert_eq!(
+            (
+                l.arp_incomplete_entries,
+                l.icmp_source_per_sec,
+                l.icmp_source_burst,
+                l.icmp_source_entries
+            ),
+            (32, 0, 3, 64)
+        );
+        // Line 5 is another key, line 6 the bad one.
+        for (line, range) in [
+            ("arp_incomplete_entries = 0", "between 1 and 1048576"),
+            ("icmp_source_entries = 1048577", "between 1 and 1048576"),
+            ("icmp_source_per_sec = 1000001", "between 0 and 1000000"),
+            ("icmp_source_burst = 0", "between 1 and 1000000"),
+        ] {
+            let text = ROUTER.replace("[router]\n", &format!("[router]\nicmp_burst = 5\n{line}\n"));
+            error(&text, 6, &format!("[router] {line}: must be {range}"));
+        }
     }
 
     #[test]

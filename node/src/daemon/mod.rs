@@ -1,28 +1,34 @@
-//! `ants run`: the UDP overlay daemon. A thin driver around [`ants_core::Node`]:
+//! `ants run`: the node daemon. A thin driver around [`ants_core::Node`]:
 //!
-//! - one batched UDP socket ([`crate::udp::BatchSocket`], `recvmmsg`/`sendmmsg`), polled
-//!   through tokio's `AsyncFd`; each wake-up drains at most [`MAX_BATCHES_PER_TURN`] batches
-//!   so timers and apps are served under load;
-//! - modules compiled and persisted in the code cache directory (module `persist`) on
-//!   tokio's blocking pool, off the forwarding path, then installed in the executor;
+//! - an underlay: the batched UDP overlay socket ([`crate::udp::BatchSocket`],
+//!   `recvmmsg`/`sendmmsg`, module `overlay`) or router mode's interfaces (module `router`);
+//!   each wake-up does a bounded turn of input (batches *and* time) so timers, apps and a stop
+//!   request are served under load;
+//! - compiles on a bounded queue of worker threads (module `compile`), persisted into the
+//!   code cache directory and restored from it lazily (module `persist`);
 //! - the local app socket ([`crate::app_server`]);
+//! - a monotonic node clock (module `clock`): timers and soft-state TTLs never jump with the
+//!   wall clock;
 //! - optional fault injection: drop a fraction of code-transfer messages (testing aid).
 //!
 //! Everything runs on one current-thread runtime; [`spawn`] runs a node on its own thread
 //! (tests, demos), [`run_until_signal`] until SIGINT/SIGTERM (the CLI).
 
+mod clock;
+mod compile;
 mod overlay;
 mod persist;
 mod router;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ants_app::proto::Delivery;
 use ants_core::loader::{CodePolicy as LoaderPolicy, LoaderCounters};
-use ants_core::node::Injection;
+use ants_core::node::{AcceptFrom as NodeAcceptFrom, Injection};
 use ants_core::node::{Event, LoadTiming, NodeCounters, ProtocolCounters};
-use ants_core::{LoadError, Node, NodeConfig};
+use ants_core::{LoadError, Node, NodeConfig, PeerBudgets};
 use ants_wire::CapsuleRepr;
 use ants_wire::CapsuleType;
 use ants_wire::abi::LogLevel;
@@ -31,13 +37,23 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::app_server::{AppHandle, AppRequest, AppServer};
-use crate::config::{CodePolicy, Config};
-use crate::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};
+use crate::config::{AcceptFrom, CodePolicy, Config};
+use crate::executor::ExecutorCounters;
+use crate::{Compiler, ExecutorConfig, WasmExecutor};
+use clock::Clock;
+use compile::{CompileQueue, Done, Job};
 use overlay::Overlay;
+use persist::CodeStore;
 use router::RouterIo;
 
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
+/// Time one turn of input may take before the loop serves timers, apps and a stop request
+/// (checked between batches; one batch is bounded by the per-execution deadline).
+pub const MAX_TURN_TIME: Duration = Duration::from_millis(20);
+/// Capsule log lines written per second (burst the same); the rest are counted, not written,
+/// so a capsule cannot flood the operator's log or spend the node's time formatting it.
+pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
 /// A snapshot of a running node's counters.
 #[derive(Debug, Clone)]
@@ -52,28 +68,31 @@ pub struct Stats {
     pub protocols: Vec<(CapsuleType, ProtocolCounters)>,
     /// Types in the code cache.
     pub cached_types: Vec<CapsuleType>,
-    /// Persisted modules installed at start-up, and how many reused their compiled form.
+    /// Types found in the code cache directory at start-up, and restores from it that reused
+    /// the compiled form (no recompilation).
     pub persisted: (usize, usize),
+    /// Bytes the code cache directory holds, and types pruned from it to stay within
+    /// `code_cache_disk_bytes`.
+    pub disk: (u64, u64),
+    /// The executor's counters (instances, evictions, deadline traps).
+    pub executor: ExecutorCounters,
+    /// Compile jobs refused because the compile queue was full.
+    pub compiles_refused: u64,
+    /// Capsule log lines not written because of the log rate limit.
+    pub capsule_logs_suppressed: u64,
     /// Code-transfer messages dropped by fault injection.
     pub fault_dropped: u64,
     /// Datagrams the socket layer dropped (send errors, full queue).
     pub udp_dropped: u64,
     /// Router mode's counters (`None` for the UDP overlay).
     pub router: Option<RouterStats>,
-    /// Stage times of recent module loads (node time = wall clock).
+    /// Stage times of recent module loads (node time).
     pub load_timings: Vec<LoadTiming>,
     /// Wall time spent compiling each module this node compiled, in order.
     pub compile_times: Vec<(CapsuleType, Duration)>,
 }
 
 pub use router::RouterStats;
-
-/// Wall-clock time as node time.
-fn wall() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -90,16 +109,51 @@ pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
     n.host.max_deliveries = l.max_deliveries;
     n.host.max_capsule_data = l.max_capsule_bytes;
     n.max_capsule_bytes = l.max_capsule_bytes;
+    n.max_resource = l.max_resource;
+    n.peer_fuel_per_sec = l.peer_fuel_per_sec;
+    n.peer_fuel_burst = l.fuel.saturating_mul(20);
     n.store.max_bytes = l.store_bytes;
     n.store.namespace_quota = l.store_namespace_bytes;
     n.code_cache_bytes = l.code_cache_bytes;
     n.loader.max_pending_per_type = l.pending_per_type;
     n.loader.max_pending_total = l.pending_total;
+    n.loader.max_fetches_per_peer = l.fetches_per_peer;
     n.loader.serve_bytes_per_sec = l.serve_bytes_per_sec;
     n.loader.max_module_bytes = l.max_module_bytes;
+    n.loader.compile_nanos_per_sec =
+        u64::try_from(l.compile_time_per_sec.as_nanos()).unwrap_or(u64::MAX);
+    n.loader.compile_burst_nanos = n.loader.compile_nanos_per_sec.saturating_mul(8);
+    n.loader.compile_timeout = l.compile_timeout;
     n.loader.policy = match &cfg.code.policy {
         CodePolicy::Any => LoaderPolicy::AcceptAny,
         CodePolicy::AllowList(types) => LoaderPolicy::AllowList(types.iter().copied().collect()),
+    };
+    n.accept_from = match cfg.code.accept_from {
+        AcceptFrom::Any => NodeAcceptFrom::Any,
+        AcceptFrom::Neighbours => NodeAcceptFrom::Neighbours,
+        AcceptFrom::OnLink => match &cfg.router {
+            // On-link: a source inside one of the router's interface subnets.
+            Some(r) => {
+                let nets: Vec<(u32, u32)> = r
+                    .interfaces
+                    .iter()
+                    .map(|i| {
+                        let mask = u32::MAX
+                            .checked_shl(32 - u32::from(i.prefix_len))
+                            .unwrap_or(0);
+                        (u32::from(i.address) & mask, mask)
+                    })
+                    .collect();
+                NodeAcceptFrom::NeighboursAnd(Arc::new(move |p: &SocketAddr| match p {
+                    SocketAddr::V4(v4) => {
+                        let ip = u32::from(*v4.ip());
+                        nets.iter().any(|(net, mask)| ip & mask == *net)
+                    }
+                    SocketAddr::V6(_) => false,
+                }))
+            }
+            None => NodeAcceptFrom::Neighbours,
+        },
     };
     n
 }
@@ -109,9 +163,11 @@ pub fn executor_config(cfg: &Config) -> ExecutorConfig {
     let l = &cfg.limits;
     let mut e = ExecutorConfig {
         fuel: l.fuel,
+        max_exec_time: Some(l.max_exec_time),
         max_memory_bytes: l.max_memory_bytes,
         max_module_bytes: l.max_module_bytes,
         max_modules: l.max_modules,
+        max_instances: l.max_instances,
         ..ExecutorConfig::default()
     };
     e.host.max_sends = l.max_sends;
@@ -194,12 +250,16 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
 }
 
 /// Run a node in the foreground until SIGINT or SIGTERM; logs final counters.
+///
+/// The node answers a signal between two turns of its loop, and a turn is bounded in time
+/// ([`MAX_TURN_TIME`] plus one execution deadline), whatever capsules do; compiles still
+/// running are abandoned, not waited for.
 pub fn run_until_signal(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let (stop, stop_rx) = watch::channel(false);
         let (_stats, stats_rx) = mpsc::channel(1);
         tokio::spawn(async move {
@@ -221,8 +281,11 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<()> {
         });
         let stats = serve(config, stop_rx, stats_rx, None).await?;
         info!(?stats, "stopped");
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // Do not wait for app connections or anything else still parked on the runtime.
+    rt.shutdown_background();
+    result
 }
 
 type Ready = std::sync::mpsc::Sender<anyhow::Result<SocketAddr>>;
@@ -255,16 +318,25 @@ impl Fault {
 struct Driver {
     node: Node<SocketAddr>,
     exec: WasmExecutor,
-    compiler: Compiler,
-    code_dir: Option<std::path::PathBuf>,
+    clock: Clock,
+    compiles: CompileQueue,
+    /// The code cache directory's index, if there is a directory.
+    store: Option<CodeStore>,
     fault: Fault,
-    compiled_tx: mpsc::UnboundedSender<Compiled>,
     persisted: (usize, usize),
     compile_times: Vec<(CapsuleType, Duration)>,
     apps: Option<AppHandle>,
+    /// Capsule log lines written (one "peer": the node).
+    log_budget: PeerBudgets<()>,
+    logs_suppressed: u64,
 }
 
 impl Driver {
+    /// Node time now (monotonic).
+    fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
     fn stats(&self) -> Stats {
         Stats {
             address: self.node.address(),
@@ -278,6 +350,13 @@ impl Driver {
                 .collect(),
             cached_types: self.node.code_cache().types().copied().collect(),
             persisted: self.persisted,
+            disk: self
+                .store
+                .as_ref()
+                .map_or((0, 0), |s| (s.bytes(), s.pruned)),
+            executor: self.exec.counters(),
+            compiles_refused: self.compiles.refused,
+            capsule_logs_suppressed: self.logs_suppressed,
             fault_dropped: self.fault.dropped,
             udp_dropped: 0,
             router: None,
@@ -286,33 +365,42 @@ impl Driver {
         }
     }
 
-    /// Act on the node's events: start compilations, log capsule lines and failures.
+    /// Act on the node's events: start compilations and restores, log capsule lines and
+    /// failures.
     fn handle_events(&mut self) {
         while let Some(ev) = self.node.poll_event() {
             match ev {
                 Event::Compile { ty, code } => {
                     info!(%ty, bytes = code.len(), "code verified; compiling");
-                    let compiler = self.compiler.clone();
-                    let tx = self.compiled_tx.clone();
-                    let dir = self.code_dir.clone();
-                    // Compile and persist on the blocking pool, off the forwarding thread.
-                    tokio::task::spawn_blocking(move || {
-                        let start = std::time::Instant::now();
-                        let r = compiler.compile(&code);
-                        let took = start.elapsed();
-                        if let (Some(dir), Ok(m)) = (&dir, &r) {
-                            persist::store(dir, &compiler, &code, m);
-                        }
-                        let _ = tx.send((ty, r, took));
-                    });
+                    let dir = self.store.as_ref().map(|s| s.dir().to_owned());
+                    self.submit(Job::Compile { ty, code, dir });
                 }
-                Event::CapsuleLog { ty, level, text } => match level {
-                    LogLevel::Error => error!(ty = %ty.short(), "capsule: {text}"),
-                    LogLevel::Warn => warn!(ty = %ty.short(), "capsule: {text}"),
-                    LogLevel::Info => info!(ty = %ty.short(), "capsule: {text}"),
-                    LogLevel::Debug => debug!(ty = %ty.short(), "capsule: {text}"),
-                    LogLevel::Trace => trace!(ty = %ty.short(), "capsule: {text}"),
-                },
+                Event::Restore { ty } => {
+                    let Some(dir) = self.store.as_ref().map(|s| s.dir().to_owned()) else {
+                        let now = self.now();
+                        let r = Err(LoadError::Unavailable("no code cache directory".into()));
+                        self.node
+                            .module_ready(now, ty, r, Duration::ZERO, &mut self.exec);
+                        continue;
+                    };
+                    debug!(%ty, "restoring from the code cache directory");
+                    self.submit(Job::Restore { ty, dir });
+                }
+                Event::CapsuleLog { ty, level, text } => {
+                    let now = self.now();
+                    if !self.log_budget.allows(now, ()) {
+                        self.logs_suppressed += 1;
+                        continue;
+                    }
+                    self.log_budget.charge(now, (), 1);
+                    match level {
+                        LogLevel::Error => error!(ty = %ty.short(), "capsule: {text}"),
+                        LogLevel::Warn => warn!(ty = %ty.short(), "capsule: {text}"),
+                        LogLevel::Info => info!(ty = %ty.short(), "capsule: {text}"),
+                        LogLevel::Debug => debug!(ty = %ty.short(), "capsule: {text}"),
+                        LogLevel::Trace => trace!(ty = %ty.short(), "capsule: {text}"),
+                    }
+                }
                 Event::Trapped { ty, reason } => {
                     debug!(ty = %ty.short(), "capsule trapped: {reason}")
                 }
@@ -327,25 +415,60 @@ impl Driver {
         }
     }
 
-    /// A compilation finished: install, release held capsules.
-    fn compiled(&mut self, ty: CapsuleType, r: Result<CompiledModule, LoadError>, took: Duration) {
+    /// Queue a compile job; a full queue fails the load at once (counted).
+    fn submit(&mut self, job: Job) {
+        if let Some(done) = self.compiles.submit(job) {
+            warn!(ty = %done.ty, "not compiled: the compile queue is full");
+            self.compiled(done);
+        }
+    }
+
+    /// A compile or restore finished: index what it stored, install, release held capsules.
+    fn compiled(&mut self, done: Done) {
+        let Done {
+            ty,
+            result,
+            took,
+            stored_bytes,
+            reused,
+        } = done;
+        self.persisted.1 += usize::from(reused && result.is_ok());
         if self.compile_times.len() < 64 {
             self.compile_times.push((ty, took));
         }
-        let r = r.and_then(|m| self.exec.install(m).map(drop));
+        if let Some(store) = &mut self.store {
+            if stored_bytes > 0 {
+                store.insert(ty, stored_bytes);
+                for gone in store.prune() {
+                    self.node.set_stored(gone, false);
+                }
+                if store.types().any(|t| *t == ty) {
+                    self.node.set_stored(ty, true);
+                }
+            } else if result.is_err() {
+                store.forget(&ty);
+            }
+        }
+        let r = result.and_then(|(m, code)| {
+            self.node.add_code(ty, code);
+            self.exec.install(m).map(drop)
+        });
         match &r {
-            Ok(()) => info!(%ty, "module installed"),
+            Ok(()) => info!(%ty, took_ms = took.as_secs_f64() * 1e3, "module installed"),
             Err(e) => warn!(%ty, "module rejected: {e}"),
         }
-        self.node.module_ready(wall(), ty, r, &mut self.exec);
+        let now = self.now();
+        self.node.module_ready(now, ty, r, took, &mut self.exec);
     }
 
     /// An app's request: registration table semantics live in the node.
     fn app_request(&mut self, req: AppRequest) {
         match req {
-            AppRequest::Register { app, reply, .. } => {
-                let r = if self.node.register_app(app) {
-                    info!(app, "app registered");
+            AppRequest::Register {
+                app, accept, reply, ..
+            } => {
+                let r = if self.node.register_app_accepting(app, &accept) {
+                    info!(app, accepts = accept.len(), "app registered");
                     Ok(())
                 } else {
                     Err(format!("app id {app} is already registered"))
@@ -365,7 +488,8 @@ impl Driver {
                     header: &inject.header,
                     payload: &inject.payload,
                 };
-                let r = self.node.inject(wall(), app, inj, &mut self.exec);
+                let now = self.now();
+                let r = self.node.inject(now, app, inj, &mut self.exec);
                 let _ = reply.send(r.map(|()| inject.capsule_type).map_err(|e| e.to_string()));
             }
         }
@@ -389,14 +513,15 @@ impl Driver {
         }
     }
 
-    /// Hand the node's datagrams to `send` (fault injection applies here).
-    fn drain_transmits(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+    /// Hand up to `max` of the node's datagrams to `send` (fault injection applies here);
+    /// returns how many the node still holds.
+    fn drain_transmits(&mut self, max: usize, mut send: impl FnMut(SocketAddr, &[u8])) -> usize {
         let fault = &mut self.fault;
-        self.node.drain_transmits(|to, bytes| {
+        self.node.drain_transmits_up_to(max, |to, bytes| {
             if !fault.drop_code(bytes) {
                 send(to, bytes);
             }
-        });
+        })
     }
 }
 
@@ -441,7 +566,8 @@ trait Underlay {
     fn stats(&mut self, stats: &mut Stats);
 }
 
-/// The event loop: input, compilations, timers, apps and stats requests, one at a time.
+/// The event loop: input, compilations, timers, apps and stats requests, one at a time. A
+/// stop request wins over everything else waiting.
 async fn run<U: Underlay>(
     started: anyhow::Result<Started>,
     io: anyhow::Result<U>,
@@ -471,25 +597,27 @@ async fn run<U: Underlay>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let sleep = deadline.map_or(Duration::from_secs(3600), |at| at.saturating_sub(wall()));
+        let now = driver.now();
+        let sleep = deadline.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
         let input = tokio::select! {
+            biased;
             _ = stop.changed() => break,
-            r = io.readable(), if !more => { r?; true }
-            () = tokio::task::yield_now(), if more => true,
-            Some((ty, r, took)) = compiled_rx.recv() => { driver.compiled(ty, r, took); false }
-            () = tokio::time::sleep(sleep) => {
-                let now = wall();
-                driver.node.handle_timeout(now);
-                io.handle_timeout(now);
-                false
-            }
             Some(reply) = stats_rx.recv() => {
                 let mut stats = driver.stats();
                 io.stats(&mut stats);
                 let _ = reply.send(stats);
                 false
             }
+            Some(done) = compiled_rx.recv() => { driver.compiled(done); false }
+            () = tokio::time::sleep(sleep) => {
+                let now = driver.now();
+                driver.node.handle_timeout(now);
+                io.handle_timeout(now);
+                false
+            }
             Some(req) = recv_app(&mut app_rx) => { driver.app_request(req); false }
+            r = io.readable(), if !more => { r?; true }
+            () = tokio::task::yield_now(), if more => true,
         };
         if input {
             more = io.receive(&mut driver).await;
@@ -511,36 +639,44 @@ async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequ
     }
 }
 
-/// A finished compilation (already persisted): the type, the compiled module or why not,
-/// and how long compiling took.
-type Compiled = (CapsuleType, Result<CompiledModule, LoadError>, Duration);
-type CompiledRx = mpsc::UnboundedReceiver<Compiled>;
-
-type Started = (Driver, CompiledRx, Option<mpsc::Receiver<AppRequest>>);
+type Started = (
+    Driver,
+    mpsc::UnboundedReceiver<Done>,
+    Option<mpsc::Receiver<AppRequest>>,
+);
 
 async fn start(cfg: &Config) -> anyhow::Result<Started> {
     let compiler = Compiler::new(executor_config(cfg))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
-    let mut exec = WasmExecutor::new(compiler.clone())
+    let exec = WasmExecutor::new(compiler.clone())
         .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
     let mut node = Node::new(node_config(cfg));
-    let mut persisted = (0, 0);
-    if let Some(dir) = &cfg.node.code_cache_dir {
-        persist::prepare(dir).with_context(|| format!("code cache directory {}", dir.display()))?;
-        for p in persist::load_all(dir, &compiler) {
-            node.add_code(p.ty, p.code.clone());
-            if exec.install(p.compiled).is_ok() {
-                persisted.0 += 1;
-                persisted.1 += usize::from(p.reused);
+    let store = match &cfg.node.code_cache_dir {
+        Some(dir) => {
+            let store = CodeStore::open(dir, cfg.limits.code_cache_disk_bytes)
+                .with_context(|| format!("code cache directory {}", dir.display()))?;
+            let mut indexed = 0;
+            for ty in store.types() {
+                indexed += usize::from(node.set_stored(*ty, true));
             }
+            info!(
+                modules = indexed,
+                bytes = store.bytes(),
+                "code cache directory indexed"
+            );
+            Some(store)
         }
-        info!(
-            modules = persisted.0,
-            reused_compiled = persisted.1,
-            "code cache loaded"
-        );
-    }
+        None => None,
+    };
+    let persisted = (store.as_ref().map_or(0, |s| s.types().count()), 0);
     let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
+    let compiles = CompileQueue::start(
+        &compiler,
+        cfg.limits.compile_workers,
+        cfg.limits.compile_queue,
+        compiled_tx,
+    )
+    .context("cannot start the compile workers")?;
     let (apps, app_rx) = match &cfg.node.app_socket {
         Some(path) => {
             let server = AppServer::bind(path)
@@ -555,17 +691,19 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
     let driver = Driver {
         node,
         exec,
-        compiler,
-        code_dir: cfg.node.code_cache_dir.clone(),
+        clock: Clock::start(),
+        compiles,
+        store,
         fault: Fault {
             loss: cfg.fault.code_loss,
             state: seed,
             dropped: 0,
         },
-        compiled_tx,
         persisted,
         compile_times: Vec::new(),
         apps,
+        log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
+        logs_suppressed: 0,
     };
     Ok((driver, compiled_rx, app_rx))
 }

@@ -1,6 +1,12 @@
 //! The UDP overlay underlay: one batched socket ([`BatchSocket`], `recvmmsg`/`sendmmsg`)
 //! polled through tokio's `AsyncFd`; each turn reads at most [`MAX_BATCHES_PER_TURN`]
-//! batches so timers and apps are served under load.
+//! batches, for at most [`MAX_TURN_TIME`], so timers, apps and a stop request are served
+//! under load.
+//!
+//! Nothing is dropped silently on the way out: the node's transmits are moved into the send
+//! batch at most a batch at a time, and the batch is flushed before more are taken; a
+//! datagram is dropped only when the kernel refuses it (counted by the batch) or the socket
+//! stays unwritable (counted here).
 
 use std::net::SocketAddr;
 
@@ -8,7 +14,7 @@ use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 use tracing::warn;
 
-use super::{Driver, MAX_BATCHES_PER_TURN, Stats, Underlay, wall};
+use super::{Driver, MAX_BATCHES_PER_TURN, MAX_TURN_TIME, Stats, Underlay};
 use crate::config::Config;
 use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
 
@@ -18,7 +24,7 @@ pub(super) struct Overlay {
     local: SocketAddr,
     recv: RecvBatch,
     send: SendBatch,
-    /// Datagrams dropped because the socket stayed unwritable.
+    /// Datagrams dropped because the socket stayed unwritable, or refused by the batch.
     flush_dropped: u64,
 }
 
@@ -61,11 +67,15 @@ impl Underlay for Overlay {
     }
 
     async fn receive(&mut self, driver: &mut Driver) -> bool {
+        let started = std::time::Instant::now();
         for _ in 0..MAX_BATCHES_PER_TURN {
+            if started.elapsed() > MAX_TURN_TIME {
+                return true;
+            }
             match self.sock.get_ref().recv_batch(&mut self.recv) {
                 Ok(0) => return false,
                 Ok(_) => {
-                    let now = wall();
+                    let now = driver.now();
                     for (from, data) in self.recv.iter() {
                         driver.datagram(now, from, data);
                     }
@@ -82,11 +92,18 @@ impl Underlay for Overlay {
     }
 
     async fn flush(&mut self, driver: &mut Driver) {
-        let send = &mut self.send;
-        driver.drain_transmits(|to, bytes| {
-            send.push(to, bytes);
-        });
-        self.flush_dropped += flush(&self.sock, &mut self.send).await;
+        loop {
+            let (send, refused) = (&mut self.send, &mut self.flush_dropped);
+            let left = driver.drain_transmits(send.room(), |to, bytes| {
+                if !send.push(to, bytes) {
+                    *refused += 1;
+                }
+            });
+            self.flush_dropped += flush(&self.sock, &mut self.send).await;
+            if left == 0 {
+                break;
+            }
+        }
     }
 
     fn stats(&mut self, stats: &mut Stats) {

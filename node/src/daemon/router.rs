@@ -15,14 +15,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
-    Interface, Route, Router, RouterConfig, RouterCounters, RouterLimits, Verdict,
-    complete_l4_checksum,
+    Interface, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
-use super::{Driver, Stats, Underlay, wall};
+use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{PacketSocket, RingConfig};
 use crate::config::{Config, RouterSection};
@@ -141,14 +140,7 @@ impl RouterIo {
         if r.import_kernel_routes {
             routes.extend(kernel_routes(r, &routes)?);
         }
-        let limits = RouterLimits {
-            arp_entries: r.arp_entries,
-            arp_pending_per_neighbour: r.arp_pending_per_neighbour,
-            arp_pending_total: r.arp_pending_total,
-            icmp_per_sec: r.icmp_per_sec,
-            icmp_burst: r.icmp_burst,
-            ..RouterLimits::default()
-        };
+        let limits = r.router_limits();
         let router = Router::new(RouterConfig {
             interfaces,
             routes,
@@ -245,9 +237,9 @@ impl RouterIo {
     /// The node's datagrams through the router, the router's frames onto the interfaces,
     /// then every batch out.
     fn send_all(&mut self, driver: &mut Driver) {
-        let now = wall();
+        let now = driver.now();
         let (router, stats) = (&mut self.router, &mut self.stats);
-        driver.drain_transmits(|to, bytes| match to {
+        driver.drain_transmits(usize::MAX, |to, bytes| match to {
             SocketAddr::V4(to) => {
                 if !router.send_udp(now, to, bytes) {
                     stats.node_datagrams_dropped += 1;
@@ -336,7 +328,7 @@ impl Underlay for RouterIo {
     }
 
     async fn receive(&mut self, driver: &mut Driver) -> bool {
-        let now = wall();
+        let now = driver.now();
         let mut more = false;
         for i in 0..self.ports.len() {
             more |= self.receive_from(i, now, driver);

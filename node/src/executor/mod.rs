@@ -1,37 +1,51 @@
-//! The wasmtime executor: runs capsule modules in fuel-limited sandboxes.
+//! The wasmtime executor: runs capsule modules in fuel-limited, deadline-bounded sandboxes.
 //!
-//! - [`Compiler`] validates a module against ABI v1 and compiles it. It is `Send + Sync`
-//!   and cheap to clone, so compilation can happen off the forwarding thread.
-//! - [`WasmExecutor`] holds compiled modules (LRU, bounded count) and, per module, one live
-//!   instance reused for every capsule of that type with its fuel reset — no instantiation
-//!   per packet. A trapped instance is dropped and rebuilt from its `InstancePre` on the next
-//!   capsule.
-//! - `host_fns` links the host functions of ABI v1; `validate` checks imports and exports.
+//! - [`Compiler`] checks a module against the ABI (with `wasmparser`, before compiling) and
+//!   compiles it. It is `Send + Sync` and cheap to clone, so compilation can happen off the
+//!   forwarding thread; clones share one engine and one epoch [`deadline::Ticker`].
+//! - [`WasmExecutor`] holds compiled modules (LRU, bounded in count and in native code bytes)
+//!   and, for the most recently used of them, one live instance reused for every capsule of
+//!   that type with its fuel and deadline reset — no instantiation per packet. Live instances
+//!   are bounded separately (`max_instances`): each may hold up to `max_memory_bytes` of
+//!   linear memory. A trapped instance is dropped and rebuilt from its `InstancePre` on the
+//!   next capsule.
+//! - `host_fns` links the host functions, each charging fuel for the bytes it touches;
+//!   `validate` checks imports, exports and the module's shape.
+//!
+//! The execution is *moved* into the store for the duration of a call (a pointer swap of the
+//! boxed [`Execution`]) and back: host functions reach it as ordinary store data, with no raw
+//! pointers and no `unsafe`.
 //!
 //! One `Engine` per process is the intent: build one [`Compiler`] and clone it.
 
+mod deadline;
 mod host_fns;
 mod validate;
 
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ants_core::{Execution, Executor, HostLimits, LoadError, RunReport, RunResult, TrapReason};
 use ants_wire::CapsuleType;
 use ants_wire::abi::{ABI_VERSION, ABI_VERSION_EXPORT, ENTRY_EXPORT};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
-use wasmtime::{
-    Engine, Instance, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
-    Trap, TypedFunc,
-};
+use wasmtime::{Engine, Instance, InstancePre, Linker, Memory, Module, Store, Trap, TypedFunc};
+
+pub use deadline::Ticker;
+use deadline::Watch;
+pub use validate::{MAX_BODY_BYTES, MAX_FUNCTIONS, MAX_LOCALS};
 
 /// Limits of the sandbox. Every one is enforced; every hit is an error or trap, never a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecutorConfig {
-    /// Fuel per capsule execution (about one unit per wasm instruction).
+    /// Fuel per capsule execution (about one unit per wasm instruction; host calls pay for
+    /// the bytes they touch, see [`ants_core::host::fuel`]).
     pub fuel: u64,
+    /// Wall-clock deadline of one execution; `None` disables it (the simulator, which must
+    /// be deterministic, relies on fuel alone).
+    pub max_exec_time: Option<Duration>,
     /// Largest linear memory an instance may have, in bytes.
     pub max_memory_bytes: usize,
     /// Largest table an instance may have, in elements.
@@ -42,6 +56,12 @@ pub struct ExecutorConfig {
     pub max_wasm_stack: usize,
     /// Compiled modules kept; the least recently used is dropped past this.
     pub max_modules: usize,
+    /// Native code bytes of the compiled modules kept; the least recently used are dropped
+    /// past this (a module larger than this alone is refused).
+    pub max_compiled_bytes: usize,
+    /// Live instances kept (each with up to `max_memory_bytes` of memory); the least
+    /// recently used is dropped past this and rebuilt when its type runs again.
+    pub max_instances: usize,
     /// Per-execution limits on host calls.
     pub host: HostLimits,
 }
@@ -50,11 +70,14 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             fuel: 1_000_000,
+            max_exec_time: Some(Duration::from_millis(10)),
             max_memory_bytes: 4 << 20,
             max_table_elements: 1_000,
             max_module_bytes: 1 << 20,
             max_wasm_stack: 256 << 10,
             max_modules: 256,
+            max_compiled_bytes: 256 << 20,
+            max_instances: 32,
             host: HostLimits::default(),
         }
     }
@@ -63,11 +86,12 @@ impl Default for ExecutorConfig {
 /// Fuel for the one-off `ants_abi_version` probe at load time.
 const PROBE_FUEL: u64 = 10_000;
 
-/// Validates and compiles modules. Cloning shares the engine.
+/// Validates and compiles modules. Cloning shares the engine and its epoch ticker.
 #[derive(Clone)]
 pub struct Compiler {
     engine: Engine,
     config: ExecutorConfig,
+    ticker: Option<Arc<Ticker>>,
 }
 
 impl std::fmt::Debug for Compiler {
@@ -85,6 +109,8 @@ pub struct CompiledModule {
     pub capsule_type: CapsuleType,
     /// Size of the module bytes.
     pub size: usize,
+    /// Size of its native code.
+    pub code_bytes: usize,
     module: Module,
 }
 
@@ -93,22 +119,33 @@ impl std::fmt::Debug for CompiledModule {
         f.debug_struct("CompiledModule")
             .field("capsule_type", &self.capsule_type)
             .field("size", &self.size)
+            .field("code_bytes", &self.code_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl Compiler {
-    /// An engine configured for capsules: fuel metering on, no 64-bit or multiple memories (threads
-    /// are not compiled in), a bounded native stack.
+    /// An engine configured for capsules: fuel metering on, epoch interruption when a
+    /// deadline is set (its ticker thread starts here), no 64-bit or multiple memories
+    /// (threads are not compiled in), a bounded native stack, and single-threaded
+    /// compilation (a compile must not take every core from forwarding).
     pub fn new(config: ExecutorConfig) -> Result<Compiler, wasmtime::Error> {
         let mut c = wasmtime::Config::new();
         c.consume_fuel(true)
+            .epoch_interruption(config.max_exec_time.is_some())
             .max_wasm_stack(config.max_wasm_stack)
             .wasm_memory64(false)
-            .wasm_multi_memory(false);
+            .wasm_multi_memory(false)
+            .parallel_compilation(false);
+        let engine = Engine::new(&c)?;
+        let ticker = match config.max_exec_time {
+            Some(t) => Some(Arc::new(Ticker::start(&engine, t)?)),
+            None => None,
+        };
         Ok(Compiler {
-            engine: Engine::new(&c)?,
+            engine,
             config,
+            ticker,
         })
     }
 
@@ -117,36 +154,42 @@ impl Compiler {
         &self.config
     }
 
-    /// Validate `module` (compiled from `code`) against ABI v1 and wrap it.
-    fn checked(&self, code: &[u8], module: Module) -> Result<CompiledModule, LoadError> {
-        validate::check_module(&module, &self.config)?;
+    fn wrap(&self, code: &[u8], module: Module) -> Result<CompiledModule, LoadError> {
+        let image = module.image_range();
+        let code_bytes = (image.end as usize).saturating_sub(image.start as usize);
+        if code_bytes > self.config.max_compiled_bytes {
+            return Err(LoadError::TooLarge {
+                size: code_bytes,
+                max: self.config.max_compiled_bytes,
+            });
+        }
         Ok(CompiledModule {
             capsule_type: CapsuleType(Sha256::digest(code).into()),
             size: code.len(),
+            code_bytes,
             module,
         })
     }
 
-    fn check_size(&self, code: &[u8]) -> Result<(), LoadError> {
+    /// Size, ABI and shape checks on the bytes alone (no compile).
+    pub fn check(&self, code: &[u8]) -> Result<(), LoadError> {
         if code.len() > self.config.max_module_bytes {
             return Err(LoadError::TooLarge {
                 size: code.len(),
                 max: self.config.max_module_bytes,
             });
         }
-        Ok(())
+        validate::check_module(code, &self.config)
     }
 
-    /// Check size, hash, validate and compile. Does not instantiate.
+    /// Check size, ABI and shape, then compile. Does not instantiate.
     pub fn compile(&self, code: &[u8]) -> Result<CompiledModule, LoadError> {
-        self.check_size(code)?;
+        self.check(code)?;
         let module = Module::from_binary(&self.engine, code)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        self.checked(code, module)
+        self.wrap(code, module)
     }
-}
 
-impl Compiler {
     /// The compiled form of `module`, to persist next to its wasm so a restart does not
     /// recompile (see [`Compiler::deserialize`]).
     pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, wasmtime::Error> {
@@ -154,7 +197,7 @@ impl Compiler {
     }
 
     /// Restore a module compiled earlier by [`Compiler::serialize`] for the wasm bytes
-    /// `code`, re-checking it against ABI v1 and the current limits.
+    /// `code`, re-checking the bytes against the ABI and the current limits.
     ///
     /// # Safety
     /// `compiled` is native code that will run in this process. It must come from
@@ -166,46 +209,112 @@ impl Compiler {
         code: &[u8],
         compiled: &[u8],
     ) -> Result<CompiledModule, LoadError> {
-        self.check_size(code)?;
+        self.check(code)?;
         // SAFETY: the caller guarantees `compiled` was produced by `serialize` of this
         // binary (see above); wasmtime checks the version and engine configuration.
         let module = unsafe { Module::deserialize(&self.engine, compiled) }
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        self.checked(code, module)
+        self.wrap(code, module)
+    }
+}
+
+/// A `memory.grow` or `table.grow` past the node's limit; the trap it causes is classified by
+/// this type, not by its message.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("grown past the node's per-instance limit")]
+struct GrowDenied;
+
+/// The per-instance memory and table limits.
+struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(GrowDenied.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(GrowDenied.into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
     }
 }
 
 /// Data of every capsule store.
-struct ExecState {
-    limits: StoreLimits,
+struct StoreData {
+    limiter: Limiter,
     memory: Option<Memory>,
-    /// The execution in progress; `Some` only for the duration of [`WasmExecutor::run`].
-    exec: Option<NonNull<Execution<'static>>>,
+    /// `true` while [`WasmExecutor::run`] has lent `exec` to the instance.
+    active: bool,
+    /// The deadline state of the execution in progress.
+    watch: Watch,
+    /// The execution in progress while a call runs (swapped in by [`WasmExecutor::run`]);
+    /// an empty one otherwise.
+    exec: Box<Execution>,
     /// Scratch space for copying keys out of guest memory (bounded by the key-length limit).
     scratch: Vec<u8>,
 }
 
-// SAFETY: `exec` is only `Some` while `WasmExecutor::run` is on the stack of the thread that
-// owns the store, and is reset to `None` before `run` returns; the rest of the state is
-// plain owned data. Moving a store between threads between executions is therefore sound.
-unsafe impl Send for ExecState {}
-
 struct LiveInstance {
-    store: Store<ExecState>,
-    instance: Instance,
+    store: Store<StoreData>,
     entry: TypedFunc<(), i32>,
 }
 
 struct LoadedModule {
-    pre: InstancePre<ExecState>,
-    live: Option<LiveInstance>,
+    pre: InstancePre<StoreData>,
+    code_bytes: usize,
 }
 
 /// Runs capsules; implements [`Executor`].
 pub struct WasmExecutor {
     compiler: Compiler,
-    linker: Arc<Linker<ExecState>>,
+    linker: Arc<Linker<StoreData>>,
     modules: LruCache<CapsuleType, LoadedModule, BuildHasherDefault<TypeHasher>>,
+    /// Native code bytes of `modules`.
+    code_bytes: usize,
+    instances: LruCache<CapsuleType, LiveInstance, BuildHasherDefault<TypeHasher>>,
+    counters: ExecutorCounters,
+}
+
+/// What the executor did since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutorCounters {
+    /// Instances created (the first, after a trap, after eviction).
+    pub instantiations: u64,
+    /// Live instances dropped to stay within `max_instances`.
+    pub instances_evicted: u64,
+    /// Compiled modules dropped to stay within `max_modules` / `max_compiled_bytes`.
+    pub modules_evicted: u64,
+    /// Executions stopped by the wall-clock deadline.
+    pub deadline_traps: u64,
 }
 
 /// Hashes a [`CapsuleType`] by its first 8 bytes. Keys are inserted only for modules that
@@ -232,9 +341,15 @@ impl std::fmt::Debug for WasmExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmExecutor")
             .field("modules", &self.modules.len())
+            .field("instances", &self.instances.len())
+            .field("code_bytes", &self.code_bytes)
             .field("config", &self.compiler.config)
             .finish_non_exhaustive()
     }
+}
+
+fn capacity(n: usize) -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(n.max(1)).unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 impl WasmExecutor {
@@ -242,12 +357,17 @@ impl WasmExecutor {
     pub fn new(compiler: Compiler) -> Result<WasmExecutor, wasmtime::Error> {
         let mut linker = Linker::new(&compiler.engine);
         host_fns::link(&mut linker)?;
-        let cap = std::num::NonZeroUsize::new(compiler.config.max_modules.max(1))
-            .unwrap_or(std::num::NonZeroUsize::MIN);
+        let c = compiler.config;
         Ok(WasmExecutor {
             compiler,
             linker: Arc::new(linker),
-            modules: LruCache::with_hasher(cap, BuildHasherDefault::default()),
+            modules: LruCache::with_hasher(capacity(c.max_modules), BuildHasherDefault::default()),
+            code_bytes: 0,
+            instances: LruCache::with_hasher(
+                capacity(c.max_instances),
+                BuildHasherDefault::default(),
+            ),
+            counters: ExecutorCounters::default(),
         })
     }
 
@@ -271,24 +391,51 @@ impl WasmExecutor {
         self.modules.is_empty()
     }
 
-    /// Drop a module.
+    /// Live instances.
+    pub fn live_instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Native code bytes of the loaded modules.
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
+    }
+
+    /// What the executor did so far.
+    pub fn counters(&self) -> ExecutorCounters {
+        self.counters
+    }
+
+    /// Drop a module (and its instance).
     pub fn unload(&mut self, ty: &CapsuleType) -> bool {
-        self.modules.pop(ty).is_some()
+        self.instances.pop(ty);
+        match self.modules.pop(ty) {
+            Some(m) => {
+                self.code_bytes -= m.code_bytes;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Install a compiled module: link it, instantiate it once within the limits and check
-    /// its ABI version. The instance is kept for the first capsule.
+    /// its ABI version. The instance is kept for the first capsule. Least recently used
+    /// modules are dropped to stay within `max_modules` and `max_compiled_bytes`.
     pub fn install(&mut self, compiled: CompiledModule) -> Result<CapsuleType, LoadError> {
         let pre = self
             .linker
             .instantiate_pre(&compiled.module)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let mut live = instantiate(&self.compiler, &pre)?;
+        let (mut live, instance) = instantiate(&self.compiler, &pre)?;
+        self.counters.instantiations += 1;
         let probe = live
             .store
             .set_fuel(PROBE_FUEL)
             .and_then(|()| {
-                live.instance
+                if self.compiler.ticker.is_some() {
+                    live.store.set_epoch_deadline(deadline::TICKS);
+                }
+                instance
                     .get_typed_func::<(), i32>(&mut live.store, ABI_VERSION_EXPORT)?
                     .call(&mut live.store, ())
             })
@@ -300,62 +447,91 @@ impl WasmExecutor {
             });
         }
         let ty = compiled.capsule_type;
+        self.unload(&ty);
+        while !self.modules.is_empty()
+            && (self.modules.len() >= self.compiler.config.max_modules
+                || self.code_bytes + compiled.code_bytes > self.compiler.config.max_compiled_bytes)
+        {
+            let Some((old, m)) = self.modules.pop_lru() else {
+                break;
+            };
+            self.instances.pop(&old);
+            self.code_bytes -= m.code_bytes;
+            self.counters.modules_evicted += 1;
+        }
+        self.code_bytes += compiled.code_bytes;
         self.modules.put(
             ty,
             LoadedModule {
                 pre,
-                live: Some(live),
+                code_bytes: compiled.code_bytes,
             },
         );
+        self.keep_instance(ty, live);
         Ok(ty)
+    }
+
+    fn keep_instance(&mut self, ty: CapsuleType, live: LiveInstance) {
+        if let Some((old, _)) = self.instances.push(ty, live)
+            && old != ty
+        {
+            self.counters.instances_evicted += 1;
+        }
     }
 }
 
 fn classify(err: &wasmtime::Error) -> TrapReason {
+    if err.downcast_ref::<GrowDenied>().is_some() {
+        return TrapReason::ResourceLimit;
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TrapReason::OutOfFuel,
+        Some(Trap::Interrupt) => TrapReason::Deadline,
         Some(Trap::StackOverflow) => TrapReason::StackOverflow,
         Some(Trap::MemoryOutOfBounds) => TrapReason::MemoryOutOfBounds,
         Some(Trap::UnreachableCodeReached) => TrapReason::Unreachable,
         Some(other) => TrapReason::Other(other.to_string()),
-        None => {
-            let msg = format!("{err:#}");
-            if msg.contains("forcing trap when growing") {
-                TrapReason::ResourceLimit
-            } else {
-                TrapReason::Other(msg)
-            }
-        }
+        None => TrapReason::Other(format!("{err:#}")),
     }
 }
 
 fn instantiate(
     compiler: &Compiler,
-    pre: &InstancePre<ExecState>,
-) -> Result<LiveInstance, LoadError> {
+    pre: &InstancePre<StoreData>,
+) -> Result<(LiveInstance, Instance), LoadError> {
     let cfg = &compiler.config;
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(cfg.max_memory_bytes)
-        .table_elements(cfg.max_table_elements)
-        .instances(1)
-        .tables(1)
-        .memories(1)
-        .trap_on_grow_failure(true)
-        .build();
     let mut store = Store::new(
         &compiler.engine,
-        ExecState {
-            limits,
+        StoreData {
+            limiter: Limiter {
+                memory_bytes: cfg.max_memory_bytes,
+                table_elements: cfg.max_table_elements,
+            },
             memory: None,
-            exec: None,
+            active: false,
+            watch: Watch::default(),
+            exec: Box::default(),
             scratch: Vec::new(),
         },
     );
-    store.limiter(|s| &mut s.limits);
-    // A start function runs during instantiation: give it the probe budget.
+    store.limiter(|s| &mut s.limiter);
+    if let Some(max) = cfg.max_exec_time {
+        let interval = max / 2;
+        store.epoch_deadline_callback(move |mut cx| {
+            Ok(if cx.data_mut().watch.expired(interval) {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Continue(deadline::TICKS)
+            })
+        });
+    }
+    // A start function runs during instantiation: give it the probe budget and a deadline.
     store
         .set_fuel(PROBE_FUEL)
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+    if compiler.ticker.is_some() {
+        store.set_epoch_deadline(deadline::TICKS);
+    }
     let instance = pre
         .instantiate(&mut store)
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -364,11 +540,7 @@ fn instantiate(
     let entry = instance
         .get_typed_func::<(), i32>(&mut store, ENTRY_EXPORT)
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-    Ok(LiveInstance {
-        store,
-        instance,
-        entry,
-    })
+    Ok((LiveInstance { store, entry }, instance))
 }
 
 impl Executor for WasmExecutor {
@@ -381,18 +553,22 @@ impl Executor for WasmExecutor {
         self.modules.contains(ty)
     }
 
-    fn run(&mut self, exec: &mut Execution<'_>) -> RunReport {
-        exec.effects.clear();
+    fn run(&mut self, exec: &mut Box<Execution>) -> RunReport {
         let fuel = self.compiler.config.fuel;
-        let Some(module) = self.modules.get_mut(&exec.capsule.capsule_type) else {
-            return RunReport {
-                result: RunResult::NotLoaded,
-                fuel_used: 0,
-            };
+        let ty = exec.capsule.capsule_type;
+        let not_loaded = RunReport {
+            result: RunResult::NotLoaded,
+            fuel_used: 0,
         };
-        if module.live.is_none() {
+        let Some(module) = self.modules.get(&ty) else {
+            return not_loaded;
+        };
+        if !self.instances.contains(&ty) {
             match instantiate(&self.compiler, &module.pre) {
-                Ok(live) => module.live = Some(live),
+                Ok((live, _)) => {
+                    self.counters.instantiations += 1;
+                    self.keep_instance(ty, live);
+                }
                 Err(e) => {
                     return RunReport {
                         result: RunResult::Trapped(TrapReason::Other(e.to_string())),
@@ -401,11 +577,8 @@ impl Executor for WasmExecutor {
                 }
             }
         }
-        let Some(live) = module.live.as_mut() else {
-            return RunReport {
-                result: RunResult::NotLoaded,
-                fuel_used: 0,
-            };
+        let Some(live) = self.instances.get_mut(&ty) else {
+            return not_loaded;
         };
         if let Err(e) = live.store.set_fuel(fuel) {
             return RunReport {
@@ -413,18 +586,39 @@ impl Executor for WasmExecutor {
                 fuel_used: 0,
             };
         }
-        live.store.data_mut().exec = Some(NonNull::from(&mut *exec).cast());
+        if let Some(t) = &self.compiler.ticker {
+            live.store.set_epoch_deadline(deadline::TICKS);
+            t.note_run();
+        }
+        let data = live.store.data_mut();
+        std::mem::swap(exec, &mut data.exec);
+        data.active = true;
+        data.watch = Watch::default();
         let outcome = live.entry.call(&mut live.store, ());
-        live.store.data_mut().exec = None;
+        let data = live.store.data_mut();
+        data.active = false;
+        std::mem::swap(exec, &mut data.exec);
         let fuel_used = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
-        let result = match outcome {
-            Ok(code) => RunResult::Returned(code),
+        match outcome {
+            Ok(code) => RunReport {
+                result: RunResult::Returned(code),
+                fuel_used,
+            },
             Err(e) => {
-                module.live = None;
-                exec.effects.discard_outputs();
-                RunResult::Trapped(classify(&e))
+                self.instances.pop(&ty);
+                let reason = classify(&e);
+                // Time is what a deadline trap used: charge the whole budget.
+                let fuel_used = if reason == TrapReason::Deadline {
+                    self.counters.deadline_traps += 1;
+                    fuel
+                } else {
+                    fuel_used
+                };
+                RunReport {
+                    result: RunResult::Trapped(reason),
+                    fuel_used,
+                }
             }
-        };
-        RunReport { result, fuel_used }
+        }
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::ENTRY_OVERHEAD;
+use crate::config::entry_cost;
 
 const A: ProtocolId = [0xa; 32];
 const B: ProtocolId = [0xb; 32];
@@ -22,17 +23,40 @@ fn store(global: usize, quota: usize) -> SoftStore {
     })
 }
 
+/// Namespace `ns`'s live entries as owned `(key, value, expires_at)`, to compare over time.
+fn live<N: Hash + Eq + Clone>(s: &SoftStore<N>, ns: &N) -> Vec<(Vec<u8>, Vec<u8>, Duration)> {
+    s.entries(ns)
+        .iter()
+        .map(|e| (e.key.to_vec(), e.value.to_vec(), e.expires_at))
+        .collect()
+}
+
 /// Checks the invariants every public call must keep.
-fn check(s: &SoftStore, namespaces: &[ProtocolId]) {
+fn check<N: Hash + Eq + Clone>(s: &SoftStore<N>, namespaces: &[N]) {
     let sum: usize = namespaces.iter().map(|ns| s.namespace_bytes(ns)).sum();
     assert_eq!(s.bytes(), sum);
     assert!(s.bytes() <= s.config().max_bytes);
     for ns in namespaces {
         assert!(s.namespace_bytes(ns) <= s.config().namespace_quota);
     }
-    assert_eq!(s.expirations.len(), s.len(), "expiry index is exact");
-    let indexed: usize = s.spaces.values().map(|space| space.ids.len()).sum();
-    assert_eq!(indexed, s.len());
+    let stored: usize = s.spaces.values().map(|space| space.entries.len()).sum();
+    assert_eq!(s.expirations.len(), stored, "expiry index is exact");
+    for (&(at, id), (ns, key)) in &s.expirations {
+        let slot = s.spaces[ns]
+            .entries
+            .peek(&**key)
+            .expect("indexed entry is stored");
+        assert_eq!((slot.expires_at, slot.id), (at, id));
+    }
+    for space in s.spaces.values() {
+        assert!(!space.entries.is_empty(), "empty namespaces are dropped");
+        let cost: usize = space
+            .entries
+            .iter()
+            .map(|(key, slot)| entry_cost(key.len(), slot.value.len()))
+            .sum();
+        assert_eq!(space.bytes, cost);
+    }
 }
 
 #[test]
@@ -222,23 +246,120 @@ fn replacing_counts_the_old_cost_as_freed() {
 }
 
 #[test]
-fn global_bound_evicts_least_recently_used_and_reports_it() {
+fn global_bound_evicts_the_namespaces_own_least_recently_used_and_reports_it() {
     let mut s = store(3, 10);
     s.put(&A, b"1", b"v", secs(50), secs(0)).unwrap();
     s.put(&B, b"2", b"v", secs(50), secs(0)).unwrap();
     s.put(&A, b"3", b"v", secs(50), secs(0)).unwrap();
-    // A hit makes "1" the most recently used, so "2" (of B) is now the least.
+    // A hit makes "1" A's most recently used. B's "2" is the least recently used of the whole
+    // store, but it is not A's to evict: A's least recently used, "3", goes.
     assert!(s.get(&A, b"1", secs(1)).is_some());
     let out = s.put(&A, b"4", b"v", secs(50), secs(1)).unwrap();
     assert_eq!(out.evicted, 1);
-    assert_eq!(s.get(&B, b"2", secs(1)), None);
-    assert_eq!(s.namespace_count(), 1, "B's last entry went, and B with it");
-    // A bigger entry (129 bytes, nearly two units) evicts as many as it needs: "3" then "1".
+    assert_eq!(s.get(&A, b"3", secs(1)), None);
+    assert_eq!(s.get(&B, b"2", secs(1)), Some(&b"v"[..]));
+    // A bigger entry (129 bytes, nearly two units) evicts as many as it needs: "1" then "4".
     let out = s.put(&A, b"5", &[0; 64], secs(50), secs(1)).unwrap();
     assert_eq!(out.evicted, 2);
     let keys: Vec<&[u8]> = s.entries(&A).iter().map(|e| e.key).collect();
-    assert_eq!(keys, [&b"4"[..], &b"5"[..]]);
+    assert_eq!(keys, [&b"5"[..]]);
+    assert_eq!(s.entries(&B).len(), 1);
     assert_eq!(s.counters().evictions, 3);
+    assert_eq!(s.counters().store_full_refusals, 0);
+    check(&s, &[A, B]);
+}
+
+#[test]
+fn a_namespace_filling_the_store_evicts_only_its_own_entries() {
+    // The finding this guards against: a protocol allowed the whole store (quota = max_bytes)
+    // floods it; the victim's entries are the oldest and least recently used in the store.
+    let mut s = store(6, 6);
+    s.put(&B, b"1", b"b", secs(90), secs(0)).unwrap();
+    s.put(&B, b"2", b"b", secs(90), secs(0)).unwrap();
+    let b_before = live(&s, &B);
+    let mut evicted = 0;
+    for i in 0..20u8 {
+        let out = s.put(&A, &[i], b"a", secs(90), secs(1)).unwrap();
+        evicted += out.evicted;
+        check(&s, &[A, B]);
+    }
+    // A got the four units B leaves, and churned through them: 16 evictions, all of A.
+    assert_eq!(evicted, 16);
+    assert_eq!(s.counters().evictions, 16);
+    let keys: Vec<&[u8]> = s.entries(&A).iter().map(|e| e.key).collect();
+    assert_eq!(keys, [[16], [17], [18], [19]]);
+    let b_after = live(&s, &B);
+    assert_eq!(b_before, b_after, "every entry of B survives, untouched");
+    assert_eq!(s.bytes(), s.config().max_bytes);
+}
+
+#[test]
+fn a_put_its_own_entries_cannot_make_room_for_is_store_full_and_changes_nothing() {
+    let mut s = SoftStore::<u8>::new(Config {
+        max_bytes: 1000,
+        namespace_quota: 1000,
+        max_key_len: 8,
+        max_value_len: 1000,
+        max_ttl: secs(100),
+    });
+    s.put(&1, b"b", &[0; 335], secs(50), secs(0)).unwrap(); // 400 bytes
+    s.put(&0, b"a", &[0; 235], secs(50), secs(0)).unwrap(); // 300 bytes
+    let counters = *s.counters();
+    // 700 bytes: even with all of namespace 0's entries evicted, namespace 1 leaves 600.
+    assert_eq!(
+        s.put(&0, b"big", &[0; 633], secs(50), secs(1)),
+        Err(PutError::StoreFull {
+            needed: 700,
+            available: 600
+        })
+    );
+    assert_eq!(
+        *s.counters(),
+        Counters {
+            store_full_refusals: 1,
+            ..counters
+        },
+        "only the refusal is counted"
+    );
+    assert_eq!(s.bytes(), 700);
+    assert_eq!(s.entries(&0).len(), 1, "nothing evicted for a refused put");
+    // Exactly what is available fits, by evicting namespace 0's own entry.
+    let out = s.put(&0, b"big", &[0; 533], secs(50), secs(1)).unwrap();
+    assert_eq!(out.evicted, 1);
+    assert_eq!(s.bytes(), 1000);
+    assert_eq!(s.namespace_bytes(&1), 400);
+    check(&s, &[0, 1]);
+}
+
+#[test]
+fn a_new_namespace_in_a_store_full_of_others_waits_for_their_expiry() {
+    let mut s = store(4, 4);
+    for key in [b"1", b"2", b"3", b"4"] {
+        s.put(&A, key, b"a", secs(10), secs(0)).unwrap();
+    }
+    assert_eq!(
+        s.put(&B, b"k", b"b", secs(10), secs(1)),
+        Err(PutError::StoreFull {
+            needed: UNIT,
+            available: 0
+        })
+    );
+    assert_eq!(s.entries(&A).len(), 4);
+    assert_eq!(s.namespace_count(), 1, "a refused put creates no namespace");
+    // A removal makes room for exactly one; B's next put then has only B's entry to evict.
+    assert!(s.remove(&A, b"1"));
+    s.put(&B, b"k", b"b", secs(50), secs(2)).unwrap();
+    let out = s.put(&B, b"m", b"b", secs(50), secs(2)).unwrap();
+    assert_eq!(out.evicted, 1);
+    assert_eq!(s.get(&B, b"k", secs(2)), None);
+    assert_eq!(s.entries(&A).len(), 3);
+    // Expiry is not eviction: once A's entries are due, B's put purges them and fits.
+    let out = s.put(&B, b"n", b"b", secs(50), secs(10)).unwrap();
+    assert_eq!(out.evicted, 0);
+    assert_eq!(s.counters().evictions, 1);
+    assert_eq!(s.counters().expiries, 3);
+    assert_eq!(s.counters().store_full_refusals, 1);
+    assert_eq!(s.entries(&B).len(), 2);
     check(&s, &[A, B]);
 }
 
@@ -263,7 +384,7 @@ fn refresh_and_replacement_count_as_use_for_lru() {
 }
 
 #[test]
-fn namespaces_are_isolated_except_by_global_lru_pressure() {
+fn namespaces_can_neither_see_nor_push_out_each_other() {
     let mut s = store(4, 2);
     // Same key, different namespaces: separate entries.
     s.put(&A, b"k", b"a", secs(50), secs(0)).unwrap();
@@ -276,32 +397,32 @@ fn namespaces_are_isolated_except_by_global_lru_pressure() {
     assert!(!s.refresh(&B, b"x", secs(99), secs(1)));
     assert!(!s.remove(&B, b"x"));
     s.put(&B, b"k", b"B", secs(50), secs(1)).unwrap();
-    let a_before: Vec<(Vec<u8>, Vec<u8>, Duration)> = s
-        .entries(&A)
-        .iter()
-        .map(|e| (e.key.to_vec(), e.value.to_vec(), e.expires_at))
-        .collect();
+    let a_before = live(&s, &A);
     // B at its quota is refused; it does not take room from A (nor from itself).
     s.put(&B, b"y", b"b", secs(50), secs(1)).unwrap();
     assert!(matches!(
         s.put(&B, b"z", b"b", secs(50), secs(1)),
         Err(PutError::QuotaExceeded { .. })
     ));
-    let a_after: Vec<(Vec<u8>, Vec<u8>, Duration)> = s
-        .entries(&A)
-        .iter()
-        .map(|e| (e.key.to_vec(), e.value.to_vec(), e.expires_at))
-        .collect();
+    let a_after = live(&s, &A);
     assert_eq!(a_before, a_after);
     assert_eq!(s.counters().evictions, 0);
-    // The store is now full (4 entries). A third protocol, well within its own quota, pushes
-    // out the globally least recently used entry, which is A's "x" (A's "k" was just read).
-    assert!(s.get(&A, b"k", secs(2)).is_some());
-    let out = s.put(&C, b"q", b"c", secs(50), secs(2)).unwrap();
-    assert_eq!(out.evicted, 1);
-    assert_eq!(s.get(&A, b"x", secs(2)), None);
-    assert_eq!(s.get(&A, b"k", secs(2)), Some(&b"a"[..]));
+    // The store is now full (4 entries). A third protocol, well within its own quota, is
+    // refused rather than pushing out anyone's entries.
+    assert_eq!(
+        s.put(&C, b"q", b"c", secs(50), secs(2)),
+        Err(PutError::StoreFull {
+            needed: UNIT,
+            available: 0
+        })
+    );
+    assert_eq!(s.entries(&A).len(), 2);
     assert_eq!(s.entries(&B).len(), 2);
+    assert_eq!(s.counters().evictions, 0);
+    // Once A gives up an entry, C fits.
+    assert!(s.remove(&A, b"x"));
+    s.put(&C, b"q", b"c", secs(50), secs(2)).unwrap();
+    assert_eq!(s.get(&A, b"k", secs(2)), Some(&b"a"[..]));
     check(&s, &[A, B, C]);
 }
 
@@ -484,6 +605,8 @@ fn debug_shows_a_summary_not_the_values() {
     s.put(&A, b"k", b"secret", secs(5), secs(0)).unwrap();
     let text = format!("{s:?}");
     assert!(text.contains("entries: 1"));
+    assert!(text.contains("namespaces: 1"));
+    assert!(text.contains("store_full_refusals: 0"));
     assert!(!text.contains("secret"));
     let _ = SoftStore::<u8>::default();
 }

@@ -36,9 +36,11 @@ pub struct LoaderConfig {
     pub max_pending_total: usize,
     /// Bytes of held capsules in total.
     pub max_pending_bytes: usize,
-    /// Types being fetched (or verified and waiting for `take_held`) at once; this also bounds
-    /// reassembly memory to `max_concurrent_fetches × max_module_bytes`.
+    /// Loads (fetching or compiling) at once; this also bounds reassembly memory to
+    /// `max_concurrent_fetches × max_module_bytes` and the compile queue.
     pub max_concurrent_fetches: usize,
+    /// Loads one peer's capsules may start and keep running at once.
+    pub max_fetches_per_peer: usize,
     /// Largest module fetched or served; a transfer announcing more is aborted.
     pub max_module_bytes: usize,
     /// Silence from the asked peer before the first re-request; doubles on each round
@@ -48,16 +50,32 @@ pub struct LoaderConfig {
     pub max_request_timeout: Duration,
     /// Request rounds without progress sent to one peer before moving to the next candidate.
     pub max_attempts: u32,
-    /// From the first held capsule: give up, drop the held capsules.
+    /// From the first held capsule: give up fetching, drop the held capsules. Absolute:
+    /// chunks trickling in do not extend it.
     pub load_timeout: Duration,
-    /// How long a failed type is refused.
+    /// From the moment the code is here: give up waiting for the compile, drop the held
+    /// capsules and free the slot (the compile may still finish and install the module).
+    pub compile_timeout: Duration,
+    /// Chunks asked for in one request, and most chunks answered per request when serving.
+    pub request_window: u32,
+    /// How long a peer that failed to deliver a type is not asked for it again, and how long
+    /// a type whose code did not compile is refused.
     pub negative_ttl: Duration,
     /// How long a peer that sent bytes with the wrong hash is not asked for that type.
     pub distrust_ttl: Duration,
     /// A peer may fetch a type from us for this long after we sent it a capsule of that type.
     pub serve_window: Duration,
-    /// Module bytes served per peer per second (token bucket, burst = `max_module_bytes`).
+    /// Module bytes served per peer per second (token bucket); 0 serves nothing.
     pub serve_bytes_per_sec: u64,
+    /// Burst of the serving token bucket, in bytes.
+    pub serve_burst_bytes: u64,
+    /// Compile time one peer's loads may use per second (token bucket, in nanoseconds of
+    /// compile per second); a peer in debt cannot start another load.
+    pub compile_nanos_per_sec: u64,
+    /// Burst of the compile budget, in nanoseconds.
+    pub compile_burst_nanos: u64,
+    /// Peers with a compile budget (least recently used evicted, counted).
+    pub max_budget_peers: usize,
     /// Peers with a serving token bucket (least recently used evicted, counted).
     pub max_serve_peers: usize,
     /// (peer, type) authorizations recorded by `note_sent` (least recently used evicted).
@@ -79,15 +97,22 @@ impl Default for LoaderConfig {
             max_pending_total: 1024,
             max_pending_bytes: 4 << 20,
             max_concurrent_fetches: 16,
+            max_fetches_per_peer: 4,
             max_module_bytes: 1 << 20,
             request_timeout: Duration::from_millis(100),
             max_request_timeout: Duration::from_millis(1600),
             max_attempts: 4,
             load_timeout: Duration::from_secs(5),
+            compile_timeout: Duration::from_secs(10),
+            request_window: 32,
             negative_ttl: Duration::from_secs(5),
             distrust_ttl: Duration::from_secs(60),
             serve_window: Duration::from_secs(60),
             serve_bytes_per_sec: 1 << 20,
+            serve_burst_bytes: 64 << 10,
+            compile_nanos_per_sec: 250_000_000,
+            compile_burst_nanos: 2_000_000_000,
+            max_budget_peers: 1024,
             max_serve_peers: 1024,
             max_authorizations: 4096,
             max_negative_entries: 1024,
@@ -103,6 +128,9 @@ impl Default for LoaderConfig {
 pub enum Admit {
     /// The capsule is held until its code is verified (or the load fails).
     Held,
+    /// The capsule is held and a new load of code the node already has started: the node
+    /// must compile it now (see [`CodeLoader::hold_local`](super::CodeLoader::hold_local)).
+    Compile,
     /// The capsule was not kept; the caller drops it (already counted by the loader).
     Refused(RefuseReason),
 }
@@ -114,12 +142,20 @@ pub enum RefuseReason {
     QueueFull,
     /// `max_concurrent_fetches` types are already loading.
     TooManyFetches,
-    /// The type failed recently and is in the negative cache.
+    /// The sender already started `max_fetches_per_peer` loads that still run.
+    PeerBusy,
+    /// The sender's loads used up its compile-time budget.
+    CompileBudget,
+    /// Fetching the type from the sender failed recently (negative cache).
     NegativeCache,
+    /// The type's code did not compile recently: refused from everyone for a while.
+    Rejected,
     /// The code policy does not allow the type.
     Policy,
     /// No fetch runs for the type and the capsule's sender recently sent wrong code for it.
     Distrusted,
+    /// The code is not here and there is no peer to fetch it from (a local app's capsule).
+    NoSource,
 }
 
 /// Why a load failed.
@@ -132,6 +168,8 @@ pub enum FailReason {
     /// Candidates ran out after a hash mismatch. Not negative-cached, so that a liar cannot
     /// get a type refused; a capsule from an honest peer starts a new fetch.
     Untrusted,
+    /// The code was here but the compile did not finish within `compile_timeout`.
+    CompileTimeout,
 }
 
 /// What the loader tells the node.
@@ -176,8 +214,11 @@ pub struct LoaderCounters {
     pub chunks_received: u64,
     /// Chunks already received for the current transfer.
     pub duplicate_chunks: u64,
-    /// Chunks for no running transfer, or from a peer other than the one asked.
+    /// Chunks for no running transfer, from a peer other than the one asked, or for a chunk
+    /// not asked for.
     pub chunks_unsolicited: u64,
+    /// Duplicate chunks whose bytes differ from the first copy (someone is spoofing).
+    pub conflicting_chunks: u64,
     /// Chunks whose geometry is invalid (offset, length, total).
     pub chunks_malformed: u64,
     /// Bytes of new chunks accepted.
@@ -188,12 +229,20 @@ pub struct LoaderCounters {
     pub stalled_peers: u64,
     /// Reassembled modules whose SHA-256 was not their type.
     pub hash_mismatches: u64,
+    /// Mismatched transfers retried from the same peer before distrusting it.
+    pub mismatch_retries: u64,
     /// Modules verified.
     pub verified: u64,
     /// Loads that failed (any [`FailReason`]).
     pub fetch_failures: u64,
     /// Loads that failed by `load_timeout`.
     pub load_timeouts: u64,
+    /// Loads whose compile did not finish within `compile_timeout`.
+    pub compile_timeouts: u64,
+    /// Loads of code the node already had (compile from its cache or disk).
+    pub local_loads: u64,
+    /// Compile time reported by the node, in nanoseconds.
+    pub compile_nanos: u64,
     /// Nacks received.
     pub nacks_received: u64,
     /// Nacks ignored (no transfer for that type from that peer).
@@ -211,6 +260,14 @@ pub struct LoaderCounters {
     pub held_dropped_compile: u64,
     /// Capsules refused because `max_concurrent_fetches` types were loading.
     pub fetches_refused: u64,
+    /// Capsules refused because their sender already runs `max_fetches_per_peer` loads.
+    pub peer_busy_refusals: u64,
+    /// Capsules refused because their sender is over its compile budget.
+    pub compile_budget_refusals: u64,
+    /// Capsules refused because their type's code did not compile recently.
+    pub rejected_refusals: u64,
+    /// App capsules refused because their code is not here.
+    pub no_source_refusals: u64,
     /// Capsules refused by the negative cache.
     pub negative_cache_refusals: u64,
     /// Capsules refused by the code policy.
@@ -230,6 +287,8 @@ pub struct LoaderCounters {
     pub requests_unauthorized: u64,
     /// Requests answered with a rate-limited nack.
     pub requests_rate_limited: u64,
+    /// Requests that asked for more than `request_window` chunks (answered in part).
+    pub requests_truncated: u64,
     /// Nacks sent.
     pub nacks_sent: u64,
     // Bounds.
@@ -245,6 +304,8 @@ pub struct LoaderCounters {
     pub authorizations_evicted: u64,
     /// Serving token buckets evicted.
     pub serve_peers_evicted: u64,
+    /// Compile budgets evicted.
+    pub budget_peers_evicted: u64,
 }
 
 /// How full the loader's tables are right now (gauges, for metrics and bound checks).
@@ -262,12 +323,16 @@ pub struct Occupancy {
     pub transmit_queue: usize,
     /// Events waiting.
     pub events: usize,
-    /// Negative-cache entries.
+    /// Negative-cache entries ((peer, type) pairs).
     pub negative: usize,
+    /// Types refused because their code did not compile.
+    pub rejected: usize,
     /// Distrust entries.
     pub distrusted: usize,
     /// Serve authorizations.
     pub authorizations: usize,
     /// Serving token buckets.
     pub serve_peers: usize,
+    /// Compile budgets.
+    pub budget_peers: usize,
 }

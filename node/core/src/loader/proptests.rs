@@ -61,6 +61,18 @@ enum Op {
     },
     CompileFailed {
         ty: u8,
+        invalid: bool,
+    },
+    /// A capsule whose code is local (`from` 4 stands for a local app).
+    HoldLocal {
+        ty: u8,
+        from: u8,
+        len: usize,
+    },
+    /// The node reports a compile that took `ms`.
+    Compiled {
+        ty: u8,
+        ms: u64,
     },
     Drain {
         n: usize,
@@ -100,7 +112,9 @@ fn op() -> impl Strategy<Value = Op> {
         (0..4u8, 0..5u8).prop_map(|(ty, to)| Op::NoteSent { ty, to }),
         (0..3000u64).prop_map(|ms| Op::Advance { ms }),
         (0..4u8).prop_map(|ty| Op::Take { ty }),
-        (0..4u8).prop_map(|ty| Op::CompileFailed { ty }),
+        (0..4u8, any::<bool>()).prop_map(|(ty, invalid)| Op::CompileFailed { ty, invalid }),
+        (0..4u8, 0..5u8, 0..700usize).prop_map(|(ty, from, len)| Op::HoldLocal { ty, from, len }),
+        (0..4u8, 0..2000u64).prop_map(|(ty, ms)| Op::Compiled { ty, ms }),
         (0..6usize).prop_map(|n| Op::Drain { n }),
     ]
 }
@@ -110,8 +124,14 @@ fn small_config() -> LoaderConfig {
         max_pending_per_type: 3,
         max_pending_total: 5,
         max_pending_bytes: 2000,
-        max_concurrent_fetches: 2,
+        max_concurrent_fetches: 3,
+        max_fetches_per_peer: 2,
         max_module_bytes: 6000,
+        compile_timeout: Duration::from_secs(2),
+        request_window: 3,
+        compile_nanos_per_sec: 200_000_000,
+        compile_burst_nanos: 500_000_000,
+        max_budget_peers: 2,
         max_attempts: 2,
         load_timeout: Duration::from_secs(3),
         negative_ttl: Duration::from_secs(1),
@@ -198,7 +218,16 @@ proptest! {
                 Op::Take { ty } => {
                     l.take_held(&types[usize::from(ty)]);
                 }
-                Op::CompileFailed { ty } => l.compile_failed(now, &types[usize::from(ty)]),
+                Op::CompileFailed { ty, invalid } => {
+                    l.compile_failed(now, &types[usize::from(ty)], invalid);
+                }
+                Op::HoldLocal { ty, from, len } => {
+                    let from = (from < 4).then_some(from);
+                    l.hold_local(now, types[usize::from(ty)], from, vec![0; len]);
+                }
+                Op::Compiled { ty, ms } => {
+                    l.compiled(now, &types[usize::from(ty)], Duration::from_millis(ms));
+                }
                 Op::Drain { n } => {
                     for _ in 0..n {
                         if let Some((_, msg)) = l.poll_transmit() {
@@ -221,12 +250,14 @@ proptest! {
             prop_assert!(o.reassembly_bytes <= config.max_concurrent_fetches * config.max_module_bytes);
             prop_assert!(o.transmit_queue <= config.max_transmit_queue);
             prop_assert!(o.negative <= config.max_negative_entries);
+            prop_assert!(o.rejected <= config.max_negative_entries);
+            prop_assert!(o.budget_peers <= config.max_budget_peers);
             prop_assert!(o.distrusted <= config.max_distrust_entries);
             prop_assert!(o.authorizations <= config.max_authorizations);
             prop_assert!(o.serve_peers <= config.max_serve_peers);
             if let Some(t) = l.poll_timeout() {
                 // A deadline never lies past the load timeout of a fetch started by now.
-                prop_assert!(t <= now + config.load_timeout);
+                prop_assert!(t <= now + config.load_timeout.max(config.compile_timeout));
             }
         }
         while let Some((_, msg)) = l.poll_transmit() {

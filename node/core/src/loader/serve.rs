@@ -4,10 +4,14 @@
 //!   capsule of that type within `serve_window` ([`CodeLoader::note_sent`]); anything else
 //!   gets **zero bytes** back (no nack either), so a spoofed request cannot be reflected or
 //!   amplified;
+//! - one request is answered with at most `request_window` chunks, so a request spoofed with
+//!   a neighbour's address makes us send that neighbour at most one window (about 32 KiB by
+//!   default), not a whole module;
 //! - module bytes served per peer are limited by a token bucket (`serve_bytes_per_sec`,
-//!   burst `max_module_bytes`); a request the bucket cannot pay a single chunk of gets one
+//!   burst `serve_burst_bytes`); a request the bucket cannot pay a single chunk of gets one
 //!   `rate-limited` nack, a partly paid one gets the chunks paid for (the requester asks
-//!   again for the rest).
+//!   again for the rest). With `serve_bytes_per_sec = 0` nothing is ever served: every
+//!   authorized request gets a `not-found` nack.
 //!
 //! Both tables are LRU-bounded (`max_authorizations`, `max_serve_peers`), evictions counted.
 //! Buckets are only created for authorized peers.
@@ -128,7 +132,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
             return;
         }
         let code = match source.code(&ty) {
-            Some(code) if !code.is_empty() => code,
+            Some(code) if !code.is_empty() && self.config.serve_bytes_per_sec > 0 => code,
             _ => return self.outbox.nack(from, ty, NackReason::NotFound, k),
         };
         let max = self.config.max_module_bytes.min(MAX_MODULE_LEN as usize);
@@ -137,7 +141,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
         }
         // code.len() ≤ MAX_MODULE_LEN, a u32.
         let total = code.len() as u32;
-        let burst = self.config.max_module_bytes as u64;
+        let burst = self.config.serve_burst_bytes.max(CHUNK_LEN as u64);
         let rate = self.config.serve_bytes_per_sec;
         if !self.server.buckets.contains(&from) {
             let fresh = Bucket {
@@ -153,7 +157,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
         };
         bucket.refill(now, rate, burst);
         let mut sent = 0u64;
-        for idx in req.wanted(CodeChunk::chunk_count(total)) {
+        let window = self.config.request_window.max(1) as usize;
+        let mut wanted = req.wanted(CodeChunk::chunk_count(total));
+        for idx in wanted.by_ref().take(window) {
             let offset = idx as usize * CHUNK_LEN;
             let bytes = &code[offset..code.len().min(offset + CHUNK_LEN)];
             let len = bytes.len() as u64;
@@ -177,6 +183,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
             k.chunks_served += 1;
             k.bytes_served += len;
             sent += 1;
+        }
+        if sent as usize == window && wanted.next().is_some() {
+            k.requests_truncated += 1;
         }
         if sent > 0 {
             k.requests_served += 1;
@@ -305,6 +314,7 @@ mod tests {
         let config = LoaderConfig {
             max_module_bytes: 4096,
             serve_bytes_per_sec: 10_240,
+            serve_burst_bytes: 4096,
             ..LoaderConfig::default()
         };
         let mut l = CodeLoader::new(config);

@@ -56,12 +56,17 @@ fn loader() -> CodeLoader<u8> {
     CodeLoader::new(LoaderConfig::default())
 }
 
+/// The bitmap of a first request: the default window of 32 chunks.
+fn first_window() -> Vec<u8> {
+    vec![0xFF; 4]
+}
+
 #[test]
 fn first_request_goes_to_the_previous_hop_for_all_chunks() {
     let (ty, _) = module(3000, 1);
     let mut l = loader();
     assert_eq!(l.hold(MS, ty, 4, vec![1]), Admit::Held);
-    assert_eq!(requests(&mut l), vec![(4, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(4, 0, first_window())]);
     assert!(l.is_fetching(&ty));
     // A second capsule joins the fetch without a second request.
     assert_eq!(l.hold(MS, ty, 5, vec![2]), Admit::Held);
@@ -94,8 +99,11 @@ fn complete_module_verifies_once_and_held_capsules_come_back_in_order() {
     assert!(events(&mut l).is_empty());
     assert!(!l.is_fetching(&ty));
     assert_eq!(l.held_count(&ty), 2);
-    assert_eq!(l.take_held(&ty), vec![(4, vec![1]), (5, vec![2])]);
-    assert_eq!(requests(&mut l), vec![(4, 0, vec![])]);
+    assert_eq!(
+        l.take_held(&ty),
+        vec![(Some(4), vec![1]), (Some(5), vec![2])]
+    );
+    assert_eq!(requests(&mut l), vec![(4, 0, first_window())]);
     let k = l.counters();
     assert_eq!(
         (k.verified, k.chunks_received, k.duplicate_chunks),
@@ -188,7 +196,11 @@ fn stalled_peer_is_left_for_the_next_candidate_and_the_last_is_retried_until_tim
         }]
     );
     assert_eq!(l.counters().held_dropped_failed, 3);
-    assert!(l.is_negative(load_timeout + Duration::from_secs(1), &ty));
+    // Both peers failed to deliver: neither is asked for the type again for a while; a third
+    // peer could start a new fetch.
+    let after = load_timeout + Duration::from_secs(1);
+    assert!(l.is_negative(after, 4, &ty) && l.is_negative(after, 5, &ty));
+    assert!(!l.is_negative(after, 6, &ty));
 }
 
 #[test]
@@ -205,9 +217,9 @@ fn not_found_nack_moves_on_and_stray_nacks_are_ignored() {
     l.handle_nack(MS, 4, &nack(ty, NackReason::RateLimited));
     assert!(requests(&mut l).is_empty());
     l.handle_timeout(101 * MS);
-    assert_eq!(requests(&mut l), vec![(4, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(4, 0, first_window())]);
     l.handle_nack(102 * MS, 4, &nack(ty, NackReason::NotFound));
-    assert_eq!(requests(&mut l), vec![(5, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(5, 0, first_window())]);
     l.handle_nack(103 * MS, 5, &nack(ty, NackReason::TooLarge));
     assert!(matches!(
         events(&mut l)[..],
@@ -219,10 +231,13 @@ fn not_found_nack_moves_on_and_stray_nacks_are_ignored() {
     ));
     assert_eq!(l.counters().nacks_received, 5);
     assert_eq!(l.counters().nacks_ignored, 2);
+    // The peers that refused are not asked again for a while; another peer may start a
+    // fetch (one peer's refusal does not get the type refused for everyone).
     assert_eq!(
-        l.hold(104 * MS, ty, 6, vec![3]),
+        l.hold(104 * MS, ty, 4, vec![3]),
         Admit::Refused(RefuseReason::NegativeCache)
     );
+    assert_eq!(l.hold(104 * MS, ty, 6, vec![3]), Admit::Held);
 }
 
 #[test]
@@ -239,10 +254,10 @@ fn changed_total_or_oversized_module_aborts_the_transfer() {
     l.hold(MS, ty, 6, vec![3]);
     requests(&mut l);
     l.handle_chunk(MS, 4, &chunk(ty, &m, 0));
-    assert_eq!(requests(&mut l), vec![(5, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(5, 0, first_window())]);
     l.handle_chunk(MS, 5, &chunk(ty, &other, 0));
     l.handle_chunk(MS, 5, &chunk(ty, &m, 1));
-    assert_eq!(requests(&mut l), vec![(6, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(6, 0, first_window())]);
     assert_eq!(l.counters().aborted_transfers, 2);
     assert_eq!(l.occupancy().reassembly_bytes, 0);
 }
@@ -266,7 +281,7 @@ fn chunks_from_others_and_malformed_chunks_are_dropped() {
 }
 
 #[test]
-fn hash_mismatch_distrusts_the_peer_and_asks_the_next() {
+fn a_second_hash_mismatch_distrusts_the_peer_and_asks_the_next() {
     let (ty, m) = module(3000, 1);
     let lie = vec![0xAA; 3000];
     let mut l = loader();
@@ -276,11 +291,18 @@ fn hash_mismatch_distrusts_the_peer_and_asks_the_next() {
     for i in 0..3 {
         l.handle_chunk(MS, 4, &chunk(ty, &lie, i));
     }
+    // The first mismatch is retried from the same peer, from scratch.
+    assert_eq!(requests(&mut l), vec![(4, 0, first_window())]);
+    assert!(!l.is_distrusted(MS, 4, &ty));
+    for i in 0..3 {
+        l.handle_chunk(MS, 4, &chunk(ty, &lie, i));
+    }
     assert!(events(&mut l).is_empty());
-    assert_eq!(l.counters().hash_mismatches, 1);
+    let k = l.counters();
+    assert_eq!((k.hash_mismatches, k.mismatch_retries), (2, 1));
     assert!(l.is_distrusted(MS, 4, &ty));
     assert!(!l.is_distrusted(MS + l.config().distrust_ttl, 4, &ty));
-    assert_eq!(requests(&mut l), vec![(5, 0, vec![])]);
+    assert_eq!(requests(&mut l), vec![(5, 0, first_window())]);
     // The liar's capsules may still join the running fetch, but it is not asked again.
     assert_eq!(l.hold(MS, ty, 4, vec![3]), Admit::Held);
     for i in 0..3 {
@@ -291,13 +313,48 @@ fn hash_mismatch_distrusts_the_peer_and_asks_the_next() {
 }
 
 #[test]
+fn a_spoofed_chunk_does_not_get_an_honest_peer_distrusted() {
+    let (ty, m) = module(3000, 1);
+    let forged = vec![0xEE; CHUNK_LEN];
+    let mut l = loader();
+    l.hold(MS, ty, 4, vec![1]);
+    requests(&mut l);
+    // A forged chunk 1 "from" peer 4 arrives before the real one, which is then a
+    // conflicting duplicate; the module fails the hash.
+    l.handle_chunk(
+        MS,
+        4,
+        &CodeChunk {
+            bytes: &forged,
+            ..chunk(ty, &m, 1)
+        },
+    );
+    for i in 0..3 {
+        l.handle_chunk(MS, 4, &chunk(ty, &m, i));
+    }
+    assert_eq!(l.counters().conflicting_chunks, 1);
+    assert_eq!(l.counters().hash_mismatches, 1);
+    assert!(
+        !l.is_distrusted(MS, 4, &ty),
+        "one bad transfer is not enough"
+    );
+    assert_eq!(requests(&mut l), vec![(4, 0, first_window())]);
+    for i in 0..3 {
+        l.handle_chunk(2 * MS, 4, &chunk(ty, &m, i));
+    }
+    assert!(matches!(events(&mut l)[..], [LoaderEvent::Verified { .. }]));
+}
+
+#[test]
 fn liar_alone_fails_without_negative_cache_and_an_honest_peer_can_retry() {
     let (ty, m) = module(3000, 1);
     let lie = vec![0xAA; 3000];
     let mut l = loader();
     l.hold(MS, ty, 4, vec![1]);
-    for i in 0..3 {
-        l.handle_chunk(MS, 4, &chunk(ty, &lie, i));
+    for _ in 0..2 {
+        for i in 0..3 {
+            l.handle_chunk(MS, 4, &chunk(ty, &lie, i));
+        }
     }
     assert_eq!(
         events(&mut l),
@@ -307,7 +364,7 @@ fn liar_alone_fails_without_negative_cache_and_an_honest_peer_can_retry() {
             dropped: 1
         }]
     );
-    assert!(!l.is_negative(MS, &ty));
+    assert!(!l.is_negative(MS, 4, &ty) && !l.is_rejected(MS, &ty));
     // The liar cannot restart the fetch; an honest peer can.
     assert_eq!(
         l.hold(2 * MS, ty, 4, vec![2]),
@@ -341,33 +398,166 @@ fn allow_list_refuses_other_types_and_never_fetches_them() {
 }
 
 #[test]
-fn negative_cache_refuses_until_it_expires() {
+fn a_type_whose_code_is_invalid_is_refused_from_everyone_until_it_expires() {
     let (ty, _) = module(3000, 1);
     let mut l = loader();
-    l.compile_failed(MS, &ty);
+    assert_eq!(l.compile_failed(MS, &ty, true), 0);
+    for peer in [4, 5] {
+        assert_eq!(
+            l.hold(2 * MS, ty, peer, vec![1]),
+            Admit::Refused(RefuseReason::Rejected)
+        );
+    }
     assert_eq!(
-        l.hold(2 * MS, ty, 4, vec![1]),
-        Admit::Refused(RefuseReason::NegativeCache)
+        l.hold_local(2 * MS, ty, None, vec![1]),
+        Admit::Refused(RefuseReason::Rejected)
     );
     let later = MS + l.config().negative_ttl;
     assert_eq!(l.hold(later, ty, 4, vec![1]), Admit::Held);
-    assert_eq!(l.counters().negative_cache_refusals, 1);
-    assert_eq!(l.occupancy().negative, 0);
+    assert_eq!(l.counters().rejected_refusals, 3);
 }
 
 #[test]
-fn compile_failure_drops_held_and_negative_caches() {
+fn compile_failure_drops_held_and_rejects_only_invalid_code() {
     let (ty, m) = module(100, 1);
     let mut l = loader();
     l.hold(MS, ty, 4, vec![1]);
     l.hold(MS, ty, 4, vec![2]);
     l.handle_chunk(MS, 4, &chunk(ty, &m, 0));
-    l.compile_failed(MS, &ty);
+    assert_eq!(l.compile_failed(MS, &ty, true), 2);
     let k = l.counters();
     assert_eq!((k.held_dropped_compile, k.compile_failures), (2, 1));
-    assert!(l.is_negative(MS, &ty));
+    assert!(l.is_rejected(MS, &ty));
     assert!(l.take_held(&ty).is_empty());
     assert_eq!(l.occupancy().held, 0);
+    // Not the module's fault (the compile queue was full): nothing is refused after.
+    let (other, _) = module(100, 2);
+    assert_eq!(l.hold_local(MS, other, Some(4), vec![1]), Admit::Compile);
+    assert_eq!(l.compile_failed(MS, &other, false), 1);
+    assert!(!l.is_rejected(MS, &other));
+    assert_eq!(l.hold_local(MS, other, Some(4), vec![1]), Admit::Compile);
+}
+
+#[test]
+fn local_code_goes_straight_to_compiling_and_times_out() {
+    let (ty, _) = module(100, 1);
+    let mut l = loader();
+    assert_eq!(l.hold_local(MS, ty, None, vec![1]), Admit::Compile);
+    assert_eq!(l.hold_local(MS, ty, Some(4), vec![2]), Admit::Held);
+    assert_eq!(l.hold(MS, ty, 5, vec![3]), Admit::Held);
+    assert!(requests(&mut l).is_empty(), "nothing is fetched");
+    assert!(l.is_loading(&ty) && !l.is_fetching(&ty));
+    let deadline = MS + l.config().compile_timeout;
+    assert_eq!(l.poll_timeout(), Some(deadline));
+    l.handle_timeout(deadline);
+    assert_eq!(
+        events(&mut l),
+        vec![LoaderEvent::Failed {
+            ty,
+            reason: FailReason::CompileTimeout,
+            dropped: 3
+        }]
+    );
+    assert_eq!(l.counters().compile_timeouts, 1);
+    assert_eq!(l.occupancy(), Occupancy::default());
+    // An app's capsule needs local code: without it there is no one to fetch from.
+    let (other, _) = module(100, 2);
+    assert_eq!(
+        l.hold_local(MS, other, None, vec![1]),
+        Admit::Compile,
+        "hold_local is only called when the code is here"
+    );
+}
+
+#[test]
+fn one_peer_cannot_take_every_load_slot() {
+    let config = LoaderConfig {
+        max_fetches_per_peer: 2,
+        ..LoaderConfig::default()
+    };
+    let mut l = CodeLoader::new(config);
+    let types: Vec<_> = (0..4).map(|i| module(10, i).0).collect();
+    assert_eq!(l.hold(MS, types[0], 1, vec![]), Admit::Held);
+    assert_eq!(l.hold_local(MS, types[1], Some(1), vec![]), Admit::Compile);
+    assert_eq!(
+        l.hold(MS, types[2], 1, vec![]),
+        Admit::Refused(RefuseReason::PeerBusy)
+    );
+    // It may still join loads others started, and others may start their own.
+    assert_eq!(l.hold(MS, types[3], 2, vec![]), Admit::Held);
+    assert_eq!(l.hold(MS, types[3], 1, vec![]), Admit::Held);
+    assert_eq!(l.counters().peer_busy_refusals, 1);
+    // A finished load frees the slot.
+    l.take_held(&types[0]);
+    assert_eq!(l.hold(MS, types[2], 1, vec![]), Admit::Held);
+}
+
+#[test]
+fn compile_time_is_charged_to_the_peer_that_started_the_load() {
+    let config = LoaderConfig {
+        compile_nanos_per_sec: 100_000_000,
+        compile_burst_nanos: 200_000_000,
+        ..LoaderConfig::default()
+    };
+    let mut l = CodeLoader::new(config);
+    let (a, _) = module(10, 1);
+    let (b, _) = module(10, 2);
+    assert_eq!(l.hold_local(MS, a, Some(1), vec![]), Admit::Compile);
+    l.hold(MS, a, 2, vec![]);
+    l.compiled(MS, &a, Duration::from_millis(500));
+    assert_eq!(l.take_held(&a).len(), 2);
+    assert_eq!(
+        l.hold_local(MS, b, Some(1), vec![]),
+        Admit::Refused(RefuseReason::CompileBudget)
+    );
+    assert_eq!(l.hold_local(MS, b, Some(2), vec![]), Admit::Compile);
+    assert_eq!(l.counters().compile_budget_refusals, 1);
+    assert_eq!(l.counters().compile_nanos, 500_000_000);
+    // 300 ms of debt at 100 ms/s: about three seconds later the peer may compile again.
+    let (c, _) = module(10, 3);
+    assert_eq!(
+        l.hold_local(3 * 1000 * MS, c, Some(1), vec![]),
+        Admit::Refused(RefuseReason::CompileBudget)
+    );
+    assert_eq!(l.hold_local(3010 * MS, c, Some(1), vec![]), Admit::Compile);
+}
+
+#[test]
+fn a_slow_drip_cannot_extend_the_load_past_its_timeout() {
+    let (ty, m) = module(200 * CHUNK_LEN, 1);
+    let config = LoaderConfig {
+        request_window: 1,
+        ..LoaderConfig::default()
+    };
+    let load_timeout = config.load_timeout;
+    let mut l = CodeLoader::new(config);
+    l.hold(Duration::ZERO, ty, 4, vec![1]);
+    // One new chunk every 90 ms, each just before the retry timer would fire.
+    let mut at = Duration::ZERO;
+    let mut idx = 0;
+    while l.is_fetching(&ty) {
+        at += 90 * MS;
+        if let Some(t) = l.poll_timeout()
+            && t <= at
+        {
+            l.handle_timeout(t);
+        }
+        if l.is_fetching(&ty) {
+            l.handle_chunk(at, 4, &chunk(ty, &m, idx));
+            idx += 1;
+        }
+    }
+    assert!(at <= load_timeout + 90 * MS, "{at:?}");
+    assert!(matches!(
+        events(&mut l)[..],
+        [LoaderEvent::Failed {
+            reason: FailReason::Timeout,
+            ..
+        }]
+    ));
+    // The dripper is not asked for the type again for a while; an honest peer may be.
+    assert!(l.is_negative(at, 4, &ty));
+    assert_eq!(l.hold(at, ty, 5, vec![2]), Admit::Held);
 }
 
 #[test]
@@ -433,7 +623,7 @@ fn load_timeout_drops_held_capsules_and_negative_caches() {
     );
     let k = l.counters();
     assert_eq!((k.load_timeouts, k.held_dropped_failed), (1, 2));
-    assert!(l.is_negative(Duration::from_secs(5), &ty));
+    assert!(l.is_negative(Duration::from_secs(5), 4, &ty));
 }
 
 #[test]
@@ -441,7 +631,7 @@ fn take_held_ends_a_running_fetch() {
     let (ty, _) = module(3000, 1);
     let mut l = loader();
     l.hold(MS, ty, 4, vec![1]);
-    assert_eq!(l.take_held(&ty), vec![(4, vec![1])]);
+    assert_eq!(l.take_held(&ty), vec![(Some(4), vec![1])]);
     assert!(!l.is_fetching(&ty));
     assert_eq!(l.poll_timeout(), None);
 }

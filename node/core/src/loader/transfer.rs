@@ -1,11 +1,13 @@
 //! [`Transfer`]: reassembly of one module from one peer, and the requests that ask it for
 //! exactly the chunks still missing.
 //!
-//! A request covers a *window*: every missing chunk from the first missing one on if nothing
-//! after it has arrived (an empty bitmap), otherwise a bitmap of at most
-//! [`MAX_BITMAP_LEN`] bytes starting at the first missing chunk. When every chunk of the
-//! window has arrived and the module is still incomplete, the loader asks for the next window
-//! at once instead of waiting for the retry timer.
+//! A request covers a *window*: at most `window` missing chunks, named by a bitmap starting at
+//! the first missing chunk (the first request, before the module's length is known, asks for
+//! chunks `0..window`). When every chunk of the window has arrived and the module is still
+//! incomplete, the loader asks for the next window at once instead of waiting for the retry
+//! timer. A chunk beyond every window asked so far is refused: a peer can only fill in what
+//! it was asked for, and a server answers at most one window per request, so one request
+//! cannot make a node send a whole module.
 
 use std::time::Duration;
 
@@ -28,8 +30,10 @@ pub(super) enum Accepted {
     /// A chunk not seen before. `complete`: the module is whole; `window_done`: every chunk
     /// the last request asked for has arrived.
     New { complete: bool, window_done: bool },
-    /// Already received.
-    Duplicate,
+    /// Already received; `conflict` if its bytes differ from the first copy's.
+    Duplicate { conflict: bool },
+    /// A chunk no request asked for.
+    Unasked,
     /// The chunk's total length differs from the transfer's, or exceeds the module cap.
     Abort,
 }
@@ -52,6 +56,8 @@ pub(super) struct Transfer<P> {
     window_first: u32,
     window_end: u32,
     window_missing: u32,
+    /// One past the highest chunk index any request asked for.
+    asked_end: u32,
 }
 
 impl<P> Transfer<P> {
@@ -66,8 +72,9 @@ impl<P> Transfer<P> {
             have: Vec::new(),
             missing: 0,
             window_first: 0,
-            window_end: u32::MAX,
+            window_end: 0,
             window_missing: 0,
+            asked_end: 0,
         }
     }
 
@@ -83,6 +90,10 @@ impl<P> Transfer<P> {
         if total as usize > max_module_bytes {
             return Accepted::Abort;
         }
+        let idx = chunk.index();
+        if idx >= self.asked_end {
+            return Accepted::Unasked;
+        }
         match self.total_len {
             Some(t) if t != total => return Accepted::Abort,
             Some(_) => {}
@@ -92,15 +103,12 @@ impl<P> Transfer<P> {
                 self.buf = vec![0; total as usize];
                 self.have = vec![false; n as usize];
                 self.missing = n;
-                if self.window_end == u32::MAX {
-                    // The first request asked for everything.
-                    self.window_first = 0;
-                    self.window_end = n;
-                    self.window_missing = n;
-                }
+                // The first request asked for chunks 0..window: those that exist.
+                self.window_end = self.window_end.min(n);
+                self.asked_end = self.asked_end.min(n);
+                self.window_missing = self.window_end - self.window_first;
             }
         }
-        let idx = chunk.index();
         let offset = chunk.offset as usize;
         let (Some(seen), Some(dst)) = (
             self.have.get_mut(idx as usize),
@@ -109,7 +117,9 @@ impl<P> Transfer<P> {
             return Accepted::Abort;
         };
         if *seen {
-            return Accepted::Duplicate;
+            return Accepted::Duplicate {
+                conflict: *dst != *chunk.bytes,
+            };
         }
         dst.copy_from_slice(chunk.bytes);
         *seen = true;
@@ -123,32 +133,44 @@ impl<P> Transfer<P> {
         }
     }
 
-    /// The next request's `first chunk` and bitmap; records the window it covers.
-    pub(super) fn plan_request(&mut self) -> (u32, Vec<u8>) {
+    /// The next request's `first chunk` and bitmap, naming at most `window` (at least 1)
+    /// missing chunks; records the window it covers.
+    pub(super) fn plan_request(&mut self, window: u32) -> (u32, Vec<u8>) {
+        let window = (window.max(1) as usize).min(MAX_BITMAP_LEN * 8);
         if self.total_len.is_none() {
+            // Length unknown: ask for the first `window` chunks (the peer sends those that
+            // exist; the first one tells the length).
+            let mut bitmap = vec![0xFFu8; window.div_ceil(8)];
+            if let Some(last) = bitmap.last_mut()
+                && !window.is_multiple_of(8)
+            {
+                *last = (1u8 << (window % 8)) - 1;
+            }
             self.window_first = 0;
-            self.window_end = u32::MAX;
-            return (0, Vec::new());
+            self.window_end = window as u32;
+            self.window_missing = window as u32;
+            self.asked_end = self.asked_end.max(window as u32);
+            return (0, bitmap);
         }
         let n = self.have.len();
         let first = self.have.iter().position(|h| !h).unwrap_or(n);
-        let rest = &self.have[first..];
-        let (end, bitmap) = if rest.iter().all(|h| !h) {
-            (n, Vec::new())
-        } else {
-            let end = n.min(first + MAX_BITMAP_LEN * 8);
-            let last = (first..end).rev().find(|&i| !self.have[i]).unwrap_or(first);
-            let mut bitmap = vec![0u8; (last - first) / 8 + 1];
-            for i in (first..=last).filter(|&i| !self.have[i]) {
-                let bit = i - first;
-                bitmap[bit / 8] |= 1 << (bit % 8);
+        let span_end = n.min(first + MAX_BITMAP_LEN * 8);
+        let mut bitmap = Vec::new();
+        let (mut asked, mut end) = (0usize, first);
+        for i in (first..span_end).filter(|&i| !self.have[i]).take(window) {
+            let bit = i - first;
+            if bitmap.len() <= bit / 8 {
+                bitmap.resize(bit / 8 + 1, 0);
             }
-            (end, bitmap)
-        };
+            bitmap[bit / 8] |= 1 << (bit % 8);
+            asked += 1;
+            end = i + 1;
+        }
         // Chunk counts fit in u32: total_len is a u32.
         self.window_first = first as u32;
         self.window_end = end as u32;
-        self.window_missing = self.have[first..end].iter().filter(|h| !**h).count() as u32;
+        self.window_missing = asked as u32;
+        self.asked_end = self.asked_end.max(end as u32);
         (first as u32, bitmap)
     }
 
@@ -177,6 +199,7 @@ mod tests {
     use ants_wire::CapsuleType;
 
     const TY: CapsuleType = CapsuleType([5; 32]);
+    const W: u32 = 32;
 
     fn module(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
@@ -192,23 +215,25 @@ mod tests {
         }
     }
 
-    fn wanted(t: &mut Transfer<u8>, n: u32) -> Vec<u32> {
-        let plan = t.plan_request();
+    fn wanted(t: &mut Transfer<u8>, window: u32, n: u32) -> Vec<u32> {
+        let plan = t.plan_request(window);
         request_for(TY, &plan).wanted(n).collect()
     }
 
     #[test]
-    fn first_request_asks_for_everything() {
+    fn first_request_asks_for_one_window() {
         let mut t = Transfer::new(1u8, Duration::ZERO, Duration::from_millis(100));
-        assert_eq!(t.plan_request(), (0, vec![]));
+        assert_eq!(wanted(&mut t, W, 100), (0..32).collect::<Vec<_>>());
         assert_eq!(t.deadline, Duration::from_millis(100));
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        assert_eq!(wanted(&mut t, 3, 100), vec![0, 1, 2]);
     }
 
     #[test]
-    fn reassembles_in_any_order_and_flags_duplicates() {
+    fn reassembles_in_any_order_and_flags_duplicates_and_conflicts() {
         let m = module(5000);
         let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
-        t.plan_request();
+        t.plan_request(W);
         for idx in [4, 0, 2] {
             assert!(matches!(
                 t.accept(&chunk(&m, idx), 1 << 20),
@@ -218,10 +243,22 @@ mod tests {
                 }
             ));
         }
-        assert_eq!(t.accept(&chunk(&m, 2), 1 << 20), Accepted::Duplicate);
+        assert_eq!(
+            t.accept(&chunk(&m, 2), 1 << 20),
+            Accepted::Duplicate { conflict: false }
+        );
+        let other = vec![0xEE; CHUNK_LEN];
+        let forged = CodeChunk {
+            bytes: &other,
+            ..chunk(&m, 2)
+        };
+        assert_eq!(
+            t.accept(&forged, 1 << 20),
+            Accepted::Duplicate { conflict: true }
+        );
         assert_eq!(t.reassembly_bytes(), 5000);
         // Only 1 and 3 are missing now.
-        assert_eq!(wanted(&mut t, 5), vec![1, 3]);
+        assert_eq!(wanted(&mut t, W, 5), vec![1, 3]);
         t.accept(&chunk(&m, 1), 1 << 20);
         assert_eq!(
             t.accept(&chunk(&m, 3), 1 << 20),
@@ -234,30 +271,66 @@ mod tests {
     }
 
     #[test]
-    fn trailing_gap_uses_an_empty_bitmap() {
-        let m = module(4 * CHUNK_LEN);
+    fn chunks_beyond_what_was_asked_are_refused() {
+        let m = module(100 * CHUNK_LEN);
         let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
-        t.plan_request();
+        t.plan_request(4);
+        assert_eq!(t.accept(&chunk(&m, 4), 1 << 20), Accepted::Unasked);
+        assert_eq!(
+            t.reassembly_bytes(),
+            0,
+            "nothing allocated for an unasked chunk"
+        );
+        for idx in 0..3 {
+            assert!(matches!(
+                t.accept(&chunk(&m, idx), 1 << 20),
+                Accepted::New {
+                    window_done: false,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            t.accept(&chunk(&m, 3), 1 << 20),
+            Accepted::New {
+                complete: false,
+                window_done: true
+            }
+        );
+        assert_eq!(wanted(&mut t, 4, 100), vec![4, 5, 6, 7]);
+        assert_eq!(t.accept(&chunk(&m, 8), 1 << 20), Accepted::Unasked);
+    }
+
+    #[test]
+    fn a_short_module_ends_the_first_window_early() {
+        let m = module(2 * CHUNK_LEN + 5);
+        let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.plan_request(W);
+        t.accept(&chunk(&m, 2), 1 << 20);
         t.accept(&chunk(&m, 0), 1 << 20);
-        assert_eq!(t.plan_request(), (1, vec![]));
-        assert_eq!(wanted(&mut t, 4), vec![1, 2, 3]);
+        assert_eq!(
+            t.accept(&chunk(&m, 1), 1 << 20),
+            Accepted::New {
+                complete: true,
+                window_done: true
+            }
+        );
     }
 
     #[test]
     fn large_gaps_request_one_window_at_a_time() {
-        // 3000 chunks: more than one bitmap (2048 chunks) can name.
+        // 3000 chunks; the window names at most 2048 chunks (the bitmap's span).
         let m = module(3000 * CHUNK_LEN);
         let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
-        t.plan_request();
-        t.accept(&chunk(&m, 2999), usize::MAX);
-        let plan = t.plan_request();
+        t.plan_request(4096);
+        t.accept(&chunk(&m, 5), usize::MAX);
+        let plan = t.plan_request(4096);
         assert_eq!(plan.0, 0);
         assert_eq!(plan.1.len(), MAX_BITMAP_LEN);
         let w = request_for(TY, &plan).wanted(3000).collect::<Vec<_>>();
-        assert_eq!(w.len(), 2048);
-        // Receive the whole window: the next window is due.
-        let mut last = Accepted::Duplicate;
-        for idx in 0..2048 {
+        assert_eq!(w.len(), 2047, "chunks 0..2048 but 5");
+        let mut last = Accepted::Unasked;
+        for idx in (0..2048).filter(|i| *i != 5) {
             last = t.accept(&chunk(&m, idx), usize::MAX);
         }
         assert_eq!(
@@ -267,7 +340,7 @@ mod tests {
                 window_done: true
             }
         );
-        assert_eq!(wanted(&mut t, 3000), (2048..2999).collect::<Vec<_>>());
+        assert_eq!(wanted(&mut t, 4096, 3000), (2048..3000).collect::<Vec<_>>());
     }
 
     #[test]
@@ -275,9 +348,11 @@ mod tests {
         let m = module(3000);
         let other = module(2500);
         let mut t = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        t.plan_request(W);
         t.accept(&chunk(&m, 0), 1 << 20);
         assert_eq!(t.accept(&chunk(&other, 1), 1 << 20), Accepted::Abort);
         let mut small = Transfer::new(1u8, Duration::ZERO, Duration::ZERO);
+        small.plan_request(W);
         assert_eq!(small.accept(&chunk(&m, 0), 2999), Accepted::Abort);
         assert_eq!(small.reassembly_bytes(), 0);
     }

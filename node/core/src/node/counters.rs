@@ -27,11 +27,15 @@ pub enum DropReason {
     TxQueueFull,
     /// The app delivery queue was full.
     DeliveryQueueFull,
+    /// From a peer the node does not accept capsules or code messages from (`accept_from`).
+    Stranger,
+    /// The sending peer used up its execution (fuel) budget.
+    PeerOverBudget,
 }
 
 impl DropReason {
     /// All reasons, for reports.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::TooLarge,
         DropReason::PendingRefused,
@@ -42,6 +46,8 @@ impl DropReason {
         DropReason::NoNeighbour,
         DropReason::TxQueueFull,
         DropReason::DeliveryQueueFull,
+        DropReason::Stranger,
+        DropReason::PeerOverBudget,
     ];
 
     /// Kebab-case name.
@@ -57,6 +63,8 @@ impl DropReason {
             DropReason::NoNeighbour => "no-neighbour",
             DropReason::TxQueueFull => "tx-queue-full",
             DropReason::DeliveryQueueFull => "delivery-queue-full",
+            DropReason::Stranger => "stranger",
+            DropReason::PeerOverBudget => "peer-over-budget",
         }
     }
 }
@@ -78,6 +86,10 @@ pub struct ProtocolCounters {
     pub delivered: u64,
     /// Host calls refused by per-execution limits.
     pub limit_hits: u64,
+    /// Executions stopped at the wall-clock deadline (also counted in `traps`).
+    pub deadline_traps: u64,
+    /// Deliveries refused by an app's accept list.
+    pub app_refusals: u64,
 }
 
 /// Counters of the whole node.
@@ -105,6 +117,8 @@ pub struct NodeCounters {
     pub modules_installed: u64,
     /// Modules rejected by the executor.
     pub modules_rejected: u64,
+    /// Capsules whose arriving resource was above `max_resource` and was lowered to it.
+    pub resource_clamped: u64,
     /// Events (capsule log lines, traps, compile requests) dropped because the driver did
     /// not poll them fast enough.
     pub events_dropped: u64,

@@ -12,15 +12,21 @@
 //! [`Executor`] passed into each call, so the same core serves the UDP daemon, router mode
 //! and the simulator. `P` is the underlay peer identity (a `SocketAddr`, an IPv4 address, a
 //! simulated node index).
+//!
+//! Who can make the node work ([`AcceptFrom`]): by default only configured neighbours'
+//! datagrams are looked at; anything else is a counted `stranger` drop before it is parsed.
+//! Each accepted peer has an execution budget (fuel per second): capsules from a peer in debt
+//! are dropped before they run, so no peer can take the node's time from the others. The
+//! resource a capsule arrives with is clamped to `max_resource`.
 
 mod counters;
-mod env;
 mod tx;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,13 +42,12 @@ use sha2::{Digest, Sha256};
 
 pub use counters::{DropReason, NodeCounters, ProtocolCounters, ProtocolTable};
 
+use crate::budget::PeerBudgets;
 use crate::code_cache::CodeCache;
-use crate::loader::{Admit, CodeLoader, LoaderConfig, LoaderCounters, LoaderEvent};
+use crate::loader::{Admit, CodeLoader, LoaderConfig, LoaderCounters, LoaderEvent, RefuseReason};
 use crate::{
-    CapsuleState, Effects, Execution, Executor, HostLimits, LoadError, Prefix, RunResult,
-    TrapReason,
+    Execution, Executor, HostLimits, LoadError, NodeContext, Prefix, RunResult, TrapReason, execute,
 };
-use env::Env;
 use tx::TxQueue;
 
 /// Everything a node is configured with.
@@ -74,6 +79,37 @@ pub struct NodeConfig<P> {
     pub max_events: usize,
     /// Protocols with their own counters (the rest share one bucket).
     pub max_protocols: usize,
+    /// Whose datagrams the node looks at.
+    pub accept_from: AcceptFrom<P>,
+    /// Arriving (and injected) resource above this is lowered to it.
+    pub max_resource: u16,
+    /// Fuel each peer's capsules may burn per second (0: unlimited).
+    pub peer_fuel_per_sec: u64,
+    /// Burst of the per-peer fuel budget.
+    pub peer_fuel_burst: u64,
+    /// Peers with a fuel budget (least recently used forgotten).
+    pub max_budget_peers: usize,
+}
+
+/// Whose datagrams (capsules and code messages) a node accepts.
+#[derive(Clone)]
+pub enum AcceptFrom<P> {
+    /// Only configured neighbours' endpoints (the default).
+    Neighbours,
+    /// Configured neighbours, and peers the predicate accepts (router mode: on-link hosts).
+    NeighboursAnd(Arc<dyn Fn(&P) -> bool + Send + Sync>),
+    /// Anyone.
+    Any,
+}
+
+impl<P> fmt::Debug for AcceptFrom<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptFrom::Neighbours => "Neighbours",
+            AcceptFrom::NeighboursAnd(_) => "NeighboursAnd(..)",
+            AcceptFrom::Any => "Any",
+        })
+    }
 }
 
 impl<P> NodeConfig<P> {
@@ -93,6 +129,11 @@ impl<P> NodeConfig<P> {
             max_deliveries: 4096,
             max_events: 4096,
             max_protocols: 1024,
+            accept_from: AcceptFrom::Neighbours,
+            max_resource: 64,
+            peer_fuel_per_sec: 200_000_000,
+            peer_fuel_burst: 20_000_000,
+            max_budget_peers: 1024,
         }
     }
 }
@@ -106,6 +147,12 @@ pub enum Event {
         ty: CapsuleType,
         /// The module bytes (SHA-256 equals `ty`).
         code: Arc<[u8]>,
+    },
+    /// Load the module of `ty` from the driver's code store (see [`Node::set_stored`]),
+    /// give its bytes to [`Node::add_code`], install it, then call [`Node::module_ready`].
+    Restore {
+        /// The type.
+        ty: CapsuleType,
     },
     /// A capsule logged a line.
     CapsuleLog {
@@ -193,6 +240,9 @@ pub enum InjectError {
     /// The module is larger than the code cache can hold.
     #[error("module does not fit in the code cache")]
     CodeTooLarge,
+    /// The node's code policy does not allow the type.
+    #[error("capsule type {0} is not allowed by the node's code policy")]
+    NotAllowed(CapsuleType),
 }
 
 /// When one module load went through its stages, in node time.
@@ -211,21 +261,22 @@ pub struct LoadTiming {
 /// Load timings kept (most recent); older ones are dropped.
 const MAX_LOAD_TIMINGS: usize = 64;
 
-/// Types with a Compile outstanding, and the capsules that arrived for them since (those
-/// held while the code was fetched stay in the loader until [`Node::module_ready`]).
-type Compiling<P> = BTreeMap<CapsuleType, Vec<(Option<P>, Vec<u8>)>>;
-
 /// One active node. See the module documentation.
 #[derive(Debug)]
 pub struct Node<P> {
-    env: Env<P>,
+    /// The capsule being run, the node as capsules see it, the outputs and limits: lent to the
+    /// executor for each run.
+    cx: Box<Execution>,
+    /// Neighbour active address → underlay endpoint, and back.
+    peers: BTreeMap<Address, P>,
     endpoints: HashMap<P, Address>,
+    accept_from: AcceptFrom<P>,
     loader: CodeLoader<P>,
     code: CodeCache,
-    compiling: Compiling<P>,
-    state: CapsuleState,
-    effects: Effects,
-    limits: HostLimits,
+    /// Types whose code the driver keeps in its store (disk), not loaded in memory.
+    stored: BTreeSet<CapsuleType>,
+    /// Fuel each peer's capsules may burn.
+    fuel: PeerBudgets<P>,
     tx: TxQueue<P>,
     deliveries: VecDeque<AppDelivery>,
     events: VecDeque<Event>,
@@ -233,34 +284,39 @@ pub struct Node<P> {
     protocols: ProtocolTable,
     timings: VecDeque<LoadTiming>,
     max_capsule_bytes: usize,
-    max_pending_per_type: usize,
+    max_resource: u16,
     max_deliveries: usize,
     max_events: usize,
 }
 
-impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
+impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     /// A node from its configuration. Routes whose next hop is not a neighbour are kept;
     /// capsules sent along them are dropped as [`DropReason::NoNeighbour`].
     pub fn new(config: NodeConfig<P>) -> Self {
-        let mut env = Env::new(config.address, config.seed, SoftStore::new(config.store));
+        let mut node = NodeContext::bare(config.address, config.seed, SoftStore::new(config.store));
+        let mut peers = BTreeMap::new();
         let mut endpoints = HashMap::new();
         for (addr, ep) in &config.neighbours {
-            env.neighbours.insert(*addr, *ep);
+            node.neighbours.insert(*addr);
+            peers.insert(*addr, *ep);
             endpoints.insert(*ep, *addr);
         }
         for (prefix, via) in &config.routes {
-            env.routes.insert(*prefix, *via);
+            node.routes.insert(*prefix, *via);
         }
         Node {
-            env,
+            cx: Box::new(Execution::new(node, config.host)),
+            peers,
             endpoints,
-            max_pending_per_type: config.loader.max_pending_per_type,
+            accept_from: config.accept_from,
             loader: CodeLoader::new(config.loader),
             code: CodeCache::new(config.code_cache_bytes),
-            compiling: BTreeMap::new(),
-            state: CapsuleState::default(),
-            effects: Effects::default(),
-            limits: config.host,
+            stored: BTreeSet::new(),
+            fuel: PeerBudgets::new(
+                config.peer_fuel_per_sec,
+                config.peer_fuel_burst,
+                config.max_budget_peers,
+            ),
             tx: TxQueue::new(config.max_tx_datagrams, config.max_tx_datagrams * 2048),
             deliveries: VecDeque::new(),
             events: VecDeque::new(),
@@ -268,6 +324,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             protocols: ProtocolTable::new(config.max_protocols),
             timings: VecDeque::new(),
             max_capsule_bytes: config.max_capsule_bytes,
+            max_resource: config.max_resource,
             max_deliveries: config.max_deliveries,
             max_events: config.max_events,
         }
@@ -275,11 +332,24 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
 
     /// This node's active address.
     pub fn address(&self) -> Address {
-        self.env.address
+        self.cx.node.address
+    }
+
+    fn now(&self) -> Duration {
+        self.cx.node.now
     }
 
     fn tick(&mut self, now: Duration) {
-        self.env.now = self.env.now.max(now);
+        self.cx.node.now = self.cx.node.now.max(now);
+    }
+
+    /// Whether datagrams from `from` are looked at (see [`AcceptFrom`]).
+    pub fn accepts(&self, from: &P) -> bool {
+        match &self.accept_from {
+            AcceptFrom::Any => true,
+            AcceptFrom::Neighbours => self.endpoints.contains_key(from),
+            AcceptFrom::NeighboursAnd(also) => self.endpoints.contains_key(from) || also(from),
+        }
     }
 
     /// A datagram arrived from `from`.
@@ -292,7 +362,10 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
     ) {
         self.tick(now);
         self.counters.datagrams_in += 1;
-        let now = self.env.now;
+        if !self.accepts(&from) {
+            return self.counters.drop(DropReason::Stranger, 1);
+        }
+        let now = self.now();
         let kind = match WirePrefix::parse(data) {
             Ok(p) => p.kind,
             Err(_) => return self.counters.drop(DropReason::Malformed, 1),
@@ -336,57 +409,79 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         self.counters.capsules_in += 1;
         let ty = pkt.capsule_type();
         if exec.is_loaded(&ty) {
-            return self.run(&pkt.repr(), exec);
+            return self.run(from, &pkt.repr(), exec);
         }
         self.hold(ty, from, data);
     }
 
-    /// Keep a capsule until its code is installed: compile from the code cache if we have
-    /// the bytes, else fetch them from the previous hop. `false` if it was dropped (counted).
+    /// Keep a capsule until its code is installed: compile the code if the node has it (in
+    /// memory or in the driver's store), else fetch it from the previous hop. `false` if it
+    /// was dropped (counted).
     fn hold(&mut self, ty: CapsuleType, from: Option<P>, data: &[u8]) -> bool {
-        let held = if let Some(waiting) = self.compiling.get_mut(&ty) {
-            let room = waiting.len() < self.max_pending_per_type;
-            if room {
-                waiting.push((from, data.to_vec()));
-            }
-            room
-        } else if let Some(code) = self.code.get(&ty).cloned() {
-            self.compiling.insert(ty, vec![(from, data.to_vec())]);
-            self.push_event(Event::Compile { ty, code });
-            true
-        } else if let Some(from) = from {
-            matches!(
-                self.loader.hold(self.env.now, ty, from, data.to_vec()),
-                Admit::Held
-            )
-        } else {
-            false
+        let now = self.now();
+        let local = self.code.contains(&ty) || self.stored.contains(&ty);
+        let admit = match from {
+            _ if local => self.loader.hold_local(now, ty, from, data.to_vec()),
+            Some(p) => self.loader.hold(now, ty, p, data.to_vec()),
+            None => Admit::Refused(RefuseReason::NoSource),
         };
-        if held {
-            self.counters.held += 1;
-            self.timing_start(ty);
-        } else {
-            self.counters.drop(DropReason::PendingRefused, 1);
+        match admit {
+            Admit::Held => {}
+            Admit::Compile => self.start_compile(ty),
+            Admit::Refused(_) => {
+                self.counters.drop(DropReason::PendingRefused, 1);
+                return false;
+            }
         }
-        held
+        self.counters.held += 1;
+        self.timing_start(ty);
+        true
     }
 
-    /// Run one capsule whose type is loaded, and turn its effects into outputs.
-    fn run(&mut self, capsule: &CapsuleRepr<'_>, exec: &mut dyn Executor) {
+    /// Ask the driver to compile the code of `ty` the node has: from the code cache, or from
+    /// the driver's store.
+    fn start_compile(&mut self, ty: CapsuleType) {
+        if let Some(code) = self.code.get(&ty).cloned() {
+            self.push_event(Event::Compile { ty, code });
+        } else if self.stored.contains(&ty) {
+            self.push_event(Event::Restore { ty });
+        } else {
+            let now = self.now();
+            let dropped = self.loader.compile_failed(now, &ty, false);
+            self.counters
+                .drop(DropReason::CodeUnavailable, dropped as u64);
+        }
+    }
+
+    /// Run one capsule whose type is loaded, and turn its effects into outputs. `from` is
+    /// the peer it came from (charged its fuel), `None` for a local app's.
+    fn run(&mut self, from: Option<P>, capsule: &CapsuleRepr<'_>, exec: &mut dyn Executor) {
+        let now = self.now();
+        if let Some(p) = from
+            && !self.fuel.allows(now, p)
+        {
+            return self.counters.drop(DropReason::PeerOverBudget, 1);
+        }
         let ty = capsule.capsule_type;
-        self.state.load(capsule);
-        let report = exec.run(&mut Execution {
-            capsule: &mut self.state,
-            env: &mut self.env,
-            effects: &mut self.effects,
-            limits: &self.limits,
-        });
+        self.cx.capsule.load(capsule);
+        if self.cx.capsule.resource > self.max_resource {
+            self.cx.capsule.resource = self.max_resource;
+            self.counters.resource_clamped += 1;
+        }
+        let report = execute(exec, &mut self.cx);
+        if let Some(p) = from {
+            self.fuel.charge(now, p, report.fuel_used);
+        }
         self.counters.runs += 1;
         let (sent, delivered) = self.flush_effects(ty);
+        let effects = &self.cx.effects;
+        let (limit_hits, app_refusals) = (effects.limit_hits, effects.app_refusals);
+        let (no_route, resource_refusals) = (effects.no_route, effects.resource_refusals);
         let stats = self.protocols.entry(ty);
         stats.runs += 1;
         stats.fuel += report.fuel_used;
-        stats.limit_hits += u64::from(self.effects.limit_hits);
+        stats.limit_hits += u64::from(limit_hits);
+        stats.app_refusals += u64::from(app_refusals);
         stats.sent += sent;
         stats.delivered += delivered;
         match report.result {
@@ -394,31 +489,30 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             RunResult::Returned(_) => stats.errors += 1,
             RunResult::Trapped(reason) => {
                 stats.traps += 1;
+                stats.deadline_traps += u64::from(reason == TrapReason::Deadline);
                 self.counters.drop(DropReason::Trapped, 1);
                 self.push_event(Event::Trapped { ty, reason });
             }
             RunResult::NotLoaded => self.counters.drop(DropReason::CodeUnavailable, 1),
         }
+        self.counters.drop(DropReason::NoRoute, u64::from(no_route));
         self.counters
-            .drop(DropReason::NoRoute, u64::from(self.effects.no_route));
-        self.counters.drop(
-            DropReason::ResourceExhausted,
-            u64::from(self.effects.resource_refusals),
-        );
+            .drop(DropReason::ResourceExhausted, u64::from(resource_refusals));
     }
 
     /// Turn the effects of the last run into transmits, deliveries and log events; returns
     /// `(sent, delivered)`.
     fn flush_effects(&mut self, ty: CapsuleType) -> (u64, u64) {
-        let now = self.env.now;
-        let me = self.env.address;
+        let cx = &*self.cx;
+        let now = cx.node.now;
+        let me = cx.node.address;
         let (mut sent, mut delivered) = (0u64, 0u64);
-        for send in &self.effects.sends {
-            let Some(&to) = self.env.neighbours.get(&send.next_hop) else {
+        for send in &cx.effects.sends {
+            let Some(&to) = self.peers.get(&send.next_hop) else {
                 self.counters.drop(DropReason::NoNeighbour, 1);
                 continue;
             };
-            let repr = self.effects.send_repr(send, &self.state, me);
+            let repr = cx.effects.send_repr(send, &cx.capsule, me);
             if self
                 .tx
                 .push_with(to, repr.buffer_len(), |buf| repr.emit(buf))
@@ -431,12 +525,12 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                 self.counters.drop(DropReason::TxQueueFull, 1);
             }
         }
-        for d in &self.effects.deliveries {
+        for d in &cx.effects.deliveries {
             if self.deliveries.len() >= self.max_deliveries {
                 self.counters.drop(DropReason::DeliveryQueueFull, 1);
                 continue;
             }
-            let repr = self.effects.delivery_repr(d, &self.state);
+            let repr = cx.effects.delivery_repr(d, &cx.capsule);
             let mut capsule = vec![0u8; repr.buffer_len()];
             if repr.emit(&mut capsule).is_ok() {
                 delivered += 1;
@@ -447,12 +541,12 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                 });
             }
         }
-        for line in &self.effects.logs {
+        for line in &cx.effects.logs {
             if self.events.len() < self.max_events {
                 self.events.push_back(Event::CapsuleLog {
                     ty,
                     level: line.level,
-                    text: self.effects.log_text(line).to_string(),
+                    text: cx.effects.log_text(line).to_string(),
                 });
             } else {
                 self.counters.events_dropped += 1;
@@ -463,10 +557,12 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         (sent, delivered)
     }
 
-    /// Queue an event. `Compile` is never dropped (held capsules wait for it, and there is at
-    /// most one per cached module); other events past `max_events` are counted and dropped.
+    /// Queue an event. `Compile` and `Restore` are never dropped (held capsules wait for them,
+    /// and there is at most one per load, loads being bounded); other events past
+    /// `max_events` are counted and dropped.
     fn push_event(&mut self, e: Event) {
-        if self.events.len() < self.max_events || matches!(e, Event::Compile { .. }) {
+        let vital = matches!(e, Event::Compile { .. } | Event::Restore { .. });
+        if self.events.len() < self.max_events || vital {
             self.events.push_back(e);
         } else {
             self.counters.events_dropped += 1;
@@ -484,16 +580,13 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             match ev {
                 LoaderEvent::Verified { ty, code } => {
                     self.counters.modules_verified += 1;
-                    let now = self.env.now;
+                    let now = self.now();
                     if let Some(t) = self.timing_mut(&ty) {
                         t.verified_at.get_or_insert(now);
                     }
                     // A module larger than the whole code cache still runs here; it just
                     // cannot be served downstream (the cache counts the refusal).
                     let _ = self.code.insert(ty, code.clone());
-                    // Capsules arriving until the module is ready wait here, not in a second
-                    // compile: one Compile per load.
-                    self.compiling.entry(ty).or_default();
                     self.push_event(Event::Compile { ty, code });
                 }
                 LoaderEvent::Failed {
@@ -513,53 +606,47 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         }
     }
 
-    /// The driver compiled (or failed to compile) a module asked for by
-    /// [`Event::Compile`]. On success the capsules held for it run now, in arrival order.
+    /// The driver compiled (or failed to compile) a module asked for by [`Event::Compile`]
+    /// or [`Event::Restore`], in `took` of wall time (charged to the peer that caused it).
+    /// On success the capsules held for it run now, in arrival order.
     pub fn module_ready(
         &mut self,
         now: Duration,
         ty: CapsuleType,
         result: Result<(), LoadError>,
+        took: Duration,
         exec: &mut dyn Executor,
     ) {
         self.tick(now);
-        let now = self.env.now;
+        let now = self.now();
         if let Some(t) = self.timing_mut(&ty) {
             t.ready_at.get_or_insert(now);
         }
-        let mut held: Vec<Vec<u8>> = self
-            .loader
-            .take_held(&ty)
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
-        held.extend(
-            self.compiling
-                .remove(&ty)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, c)| c),
-        );
+        self.loader.compiled(now, &ty, took);
         match result {
             Ok(()) => {
                 self.counters.modules_installed += 1;
-                for c in &held {
-                    match CapsuleRepr::parse(c) {
-                        Ok(repr) => self.run(&repr, exec),
+                for (from, c) in self.loader.take_held(&ty) {
+                    match CapsuleRepr::parse(&c) {
+                        Ok(repr) => self.run(from, &repr, exec),
                         Err(_) => self.counters.drop(DropReason::Malformed, 1),
                     }
                 }
             }
             Err(e) => {
                 self.counters.modules_rejected += 1;
-                self.loader.compile_failed(self.env.now, &ty);
-                self.code.remove(&ty);
+                let invalid = e.is_invalid();
+                let dropped = self.loader.compile_failed(now, &ty, invalid);
+                if invalid {
+                    self.code.remove(&ty);
+                }
+                self.stored.remove(&ty);
                 self.counters
-                    .drop(DropReason::CodeUnavailable, held.len() as u64);
+                    .drop(DropReason::CodeUnavailable, dropped as u64);
                 self.push_event(Event::CodeFailed {
                     ty,
                     reason: e.to_string(),
-                    dropped: held.len(),
+                    dropped,
                 });
             }
         }
@@ -573,9 +660,10 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         if self.timings.len() >= MAX_LOAD_TIMINGS {
             self.timings.pop_front();
         }
+        let held_at = self.now();
         self.timings.push_back(LoadTiming {
             ty,
-            held_at: self.env.now,
+            held_at,
             verified_at: None,
             ready_at: None,
         });
@@ -594,42 +682,80 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         self.timings.iter()
     }
 
-    /// Put verified module bytes in the code cache (e.g. persisted ones at start-up) so the
-    /// node can serve them. The caller installs the compiled module in the executor.
+    /// Put verified module bytes in the code cache so the node can serve them (and compile
+    /// them without a fetch). Refused (`false`) if the hash is not `ty`, the code policy does
+    /// not allow `ty`, or the module alone exceeds the cache. The caller installs the compiled
+    /// module in the executor, if it compiled one.
     pub fn add_code(&mut self, ty: CapsuleType, code: Arc<[u8]>) -> bool {
-        if CapsuleType(Sha256::digest(&code).into()) != ty {
+        if !self.loader.config().policy.allows(&ty)
+            || CapsuleType(Sha256::digest(&code).into()) != ty
+        {
             return false;
         }
         self.code.insert(ty, code).is_ok()
     }
 
+    /// Tell the node whether the driver's code store (the code cache directory) holds the
+    /// module of `ty`, so a capsule of that type is restored ([`Event::Restore`]) instead of
+    /// fetched. Types the code policy does not allow are ignored (`false`).
+    pub fn set_stored(&mut self, ty: CapsuleType, stored: bool) -> bool {
+        if !stored {
+            return self.stored.remove(&ty);
+        }
+        self.loader.config().policy.allows(&ty) && self.stored.insert(ty)
+    }
+
+    /// Whether the code policy allows `ty`.
+    pub fn allows(&self, ty: &CapsuleType) -> bool {
+        self.loader.config().policy.allows(ty)
+    }
+
     /// Timers: code-request retries and timeouts, soft-store expiry.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.tick(now);
-        self.loader.handle_timeout(self.env.now);
-        self.env.store.expire(self.env.now);
+        let now = self.now();
+        self.loader.handle_timeout(now);
+        self.cx.node.store.expire(now);
         self.pump_loader();
     }
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match (self.loader.poll_timeout(), self.env.store.next_expiry()) {
+        match (self.loader.poll_timeout(), self.cx.node.store.next_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Register a local app id; `false` if it already is.
+    /// Register a local app id that accepts deliveries from every capsule type; `false` if
+    /// the id is already registered.
     pub fn register_app(&mut self, app: u32) -> bool {
-        self.env.apps.insert(app)
+        self.register_app_accepting(app, &[])
+    }
+
+    /// Register a local app id that accepts deliveries only from the capsule types in
+    /// `accept` (empty: every type); `false` if the id is already registered.
+    pub fn register_app_accepting(&mut self, app: u32, accept: &[CapsuleType]) -> bool {
+        let node = &mut self.cx.node;
+        if !node.apps.insert(app) {
+            return false;
+        }
+        if !accept.is_empty() {
+            node.app_accept
+                .insert(app, accept.iter().copied().collect());
+        }
+        true
     }
 
     /// Unregister a local app id.
     pub fn unregister_app(&mut self, app: u32) {
-        self.env.apps.remove(&app);
+        self.cx.node.apps.remove(&app);
+        self.cx.node.app_accept.remove(&app);
     }
 
-    /// An app sends a capsule from this node (`src` = this node, `prev` = `::`).
+    /// An app sends a capsule from this node (`src` = this node, `prev` = `::`). The code
+    /// policy applies as to capsules from the network, and the resource is clamped to
+    /// `max_resource` when the capsule runs.
     pub fn inject(
         &mut self,
         now: Duration,
@@ -638,7 +764,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
         exec: &mut dyn Executor,
     ) -> Result<(), InjectError> {
         self.tick(now);
-        if !self.env.apps.contains(&app) {
+        if !self.cx.node.apps.contains(&app) {
             return Err(InjectError::NotRegistered(app));
         }
         let size = inj.header.len() + inj.payload.len();
@@ -647,6 +773,9 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
                 size,
                 max: self.max_capsule_bytes,
             });
+        }
+        if !self.allows(&inj.ty) {
+            return Err(InjectError::NotAllowed(inj.ty));
         }
         if let Some(code) = inj.code {
             let found = CapsuleType(Sha256::digest(code).into());
@@ -661,21 +790,23 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
             flags: 0,
             resource: inj.resource,
             capsule_type: inj.ty,
-            src: self.env.address,
+            src: self.cx.node.address,
             dst: inj.dst,
             prev: Address::UNSPECIFIED,
             header: inj.header,
             payload: inj.payload,
         };
-        if !exec.is_loaded(&inj.ty)
+        let loaded = exec.is_loaded(&inj.ty);
+        if !loaded
             && !self.code.contains(&inj.ty)
-            && !self.compiling.contains_key(&inj.ty)
+            && !self.stored.contains(&inj.ty)
+            && !self.loader.is_loading(&inj.ty)
         {
             return Err(InjectError::UnknownType(inj.ty));
         }
         self.counters.injected += 1;
-        if exec.is_loaded(&inj.ty) {
-            self.run(&repr, exec);
+        if loaded {
+            self.run(None, &repr, exec);
         } else {
             let mut bytes = vec![0u8; repr.buffer_len()];
             if repr.emit(&mut bytes).is_err() || !self.hold(inj.ty, None, &bytes) {
@@ -689,6 +820,12 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
     /// Hand every queued datagram to `f` (`to`, bytes) and empty the queue.
     pub fn drain_transmits(&mut self, f: impl FnMut(P, &[u8])) {
         self.tx.drain(f);
+    }
+
+    /// Hand the oldest `max` queued datagrams to `f`, for a driver whose send batch holds
+    /// `max`; returns how many are still queued.
+    pub fn drain_transmits_up_to(&mut self, max: usize, f: impl FnMut(P, &[u8])) -> usize {
+        self.tx.drain_up_to(max, f)
     }
 
     /// Datagrams queued.
@@ -728,6 +865,16 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Node<P> {
 
     /// The soft-store.
     pub fn store(&self) -> &SoftStore<[u8; 32]> {
-        &self.env.store
+        &self.cx.node.store
+    }
+
+    /// How full the code loader's tables are.
+    pub fn loader_occupancy(&self) -> crate::loader::Occupancy {
+        self.loader.occupancy()
+    }
+
+    /// Peers with an execution (fuel) budget.
+    pub fn budget_peers(&self) -> usize {
+        self.fuel.len()
     }
 }

@@ -127,7 +127,7 @@ impl Net {
             if let Event::Compile { ty, code } = ev {
                 let r = self.execs[i as usize].load(&code).map(|_| ());
                 let (node, exec) = (&mut self.nodes[i as usize], &mut self.execs[i as usize]);
-                node.module_ready(now, ty, r, exec);
+                node.module_ready(now, ty, r, Duration::ZERO, exec);
             }
         }
         while let Some(d) = self.nodes[i as usize].poll_delivery() {
@@ -217,14 +217,14 @@ fn a_spoofed_code_request_gets_no_reply() {
     };
     let mut buf = vec![0u8; req.buffer_len()];
     req.emit(&mut buf).unwrap();
-    // Node 2 is not a neighbour of node 0 and never received ty from it.
-    let before = net.nodes[0].loader_counters().requests_unauthorized;
+    // Node 2 is not a neighbour of node 0: its datagrams are not even parsed.
+    let before = net.nodes[0].counters().drops_of(DropReason::Stranger);
     net.nodes[0].handle_datagram(net.now, 2, &buf, &mut net.execs[0]);
     let mut replies = 0;
     net.nodes[0].drain_transmits(|_, _| replies += 1);
     assert_eq!(replies, 0);
     assert_eq!(
-        net.nodes[0].loader_counters().requests_unauthorized,
+        net.nodes[0].counters().drops_of(DropReason::Stranger),
         before + 1
     );
 }
@@ -240,4 +240,227 @@ fn malformed_datagrams_are_counted_drops() {
         net.nodes[0].handle_datagram(net.now, 1, bad, &mut net.execs[0]);
     }
     assert_eq!(net.nodes[0].counters().drops_of(DropReason::Malformed), 3);
+}
+
+/// A capsule datagram of type `ty` toward `dst` with `resource`.
+fn capsule(ty: CapsuleType, dst: u8, resource: u16, payload: &[u8]) -> Vec<u8> {
+    let repr = CapsuleRepr {
+        flags: 0,
+        resource,
+        capsule_type: ty,
+        src: addr(9),
+        dst: addr(dst),
+        prev: addr(9),
+        header: &[],
+        payload,
+    };
+    let mut b = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut b).unwrap();
+    b
+}
+
+/// One node (address 1) with neighbours 0 and 2, a loaded forward module, and `config`
+/// tweaks; returns the node, its executor and the type.
+fn lone(tweak: impl FnOnce(&mut NodeConfig<u8>)) -> (Node<u8>, NativeForward, CapsuleType) {
+    let mut cfg = NodeConfig::new(addr(1));
+    cfg.neighbours = vec![(addr(0), 0), (addr(2), 2)];
+    tweak(&mut cfg);
+    let mut node = Node::new(cfg);
+    node.register_app(0);
+    let mut exec = NativeForward::default();
+    let code = module(100, 9);
+    let ty = exec.load(&code).unwrap();
+    (node, exec, ty)
+}
+
+#[test]
+fn strangers_are_dropped_before_anything_else_unless_any_is_accepted() {
+    let (mut node, mut exec, ty) = lone(|_| {});
+    let now = Duration::from_secs(1);
+    // Port 7 is no neighbour's endpoint.
+    node.handle_datagram(now, 7, &capsule(ty, 2, 8, b"x"), &mut exec);
+    node.handle_datagram(now, 7, b"garbage", &mut exec);
+    assert_eq!(node.counters().drops_of(DropReason::Stranger), 2);
+    assert_eq!(node.counters().runs, 0);
+    assert_eq!(
+        node.counters().drops_of(DropReason::Malformed),
+        0,
+        "not even parsed"
+    );
+    // A neighbour's capsule runs.
+    node.handle_datagram(now, 0, &capsule(ty, 2, 8, b"x"), &mut exec);
+    assert_eq!(node.counters().runs, 1);
+    // accept_from = any: the stranger's capsule runs too.
+    let (mut open, mut exec, ty) = lone(|c| c.accept_from = AcceptFrom::Any);
+    open.handle_datagram(now, 7, &capsule(ty, 2, 8, b"x"), &mut exec);
+    assert_eq!(open.counters().runs, 1);
+    // A predicate admits more peers (router mode: on-link hosts).
+    let (mut on_link, mut exec, ty) = lone(|c| {
+        c.accept_from = AcceptFrom::NeighboursAnd(Arc::new(|p: &u8| *p < 10));
+    });
+    on_link.handle_datagram(now, 7, &capsule(ty, 2, 8, b"x"), &mut exec);
+    on_link.handle_datagram(now, 11, &capsule(ty, 2, 8, b"x"), &mut exec);
+    assert_eq!(on_link.counters().runs, 1);
+    assert_eq!(on_link.counters().drops_of(DropReason::Stranger), 1);
+}
+
+#[test]
+fn arriving_resource_is_clamped_to_max_resource() {
+    let (mut node, mut exec, ty) = lone(|c| c.max_resource = 10);
+    node.handle_datagram(
+        Duration::from_secs(1),
+        0,
+        &capsule(ty, 2, 60_000, b""),
+        &mut exec,
+    );
+    let mut sent = Vec::new();
+    node.drain_transmits(|_, b| sent.push(b.to_vec()));
+    let copy = CapsuleRepr::parse(&sent[0]).unwrap();
+    assert_eq!(copy.resource, 9, "clamped to 10, minus the hop");
+    assert_eq!(node.counters().resource_clamped, 1);
+}
+
+/// An executor that burns a fixed amount of fuel per run and forwards.
+#[derive(Debug, Default)]
+struct Burner(NativeForward);
+
+impl Executor for Burner {
+    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError> {
+        self.0.load(code)
+    }
+    fn is_loaded(&self, ty: &CapsuleType) -> bool {
+        self.0.is_loaded(ty)
+    }
+    fn run(&mut self, e: &mut Box<Execution>) -> crate::RunReport {
+        let mut r = self.0.run(e);
+        r.fuel_used = 1_000_000;
+        r
+    }
+}
+
+#[test]
+fn a_peer_over_its_fuel_budget_is_dropped_others_are_not() {
+    let (mut node, _, ty) = lone(|c| {
+        c.peer_fuel_per_sec = 2_000_000; // two heavy runs per second
+        c.peer_fuel_burst = 3_000_000;
+    });
+    let mut exec = Burner::default();
+    exec.load(&module(100, 9)).unwrap();
+    let mut t = Duration::from_secs(1);
+    for _ in 0..10 {
+        node.handle_datagram(t, 0, &capsule(ty, 2, 8, b"heavy"), &mut exec);
+    }
+    // The burst pays for three runs (the third goes into debt); the rest are dropped.
+    assert_eq!(node.counters().runs, 3);
+    assert_eq!(node.counters().drops_of(DropReason::PeerOverBudget), 7);
+    // Another peer is not affected.
+    node.handle_datagram(t, 2, &capsule(ty, 0, 8, b"other"), &mut exec);
+    assert_eq!(node.counters().runs, 4);
+    // The budget refills: a second later peer 0 may run again.
+    t += Duration::from_secs(1);
+    node.handle_datagram(t, 0, &capsule(ty, 2, 8, b"later"), &mut exec);
+    assert_eq!(node.counters().runs, 5);
+    assert!(node.budget_peers() <= 2);
+}
+
+#[test]
+fn apps_can_restrict_which_types_deliver_to_them() {
+    let (mut node, mut exec, ty) = lone(|_| {});
+    let other = exec.load(&module(100, 10)).unwrap();
+    node.unregister_app(0);
+    assert!(node.register_app_accepting(0, &[other]));
+    let now = Duration::from_secs(1);
+    // `ty` delivers to app 0 at its destination: refused by the accept list.
+    node.handle_datagram(now, 0, &capsule(ty, 1, 8, b"x"), &mut exec);
+    assert!(node.poll_delivery().is_none());
+    assert_eq!(node.protocols().get(&ty).unwrap().app_refusals, 1);
+    node.handle_datagram(now, 0, &capsule(other, 1, 8, b"y"), &mut exec);
+    assert!(node.poll_delivery().is_some(), "an accepted type delivers");
+}
+
+#[test]
+fn the_allow_list_applies_to_app_injects_and_added_code() {
+    let code = module(100, 11);
+    let ty = ty_of(&code);
+    let (mut node, mut exec, _) = lone(|c| {
+        c.loader.policy = crate::CodePolicy::AllowList([CapsuleType([1; 32])].into());
+    });
+    let inj = Injection {
+        ty,
+        code: Some(&code),
+        dst: addr(2),
+        resource: 8,
+        header: &[],
+        payload: b"",
+    };
+    assert_eq!(
+        node.inject(Duration::from_secs(1), 0, inj, &mut exec),
+        Err(InjectError::NotAllowed(ty))
+    );
+    assert!(
+        !node.add_code(ty, Arc::from(&code[..])),
+        "persisted code is refused too"
+    );
+    assert!(!node.set_stored(ty, true));
+    assert!(!node.code_cache().contains(&ty));
+}
+
+#[test]
+fn stored_code_is_restored_not_fetched() {
+    let code = module(100, 12);
+    let ty = ty_of(&code);
+    let mut cfg = NodeConfig::new(addr(1));
+    cfg.neighbours = vec![(addr(0), 0)];
+    let mut node = Node::new(cfg);
+    let mut exec = NativeForward::default();
+    assert!(node.set_stored(ty, true));
+    node.handle_datagram(
+        Duration::from_secs(1),
+        0,
+        &capsule(ty, 0, 8, b"x"),
+        &mut exec,
+    );
+    assert_eq!(node.poll_event(), Some(Event::Restore { ty }));
+    let mut out = 0;
+    node.drain_transmits(|_, _| out += 1);
+    assert_eq!(out, 0, "no code request");
+    // The driver reads it back and installs it: the held capsule runs.
+    assert!(node.add_code(ty, Arc::from(&code[..])));
+    exec.load(&code).unwrap();
+    node.module_ready(
+        Duration::from_secs(1),
+        ty,
+        Ok(()),
+        Duration::from_millis(1),
+        &mut exec,
+    );
+    assert_eq!(node.counters().runs, 1);
+    // A failed restore forgets the stored copy: the next capsule fetches from its sender.
+    let other = module(100, 13);
+    let oty = ty_of(&other);
+    node.set_stored(oty, true);
+    node.handle_datagram(
+        Duration::from_secs(2),
+        0,
+        &capsule(oty, 0, 8, b"x"),
+        &mut exec,
+    );
+    let err = LoadError::Unavailable("unreadable".into());
+    node.module_ready(
+        Duration::from_secs(2),
+        oty,
+        Err(err),
+        Duration::ZERO,
+        &mut exec,
+    );
+    assert_eq!(node.counters().drops_of(DropReason::CodeUnavailable), 1);
+    node.handle_datagram(
+        Duration::from_secs(3),
+        0,
+        &capsule(oty, 0, 8, b"y"),
+        &mut exec,
+    );
+    let mut requests = 0;
+    node.drain_transmits(|_, b| requests += usize::from(b[3] == Kind::CodeRequest as u8));
+    assert_eq!(requests, 1, "fetched from the peer instead");
 }

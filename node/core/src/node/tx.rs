@@ -10,6 +10,8 @@ use ants_wire::WireError;
 pub(crate) struct TxQueue<P> {
     arena: Vec<u8>,
     entries: Vec<(P, Range<usize>)>,
+    /// Entries before this were drained already (the arena is reset once all are).
+    head: usize,
     max_datagrams: usize,
     max_bytes: usize,
 }
@@ -19,6 +21,7 @@ impl<P: Copy> TxQueue<P> {
         TxQueue {
             arena: Vec::new(),
             entries: Vec::new(),
+            head: 0,
             max_datagrams,
             max_bytes,
         }
@@ -32,7 +35,7 @@ impl<P: Copy> TxQueue<P> {
         len: usize,
         emit: impl FnOnce(&mut [u8]) -> Result<usize, WireError>,
     ) -> bool {
-        if self.entries.len() >= self.max_datagrams || self.arena.len() + len > self.max_bytes {
+        if self.len() >= self.max_datagrams || self.arena.len() + len > self.max_bytes {
             return false;
         }
         let start = self.arena.len();
@@ -59,16 +62,29 @@ impl<P: Copy> TxQueue<P> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.head
     }
 
     /// Hand every queued datagram to `f` in order and empty the queue.
-    pub(crate) fn drain(&mut self, mut f: impl FnMut(P, &[u8])) {
-        for (to, r) in self.entries.drain(..) {
-            if let Some(bytes) = self.arena.get(r) {
-                f(to, bytes);
+    pub(crate) fn drain(&mut self, f: impl FnMut(P, &[u8])) {
+        self.drain_up_to(usize::MAX, f);
+    }
+
+    /// Hand the oldest `max` queued datagrams (or all) to `f` in order; returns how many are
+    /// left. Drained space is reused once the queue is empty.
+    pub(crate) fn drain_up_to(&mut self, max: usize, mut f: impl FnMut(P, &[u8])) -> usize {
+        let end = self.entries.len().min(self.head.saturating_add(max));
+        for (to, r) in &self.entries[self.head..end] {
+            if let Some(bytes) = self.arena.get(r.clone()) {
+                f(*to, bytes);
             }
         }
-        self.arena.clear();
+        self.head = end;
+        if self.head == self.entries.len() {
+            self.entries.clear();
+            self.arena.clear();
+            self.head = 0;
+        }
+        self.len()
     }
 }

@@ -1,5 +1,6 @@
 //! Any sequence of frames on either interface, clock steps, timer ticks and capsule transmits:
-//! the router never panics, its queues stay within their limits, forwarded frames keep their
+//! the router never panics, its queues and tables (resolved and resolving ARP entries,
+//! per-source ICMP buckets) stay within their limits, forwarded frames keep their
 //! length and carry a valid IPv4 header checksum and the egress MAC, capsule ranges lie inside
 //! the frame and name one of our addresses, and timers move forward.
 //!
@@ -47,12 +48,16 @@ fn router() -> Router {
 fn limits() -> RouterLimits {
     RouterLimits {
         arp_entries: 16,
+        arp_incomplete_entries: 6,
         arp_pending_per_neighbour: 3,
         arp_pending_total: 8,
         max_tx_frames: 32,
         max_tx_bytes: 32 * 1514,
         icmp_burst: 4,
         icmp_per_sec: 10,
+        icmp_source_burst: 2,
+        icmp_source_per_sec: 5,
+        icmp_source_entries: 8,
         ..RouterLimits::default()
     }
 }
@@ -105,7 +110,18 @@ fn check_bounds(r: &Router) {
     let (frames, bytes) = r.queued_transmits();
     assert!(frames <= l.max_tx_frames && bytes <= l.max_tx_bytes);
     assert!(r.held_frames() <= l.arp_pending_total);
-    assert!(r.neighbours(Duration::ZERO).count() <= l.arp_entries);
+    let (resolved, resolving) = r.neighbour_counts();
+    assert!(resolved <= l.arp_entries && resolving <= l.arp_incomplete_entries);
+    assert_eq!(r.neighbours(Duration::ZERO).count(), resolved + resolving);
+    assert!(r.icmp_sources() <= l.icmp_source_entries);
+    let c = r.counters();
+    assert_eq!(
+        c.icmp_rate_limited,
+        c.icmp_rate_limited_source
+            + c.icmp_rate_limited_time_exceeded
+            + c.icmp_rate_limited_unreachable
+            + c.icmp_rate_limited_frag_needed
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

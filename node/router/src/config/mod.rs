@@ -100,8 +100,15 @@ impl fmt::Display for Route {
 /// Bounds on everything the network can make the router store or send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouterLimits {
-    /// Neighbours in the ARP table (resolved and being resolved); least recently used evicted.
+    /// Resolved neighbours in the ARP table (MAC known, reachable or stale); least recently
+    /// used evicted to make room for another resolved one, never for a resolution.
     pub arp_entries: usize,
+    /// Resolutions in progress (incomplete entries), kept apart from the resolved ones so
+    /// that packets toward unanswering on-link addresses cannot evict live neighbours. When
+    /// full, a new resolution is refused and its packet dropped
+    /// ([`DropReason::ArpIncompleteFull`](crate::DropReason::ArpIncompleteFull)); an entry
+    /// leaves when answered (moving to the resolved table) or after its last retry.
+    pub arp_incomplete_entries: usize,
     /// Frames held for one unresolved next hop.
     pub arp_pending_per_neighbour: usize,
     /// Frames held for all unresolved next hops together.
@@ -114,10 +121,22 @@ pub struct RouterLimits {
     /// ARP requests sent per resolution, the first included; when the last one goes
     /// unanswered for `arp_retry` the resolution fails.
     pub arp_retries: u32,
-    /// ICMP error rate (token bucket refill per second). Echo replies are not counted here.
+    /// ICMP errors per second of each class: time exceeded, destination unreachable (net,
+    /// host, protocol, port) and fragmentation needed each have a token bucket of their own,
+    /// so a flood of one kind cannot starve another (path-MTU discovery above all). Echo
+    /// replies are not counted here.
     pub icmp_per_sec: u32,
-    /// ICMP errors that may be sent back to back (token bucket depth; 0 = never send any).
+    /// ICMP errors of one class that may be sent back to back (each class bucket's depth;
+    /// 0 = never send any).
     pub icmp_burst: u32,
+    /// ICMP errors per second to one address (the source of the packets that caused them),
+    /// all classes together, so one source cannot spend the share of the others.
+    pub icmp_source_per_sec: u32,
+    /// ICMP errors that may be sent back to back to one address (0 = never send any).
+    pub icmp_source_burst: u32,
+    /// Addresses with a per-source ICMP bucket; least recently used evicted (counted
+    /// `icmp_sources_evicted`; an evicted address starts again with a full bucket).
+    pub icmp_source_entries: usize,
     /// Generated frames (ARP, ICMP, released held frames, `send_udp`) queued until
     /// [`Router::drain_transmits`](crate::Router::drain_transmits).
     pub max_tx_frames: usize,
@@ -127,10 +146,12 @@ pub struct RouterLimits {
 
 impl Default for RouterLimits {
     /// Close to Linux's neighbour and ICMP defaults: 30 s reachable, 1 s between 3 requests,
-    /// 1000 ICMP errors/s with a burst of 50.
+    /// 1024 resolved and 256 resolving neighbours; 1000 ICMP errors/s with a burst of 50 per
+    /// class, and 10/s with a burst of 10 per source address, for 1024 addresses.
     fn default() -> Self {
         RouterLimits {
             arp_entries: 1024,
+            arp_incomplete_entries: 256,
             arp_pending_per_neighbour: 8,
             arp_pending_total: 512,
             arp_reachable: Duration::from_secs(30),
@@ -138,6 +159,9 @@ impl Default for RouterLimits {
             arp_retries: 3,
             icmp_per_sec: 1000,
             icmp_burst: 50,
+            icmp_source_per_sec: 10,
+            icmp_source_burst: 10,
+            icmp_source_entries: 1024,
             max_tx_frames: 4096,
             max_tx_bytes: 4 << 20,
         }
@@ -325,6 +349,13 @@ fn limit_range(
 
 fn check_limits(l: &RouterLimits, max_frame: usize) -> Result<(), ConfigError> {
     limit_range("arp_entries", l.arp_entries, 1, MAX_ENTRIES)?;
+    limit_range(
+        "arp_incomplete_entries",
+        l.arp_incomplete_entries,
+        1,
+        MAX_ENTRIES,
+    )?;
+    limit_range("icmp_source_entries", l.icmp_source_entries, 1, MAX_ENTRIES)?;
     limit_range(
         "arp_pending_per_neighbour",
         l.arp_pending_per_neighbour,

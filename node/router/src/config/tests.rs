@@ -193,6 +193,14 @@ fn limit_errors() {
         "limit `arp_entries` = 0: must be in 1..=1048576"
     );
     assert_eq!(
+        e(|l| l.arp_incomplete_entries = 0),
+        "limit `arp_incomplete_entries` = 0: must be in 1..=1048576"
+    );
+    assert_eq!(
+        e(|l| l.icmp_source_entries = (1 << 20) + 1),
+        "limit `icmp_source_entries` = 1048577: must be in 1..=1048576"
+    );
+    assert_eq!(
         e(|l| l.max_tx_frames = 0),
         "limit `max_tx_frames` = 0: must be in 1..=1048576"
     );
@@ -215,5 +223,52 @@ fn limit_errors() {
         c.limits.arp_pending_total = 0;
         c.limits.icmp_burst = 0;
         c.limits.icmp_per_sec = 0;
+        c.limits.icmp_source_burst = 0;
+        c.limits.icmp_source_per_sec = 0;
     });
+}
+
+#[test]
+fn docs_router_md_states_the_default_limits() {
+    const DOCS: &str = include_str!("../../../../docs/router.md");
+    // Exhaustive: a new limit does not compile here until its row is checked.
+    let RouterLimits {
+        arp_entries,
+        arp_incomplete_entries,
+        arp_pending_per_neighbour,
+        arp_pending_total,
+        arp_reachable,
+        arp_retry,
+        arp_retries,
+        icmp_per_sec,
+        icmp_burst,
+        icmp_source_per_sec,
+        icmp_source_burst,
+        icmp_source_entries,
+        max_tx_frames,
+        max_tx_bytes,
+    } = RouterLimits::default();
+    let secs = |t: Duration| format!("{} s", t.as_secs());
+    for (name, value) in [
+        ("arp_entries", arp_entries.to_string()),
+        ("arp_incomplete_entries", arp_incomplete_entries.to_string()),
+        (
+            "arp_pending_per_neighbour",
+            arp_pending_per_neighbour.to_string(),
+        ),
+        ("arp_pending_total", arp_pending_total.to_string()),
+        ("arp_reachable", secs(arp_reachable)),
+        ("arp_retry", secs(arp_retry)),
+        ("arp_retries", arp_retries.to_string()),
+        ("icmp_per_sec", icmp_per_sec.to_string()),
+        ("icmp_burst", icmp_burst.to_string()),
+        ("icmp_source_per_sec", icmp_source_per_sec.to_string()),
+        ("icmp_source_burst", icmp_source_burst.to_string()),
+        ("icmp_source_entries", icmp_source_entries.to_string()),
+        ("max_tx_frames", max_tx_frames.to_string()),
+        ("max_tx_bytes", max_tx_bytes.to_string()),
+    ] {
+        let row = format!("| `{name}` | {value} |");
+        assert!(DOCS.contains(&row), "docs/router.md lacks the row `{row}`");
+    }
 }

@@ -1,10 +1,13 @@
 //! ICMP the router originates: errors about packets it could not deliver or forward
 //! (RFC 792, RFC 1812 §4.3), and echo replies.
 //!
-//! Errors are rate-limited by one token bucket (`icmp_per_sec`, `icmp_burst`) and never sent
-//! about an ICMP error, a non-initial fragment, or a packet from a non-unicast source
-//! (RFC 1812 §4.3.2.7; link-layer broadcasts and broadcast destinations are dropped before
-//! they get here). They quote the offending IP header plus the first 8 bytes of its payload.
+//! Errors are never sent about an ICMP error, a non-initial fragment, or a packet from a
+//! non-unicast source (RFC 1812 §4.3.2.7; link-layer broadcasts and broadcast destinations
+//! are dropped before they get here). The rest are rate-limited per class and per source
+//! address (`crate::ratelimit::IcmpLimiter`: `icmp_per_sec`/`icmp_burst` for each of time
+//! exceeded, destination unreachable and fragmentation needed; `icmp_source_per_sec`/
+//! `icmp_source_burst` for each address errors go to), each refusal counted by the bucket
+//! that refused. They quote the offending IP header plus the first 8 bytes of its payload.
 //! Echo replies are not rate-limited; the transmit queue bounds them.
 
 use std::time::Duration;
@@ -17,6 +20,7 @@ use crate::frame::{
     self, ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_LEN, ICMP_TIME_EXCEEDED,
     IP_OFFSET, IPV4_LEN, PROTO_ICMP, be16, be32,
 };
+use crate::ratelimit::{IcmpClass, Limited};
 
 use super::ipv4::Ipv4Meta;
 
@@ -41,6 +45,18 @@ pub(super) enum IcmpError {
 }
 
 impl IcmpError {
+    /// Its rate-limit bucket.
+    fn class(self) -> IcmpClass {
+        match self {
+            IcmpError::TimeExceeded => IcmpClass::TimeExceeded,
+            IcmpError::NetUnreachable
+            | IcmpError::HostUnreachable
+            | IcmpError::ProtocolUnreachable
+            | IcmpError::PortUnreachable => IcmpClass::Unreachable,
+            IcmpError::FragNeeded { .. } => IcmpClass::FragNeeded,
+        }
+    }
+
     fn type_code_rest(self) -> (u8, u8, [u8; 4]) {
         match self {
             IcmpError::TimeExceeded => (ICMP_TIME_EXCEEDED, 0, [0; 4]),
@@ -85,8 +101,19 @@ impl Router {
         let Some(src) = src.or_else(|| self.ifaces.get(ingress).map(|i| i.addr)) else {
             return;
         };
-        if !self.icmp_bucket.take(now) {
-            self.counters.icmp_rate_limited += 1;
+        let decision = self.icmp_limiter.allow(now, err.class(), to);
+        if decision.evicted_source {
+            self.counters.icmp_sources_evicted += 1;
+        }
+        if let Some(limited) = decision.limited {
+            let c = &mut self.counters;
+            c.icmp_rate_limited += 1;
+            match limited {
+                Limited::Source => c.icmp_rate_limited_source += 1,
+                Limited::Class(IcmpClass::TimeExceeded) => c.icmp_rate_limited_time_exceeded += 1,
+                Limited::Class(IcmpClass::Unreachable) => c.icmp_rate_limited_unreachable += 1,
+                Limited::Class(IcmpClass::FragNeeded) => c.icmp_rate_limited_frag_needed += 1,
+            }
             return;
         }
         // Header + 8 bytes, cut further if the way back has a tiny MTU (68 ≤ MTU < 96).

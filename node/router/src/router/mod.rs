@@ -24,7 +24,7 @@ use crate::counters::{DropReason, RouterCounters};
 use crate::frame::{self, ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, IPV4_LEN, PROTO_UDP, UDP_LEN};
 use crate::lpm::RouteTable;
 use crate::neighbour::{ArpTable, Held};
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::IcmpLimiter;
 use crate::tx::TxQueue;
 
 /// What the driver does with a frame after [`Router::handle_frame`].
@@ -87,7 +87,7 @@ pub struct Router {
     capsule_port: u16,
     limits: RouterLimits,
     arp: ArpTable,
-    icmp_bucket: TokenBucket,
+    icmp_limiter: IcmpLimiter,
     tx: TxQueue,
     counters: RouterCounters,
     next_id: u16,
@@ -106,7 +106,7 @@ impl Router {
             routes: prepared.routes,
             capsule_port: cfg.capsule_port,
             arp: ArpTable::new(&l),
-            icmp_bucket: TokenBucket::new(l.icmp_per_sec, l.icmp_burst),
+            icmp_limiter: IcmpLimiter::new(&l),
             tx: TxQueue::new(l.max_tx_frames, l.max_tx_bytes),
             counters: RouterCounters::default(),
             next_id: 0,
@@ -154,7 +154,7 @@ impl Router {
     /// IPv4 + UDP with source = the egress interface's address, source port = the capsule
     /// port, TTL 64, DF set, checksums; routed by longest prefix and resolved by ARP (held
     /// while unresolved). `false` if it was dropped (counted: `LocalBadDestination`,
-    /// `LocalNoRoute`, `LocalTooBig`, `ArpPendingFull`, `TxQueueFull`).
+    /// `LocalNoRoute`, `LocalTooBig`, `ArpPendingFull`, `ArpIncompleteFull`, `TxQueueFull`).
     pub fn send_udp(&mut self, now: Duration, dst: SocketAddrV4, payload: &[u8]) -> bool {
         let d = u32::from(*dst.ip());
         if self.plan.classify(d) != AddrKind::Unicast {
@@ -230,7 +230,8 @@ impl Router {
             .map(|nh| (nh.iface, Ipv4Addr::from(nh.neighbour(d))))
     }
 
-    /// The ARP table at `now`, most recently used first.
+    /// The ARP table at `now`: resolved neighbours most recently used first, then the
+    /// resolutions in progress, most recently started first.
     pub fn neighbours(&self, now: Duration) -> impl Iterator<Item = NeighbourEntry> + '_ {
         self.arp.iter().map(move |(ip, n)| NeighbourEntry {
             ip: Ipv4Addr::from(ip),
@@ -248,6 +249,17 @@ impl Router {
     /// Frames currently held waiting for ARP.
     pub fn held_frames(&self) -> usize {
         self.arp.held_len()
+    }
+
+    /// Entries in the ARP table: `(resolved, resolving)`, bounded by `arp_entries` and
+    /// `arp_incomplete_entries`.
+    pub fn neighbour_counts(&self) -> (usize, usize) {
+        (self.arp.resolved_len(), self.arp.incomplete_len())
+    }
+
+    /// Addresses with a per-source ICMP rate-limit bucket, bounded by `icmp_source_entries`.
+    pub fn icmp_sources(&self) -> usize {
+        self.icmp_limiter.sources_len()
     }
 
     /// Generated frames currently queued, and their bytes.

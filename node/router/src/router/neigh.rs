@@ -95,8 +95,9 @@ impl Router {
                 self.counters.arp_learned += 1;
                 self.count_eviction(evicted);
             }
-            Learned::Completed { held } => {
+            Learned::Completed { held, evicted } => {
                 self.counters.arp_learned += 1;
+                self.count_eviction(evicted);
                 if held > 0 {
                     self.release_held(spa, sha);
                 }
@@ -207,7 +208,9 @@ impl Router {
     }
 
     /// Hold a frame (its destination MAC filled on release) for `neighbour`, starting the
-    /// resolution if `lookup` says it is unknown. `false` if a bound was hit (counted).
+    /// resolution if `lookup` says it is unknown. `false` if a bound was hit (counted): the
+    /// held frames', or the table of resolutions in progress (then no request is sent either,
+    /// and no ICMP: a flood toward silent addresses gets nothing back).
     #[expect(
         clippy::too_many_arguments,
         reason = "internal; the arguments are the frame's routing facts"
@@ -223,8 +226,10 @@ impl Router {
         build: impl FnOnce(&mut [u8]),
     ) -> bool {
         if lookup == Lookup::Missing {
-            let evicted = self.arp.insert_incomplete(now, neighbour, egress);
-            self.count_eviction(evicted);
+            if !self.arp.insert_incomplete(now, neighbour, egress) {
+                self.counters.drop(DropReason::ArpIncompleteFull);
+                return false;
+            }
             self.send_arp_request(egress, neighbour, None);
         }
         if self.arp.hold(neighbour, egress, ingress, len, build) {

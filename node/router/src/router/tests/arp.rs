@@ -387,12 +387,146 @@ fn table_is_bounded_lru_and_evictions_are_counted() {
     }
     assert_eq!(r.neighbours(t(0)).count(), 3);
     assert_eq!(r.counters().arp_evicted, 2);
-    // An evicted entry holding frames loses them, counted.
+    // A completed resolution moves into the full resolved table, evicting its LRU entry
+    // (A: looking up B does not touch it).
     let mut r = router_with(|c| c.limits.arp_entries = 2);
     learn(&mut r, t(0), 0, A, A_MAC);
+    learn(&mut r, t(0), 0, GW0, GW0_MAC);
     forward_a_to(&mut r, 0, B, 0); // B incomplete, holds 1 frame
-    forward_a_to(&mut r, 0, "198.18.1.30".parse().unwrap(), 0); // evicts A (LRU)
-    forward_a_to(&mut r, 0, "198.18.1.31".parse().unwrap(), 0); // evicts B
-    assert_eq!(r.counters().drop_count(DropReason::ArpEvicted), 1);
-    assert_eq!(r.held_frames(), 2);
+    assert_eq!(r.neighbour_counts(), (2, 1));
+    drain(&mut r);
+    let mut f = arp_reply(R1_MAC, B_MAC, B, R1);
+    r.handle_frame(t(5), 1, &mut f);
+    assert_eq!(drain(&mut r).len(), 1, "the held frame, released");
+    assert_eq!(r.neighbour_counts(), (2, 0));
+    let ips: Vec<_> = r.neighbours(t(5)).map(|n| n.ip).collect();
+    assert_eq!(ips, [B, GW0]);
+    assert_eq!(r.counters().arp_evicted, 1);
+    assert_eq!(r.counters().drop_count(DropReason::ArpEvicted), 0);
+}
+
+/// Run every timer due up to `until`, in order (as a driver polling on time would).
+fn run_timers(r: &mut Router, until: u64) {
+    while let Some(d) = r.poll_timeout().filter(|&d| d <= t(until)) {
+        r.handle_timeout(d);
+    }
+}
+
+#[test]
+fn a_flood_of_resolutions_is_refused_when_full_and_never_evicts_resolved_neighbours() {
+    let mut r = router_with(|c| {
+        c.limits.arp_entries = 4;
+        c.limits.arp_incomplete_entries = 3;
+    });
+    learn(&mut r, t(0), 0, A, A_MAC);
+    learn(&mut r, t(0), 1, B, B_MAC);
+    learn(&mut r, t(0), 1, GW1, GW1_MAC);
+    for i in 0..50u8 {
+        let silent = Ipv4Addr::new(198, 18, 1, 100 + i);
+        assert_eq!(forward_a_to(&mut r, u64::from(i), silent, i), Verdict::Done);
+    }
+    let c = r.counters();
+    assert_eq!(
+        c.drop_count(DropReason::ArpIncompleteFull),
+        47,
+        "refused, counted"
+    );
+    assert_eq!(c.dropped_total(), 47);
+    assert_eq!((c.arp_requests_sent, c.arp_held, c.arp_evicted), (3, 3, 0));
+    assert_eq!(r.neighbour_counts(), (3, 3));
+    assert_eq!(r.held_frames(), 3);
+    assert_eq!(
+        drain(&mut r).len(),
+        3,
+        "one request per accepted resolution"
+    );
+    // Every resolved neighbour is still there and used: forwarding to B, and via gw1.
+    assert_eq!(
+        forward_a_to(&mut r, 60, B, 0),
+        Verdict::Forward { iface: 1 }
+    );
+    assert_eq!(
+        forward_a_to(&mut r, 60, FAR, 0),
+        Verdict::Forward { iface: 1 }
+    );
+    let mut back = Ipv4Spec::udp(B, A, 1, 2, b"back").frame(R1_MAC, B_MAC);
+    assert_eq!(
+        r.handle_frame(t(60), 1, &mut back),
+        Verdict::Forward { iface: 0 }
+    );
+    assert_eq!(&back[..6], &A_MAC);
+    // The resolutions fail in their time (host unreachable for each held frame), and
+    // the table takes new ones again.
+    run_timers(&mut r, 5000);
+    assert_eq!(r.counters().arp_failed, 3);
+    assert_eq!(r.counters().drop_count(DropReason::ArpFailed), 3);
+    assert_eq!(r.neighbour_counts(), (3, 0));
+    let out = drain(&mut r);
+    assert_eq!(
+        out.len(),
+        6 + 3,
+        "two retries each, then host unreachable to A"
+    );
+    assert_eq!(
+        forward_a_to(&mut r, 5000, Ipv4Addr::new(198, 18, 1, 200), 0),
+        Verdict::Done
+    );
+    assert_eq!(r.neighbour_counts(), (3, 1));
+    assert_eq!(r.counters().drop_count(DropReason::ArpIncompleteFull), 47);
+}
+
+#[test]
+fn at_default_limits_thousands_of_silent_next_hops_leave_live_neighbours_alone() {
+    // The review's scenario: eth1 on a /16, packets toward 2000 silent on-link addresses.
+    let n = Ipv4Addr::new(10, 0, 0, 2);
+    let n_mac = [0x02, 0x10, 0, 0, 0, 2];
+    let mut r = router_with(|c| {
+        c.interfaces[1].addr = Ipv4Addr::new(10, 0, 0, 1);
+        c.interfaces[1].prefix_len = 16;
+        c.routes.clear();
+    });
+    let l = *r.limits();
+    learn(&mut r, t(0), 0, A, A_MAC);
+    learn(&mut r, t(0), 1, n, n_mac);
+    for i in 0..500u16 {
+        let [hi, lo] = i.to_be_bytes();
+        learn(
+            &mut r,
+            t(0),
+            1,
+            Ipv4Addr::new(10, 0, 1 + hi, lo),
+            [2, 0x11, 0, 0, hi, lo],
+        );
+    }
+    let flood = 2000u16;
+    for i in 0..flood {
+        let [hi, lo] = i.to_be_bytes();
+        let silent = Ipv4Addr::new(10, 0, 8 + hi, lo);
+        assert_eq!(forward_a_to(&mut r, 10, silent, 0), Verdict::Done);
+        if i % 256 == 0 {
+            drain(&mut r);
+        }
+    }
+    let c = r.counters();
+    assert_eq!(l.arp_incomplete_entries, 256);
+    assert_eq!(r.neighbour_counts(), (502, 256));
+    assert_eq!(
+        c.drop_count(DropReason::ArpIncompleteFull),
+        u64::from(flood) - 256
+    );
+    assert_eq!(
+        (c.arp_evicted, c.drop_count(DropReason::ArpEvicted)),
+        (0, 0)
+    );
+    assert!(r.held_frames() <= l.arp_pending_total);
+    let mut f = Ipv4Spec::udp(A, n, 1, 2, b"still here").frame(R0_MAC, A_MAC);
+    assert_eq!(
+        r.handle_frame(t(20), 0, &mut f),
+        Verdict::Forward { iface: 1 }
+    );
+    assert_eq!(&f[..6], &n_mac);
+    assert!(
+        r.neighbours(t(20))
+            .any(|e| e.ip == n && e.mac == Some(n_mac))
+    );
 }

@@ -175,31 +175,6 @@ fn too_big_with_df_sends_frag_needed_without_df_drops() {
 }
 
 #[test]
-fn icmp_errors_are_rate_limited_by_a_token_bucket() {
-    let mut r = router_with(|c| {
-        c.limits.icmp_burst = 2;
-        c.limits.icmp_per_sec = 1;
-    });
-    learn(&mut r, t(0), 0, A, A_MAC);
-    let mut spec = Ipv4Spec::udp(A, B, 1, 2, b"x");
-    spec.ttl = 1;
-    for _ in 0..3 {
-        let mut f = spec.frame(R0_MAC, A_MAC);
-        r.handle_frame(t(0), 0, &mut f);
-    }
-    assert_eq!(drain(&mut r).len(), 2);
-    assert_eq!(r.counters().icmp_rate_limited, 1);
-    assert_eq!(r.counters().drop_count(DropReason::TtlExceeded), 3);
-    let mut f = spec.frame(R0_MAC, A_MAC);
-    r.handle_frame(t(999), 0, &mut f);
-    assert!(drain(&mut r).is_empty());
-    let mut f = spec.frame(R0_MAC, A_MAC);
-    r.handle_frame(t(2000), 0, &mut f);
-    assert_eq!(drain(&mut r).len(), 1, "refilled after a second");
-    assert_eq!(r.counters().icmp_sent, 3);
-}
-
-#[test]
 fn no_icmp_error_about_icmp_errors_or_non_initial_fragments() {
     let mut r = resolved_router();
     for ty in [3, 4, 5, 11, 12] {

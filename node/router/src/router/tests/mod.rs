@@ -4,6 +4,7 @@
 mod arp;
 mod ethernet;
 mod forward;
+mod icmp_limits;
 mod local;
 mod props;
 mod send;

@@ -1,5 +1,5 @@
-//! Property tests: arbitrary and mutated frames never panic, queues stay bounded, and what
-//! is forwarded is well-formed.
+//! Property tests: arbitrary and mutated frames never panic, queues and tables stay bounded,
+//! the ARP tables stay consistent, and what is forwarded is well-formed.
 
 use std::net::SocketAddrV4;
 
@@ -11,8 +11,14 @@ use crate::RouterLimits;
 fn limits() -> RouterLimits {
     RouterLimits {
         arp_entries: 8,
+        arp_incomplete_entries: 3,
         arp_pending_per_neighbour: 2,
         arp_pending_total: 5,
+        icmp_burst: 3,
+        icmp_per_sec: 4,
+        icmp_source_burst: 2,
+        icmp_source_per_sec: 5,
+        icmp_source_entries: 4,
         max_tx_frames: 16,
         max_tx_bytes: 16 * 1514,
         ..RouterLimits::default()
@@ -46,9 +52,60 @@ fn check_invariants(r: &Router) {
     let (frames, bytes) = r.queued_transmits();
     assert!(frames <= l.max_tx_frames && bytes <= l.max_tx_bytes);
     assert!(r.held_frames() <= l.arp_pending_total);
-    assert!(r.neighbours(t(0)).count() <= l.arp_entries);
+    let (resolved, resolving) = r.neighbour_counts();
+    assert!(resolved <= l.arp_entries && resolving <= l.arp_incomplete_entries);
+    let incomplete = r
+        .neighbours(t(0))
+        .filter(|n| n.state == crate::NeighbourState::Incomplete)
+        .count();
+    assert_eq!(incomplete, resolving);
+    assert_eq!(r.neighbours(t(0)).count(), resolved + resolving);
     for n in r.neighbours(t(0)) {
         assert!(n.held <= l.arp_pending_per_neighbour);
+    }
+    r.arp.assert_consistent();
+    assert!(r.icmp_sources() <= l.icmp_source_entries);
+    let c = r.counters();
+    assert_eq!(
+        c.icmp_rate_limited,
+        c.icmp_rate_limited_source
+            + c.icmp_rate_limited_time_exceeded
+            + c.icmp_rate_limited_unreachable
+            + c.icmp_rate_limited_frag_needed
+    );
+}
+
+/// A valid frame that makes the router resolve or answer something for an address picked by
+/// `octet`: `kind % 4` = 0: forward from A toward 198.18.1.`octet` (a resolution on eth1);
+/// 1: TTL 1 from 198.18.0.`octet` (time exceeded, back through a resolution on eth0);
+/// 2: 1501 bytes with DF from 198.19.5.`octet` (fragmentation needed, back via gw0);
+/// 3: UDP to a closed port of ours from 198.18.0.`octet` (port unreachable).
+fn varied(kind: u8, octet: u8) -> (usize, Vec<u8>) {
+    let near = std::net::Ipv4Addr::new(198, 18, 0, octet);
+    let mac = [0x02, 0xee, 0, 0, 0, octet];
+    match kind % 4 {
+        0 => {
+            let dst = std::net::Ipv4Addr::new(198, 18, 1, octet);
+            (
+                0,
+                Ipv4Spec::udp(A, dst, 1, 2, b"resolve").frame(R0_MAC, A_MAC),
+            )
+        }
+        1 => {
+            let mut s = Ipv4Spec::udp(near, B, 1, 2, b"ttl");
+            s.ttl = 1;
+            (0, s.frame(R0_MAC, mac))
+        }
+        2 => {
+            let far = std::net::Ipv4Addr::new(198, 19, 5, octet);
+            let mut s = Ipv4Spec::new(far, B, 17, vec![0; 1501 - 20]);
+            s.flags = 0b010;
+            (0, s.frame(R0_MAC, GW0_MAC))
+        }
+        _ => (
+            0,
+            Ipv4Spec::udp(near, R0, 1, 53, b"closed").frame(R0_MAC, mac),
+        ),
     }
 }
 
@@ -70,6 +127,11 @@ enum Step {
         last_octet: u8,
         len: usize,
     },
+    Varied {
+        kind: u8,
+        octet: u8,
+        times: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -86,6 +148,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Timeout),
         1 => Just(Step::Drain),
         1 => (any::<u8>(), 0usize..1600).prop_map(|(last_octet, len)| Step::Send { last_octet, len }),
+        // Twelve addresses (more than the tables hold), in bursts (to reach the rate limits).
+        3 => (any::<u8>(), 20u8..32, 1usize..8)
+            .prop_map(|(kind, octet, times)| Step::Varied { kind, octet, times }),
     ]
 }
 
@@ -124,6 +189,12 @@ proptest! {
                 Step::Send { last_octet, len } => {
                     let dst = std::net::Ipv4Addr::new(198, 18, 1, last_octet);
                     r.send_udp(now, SocketAddrV4::new(dst, 9), &vec![0; len]);
+                }
+                Step::Varied { kind, octet, times } => {
+                    let (iface, f) = varied(kind, octet);
+                    for _ in 0..times {
+                        check_verdict(&mut r, now, iface, &mut f.clone());
+                    }
                 }
             }
             check_invariants(&r);
