@@ -10,6 +10,10 @@
 //! - `host_calls_only/forward`: the same three host calls made natively, without wasm — the
 //!   part of `execute/forward` that is host work.
 //! - `compile/<capsule>`: validate + compile a module from bytes (cold, no cache).
+//! - `fuel_rate/<work>`: one execution that spends its whole budget of 1,000,000 fuel on one
+//!   kind of work — plain wasm instructions, or one host call over and over — so the time per
+//!   execution is the time 1,000,000 fuel buys of that work. The host-call fees of
+//!   `ants_core::host::fuel` are calibrated from these ratios (docs/security.md).
 
 use std::hint::black_box;
 
@@ -94,5 +98,137 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, execute, compile);
+/// A module whose entry repeats `body` (which must leave the stack empty) until it runs out
+/// of fuel, with 64 KiB of zeroed memory at offset 0 and the key "k" at 65536.
+fn spender(imports: &str, body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        "(module {imports}
+           (memory (export \"memory\") 2)
+           (data (i32.const 65536) \"k\")
+           (func (export \"ants_abi_version\") (result i32) (i32.const 2))
+           (func (export \"ants_on_capsule\") (result i32)
+             (local $i i32)
+             (loop $again {body} (br $again))
+             (i32.const 0)))"
+    ))
+    .expect("calibration module")
+}
+
+fn fuel_rate(c: &mut Criterion) {
+    let imp = |name: &str, sig: &str| format!("(import \"ants\" \"{name}\" (func ${name} {sig}))");
+    let i2 = "(param i32 i32) (result i32)";
+    let i4 = "(param i32 i32 i32 i32) (result i32)";
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "wasm_arith",
+            String::new(),
+            "(local.set $i (i32.add (i32.mul (local.get $i) (i32.const 3)) (i32.const 1)))".into(),
+        ),
+        ("node_time", imp("node_time", "(result i64)"), "(drop (call $node_time))".into()),
+        (
+            "random_16",
+            imp("node_random", i2),
+            "(drop (call $node_random (i32.const 0) (i32.const 16)))".into(),
+        ),
+        (
+            "random_64k",
+            imp("node_random", i2),
+            "(drop (call $node_random (i32.const 0) (i32.const 65536)))".into(),
+        ),
+        (
+            "read_16k",
+            imp("capsule_read", i4),
+            "(drop (call $capsule_read (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16384)))"
+                .into(),
+        ),
+        (
+            "write_16k",
+            imp("capsule_write", i4),
+            "(drop (call $capsule_write (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16384)))"
+                .into(),
+        ),
+        (
+            "resize_16k",
+            imp("capsule_resize", i2),
+            concat!(
+                "(drop (call $capsule_resize (i32.const 4) (i32.const 0)))",
+                "(drop (call $capsule_resize (i32.const 4) (i32.const 16384)))"
+            )
+            .into(),
+        ),
+        (
+            "store_put_4k",
+            imp("store_put", "(param i32 i32 i32 i32 i64) (result i32)"),
+            "(drop (call $store_put (i32.const 65536) (i32.const 1) (i32.const 0) (i32.const 4096) (i64.const 60000)))"
+                .into(),
+        ),
+        (
+            "store_get_4k",
+            imp("store_get", i4),
+            "(drop (call $store_get (i32.const 65536) (i32.const 1) (i32.const 0) (i32.const 4096)))"
+                .into(),
+        ),
+        (
+            "log_512",
+            imp("log", "(param i32 i32 i32) (result i32)"),
+            "(drop (call $log (i32.const 5) (i32.const 0) (i32.const 512)))".into(),
+        ),
+        (
+            "route_16k",
+            imp("route_for_node", "(param i32) (result i32)"),
+            "(drop (call $route_for_node (i32.const 65536)))".into(),
+        ),
+    ];
+    let config = ExecutorConfig {
+        max_exec_time: None,
+        ..ExecutorConfig::default()
+    };
+    let limits = HostLimits::default();
+    let mut g = c.benchmark_group("fuel_rate");
+    g.sample_size(20);
+    for (name, imports, body) in cases {
+        let mut exec = WasmExecutor::with_config(config).unwrap();
+        let ty = exec.load(&spender(&imports, &body)).unwrap();
+        let mut node = TestNode::new(addr("198.18.0.2"), 1);
+        // A value for store_get to copy out.
+        node.store
+            .put(
+                &ty.0,
+                b"k",
+                &[7; 4096],
+                std::time::Duration::from_secs(3600),
+                node.now,
+            )
+            .unwrap();
+        let payload = vec![0u8; 16 * 1024];
+        let repr = CapsuleRepr {
+            flags: 0,
+            resource: 64,
+            capsule_type: ty,
+            src: addr("198.18.0.1"),
+            dst: addr("198.18.0.9"),
+            prev: addr("198.18.0.1"),
+            header: &[],
+            payload: &payload,
+        };
+        let mut e = Box::new(Execution::new(node, limits));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                e.capsule.load(&repr);
+                black_box(run(&mut exec, &mut e))
+            })
+        });
+        let report = run(&mut exec, &mut e);
+        assert!(
+            matches!(
+                report.result,
+                ants_core::RunResult::Trapped(ants_core::TrapReason::OutOfFuel)
+            ),
+            "{name}: {report:?}"
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, execute, compile, fuel_rate);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //! Capsules are built on demand by `ants-capsule-build` (once per process), so this binary
 //! needs no prebuilt wasm and no manual toolchain step.
 
+mod adversary;
 mod afpacket;
 mod anycast;
 mod capsules;

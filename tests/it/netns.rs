@@ -25,7 +25,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
-pub(crate) use probe::{IcmpReply, inet_checksum, ping, tcp_transfer, udp_probe};
+pub(crate) use probe::{IcmpReply, frag_probe, inet_checksum, ping, tcp_transfer, udp_probe};
 
 const PREFIX: &str = "ants-t-";
 

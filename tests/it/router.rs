@@ -19,24 +19,24 @@ use ants_node::daemon::{self, DaemonHandle, Stats};
 use crate::netns::{self, Netns, disable_offloads, enter, ping, require_root, udp_probe};
 use crate::support::{addr, capsule_bytes};
 
-const H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
-const R1_H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
-const R1_R2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
-const R2_R1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
-const R2_H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
-const H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 10);
+pub(crate) const H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+pub(crate) const R1_H1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub(crate) const R1_R2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+pub(crate) const R2_R1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+pub(crate) const R2_H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+pub(crate) const H2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 10);
 
 /// The four namespaces, links and nodes; everything is torn down on drop (nodes first).
-struct Line {
-    nodes: Vec<DaemonHandle>,
-    ns: Vec<String>,
-    dir: tempfile::TempDir,
+pub(crate) struct Line {
+    pub(crate) nodes: Vec<DaemonHandle>,
+    pub(crate) ns: Vec<String>,
+    pub(crate) dir: tempfile::TempDir,
     _netns: Netns,
 }
 
 impl Line {
     /// Counters of node `i` (0 = h1, 1 = r1, 2 = r2, 3 = h2).
-    fn stats(&self, i: usize) -> Stats {
+    pub(crate) fn stats(&self, i: usize) -> Stats {
         self.nodes[i].stats().expect("node running")
     }
 }
@@ -64,8 +64,10 @@ fn router_config(
     ip_route: (&str, Ipv4Addr),
     active: &[(Ipv4Addr, Ipv4Addr)],
     route: (&str, Ipv4Addr),
+    router_keys: &str,
 ) -> String {
-    let mut t = format!("[node]\naddress = \"{address}\"\n\n[router]\nicmp_per_sec = 1000\n");
+    let mut t =
+        format!("[node]\naddress = \"{address}\"\n\n[router]\nicmp_per_sec = 1000\n{router_keys}");
     for (name, cidr) in ifaces {
         t += &format!("\n[[router.interface]]\nname = \"{name}\"\naddress = \"{cidr}\"\n");
     }
@@ -97,6 +99,20 @@ fn host_config(dir: &Path, address: Ipv4Addr, router: (Ipv4Addr, Ipv4Addr)) -> S
 }
 
 fn start_line() -> Line {
+    start_line_with(&LineOptions::default())
+}
+
+/// What a test changes about the line.
+#[derive(Default)]
+pub(crate) struct LineOptions {
+    /// Extra `[router]` keys for both routers (e.g. `arp_incomplete_entries = 8`).
+    pub(crate) router_keys: &'static str,
+    /// The MTU of the r1 — r2 link (default: the veth's 1500).
+    pub(crate) r1_r2_mtu: Option<u16>,
+}
+
+/// `h1 — r1 — r2 — h2`, as [`start_line`], with `opts`.
+pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
     let mut netns = Netns::new();
     let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
     netns.veth((&h1, "h1-r1"), (&r1, "r1-h1"));
@@ -114,6 +130,10 @@ fn start_line() -> Line {
     for r in [&r1, &r2] {
         netns::sysctl(r, "net.ipv4.ip_forward", "0");
     }
+    if let Some(mtu) = opts.r1_r2_mtu {
+        netns::run_in(&r1, &format!("ip link set r1-r2 mtu {mtu}"));
+        netns::run_in(&r2, &format!("ip link set r2-r1 mtu {mtu}"));
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg_r1 = write(
         dir.path(),
@@ -124,6 +144,7 @@ fn start_line() -> Line {
             ("198.18.3.0/24", R2_R1),
             &[(H1, H1), (R2_R1, R2_R1)],
             ("198.18.3.0/24", R2_R1),
+            opts.router_keys,
         ),
     );
     let cfg_r2 = write(
@@ -135,6 +156,7 @@ fn start_line() -> Line {
             ("198.18.1.0/24", R1_R2),
             &[(H2, H2), (R1_H1, R1_R2)],
             ("198.18.1.0/24", R1_H1),
+            opts.router_keys,
         ),
     );
     let cfg_h1 = write(
@@ -161,7 +183,7 @@ fn start_line() -> Line {
 }
 
 /// Ping until an answer comes (the routers resolve ARP on the first packets).
-fn ping_until(ns: &str, dst: Ipv4Addr, ttl: u32) -> netns::IcmpReply {
+pub(crate) fn ping_until(ns: &str, dst: Ipv4Addr, ttl: u32) -> netns::IcmpReply {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         match ping(ns, dst, ttl, Duration::from_millis(500)) {

@@ -18,12 +18,21 @@ pub(crate) struct RunArgs {
     /// The node's configuration file (see docs/config.md).
     #[arg(short, long)]
     config: PathBuf,
+    /// When the node stops, write its final counters to this file as one JSON object (node
+    /// and per-protocol counters, drops by reason, loader, executor, disk, router).
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
 }
 
 impl RunArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let config = Config::load(&self.config)?;
-        ants_node::daemon::run_until_signal(config)?;
+        let stats = ants_node::daemon::run_until_signal(config)?;
+        if let Some(path) = &self.stats_json {
+            let text = serde_json::to_string_pretty(&stats.to_json())?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

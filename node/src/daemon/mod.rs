@@ -19,15 +19,16 @@ mod compile;
 mod overlay;
 mod persist;
 mod router;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ants_app::proto::Delivery;
-use ants_core::loader::{CodePolicy as LoaderPolicy, LoaderCounters};
+use ants_core::loader::CodePolicy as LoaderPolicy;
+use ants_core::node::Event;
 use ants_core::node::{AcceptFrom as NodeAcceptFrom, Injection};
-use ants_core::node::{Event, LoadTiming, NodeCounters, ProtocolCounters};
 use ants_core::{LoadError, Node, NodeConfig, PeerBudgets};
 use ants_wire::CapsuleRepr;
 use ants_wire::CapsuleType;
@@ -38,7 +39,6 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::app_server::{AppHandle, AppRequest, AppServer};
 use crate::config::{AcceptFrom, CodePolicy, Config};
-use crate::executor::ExecutorCounters;
 use crate::{Compiler, ExecutorConfig, WasmExecutor};
 use clock::Clock;
 use compile::{CompileQueue, Done, Job};
@@ -55,44 +55,8 @@ pub const MAX_TURN_TIME: Duration = Duration::from_millis(20);
 /// so a capsule cannot flood the operator's log or spend the node's time formatting it.
 pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
-/// A snapshot of a running node's counters.
-#[derive(Debug, Clone)]
-pub struct Stats {
-    /// The node's active address.
-    pub address: ants_wire::Address,
-    /// Node counters.
-    pub node: NodeCounters,
-    /// Code loader counters.
-    pub loader: LoaderCounters,
-    /// Per-protocol counters (runs, fuel, traps, errors, sends, deliveries), by type.
-    pub protocols: Vec<(CapsuleType, ProtocolCounters)>,
-    /// Types in the code cache.
-    pub cached_types: Vec<CapsuleType>,
-    /// Types found in the code cache directory at start-up, and restores from it that reused
-    /// the compiled form (no recompilation).
-    pub persisted: (usize, usize),
-    /// Bytes the code cache directory holds, and types pruned from it to stay within
-    /// `code_cache_disk_bytes`.
-    pub disk: (u64, u64),
-    /// The executor's counters (instances, evictions, deadline traps).
-    pub executor: ExecutorCounters,
-    /// Compile jobs refused because the compile queue was full.
-    pub compiles_refused: u64,
-    /// Capsule log lines not written because of the log rate limit.
-    pub capsule_logs_suppressed: u64,
-    /// Code-transfer messages dropped by fault injection.
-    pub fault_dropped: u64,
-    /// Datagrams the socket layer dropped (send errors, full queue).
-    pub udp_dropped: u64,
-    /// Router mode's counters (`None` for the UDP overlay).
-    pub router: Option<RouterStats>,
-    /// Stage times of recent module loads (node time).
-    pub load_timings: Vec<LoadTiming>,
-    /// Wall time spent compiling each module this node compiled, in order.
-    pub compile_times: Vec<(CapsuleType, Duration)>,
-}
-
 pub use router::RouterStats;
+pub use stats::Stats;
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -191,6 +155,11 @@ impl DaemonHandle {
         self.local
     }
 
+    /// A handle that can ask for the node's counters from any thread (cloneable).
+    pub fn stats_probe(&self) -> StatsProbe {
+        StatsProbe(self.stats.clone())
+    }
+
     /// A snapshot of the node's counters (`None` if it has stopped).
     pub fn stats(&self) -> Option<Stats> {
         let (tx, rx) = oneshot::channel();
@@ -215,6 +184,19 @@ impl Drop for DaemonHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Asks a running node for its counters; see [`DaemonHandle::stats_probe`].
+#[derive(Debug, Clone)]
+pub struct StatsProbe(mpsc::Sender<oneshot::Sender<Stats>>);
+
+impl StatsProbe {
+    /// A snapshot of the node's counters (`None` if it has stopped).
+    pub fn get(&self) -> Option<Stats> {
+        let (tx, rx) = oneshot::channel();
+        self.0.blocking_send(tx).ok()?;
+        rx.blocking_recv().ok()
     }
 }
 
@@ -249,12 +231,12 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
     }
 }
 
-/// Run a node in the foreground until SIGINT or SIGTERM; logs final counters.
+/// Run a node in the foreground until SIGINT or SIGTERM; logs and returns final counters.
 ///
 /// The node answers a signal between two turns of its loop, and a turn is bounded in time
 /// ([`MAX_TURN_TIME`] plus one execution deadline), whatever capsules do; compiles still
 /// running are abandoned, not waited for.
-pub fn run_until_signal(config: Config) -> anyhow::Result<()> {
+pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -281,7 +263,7 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<()> {
         });
         let stats = serve(config, stop_rx, stats_rx, None).await?;
         info!(?stats, "stopped");
-        anyhow::Ok(())
+        anyhow::Ok(stats)
     });
     // Do not wait for app connections or anything else still parked on the runtime.
     rt.shutdown_background();
@@ -651,6 +633,7 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
     let exec = WasmExecutor::new(compiler.clone())
         .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
     let mut node = Node::new(node_config(cfg));
+    let mut persisted = (0, 0);
     let store = match &cfg.node.code_cache_dir {
         Some(dir) => {
             let store = CodeStore::open(dir, cfg.limits.code_cache_disk_bytes)
@@ -664,11 +647,11 @@ async fn start(cfg: &Config) -> anyhow::Result<Started> {
                 bytes = store.bytes(),
                 "code cache directory indexed"
             );
+            persisted.0 = indexed;
             Some(store)
         }
         None => None,
     };
-    let persisted = (store.as_ref().map_or(0, |s| s.types().count()), 0);
     let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
     let compiles = CompileQueue::start(
         &compiler,

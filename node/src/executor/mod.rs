@@ -86,6 +86,12 @@ impl Default for ExecutorConfig {
 /// Fuel for the one-off `ants_abi_version` probe at load time.
 const PROBE_FUEL: u64 = 10_000;
 
+/// Fuel that one millisecond of plain wasm burns on the development machine
+/// (`bench/RESULTS.md`, `fuel_rate/wasm_arith`): an execution stopped by the deadline is
+/// reported as having used `max_exec_time` worth of fuel at this rate (at least its budget),
+/// so per-peer fuel budgets charge it for the time it took.
+pub const FUEL_PER_MS: u64 = 1_000_000;
+
 /// Validates and compiles modules. Cloning shares the engine and its epoch ticker.
 #[derive(Clone)]
 pub struct Compiler {
@@ -305,7 +311,7 @@ pub struct WasmExecutor {
 }
 
 /// What the executor did since it was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExecutorCounters {
     /// Instances created (the first, after a trap, after eviction).
     pub instantiations: u64,
@@ -607,12 +613,17 @@ impl Executor for WasmExecutor {
             Err(e) => {
                 self.instances.pop(&ty);
                 let reason = classify(&e);
-                // Time is what a deadline trap used: charge the whole budget.
-                let fuel_used = if reason == TrapReason::Deadline {
-                    self.counters.deadline_traps += 1;
-                    fuel
-                } else {
-                    fuel_used
+                // Time is what a deadline trap used: charge that time's worth of fuel.
+                let fuel_used = match (
+                    reason == TrapReason::Deadline,
+                    self.compiler.config.max_exec_time,
+                ) {
+                    (true, Some(max)) => {
+                        self.counters.deadline_traps += 1;
+                        let worth = max.as_micros() as u64 * FUEL_PER_MS / 1000;
+                        worth.max(fuel)
+                    }
+                    _ => fuel_used,
                 };
                 RunReport {
                     result: RunResult::Trapped(reason),

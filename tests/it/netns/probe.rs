@@ -156,6 +156,48 @@ pub(crate) fn udp_probe(ns: &str, dst: Ipv4Addr, port: u16, ttl: u32) -> io::Res
     })
 }
 
+/// Send one `size`-byte UDP datagram with DF to `dst:port` from namespace `ns`, ignoring any
+/// path MTU the kernel learned (IP_PMTUDISC_PROBE, so every probe really leaves the host), and
+/// return the ICMP error it caused (fragmentation needed from a router on a smaller link),
+/// waiting up to `timeout`.
+pub(crate) fn frag_probe(
+    ns: &str,
+    dst: Ipv4Addr,
+    port: u16,
+    size: usize,
+    timeout: Duration,
+) -> io::Result<IcmpReply> {
+    enter(ns, || {
+        use std::os::fd::AsRawFd;
+        let icmp = icmp_socket()?;
+        let udp = UdpSocket::bind("0.0.0.0:0")?;
+        let probe: libc::c_int = libc::IP_PMTUDISC_PROBE;
+        // SAFETY: a valid socket, a pointer to a c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                udp.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw const probe).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let src_port = udp.local_addr()?.port();
+        let deadline = Instant::now() + timeout;
+        udp.send_to(&vec![0x5a; size], SocketAddrV4::new(dst, port))?;
+        wait_icmp(&icmp, deadline, |_, msg| {
+            msg[0] == 3
+                && msg[1] == 4
+                && quoted(msg).is_some_and(|(proto, to, h)| {
+                    proto == 17 && to == dst && h[0..2] == src_port.to_be_bytes()
+                })
+        })
+    })
+}
+
 /// Deterministic bytes for a transfer.
 fn pattern_chunk(offset: usize, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {

@@ -201,7 +201,7 @@ pub trait CodeSource {
 }
 
 /// What a [`CodeLoader`](super::CodeLoader) did since it was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LoaderCounters {
     // Requesting.
     /// Fetches started (a first request sent for a type).
@@ -309,7 +309,7 @@ pub struct LoaderCounters {
 }
 
 /// How full the loader's tables are right now (gauges, for metrics and bound checks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Occupancy {
     /// Types with a fetch entry (loading, or verified and not yet taken).
     pub fetches: usize,

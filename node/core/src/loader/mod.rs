@@ -18,8 +18,11 @@
 //! Fetching, in short: a capsule of an unknown type is [held](CodeLoader::hold) and a
 //! `code-request` for the first `request_window` chunks goes to the peer it came from. Chunks
 //! are accepted only from that peer and only for chunks it was asked for; when a window is
-//! complete the next one is asked at once; after `request_timeout` of silence only the
-//! missing chunks are re-requested, with the timeout doubling per round without progress.
+//! complete the next one is asked at once; `request_timeout` after a request whose window is
+//! not complete, only its missing chunks are re-requested. A round that brought less than
+//! half of its window is a round without progress: the timeout doubles, and after
+//! `max_attempts` such rounds the peer counts as stalled (a peer dripping one chunk per round
+//! is as stalled as a silent one; a lossy one is not).
 //! After `max_attempts` such rounds (if another candidate is left; the last candidate is
 //! retried), or a `not-found` / `too-large` nack, the next *candidate* (each distinct peer a
 //! held capsule came from, in arrival order) is asked. A complete module is accepted only if
@@ -352,9 +355,15 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
             } => {
                 self.counters.chunks_received += 1;
                 self.counters.bytes_received += chunk.bytes.len() as u64;
-                t.rounds = 0;
-                t.rto = self.config.request_timeout;
-                t.deadline = now.saturating_add(t.rto);
+                // The retry timer runs from the request; a finished window is progress
+                // (a round that brings at least half of its window counts too, see
+                // `handle_timeout`), a chunk alone is not: a peer dripping one chunk per
+                // retry period is as stalled as a silent one.
+                if complete || window_done {
+                    t.rounds = 0;
+                    t.rto = self.config.request_timeout;
+                    t.deadline = now.saturating_add(t.rto);
+                }
                 if complete {
                     self.verify(now, ty);
                 } else if window_done {
@@ -421,13 +430,20 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
             let Some(t) = l.transfer_mut() else {
                 continue;
             };
+            let progressed = t.round_progressed();
+            if progressed {
+                t.rounds = 0;
+                t.rto = self.config.request_timeout;
+            }
             if t.rounds >= self.config.max_attempts && other {
                 self.counters.stalled_peers += 1;
                 let peer = t.peer;
                 self.negative_cache(now, peer, ty);
                 self.next_candidate(now, ty);
             } else {
-                t.rto = t.rto.saturating_mul(2).min(self.config.max_request_timeout);
+                if !progressed {
+                    t.rto = t.rto.saturating_mul(2).min(self.config.max_request_timeout);
+                }
                 t.deadline = now.saturating_add(t.rto);
                 self.counters.retries += 1;
                 send_request(&mut self.outbox, &mut self.counters, ty, t, &self.config);
@@ -592,8 +608,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
     }
 
     /// Every chunk is in: accept the module if its SHA-256 is `ty`. A mismatch from a peer is
-    /// retried once from scratch (one spoofed chunk, or a conflicting duplicate, must not get
-    /// an honest peer distrusted); a second one distrusts the peer for `ty`.
+    /// retried once from scratch (one spoofed chunk that beat the real one must not get an
+    /// honest peer distrusted), and a mismatch in a transfer that saw conflicting copies of a
+    /// chunk (a spoofer at work) is not counted against the peer at all; a second counted
+    /// mismatch distrusts the peer for `ty`. `load_timeout` bounds the retries.
     fn verify(&mut self, now: Duration, ty: CapsuleType) {
         let Some(l) = self.loads.get_mut(&ty) else {
             return;
@@ -601,7 +619,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
         let Stage::Fetching(t) = std::mem::replace(&mut l.stage, Stage::Compiling(now)) else {
             return;
         };
-        let peer = t.peer;
+        let (peer, conflicted) = (t.peer, t.conflicted);
         let bytes = t.into_bytes();
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if digest == ty.0 {
@@ -614,8 +632,11 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
             return;
         }
         l.saw_mismatch = true;
-        l.mismatches_from_current += 1;
         self.counters.hash_mismatches += 1;
+        // Conflicting copies of a chunk mean someone spoofed this peer: not its fault.
+        if !conflicted {
+            l.mismatches_from_current += 1;
+        }
         if l.mismatches_from_current < 2 {
             self.counters.mismatch_retries += 1;
             let mut t = Transfer::new(peer, now, self.config.request_timeout);

@@ -122,24 +122,25 @@ fn retries_ask_only_for_missing_chunks_with_backoff() {
     assert_eq!(l.poll_timeout(), Some(100 * MS));
     l.handle_chunk(10 * MS, 4, &chunk(ty, &m, 0));
     l.handle_chunk(10 * MS, 4, &chunk(ty, &m, 2));
-    // Silence is measured from the last new chunk.
-    assert_eq!(l.poll_timeout(), Some(110 * MS));
-    l.handle_timeout(110 * MS);
+    // The retry timer runs from the request; half the window came: no backoff.
+    assert_eq!(l.poll_timeout(), Some(100 * MS));
+    l.handle_timeout(100 * MS);
     assert_eq!(requests(&mut l), vec![(4, 1, vec![0b101])]);
     // Backoff doubles per round without progress, capped at 1.6 s.
-    let mut at = 110 * MS;
+    let mut at = 100 * MS;
     let mut gaps = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let next = l.poll_timeout().unwrap();
         gaps.push((next - at).as_millis());
         at = next;
         l.handle_timeout(at);
     }
-    assert_eq!(gaps, vec![200, 400, 800, 1600, 1600]);
-    assert_eq!(l.counters().retries, 6);
-    // Progress resets the timeout.
+    assert_eq!(gaps, vec![100, 200, 400, 800, 1600, 1600]);
+    assert_eq!(l.counters().retries, 7);
+    // A finished window resets the timeout.
     l.handle_chunk(at, 4, &chunk(ty, &m, 1));
-    assert_eq!(l.poll_timeout(), Some(at + 100 * MS));
+    l.handle_chunk(at, 4, &chunk(ty, &m, 3));
+    assert_eq!(l.counters().verified, 1);
 }
 
 #[test]
@@ -634,4 +635,32 @@ fn take_held_ends_a_running_fetch() {
     assert_eq!(l.take_held(&ty), vec![(Some(4), vec![1])]);
     assert!(!l.is_fetching(&ty));
     assert_eq!(l.poll_timeout(), None);
+}
+
+#[test]
+fn a_dripping_peer_is_left_for_another_candidate_like_a_silent_one() {
+    let (ty, m) = module(40 * CHUNK_LEN, 1);
+    let mut l = loader();
+    l.hold(Duration::ZERO, ty, 4, vec![1]);
+    l.hold(Duration::ZERO, ty, 5, vec![2]);
+    requests(&mut l);
+    // Peer 4 sends one new chunk just before each retry: progress by chunk, not by window.
+    let mut idx = 0;
+    while l.is_fetching(&ty) && requests_to(&mut l, 5) == 0 {
+        let at = l.poll_timeout().unwrap();
+        l.handle_chunk(at - MS, 4, &chunk(ty, &m, idx));
+        idx += 1;
+        l.handle_timeout(at);
+    }
+    assert_eq!(l.counters().stalled_peers, 1);
+    assert!(
+        idx <= 5,
+        "left after max_attempts rounds, having sent {idx} chunks"
+    );
+    assert!(l.is_negative(Duration::from_secs(1), 4, &ty));
+}
+
+/// Requests sent to `peer` (drains the transmit queue).
+fn requests_to(l: &mut CodeLoader<u8>, peer: u8) -> usize {
+    requests(l).iter().filter(|r| r.0 == peer).count()
 }

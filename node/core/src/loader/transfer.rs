@@ -56,8 +56,12 @@ pub(super) struct Transfer<P> {
     window_first: u32,
     window_end: u32,
     window_missing: u32,
+    /// Chunks the last request asked for.
+    window_asked: u32,
     /// One past the highest chunk index any request asked for.
     asked_end: u32,
+    /// A chunk arrived twice with different bytes: someone else is sending "from" this peer.
+    pub(super) conflicted: bool,
 }
 
 impl<P> Transfer<P> {
@@ -74,8 +78,17 @@ impl<P> Transfer<P> {
             window_first: 0,
             window_end: 0,
             window_missing: 0,
+            window_asked: 0,
             asked_end: 0,
+            conflicted: false,
         }
+    }
+
+    /// Whether the last request brought at least half of the chunks it asked for: a lossy
+    /// but working peer does, a peer dripping one chunk per request does not.
+    pub(super) fn round_progressed(&self) -> bool {
+        let got = self.window_asked.saturating_sub(self.window_missing);
+        self.window_asked > 0 && got * 2 >= self.window_asked
     }
 
     /// Bytes allocated for reassembly.
@@ -107,6 +120,7 @@ impl<P> Transfer<P> {
                 self.window_end = self.window_end.min(n);
                 self.asked_end = self.asked_end.min(n);
                 self.window_missing = self.window_end - self.window_first;
+                self.window_asked = self.window_missing;
             }
         }
         let offset = chunk.offset as usize;
@@ -117,9 +131,9 @@ impl<P> Transfer<P> {
             return Accepted::Abort;
         };
         if *seen {
-            return Accepted::Duplicate {
-                conflict: *dst != *chunk.bytes,
-            };
+            let conflict = *dst != *chunk.bytes;
+            self.conflicted |= conflict;
+            return Accepted::Duplicate { conflict };
         }
         dst.copy_from_slice(chunk.bytes);
         *seen = true;
@@ -149,6 +163,7 @@ impl<P> Transfer<P> {
             self.window_first = 0;
             self.window_end = window as u32;
             self.window_missing = window as u32;
+            self.window_asked = window as u32;
             self.asked_end = self.asked_end.max(window as u32);
             return (0, bitmap);
         }
@@ -170,6 +185,7 @@ impl<P> Transfer<P> {
         self.window_first = first as u32;
         self.window_end = end as u32;
         self.window_missing = asked as u32;
+        self.window_asked = asked as u32;
         self.asked_end = self.asked_end.max(end as u32);
         (first as u32, bitmap)
     }

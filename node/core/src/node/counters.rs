@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use ants_wire::CapsuleType;
 
 /// Why a datagram or capsule was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DropReason {
     /// Not a valid ANTS message (bad magic, version, kind, lengths…).
     Malformed,
@@ -70,7 +71,7 @@ impl DropReason {
 }
 
 /// Counters of one protocol (capsule type) on this node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProtocolCounters {
     /// Executions.
     pub runs: u64,
@@ -93,7 +94,7 @@ pub struct ProtocolCounters {
 }
 
 /// Counters of the whole node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeCounters {
     /// Datagrams handed to the node.
     pub datagrams_in: u64,

@@ -1,0 +1,103 @@
+//! [`Stats`]: a snapshot of a running node's counters, and its JSON form (`ants run
+//! --stats-json`).
+
+use std::time::Duration;
+
+use ants_core::loader::LoaderCounters;
+use ants_core::node::{LoadTiming, NodeCounters, ProtocolCounters};
+use ants_wire::CapsuleType;
+use serde_json::{Value, json};
+
+use super::RouterStats;
+use crate::executor::ExecutorCounters;
+
+/// A snapshot of a running node's counters.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// The node's active address.
+    pub address: ants_wire::Address,
+    /// Node counters.
+    pub node: NodeCounters,
+    /// Code loader counters.
+    pub loader: LoaderCounters,
+    /// Per-protocol counters (runs, fuel, traps, errors, sends, deliveries), by type.
+    pub protocols: Vec<(CapsuleType, ProtocolCounters)>,
+    /// Types in the code cache.
+    pub cached_types: Vec<CapsuleType>,
+    /// Types found in the code cache directory at start-up, and restores from it that reused
+    /// the compiled form (no recompilation).
+    pub persisted: (usize, usize),
+    /// Bytes the code cache directory holds, and types pruned from it to stay within
+    /// `code_cache_disk_bytes`.
+    pub disk: (u64, u64),
+    /// The executor's counters (instances, evictions, deadline traps).
+    pub executor: ExecutorCounters,
+    /// Compile jobs refused because the compile queue was full.
+    pub compiles_refused: u64,
+    /// Capsule log lines not written because of the log rate limit.
+    pub capsule_logs_suppressed: u64,
+    /// Code-transfer messages dropped by fault injection.
+    pub fault_dropped: u64,
+    /// Datagrams the socket layer dropped (send errors, full queue).
+    pub udp_dropped: u64,
+    /// Router mode's counters (`None` for the UDP overlay).
+    pub router: Option<RouterStats>,
+    /// Stage times of recent module loads (node time).
+    pub load_timings: Vec<LoadTiming>,
+    /// Wall time spent compiling each module this node compiled, in order.
+    pub compile_times: Vec<(CapsuleType, Duration)>,
+}
+
+impl Stats {
+    /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
+    /// (by type, hex), `executor`, `disk`, `router` (router mode) and the driver's own.
+    pub fn to_json(&self) -> Value {
+        let protocols: serde_json::Map<String, Value> = self
+            .protocols
+            .iter()
+            .map(|(ty, c)| (ty.to_string(), json!(c)))
+            .collect();
+        let router = self.router.as_ref().map(|r| {
+            let c = &r.router;
+            let drops: serde_json::Map<String, Value> = c
+                .drops()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, n)| (reason.name().to_string(), json!(n)))
+                .collect();
+            json!({
+                "forwarded": c.forwarded,
+                "capsules": c.capsules,
+                "arp_requests_sent": c.arp_requests_sent,
+                "arp_learned": c.arp_learned,
+                "arp_evicted": c.arp_evicted,
+                "arp_failed": c.arp_failed,
+                "arp_held": c.arp_held,
+                "icmp_sent": c.icmp_sent,
+                "icmp_rate_limited": c.icmp_rate_limited,
+                "icmp_rate_limited_source": c.icmp_rate_limited_source,
+                "icmp_rate_limited_time_exceeded": c.icmp_rate_limited_time_exceeded,
+                "icmp_rate_limited_unreachable": c.icmp_rate_limited_unreachable,
+                "icmp_rate_limited_frag_needed": c.icmp_rate_limited_frag_needed,
+                "echo_replies": c.echo_replies,
+                "drops": drops,
+                "node_datagrams_dropped": r.node_datagrams_dropped,
+            })
+        });
+        json!({
+            "address": self.address.to_string(),
+            "node": self.node,
+            "loader": self.loader,
+            "protocols": protocols,
+            "executor": self.executor,
+            "cached_types": self.cached_types.len(),
+            "persisted": {"indexed": self.persisted.0, "reused": self.persisted.1},
+            "disk": {"bytes": self.disk.0, "pruned": self.disk.1},
+            "compiles_refused": self.compiles_refused,
+            "capsule_logs_suppressed": self.capsule_logs_suppressed,
+            "fault_dropped": self.fault_dropped,
+            "udp_dropped": self.udp_dropped,
+            "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>(),
+            "router": router,
+        })
+    }
+}
