@@ -2,9 +2,9 @@
 //! from /proc and pin threads (overlay-bench, router-bench); medians of runs.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// Build `capsules/<name>` (release wasm) and return its bytes.
 pub fn capsule_bytes(name: &str) -> Vec<u8> {
@@ -164,6 +164,44 @@ pub fn utc_date(unix_secs: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The workspace root (this crate lives in `<root>/bench`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Build `ants` (`cargo build --release -p ants-node`) unless `no_build`, and return its path.
+pub fn ants_binary(explicit: Option<&Path>, no_build: bool) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            bail!("--ants {}: no such file", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let root = workspace_root();
+    if !no_build {
+        println!("building ants: cargo build --release -p ants-node");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "ants-node", "--bin", "ants"])
+            .current_dir(&root)
+            .status()
+            .context("cannot run cargo")?;
+        if !st.success() {
+            bail!("`cargo build --release -p ants-node` failed ({st})");
+        }
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join("release/ants");
+    if !bin.is_file() {
+        bail!(
+            "{} not found (build it with `cargo build --release -p ants-node`)",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 #[cfg(test)]

@@ -14,10 +14,12 @@
 //!   kind of work — plain wasm instructions, or one host call over and over — so the time per
 //!   execution is the time 1,000,000 fuel buys of that work. The host-call fees of
 //!   `ants_core::host::fuel` are calibrated from these ratios (docs/security.md).
+//!   `fuel_rate/slow_ops` is plain wasm chosen to be slow per unit of fuel
+//!   (tests/fixtures/hostile/slow_ops.wat): what the execution deadline is sized against.
 
 use std::hint::black_box;
 
-use ants_bench::capsule_bytes;
+use ants_bench::{capsule_bytes, workspace_root};
 use ants_core::{CapsuleState, Execution, Executor, HostLimits, TestNode, execute as run};
 use ants_node::{Compiler, ExecutorConfig, WasmExecutor};
 use ants_wire::{Address, CapsuleRepr};
@@ -118,7 +120,7 @@ fn fuel_rate(c: &mut Criterion) {
     let imp = |name: &str, sig: &str| format!("(import \"ants\" \"{name}\" (func ${name} {sig}))");
     let i2 = "(param i32 i32) (result i32)";
     let i4 = "(param i32 i32 i32 i32) (result i32)";
-    let cases: Vec<(&str, String, String)> = vec![
+    let mut cases: Vec<(&str, String, String)> = vec![
         (
             "wasm_arith",
             String::new(),
@@ -179,6 +181,9 @@ fn fuel_rate(c: &mut Criterion) {
             "(drop (call $route_for_node (i32.const 65536)))".into(),
         ),
     ];
+    // Not a host call: the slowest plain wasm we know per unit of fuel (cache misses and
+    // divisions on the critical path), the case the deadline exists for.
+    cases.push(("slow_ops", String::new(), String::new()));
     let config = ExecutorConfig {
         max_exec_time: None,
         ..ExecutorConfig::default()
@@ -188,7 +193,13 @@ fn fuel_rate(c: &mut Criterion) {
     g.sample_size(20);
     for (name, imports, body) in cases {
         let mut exec = WasmExecutor::with_config(config).unwrap();
-        let ty = exec.load(&spender(&imports, &body)).unwrap();
+        let module = if name == "slow_ops" {
+            let path = workspace_root().join("tests/fixtures/hostile/slow_ops.wat");
+            wat::parse_file(&path).expect("slow_ops fixture")
+        } else {
+            spender(&imports, &body)
+        };
+        let ty = exec.load(&module).unwrap();
         let mut node = TestNode::new(addr("198.18.0.2"), 1);
         // A value for store_get to copy out.
         node.store

@@ -15,44 +15,6 @@ pub(crate) struct AntsSetup {
     pub(crate) log: PathBuf,
 }
 
-/// The workspace root (this crate lives in `<root>/bench`).
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Build `ants` (`cargo build --release -p ants-node`) unless `no_build`, and return its path.
-pub(crate) fn ants_binary(explicit: Option<&Path>, no_build: bool) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        if !p.is_file() {
-            bail!("--ants {}: no such file", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    let root = workspace_root();
-    if !no_build {
-        println!("building ants: cargo build --release -p ants-node");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "ants-node", "--bin", "ants"])
-            .current_dir(&root)
-            .status()
-            .context("cannot run cargo")?;
-        if !st.success() {
-            bail!("`cargo build --release -p ants-node` failed ({st})");
-        }
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let bin = target.join("release/ants");
-    if !bin.is_file() {
-        bail!(
-            "{} not found (build it with `cargo build --release -p ants-node`)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 /// Build `capsules/forward` and return its module and type (the SHA-256 of the module).
 pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
     let dir = workspace_root().join("capsules/forward");

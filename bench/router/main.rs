@@ -25,7 +25,8 @@ pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub(crate) use ants_bench::{
-    CpuTicks, clock_ticks_per_sec, join_runs, median, pin_thread, process_ticks, utc_date,
+    CpuTicks, ants_binary, clock_ticks_per_sec, join_runs, median, pin_thread, process_ticks,
+    utc_date, workspace_root,
 };
 pub(crate) use ants_wire::{Address, CapsuleRepr, CapsuleType};
 pub(crate) use anyhow::{Context, Result, anyhow, bail};

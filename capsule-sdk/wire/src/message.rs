@@ -17,7 +17,8 @@ pub const PREFIX_LEN: usize = 6;
 /// Offset of the flags byte.
 pub(crate) const FLAGS_AT: usize = 4;
 
-/// Flag bit: the sender asks nodes to log this capsule's path at info level.
+/// Flag bit reserved for path tracing (the sender asks nodes to record the capsule's path).
+/// Nodes carry it but do not act on it yet.
 pub const FLAG_TRACE: u8 = 0x01;
 
 /// What a message is.

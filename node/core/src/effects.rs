@@ -84,6 +84,8 @@ pub struct Effects {
     pub app_refusals: u32,
     /// Resource not yet given to a copy.
     budget: u16,
+    /// `route_for_node` copies whose share is not settled yet.
+    shared: u16,
     arena: Vec<u8>,
 }
 
@@ -98,6 +100,7 @@ impl Effects {
         self.no_route = 0;
         self.app_refusals = 0;
         self.budget = 0;
+        self.shared = 0;
         self.arena.clear();
     }
 
@@ -123,6 +126,7 @@ impl Effects {
     ) {
         let cost = resource.map_or(1, |r| u32::from(r) + 1);
         self.budget = u16::try_from(u32::from(self.budget).saturating_sub(cost)).unwrap_or(0);
+        self.shared += u16::from(resource.is_none());
         self.sends.push(Send {
             toward,
             next_hop,
@@ -136,8 +140,7 @@ impl Effects {
     /// first ones getting the remainder. Idempotent: the budget is used up afterwards (unless
     /// there were no such copies).
     pub fn settle_resources(&mut self) {
-        let n = self.sends.iter().filter(|s| s.shared).count();
-        let Ok(n) = u16::try_from(n) else { return };
+        let n = self.shared;
         if n == 0 {
             return;
         }
@@ -148,6 +151,7 @@ impl Effects {
             s.shared = false;
         }
         self.budget = 0;
+        self.shared = 0;
     }
 
     /// Drop sends and deliveries but keep logs and counts: what a trapped execution leaves.
@@ -155,6 +159,7 @@ impl Effects {
         self.sends.clear();
         self.deliveries.clear();
         self.budget = 0;
+        self.shared = 0;
     }
 
     /// `true` if the execution asked for nothing to be sent or delivered.

@@ -23,10 +23,23 @@ type Ret = wasmtime::Result<i32>;
 /// Status for "called outside an execution" (from a start function or the ABI probe).
 const NO_EXEC: i32 = status::BAD_ARGUMENT;
 
-/// Charge `amount` of fuel; trap with "out of fuel" if the execution cannot pay it.
+/// Fees owed are taken from the store's fuel once they reach this much (and when the
+/// execution ends). Settling on every call would cost two calls into the store each time; so
+/// a call may do at most this much unpaid work before the fees catch up with it.
+const SETTLE_FUEL: u64 = 4_096;
+
+/// Charge `amount` of fuel; trap with "out of fuel" if the execution cannot pay it. Small
+/// fees accumulate and are settled in bulk (see [`SETTLE_FUEL`]); an amount at or above it
+/// is settled before the call does its work.
 fn charge(c: &mut Cx<'_>, amount: u64) -> wasmtime::Result<()> {
+    let due = c.data().fee_due.saturating_add(amount);
+    if due < SETTLE_FUEL {
+        c.data_mut().fee_due = due;
+        return Ok(());
+    }
+    c.data_mut().fee_due = 0;
     let left = c.get_fuel()?;
-    match left.checked_sub(amount) {
+    match left.checked_sub(due) {
         Some(rest) => c.set_fuel(rest),
         None => {
             c.set_fuel(0)?;
@@ -74,7 +87,7 @@ fn read_addr(mem: &[u8], ptr: i32) -> Option<[u8; 16]> {
 /// linear memory, else 0 (the call answers `BAD_POINTER` without touching anything, so it
 /// costs only the base fee — a bad pointer never traps, not even on fuel).
 fn in_bounds(c: &Cx<'_>, ptr: i32, len: i32) -> usize {
-    let size = c.data().memory.map_or(0, |m| m.data_size(c));
+    let size = c.data().limiter.size;
     match range(ptr, len) {
         Some(r) if r.end <= size => r.len(),
         _ => 0,
@@ -86,8 +99,15 @@ fn capsule_bytes(c: &Cx<'_>) -> usize {
     exec(c).map_or(0, |e| e.capsule.header.len() + e.capsule.payload.len())
 }
 
+/// Copies this short cost no more than the call itself: their fee is the base fee, without
+/// looking up how much they will really copy.
+const SHORT: usize = 64;
+
 /// Bytes a `capsule_read` of `field` from `offset` for `len` bytes will copy.
 fn read_bytes(c: &Cx<'_>, field: i32, offset: i32, len: i32) -> usize {
+    if (len as u32 as usize) <= SHORT {
+        return 0;
+    }
     let Some(e) = exec(c) else { return 0 };
     let field_len = usize::try_from(e.capsule_len(field)).unwrap_or(0);
     field_len

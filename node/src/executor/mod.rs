@@ -230,10 +230,13 @@ impl Compiler {
 #[error("grown past the node's per-instance limit")]
 struct GrowDenied;
 
-/// The per-instance memory and table limits.
+/// The per-instance memory and table limits; also tracks the memory's size, so host calls
+/// can size their fees without asking the store.
 struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
+    /// The linear memory's current size in bytes.
+    size: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -246,6 +249,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         if desired > self.memory_bytes {
             return Err(GrowDenied.into());
         }
+        self.size = desired;
         Ok(true)
     }
 
@@ -280,6 +284,9 @@ struct StoreData {
     memory: Option<Memory>,
     /// `true` while [`WasmExecutor::run`] has lent `exec` to the instance.
     active: bool,
+    /// Host-call fees charged but not yet taken from the store's fuel (see
+    /// `host_fns::charge`).
+    fee_due: u64,
     /// The deadline state of the execution in progress.
     watch: Watch,
     /// The execution in progress while a call runs (swapped in by [`WasmExecutor::run`]);
@@ -458,12 +465,7 @@ impl WasmExecutor {
             && (self.modules.len() >= self.compiler.config.max_modules
                 || self.code_bytes + compiled.code_bytes > self.compiler.config.max_compiled_bytes)
         {
-            let Some((old, m)) = self.modules.pop_lru() else {
-                break;
-            };
-            self.instances.pop(&old);
-            self.code_bytes -= m.code_bytes;
-            self.counters.modules_evicted += 1;
+            self.evict_module();
         }
         self.code_bytes += compiled.code_bytes;
         self.modules.put(
@@ -475,6 +477,27 @@ impl WasmExecutor {
         );
         self.keep_instance(ty, live);
         Ok(ty)
+    }
+
+    /// Drop the least recently used module, preferring one without a live instance: a
+    /// module whose capsules run keeps its instance, and the fast path of `run` touches only
+    /// the instance table, so a live instance is what "recently used" looks like.
+    fn evict_module(&mut self) {
+        let cold = self
+            .modules
+            .iter()
+            .rev()
+            .map(|(ty, _)| *ty)
+            .find(|ty| !self.instances.contains(ty));
+        let victim = match cold {
+            Some(ty) => self.modules.pop_entry(&ty),
+            None => self.modules.pop_lru(),
+        };
+        if let Some((old, m)) = victim {
+            self.instances.pop(&old);
+            self.code_bytes -= m.code_bytes;
+            self.counters.modules_evicted += 1;
+        }
     }
 
     fn keep_instance(&mut self, ty: CapsuleType, live: LiveInstance) {
@@ -512,9 +535,11 @@ fn instantiate(
             limiter: Limiter {
                 memory_bytes: cfg.max_memory_bytes,
                 table_elements: cfg.max_table_elements,
+                size: 0,
             },
             memory: None,
             active: false,
+            fee_due: 0,
             watch: Watch::default(),
             exec: Box::default(),
             scratch: Vec::new(),
@@ -542,6 +567,7 @@ fn instantiate(
         .instantiate(&mut store)
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
     let memory = instance.get_memory(&mut store, ants_wire::abi::MEMORY_EXPORT);
+    store.data_mut().limiter.size = memory.map_or(0, |m| m.data_size(&store));
     store.data_mut().memory = memory;
     let entry = instance
         .get_typed_func::<(), i32>(&mut store, ENTRY_EXPORT)
@@ -566,25 +592,30 @@ impl Executor for WasmExecutor {
             result: RunResult::NotLoaded,
             fuel_used: 0,
         };
-        let Some(module) = self.modules.get(&ty) else {
-            return not_loaded;
-        };
-        if !self.instances.contains(&ty) {
-            match instantiate(&self.compiler, &module.pre) {
-                Ok((live, _)) => {
-                    self.counters.instantiations += 1;
-                    self.keep_instance(ty, live);
-                }
-                Err(e) => {
-                    return RunReport {
-                        result: RunResult::Trapped(TrapReason::Other(e.to_string())),
-                        fuel_used: 0,
-                    };
-                }
+        // Fast path: one lookup. A module with a live instance is hot; its recency lives in
+        // the instance table (see `evict_module`).
+        let (compiler, modules, counters) = (&self.compiler, &mut self.modules, &mut self.counters);
+        let full = self.instances.len() >= self.instances.cap().get();
+        let live = self.instances.try_get_or_insert_mut(ty, || {
+            let Some(module) = modules.get(&ty) else {
+                return Err(None);
+            };
+            counters.instantiations += 1;
+            // An instance pushed out of a full table is rebuilt when its type runs again.
+            counters.instances_evicted += u64::from(full);
+            instantiate(compiler, &module.pre)
+                .map(|(live, _)| live)
+                .map_err(Some)
+        });
+        let live = match live {
+            Ok(live) => live,
+            Err(None) => return not_loaded,
+            Err(Some(e)) => {
+                return RunReport {
+                    result: RunResult::Trapped(TrapReason::Other(e.to_string())),
+                    fuel_used: 0,
+                };
             }
-        }
-        let Some(live) = self.instances.get_mut(&ty) else {
-            return not_loaded;
         };
         if let Err(e) = live.store.set_fuel(fuel) {
             return RunReport {
@@ -599,12 +630,16 @@ impl Executor for WasmExecutor {
         let data = live.store.data_mut();
         std::mem::swap(exec, &mut data.exec);
         data.active = true;
+        data.fee_due = 0;
         data.watch = Watch::default();
         let outcome = live.entry.call(&mut live.store, ());
         let data = live.store.data_mut();
         data.active = false;
+        let unsettled = std::mem::take(&mut data.fee_due);
         std::mem::swap(exec, &mut data.exec);
-        let fuel_used = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
+        let fuel_used = fuel
+            .saturating_sub(live.store.get_fuel().unwrap_or(0))
+            .saturating_add(unsettled);
         match outcome {
             Ok(code) => RunReport {
                 result: RunResult::Returned(code),

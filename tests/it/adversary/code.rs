@@ -171,7 +171,13 @@ fn a_dripping_neighbour_is_left_for_an_honest_one_and_poisons_nothing() {
     let ty = type_of(&code);
     let (r, probe) = Field::start(&setup).run(&setup, move |a| {
         std::thread::scope(|s| {
-            s.spawn(|| a.serve(std::slice::from_ref(&code), Duration::from_millis(150), far()));
+            s.spawn(|| {
+                a.serve(
+                    std::slice::from_ref(&code),
+                    Duration::from_millis(150),
+                    far(),
+                )
+            });
             a.send(&capsule(ty, T, 8, b"drip"));
             std::thread::sleep(Duration::from_millis(100));
             legit_new_type_arrives(a, code.clone(), Duration::from_secs(4))

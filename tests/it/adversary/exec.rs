@@ -182,3 +182,24 @@ fn an_app_that_accepts_only_its_protocol_gets_nothing_else() {
     r.assert_stopped_promptly();
     assert!(r.protocol(&ty, "app_refusals") >= 100, "{}", r.stats);
 }
+
+#[test]
+fn capsule_log_floods_are_cut_at_the_log_rate() {
+    // Every run logs 16 lines at error level (then runs out of fuel paying for more): the
+    // node writes 100 lines per second and counts the rest.
+    let setup = Setup {
+        attack_for: Duration::from_secs(2),
+        ..Setup::default()
+    };
+    let code = hostile("log_flood");
+    let ty = type_of(&code);
+    let (r, _) = Field::start(&setup).run(&setup, move |a| flood(a, &code, ty, 100, 8));
+    r.assert_legit_flow_intact();
+    r.assert_stopped_promptly();
+    let suppressed = r.counter("capsule_logs_suppressed");
+    assert!(
+        suppressed >= 1000,
+        "{suppressed} lines suppressed: {}",
+        r.stats
+    );
+}
