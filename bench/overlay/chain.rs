@@ -162,7 +162,7 @@ pub(crate) fn node_summary(s: &Stats) -> String {
     )
 }
 
-/// TOML for chain node `i` of 1..=3; n3's second neighbour is the sink.
+/// TOML for chain node `i` of 1..=3; n3's second neighbour is the sink, n1 accepts any sender.
 pub(crate) fn chain_config(
     i: usize,
     ports: &[u16],
@@ -200,6 +200,11 @@ pub(crate) fn chain_config(
                 node_addr(via)
             );
         }
+    }
+    if i == 1 {
+        // The generator is not a configured neighbour (its socket is bound later): let n1
+        // accept capsules from any endpoint, as a node facing unconfigured senders would.
+        t += "[code]\naccept_from = \"any\"\n";
     }
     Config::parse(&t, &format!("chain-n{i}.toml")).map_err(|e| anyhow::anyhow!("{e}\n{t}"))
 }

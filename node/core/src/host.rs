@@ -54,18 +54,27 @@ impl Default for HostLimits {
 /// (`docs/security.md`). The wasmtime executor charges them; hosts without fuel (the SDK's
 /// mock) do not.
 pub mod fuel {
-    /// Every host call.
-    pub const CALL: u64 = 10;
+    /// Every host call: about what a call's round trip between wasm and the host costs in
+    /// time, in units of plain wasm instructions.
+    pub const CALL: u64 = 50;
     /// Bytes copied (or compared, hashed into a map) per unit of fuel.
     pub const COPY_BYTES_PER_FUEL: u64 = 8;
     /// Random bytes generated per unit of fuel.
-    pub const RANDOM_BYTES_PER_FUEL: u64 = 2;
+    pub const RANDOM_BYTES_PER_FUEL: u64 = 1;
+    /// Bytes stored into or read from the soft-store per unit of fuel (an allocation, a map
+    /// update and the copy).
+    pub const STORE_BYTES_PER_FUEL: u64 = 2;
     /// A `log` line, on top of its bytes: the node formats and writes it.
     pub const LOG_LINE: u64 = 1_000;
 
     /// A call that copies `bytes` bytes.
     pub const fn copy(bytes: usize) -> u64 {
         CALL + bytes as u64 / COPY_BYTES_PER_FUEL
+    }
+
+    /// A soft-store call over `bytes` bytes of keys and values.
+    pub const fn store(bytes: usize) -> u64 {
+        CALL + bytes as u64 / STORE_BYTES_PER_FUEL
     }
 
     /// A call that generates `bytes` random bytes.

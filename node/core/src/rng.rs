@@ -23,9 +23,16 @@ impl SplitMix64 {
 
     /// Fill `out` with random bytes.
     pub fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
+        // Whole words first (a fixed-size store each), then the tail: the same bytes as
+        // filling word by word, at a fraction of the cost of a variable-length copy each.
+        let mut words = out.chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        let tail = words.into_remainder();
+        if !tail.is_empty() {
             let r = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
+            tail.copy_from_slice(&r[..tail.len()]);
         }
     }
 }

@@ -31,12 +31,21 @@ const SETTLE_FUEL: u64 = 4_096;
 /// Charge `amount` of fuel; trap with "out of fuel" if the execution cannot pay it. Small
 /// fees accumulate and are settled in bulk (see [`SETTLE_FUEL`]); an amount at or above it
 /// is settled before the call does its work.
+#[inline(always)]
 fn charge(c: &mut Cx<'_>, amount: u64) -> wasmtime::Result<()> {
-    let due = c.data().fee_due.saturating_add(amount);
+    let data = c.data_mut();
+    let due = data.fee_due.saturating_add(amount);
     if due < SETTLE_FUEL {
-        c.data_mut().fee_due = due;
+        data.fee_due = due;
         return Ok(());
     }
+    settle(c, due)
+}
+
+/// Take `due` from the store's fuel: the rare, slow half of [`charge`].
+#[cold]
+#[inline(never)]
+fn settle(c: &mut Cx<'_>, due: u64) -> wasmtime::Result<()> {
     c.data_mut().fee_due = 0;
     let left = c.get_fuel()?;
     match left.checked_sub(due) {
@@ -50,6 +59,7 @@ fn charge(c: &mut Cx<'_>, amount: u64) -> wasmtime::Result<()> {
 
 /// Guest memory, the execution in progress and the scratch buffer, or `None` when called
 /// outside an execution.
+#[inline(always)]
 fn enter<'c>(c: &'c mut Cx<'_>) -> Option<(&'c mut [u8], &'c mut Execution, &'c mut Vec<u8>)> {
     if !c.data().active {
         return None;
@@ -276,7 +286,7 @@ pub(super) fn link(l: &mut Linker<StoreData>) -> Result<(), wasmtime::Error> {
         |mut c: Cx<'_>, key: i32, key_len: i32, out: i32, cap: i32| -> Ret {
             let max_value = exec(&c).map_or(0, |e| e.node.store.config().max_value_len);
             let n = in_bounds(&c, key, key_len) + in_bounds(&c, out, cap).min(max_value);
-            charge(&mut c, fuel::copy(n))?;
+            charge(&mut c, fuel::store(n))?;
             let Some((mem, exec, scratch)) = enter(&mut c) else {
                 return Ok(NO_EXEC);
             };
@@ -301,7 +311,7 @@ pub(super) fn link(l: &mut Linker<StoreData>) -> Result<(), wasmtime::Error> {
         "store_put",
         |mut c: Cx<'_>, key: i32, key_len: i32, val: i32, val_len: i32, ttl_ms: i64| -> Ret {
             let n = in_bounds(&c, key, key_len) + in_bounds(&c, val, val_len);
-            charge(&mut c, fuel::CALL + fuel::copy(n))?;
+            charge(&mut c, fuel::CALL + fuel::store(n))?;
             let Some((mem, exec, _)) = enter(&mut c) else {
                 return Ok(NO_EXEC);
             };

@@ -70,7 +70,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             fuel: 1_000_000,
-            max_exec_time: Some(Duration::from_millis(10)),
+            max_exec_time: Some(Duration::from_millis(1)),
             max_memory_bytes: 4 << 20,
             max_table_elements: 1_000,
             max_module_bytes: 1 << 20,
@@ -90,7 +90,7 @@ const PROBE_FUEL: u64 = 10_000;
 /// (`bench/RESULTS.md`, `fuel_rate/wasm_arith`): an execution stopped by the deadline is
 /// reported as having used `max_exec_time` worth of fuel at this rate (at least its budget),
 /// so per-peer fuel budgets charge it for the time it took.
-pub const FUEL_PER_MS: u64 = 1_000_000;
+pub const FUEL_PER_MS: u64 = 4_000_000;
 
 /// Validates and compiles modules. Cloning shares the engine and its epoch ticker.
 #[derive(Clone)]

@@ -54,8 +54,8 @@ pub struct Knobs {
     pub allow: u8,
 }
 
-/// One thing that happens to the node. Types are indices into [`TYPES`] (modulo their
-/// number), peers are `0..PEERS` (modulo), `0` and `1` being configured neighbours.
+/// One thing that happens to the node. A type is an index (modulo 4) into the run's four
+/// types, a peer an index modulo 5; peers 0 and 1 are configured neighbours.
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// A capsule of a type the node cannot run arrives from a peer (`hold`).

@@ -5,7 +5,8 @@
 //!
 //! - `input`: [`Preset`], [`Op`], [`decode`] and its inverse [`encode`] (for seeds).
 //! - `world`: the peers, capsule types and modules a run plays with.
-//! - `harness`: [`Harness`], the driver and every invariant checked.
+//! - `harness`: [`Harness`], the driver and its model; `harness/checks.rs`, every
+//!   invariant checked on outputs and state.
 //! - `seeds`: [`seeds::scenarios`], the hand-written runs in `seeds/loader/`.
 
 mod harness;

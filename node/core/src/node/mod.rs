@@ -19,7 +19,9 @@
 //! are dropped before they run, so no peer can take the node's time from the others. The
 //! resource a capsule arrives with is clamped to `max_resource`.
 
+mod config;
 mod counters;
+mod io;
 mod tx;
 
 #[cfg(test)]
@@ -31,8 +33,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ants_soft_store::{Config as StoreConfig, SoftStore};
-use ants_wire::abi::LogLevel;
+use ants_soft_store::SoftStore;
 use ants_wire::message::Kind;
 use ants_wire::{
     Address, CapsulePacket, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest,
@@ -40,223 +41,15 @@ use ants_wire::{
 };
 use sha2::{Digest, Sha256};
 
+pub use config::{AcceptFrom, NodeConfig};
 pub use counters::{DropReason, NodeCounters, ProtocolCounters, ProtocolTable};
+pub use io::{AppDelivery, Event, InjectError, Injection, LoadTiming};
 
 use crate::budget::PeerBudgets;
 use crate::code_cache::CodeCache;
-use crate::loader::{Admit, CodeLoader, LoaderConfig, LoaderCounters, LoaderEvent, RefuseReason};
-use crate::{
-    Execution, Executor, HostLimits, LoadError, NodeContext, Prefix, RunResult, TrapReason, execute,
-};
+use crate::loader::{Admit, CodeLoader, LoaderCounters, LoaderEvent, RefuseReason};
+use crate::{Execution, Executor, LoadError, NodeContext, RunResult, TrapReason, execute};
 use tx::TxQueue;
-
-/// Everything a node is configured with.
-#[derive(Debug, Clone)]
-pub struct NodeConfig<P> {
-    /// This node's active address.
-    pub address: Address,
-    /// Neighbours: active address and underlay endpoint.
-    pub neighbours: Vec<(Address, P)>,
-    /// Static routes: destination prefix → next hop (must be a neighbour's address).
-    pub routes: Vec<(Prefix, Address)>,
-    /// Seed of the capsule-visible random generator.
-    pub seed: u64,
-    /// Per-execution host limits.
-    pub host: HostLimits,
-    /// Soft-store limits.
-    pub store: StoreConfig,
-    /// Code loading limits and policy.
-    pub loader: LoaderConfig,
-    /// Bytes of verified module code kept (LRU); this is what the node can serve.
-    pub code_cache_bytes: usize,
-    /// Largest header + payload accepted from the network or an app.
-    pub max_capsule_bytes: usize,
-    /// Outgoing datagrams queued between drains.
-    pub max_tx_datagrams: usize,
-    /// App deliveries queued between polls.
-    pub max_deliveries: usize,
-    /// Events queued between polls (capsule log lines beyond it are dropped and counted).
-    pub max_events: usize,
-    /// Protocols with their own counters (the rest share one bucket).
-    pub max_protocols: usize,
-    /// Whose datagrams the node looks at.
-    pub accept_from: AcceptFrom<P>,
-    /// Arriving (and injected) resource above this is lowered to it.
-    pub max_resource: u16,
-    /// Fuel each peer's capsules may burn per second (0: unlimited).
-    pub peer_fuel_per_sec: u64,
-    /// Burst of the per-peer fuel budget.
-    pub peer_fuel_burst: u64,
-    /// Peers with a fuel budget (least recently used forgotten).
-    pub max_budget_peers: usize,
-}
-
-/// Whose datagrams (capsules and code messages) a node accepts.
-#[derive(Clone)]
-pub enum AcceptFrom<P> {
-    /// Only configured neighbours' endpoints (the default).
-    Neighbours,
-    /// Configured neighbours, and peers the predicate accepts (router mode: on-link hosts).
-    NeighboursAnd(Arc<dyn Fn(&P) -> bool + Send + Sync>),
-    /// Anyone.
-    Any,
-}
-
-impl<P> fmt::Debug for AcceptFrom<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AcceptFrom::Neighbours => "Neighbours",
-            AcceptFrom::NeighboursAnd(_) => "NeighboursAnd(..)",
-            AcceptFrom::Any => "Any",
-        })
-    }
-}
-
-impl<P> NodeConfig<P> {
-    /// Defaults for everything but the address.
-    pub fn new(address: Address) -> Self {
-        NodeConfig {
-            address,
-            neighbours: Vec::new(),
-            routes: Vec::new(),
-            seed: u64::from_be_bytes(address.0[8..].try_into().unwrap_or([0; 8])),
-            host: HostLimits::default(),
-            store: StoreConfig::default(),
-            loader: LoaderConfig::default(),
-            code_cache_bytes: 64 << 20,
-            max_capsule_bytes: 16 << 10,
-            max_tx_datagrams: 8192,
-            max_deliveries: 4096,
-            max_events: 4096,
-            max_protocols: 1024,
-            accept_from: AcceptFrom::Neighbours,
-            max_resource: 64,
-            peer_fuel_per_sec: 200_000_000,
-            peer_fuel_burst: 20_000_000,
-            max_budget_peers: 1024,
-        }
-    }
-}
-
-/// Something the driver should act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Compile and install this verified module, then call [`Node::module_ready`].
-    Compile {
-        /// The type.
-        ty: CapsuleType,
-        /// The module bytes (SHA-256 equals `ty`).
-        code: Arc<[u8]>,
-    },
-    /// Load the module of `ty` from the driver's code store (see [`Node::set_stored`]),
-    /// give its bytes to [`Node::add_code`], install it, then call [`Node::module_ready`].
-    Restore {
-        /// The type.
-        ty: CapsuleType,
-    },
-    /// A capsule logged a line.
-    CapsuleLog {
-        /// The protocol.
-        ty: CapsuleType,
-        /// Level.
-        level: LogLevel,
-        /// Text.
-        text: String,
-    },
-    /// A capsule trapped.
-    Trapped {
-        /// The protocol.
-        ty: CapsuleType,
-        /// Why.
-        reason: TrapReason,
-    },
-    /// Loading a type failed; its held capsules were dropped.
-    CodeFailed {
-        /// The protocol.
-        ty: CapsuleType,
-        /// Why, for logs.
-        reason: String,
-        /// Capsules dropped.
-        dropped: usize,
-    },
-}
-
-/// A capsule for a local app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppDelivery {
-    /// The app id.
-    pub app: u32,
-    /// The capsule, wire-encoded (parse with [`CapsuleRepr::parse`]).
-    pub capsule: Vec<u8>,
-    /// Node time of the delivery.
-    pub at: Duration,
-}
-
-/// A capsule an app asks the node to send.
-#[derive(Debug, Clone, Copy)]
-pub struct Injection<'a> {
-    /// The protocol.
-    pub ty: CapsuleType,
-    /// The module, when the app hands it over (needed the first time).
-    pub code: Option<&'a [u8]>,
-    /// Destination.
-    pub dst: Address,
-    /// Resource budget.
-    pub resource: u16,
-    /// Protocol header.
-    pub header: &'a [u8],
-    /// Payload.
-    pub payload: &'a [u8],
-}
-
-/// Why an app's request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InjectError {
-    /// The app id is not registered.
-    #[error("app {0} is not registered")]
-    NotRegistered(u32),
-    /// The module's SHA-256 is not the capsule type.
-    #[error("module hash {found} does not match capsule type {ty}")]
-    HashMismatch {
-        /// Declared type.
-        ty: CapsuleType,
-        /// SHA-256 of the given module.
-        found: CapsuleType,
-    },
-    /// The node has no code for the type and none was given.
-    #[error("unknown capsule type {0} and no code given")]
-    UnknownType(CapsuleType),
-    /// Header + payload over the node's limit.
-    #[error("capsule data of {size} bytes exceeds the node's {max}-byte limit")]
-    TooLarge {
-        /// Header + payload bytes.
-        size: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The module is still compiling and the capsules waiting for it fill the queue.
-    #[error("type {0} is still compiling and its waiting queue is full; retry shortly")]
-    Busy(CapsuleType),
-    /// The module is larger than the code cache can hold.
-    #[error("module does not fit in the code cache")]
-    CodeTooLarge,
-    /// The node's code policy does not allow the type.
-    #[error("capsule type {0} is not allowed by the node's code policy")]
-    NotAllowed(CapsuleType),
-}
-
-/// When one module load went through its stages, in node time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadTiming {
-    /// The type.
-    pub ty: CapsuleType,
-    /// The first capsule of the type was held (fetch started).
-    pub held_at: Duration,
-    /// The module was complete and its hash verified.
-    pub verified_at: Option<Duration>,
-    /// The compiled module was installed (or rejected).
-    pub ready_at: Option<Duration>,
-}
 
 /// Load timings kept (most recent); older ones are dropped.
 const MAX_LOAD_TIMINGS: usize = 64;

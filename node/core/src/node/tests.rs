@@ -8,7 +8,7 @@ use ants_wire::{Address, CapsuleType};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::{NativeForward, native_module as module};
+use crate::{NativeForward, Prefix, native_module as module};
 
 fn addr(i: u8) -> Address {
     Address::from_ipv4(std::net::Ipv4Addr::new(198, 18, 0, i + 1))
