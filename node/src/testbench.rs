@@ -62,7 +62,8 @@ pub struct TestRun {
     /// The trap reason, when it trapped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trap: Option<String>,
-    /// Fuel consumed.
+    /// Fuel consumed; for an execution stopped at the deadline, the fuel its time is charged
+    /// as (`FUEL_PER_MS` per millisecond of `max_exec_time`), which may exceed the budget.
     pub fuel_used: u64,
     /// Fuel budget.
     pub fuel_budget: u64,
@@ -239,7 +240,16 @@ impl TestRun {
                 let _ = writeln!(s, "result    {}", self.outcome);
             }
         }
-        let _ = writeln!(s, "fuel      {} of {}", self.fuel_used, self.fuel_budget);
+        if self.fuel_used > self.fuel_budget {
+            // A deadline trap is charged its time's worth of fuel, which can exceed the budget.
+            let _ = writeln!(
+                s,
+                "fuel      {} charged, budget {} (stopped at the deadline: charged for its time)",
+                self.fuel_used, self.fuel_budget
+            );
+        } else {
+            let _ = writeln!(s, "fuel      {} of {}", self.fuel_used, self.fuel_budget);
+        }
         let _ = writeln!(s, "sends     {}", self.sends.len());
         for c in &self.sends {
             let _ = writeln!(

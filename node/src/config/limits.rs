@@ -74,7 +74,7 @@ impl Default for Limits {
             pending_per_type: 64,
             pending_total: 1024,
             serve_bytes_per_sec: 1 << 20,
-            max_exec_time: Duration::from_millis(1),
+            max_exec_time: Duration::from_millis(5),
             max_resource: 64,
             max_instances: 32,
             peer_fuel_per_sec: 200_000_000,

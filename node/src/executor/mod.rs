@@ -70,7 +70,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             fuel: 1_000_000,
-            max_exec_time: Some(Duration::from_millis(1)),
+            max_exec_time: Some(Duration::from_millis(5)),
             max_memory_bytes: 4 << 20,
             max_table_elements: 1_000,
             max_module_bytes: 1 << 20,
