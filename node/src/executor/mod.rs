@@ -524,6 +524,38 @@ fn classify(err: &wasmtime::Error) -> TrapReason {
     }
 }
 
+/// Run the entry of `live` on `exec` with `fuel` and the deadline armed: the call's outcome
+/// and the fuel it used (unsettled host-call fees included). `Err(Some(reason))` if the fuel
+/// could not be set.
+fn call(
+    live: &mut LiveInstance,
+    exec: &mut Box<Execution>,
+    fuel: u64,
+    ticker: Option<&Ticker>,
+) -> Result<(wasmtime::Result<i32>, u64), Option<String>> {
+    live.store
+        .set_fuel(fuel)
+        .map_err(|e| Some(format!("{e:#}")))?;
+    if let Some(t) = ticker {
+        live.store.set_epoch_deadline(deadline::TICKS);
+        t.note_run();
+    }
+    let data = live.store.data_mut();
+    std::mem::swap(exec, &mut data.exec);
+    data.active = true;
+    data.fee_due = 0;
+    data.watch = Watch::default();
+    let outcome = live.entry.call(&mut live.store, ());
+    let data = live.store.data_mut();
+    data.active = false;
+    let unsettled = std::mem::take(&mut data.fee_due);
+    std::mem::swap(exec, &mut data.exec);
+    let fuel_used = fuel
+        .saturating_sub(live.store.get_fuel().unwrap_or(0))
+        .saturating_add(unsettled);
+    Ok((outcome, fuel_used))
+}
+
 fn instantiate(
     compiler: &Compiler,
     pre: &InstancePre<StoreData>,
@@ -588,58 +620,51 @@ impl Executor for WasmExecutor {
     fn run(&mut self, exec: &mut Box<Execution>) -> RunReport {
         let fuel = self.compiler.config.fuel;
         let ty = exec.capsule.capsule_type;
-        let not_loaded = RunReport {
-            result: RunResult::NotLoaded,
-            fuel_used: 0,
-        };
+        let ticker = self.compiler.ticker.as_deref();
         // Fast path: one lookup. A module with a live instance is hot; its recency lives in
         // the instance table (see `evict_module`).
-        let (compiler, modules, counters) = (&self.compiler, &mut self.modules, &mut self.counters);
-        let full = self.instances.len() >= self.instances.cap().get();
-        let live = self.instances.try_get_or_insert_mut(ty, || {
-            let Some(module) = modules.get(&ty) else {
-                return Err(None);
-            };
-            counters.instantiations += 1;
-            // An instance pushed out of a full table is rebuilt when its type runs again.
-            counters.instances_evicted += u64::from(full);
-            instantiate(compiler, &module.pre)
-                .map(|(live, _)| live)
-                .map_err(Some)
-        });
-        let live = match live {
-            Ok(live) => live,
-            Err(None) => return not_loaded,
+        let called = match self.instances.get_mut(&ty) {
+            Some(live) => call(live, exec, fuel, ticker),
+            None => {
+                let Some(module) = self.modules.get(&ty) else {
+                    return RunReport {
+                        result: RunResult::NotLoaded,
+                        fuel_used: 0,
+                    };
+                };
+                let live = match instantiate(&self.compiler, &module.pre) {
+                    Ok((live, _)) => live,
+                    Err(e) => {
+                        return RunReport {
+                            result: RunResult::Trapped(TrapReason::Other(e.to_string())),
+                            fuel_used: 0,
+                        };
+                    }
+                };
+                self.counters.instantiations += 1;
+                // An instance pushed out of a full table is rebuilt when its type runs again.
+                self.keep_instance(ty, live);
+                match self.instances.get_mut(&ty) {
+                    Some(live) => call(live, exec, fuel, self.compiler.ticker.as_deref()),
+                    None => Err(None),
+                }
+            }
+        };
+        let (outcome, fuel_used) = match called {
+            Ok(done) => done,
+            Err(None) => {
+                return RunReport {
+                    result: RunResult::NotLoaded,
+                    fuel_used: 0,
+                };
+            }
             Err(Some(e)) => {
                 return RunReport {
-                    result: RunResult::Trapped(TrapReason::Other(e.to_string())),
+                    result: RunResult::Trapped(TrapReason::Other(e)),
                     fuel_used: 0,
                 };
             }
         };
-        if let Err(e) = live.store.set_fuel(fuel) {
-            return RunReport {
-                result: RunResult::Trapped(TrapReason::Other(format!("{e:#}"))),
-                fuel_used: 0,
-            };
-        }
-        if let Some(t) = &self.compiler.ticker {
-            live.store.set_epoch_deadline(deadline::TICKS);
-            t.note_run();
-        }
-        let data = live.store.data_mut();
-        std::mem::swap(exec, &mut data.exec);
-        data.active = true;
-        data.fee_due = 0;
-        data.watch = Watch::default();
-        let outcome = live.entry.call(&mut live.store, ());
-        let data = live.store.data_mut();
-        data.active = false;
-        let unsettled = std::mem::take(&mut data.fee_due);
-        std::mem::swap(exec, &mut data.exec);
-        let fuel_used = fuel
-            .saturating_sub(live.store.get_fuel().unwrap_or(0))
-            .saturating_add(unsettled);
         match outcome {
             Ok(code) => RunReport {
                 result: RunResult::Returned(code),
