@@ -84,8 +84,6 @@ pub struct Effects {
     pub app_refusals: u32,
     /// Resource not yet given to a copy.
     budget: u16,
-    /// `route_for_node` copies whose share is not settled yet.
-    shared: u16,
     arena: Vec<u8>,
 }
 
@@ -100,7 +98,6 @@ impl Effects {
         self.no_route = 0;
         self.app_refusals = 0;
         self.budget = 0;
-        self.shared = 0;
         self.arena.clear();
     }
 
@@ -126,7 +123,6 @@ impl Effects {
     ) {
         let cost = resource.map_or(1, |r| u32::from(r) + 1);
         self.budget = u16::try_from(u32::from(self.budget).saturating_sub(cost)).unwrap_or(0);
-        self.shared += u16::from(resource.is_none());
         self.sends.push(Send {
             toward,
             next_hop,
@@ -140,7 +136,8 @@ impl Effects {
     /// first ones getting the remainder. Idempotent: the budget is used up afterwards (unless
     /// there were no such copies).
     pub fn settle_resources(&mut self) {
-        let n = self.shared;
+        let n = self.sends.iter().filter(|s| s.shared).count();
+        let Ok(n) = u16::try_from(n) else { return };
         if n == 0 {
             return;
         }
@@ -151,7 +148,6 @@ impl Effects {
             s.shared = false;
         }
         self.budget = 0;
-        self.shared = 0;
     }
 
     /// Drop sends and deliveries but keep logs and counts: what a trapped execution leaves.
@@ -159,7 +155,6 @@ impl Effects {
         self.sends.clear();
         self.deliveries.clear();
         self.budget = 0;
-        self.shared = 0;
     }
 
     /// `true` if the execution asked for nothing to be sent or delivered.

@@ -83,6 +83,12 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// What running a type without a compiled module reports.
+const NOT_LOADED: RunReport = RunReport {
+    result: RunResult::NotLoaded,
+    fuel_used: 0,
+};
+
 /// Fuel for the one-off `ants_abi_version` probe at load time.
 const PROBE_FUEL: u64 = 10_000;
 
@@ -525,17 +531,14 @@ fn classify(err: &wasmtime::Error) -> TrapReason {
 }
 
 /// Run the entry of `live` on `exec` with `fuel` and the deadline armed: the call's outcome
-/// and the fuel it used (unsettled host-call fees included). `Err(Some(reason))` if the fuel
-/// could not be set.
+/// and the fuel it used (unsettled host-call fees included), or why the fuel could not be set.
 fn call(
     live: &mut LiveInstance,
     exec: &mut Box<Execution>,
     fuel: u64,
     ticker: Option<&Ticker>,
-) -> Result<(wasmtime::Result<i32>, u64), Option<String>> {
-    live.store
-        .set_fuel(fuel)
-        .map_err(|e| Some(format!("{e:#}")))?;
+) -> Result<(wasmtime::Result<i32>, u64), String> {
+    live.store.set_fuel(fuel).map_err(|e| format!("{e:#}"))?;
     if let Some(t) = ticker {
         live.store.set_epoch_deadline(deadline::TICKS);
         t.note_run();
@@ -620,17 +623,13 @@ impl Executor for WasmExecutor {
     fn run(&mut self, exec: &mut Box<Execution>) -> RunReport {
         let fuel = self.compiler.config.fuel;
         let ty = exec.capsule.capsule_type;
-        let ticker = self.compiler.ticker.as_deref();
         // Fast path: one lookup. A module with a live instance is hot; its recency lives in
         // the instance table (see `evict_module`).
         let called = match self.instances.get_mut(&ty) {
-            Some(live) => call(live, exec, fuel, ticker),
+            Some(live) => call(live, exec, fuel, self.compiler.ticker.as_deref()),
             None => {
                 let Some(module) = self.modules.get(&ty) else {
-                    return RunReport {
-                        result: RunResult::NotLoaded,
-                        fuel_used: 0,
-                    };
+                    return NOT_LOADED;
                 };
                 let live = match instantiate(&self.compiler, &module.pre) {
                     Ok((live, _)) => live,
@@ -644,21 +643,15 @@ impl Executor for WasmExecutor {
                 self.counters.instantiations += 1;
                 // An instance pushed out of a full table is rebuilt when its type runs again.
                 self.keep_instance(ty, live);
-                match self.instances.get_mut(&ty) {
-                    Some(live) => call(live, exec, fuel, self.compiler.ticker.as_deref()),
-                    None => Err(None),
-                }
+                let Some(live) = self.instances.get_mut(&ty) else {
+                    return NOT_LOADED;
+                };
+                call(live, exec, fuel, self.compiler.ticker.as_deref())
             }
         };
         let (outcome, fuel_used) = match called {
             Ok(done) => done,
-            Err(None) => {
-                return RunReport {
-                    result: RunResult::NotLoaded,
-                    fuel_used: 0,
-                };
-            }
-            Err(Some(e)) => {
+            Err(e) => {
                 return RunReport {
                     result: RunResult::Trapped(TrapReason::Other(e)),
                     fuel_used: 0,

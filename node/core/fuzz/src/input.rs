@@ -20,7 +20,7 @@ pub const MAX_OPS: usize = 1000;
 pub enum Preset {
     /// `LoaderConfig::default()`.
     Default,
-    /// The small limits of the loader's property test: 3 slots, windows of 3 chunks.
+    /// `LoaderConfig::tight()`, as the loader's property test uses: 3 slots, windows of 3 chunks.
     Small,
     /// Every bound and timing chosen by the input, zeros included.
     Tuned(Knobs),
@@ -122,38 +122,9 @@ impl Preset {
     pub fn config(&self) -> LoaderConfig {
         match self {
             Preset::Default => LoaderConfig::default(),
-            Preset::Small => small(),
+            Preset::Small => LoaderConfig::tight(),
             Preset::Tuned(k) => tuned(k),
         }
-    }
-}
-
-/// The property test's configuration (`node/core/src/loader/proptests.rs`).
-fn small() -> LoaderConfig {
-    LoaderConfig {
-        max_pending_per_type: 3,
-        max_pending_total: 5,
-        max_pending_bytes: 2000,
-        max_concurrent_fetches: 3,
-        max_fetches_per_peer: 2,
-        max_module_bytes: 6000,
-        compile_timeout: Duration::from_secs(2),
-        request_window: 3,
-        compile_nanos_per_sec: 200_000_000,
-        compile_burst_nanos: 500_000_000,
-        max_budget_peers: 2,
-        max_attempts: 2,
-        load_timeout: Duration::from_secs(3),
-        negative_ttl: Duration::from_secs(1),
-        distrust_ttl: Duration::from_secs(2),
-        serve_window: Duration::from_secs(2),
-        serve_bytes_per_sec: 4096,
-        max_serve_peers: 2,
-        max_authorizations: 3,
-        max_negative_entries: 2,
-        max_distrust_entries: 2,
-        max_transmit_queue: 8,
-        ..LoaderConfig::default()
     }
 }
 

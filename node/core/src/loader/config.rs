@@ -123,6 +123,39 @@ impl Default for LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// Every bound a few units small (3 load slots, windows of 3 chunks, a transmit queue of
+    /// 8, …), so that tests, property tests and fuzzers reach each limit within a handful of
+    /// operations.
+    pub fn tight() -> LoaderConfig {
+        LoaderConfig {
+            max_pending_per_type: 3,
+            max_pending_total: 5,
+            max_pending_bytes: 2000,
+            max_concurrent_fetches: 3,
+            max_fetches_per_peer: 2,
+            max_module_bytes: 6000,
+            compile_timeout: Duration::from_secs(2),
+            request_window: 3,
+            compile_nanos_per_sec: 200_000_000,
+            compile_burst_nanos: 500_000_000,
+            max_budget_peers: 2,
+            max_attempts: 2,
+            load_timeout: Duration::from_secs(3),
+            negative_ttl: Duration::from_secs(1),
+            distrust_ttl: Duration::from_secs(2),
+            serve_window: Duration::from_secs(2),
+            serve_bytes_per_sec: 4096,
+            max_serve_peers: 2,
+            max_authorizations: 3,
+            max_negative_entries: 2,
+            max_distrust_entries: 2,
+            max_transmit_queue: 8,
+            ..LoaderConfig::default()
+        }
+    }
+}
+
 /// The answer to [`CodeLoader::hold`](super::CodeLoader::hold).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {

@@ -119,40 +119,12 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn small_config() -> LoaderConfig {
-    LoaderConfig {
-        max_pending_per_type: 3,
-        max_pending_total: 5,
-        max_pending_bytes: 2000,
-        max_concurrent_fetches: 3,
-        max_fetches_per_peer: 2,
-        max_module_bytes: 6000,
-        compile_timeout: Duration::from_secs(2),
-        request_window: 3,
-        compile_nanos_per_sec: 200_000_000,
-        compile_burst_nanos: 500_000_000,
-        max_budget_peers: 2,
-        max_attempts: 2,
-        load_timeout: Duration::from_secs(3),
-        negative_ttl: Duration::from_secs(1),
-        distrust_ttl: Duration::from_secs(2),
-        serve_window: Duration::from_secs(2),
-        serve_bytes_per_sec: 4096,
-        max_serve_peers: 2,
-        max_authorizations: 3,
-        max_negative_entries: 2,
-        max_distrust_entries: 2,
-        max_transmit_queue: 8,
-        ..LoaderConfig::default()
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn arbitrary_inputs_never_panic_and_bounds_hold(ops in proptest::collection::vec(op(), 1..120)) {
-        let config = small_config();
+        let config = LoaderConfig::tight();
         let (real_ty, real) = module(5000, 0);
         let types = [real_ty, CapsuleType([1; 32]), CapsuleType([2; 32]), CapsuleType([3; 32])];
         let mut cache = CodeCache::new(1 << 20);
