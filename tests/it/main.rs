@@ -13,6 +13,7 @@ mod multicast;
 mod netns;
 mod overlay;
 mod router;
+mod router_clients;
 mod sim;
 mod support;
 mod topology;

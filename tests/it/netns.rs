@@ -45,6 +45,51 @@ pub(crate) fn require_root(test: &str) -> bool {
     false
 }
 
+/// Make sure the command-line `tools` are on PATH, installing the Debian packages that provide
+/// them when missing (`(command, package)`; root, `apt-get update` retried once). Serialised,
+/// so parallel tests do not fight over the dpkg lock. Panics with the manual command when
+/// it cannot.
+pub(crate) fn require_tools(tools: &[(&str, &str)]) {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = APT.lock().unwrap_or_else(|p| p.into_inner());
+    let on_path = |cmd: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
+            || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(cmd).is_file())
+    };
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .map(|&(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    let install = || {
+        Command::new("apt-get")
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ok = install()
+        || (Command::new("apt-get")
+            .args(["update", "-q"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && install());
+    assert!(
+        ok && tools.iter().all(|(cmd, _)| on_path(cmd)),
+        "cannot install {}: run `apt-get install -y {}`",
+        missing.join(" "),
+        missing.join(" ")
+    );
+}
+
 /// Run `program args…`; `Err` with its stderr when it fails.
 fn try_cmd(program: &str, args: &[&str]) -> io::Result<String> {
     let out = Command::new(program)

@@ -1,8 +1,8 @@
 //! What the router did, for metrics: event counters and drops by [`DropReason`].
 //!
 //! Every frame handed to [`Router::handle_frame`](crate::Router::handle_frame) ends in exactly
-//! one of: `forwarded`, `capsules`, an ARP/ICMP answer or learning event, `arp_held`, or one
-//! drop reason. Generated packets that cannot be sent are drops too (`Local*`,
+//! one of: `forwarded`, `fragmented`, `capsules`, an ARP/ICMP answer or learning event,
+//! `arp_held`, or one drop reason. Generated packets that cannot be sent are drops too (`Local*`,
 //! `TxQueueFull`, `Arp*`).
 
 /// Why a frame (received, held or generated) was not sent on.
@@ -54,7 +54,8 @@ pub enum DropReason {
     NoRoute,
     /// Larger than the egress MTU with DF set: answered with fragmentation needed.
     FragmentationNeeded,
-    /// Larger than the egress MTU without DF: the router does not fragment.
+    /// Larger than the egress MTU without DF and cannot be fragmented: a super-frame (GSO)
+    /// whose segments exceed the MTU, or a frame padded beyond the MTU.
     TooBig,
     /// Malformed ARP: not Ethernet/IPv4, unknown operation, non-unicast sender.
     BadArp,
@@ -84,11 +85,18 @@ pub enum DropReason {
     LocalTooBig,
     /// `send_udp` to a broadcast, multicast, martian or own address.
     LocalBadDestination,
+    /// A super-frame (GSO) whose offload state does not fit the packet: segment size 0, or
+    /// neither TCP nor UDP.
+    GsoInvalid,
+    /// A super-frame (GSO) toward a next hop still being resolved: not held (held frames are
+    /// bounded in number, and one super-frame weighs as much as 40 ordinary ones). The
+    /// flow's first, ordinary packets start the resolution.
+    GsoUnresolved,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 37] = [
         DropReason::BadInterface,
         DropReason::Truncated,
         DropReason::NotForUs,
@@ -124,6 +132,8 @@ impl DropReason {
         DropReason::LocalNoRoute,
         DropReason::LocalTooBig,
         DropReason::LocalBadDestination,
+        DropReason::GsoInvalid,
+        DropReason::GsoUnresolved,
     ];
 
     /// Number of reasons.
@@ -172,6 +182,8 @@ impl DropReason {
             DropReason::LocalNoRoute => "local_no_route",
             DropReason::LocalTooBig => "local_too_big",
             DropReason::LocalBadDestination => "local_bad_destination",
+            DropReason::GsoInvalid => "gso_invalid",
+            DropReason::GsoUnresolved => "gso_unresolved",
         }
     }
 }
@@ -187,6 +199,15 @@ impl std::fmt::Display for DropReason {
 pub struct RouterCounters {
     /// Frames returned as [`Verdict::Forward`](crate::Verdict::Forward).
     pub forwarded: u64,
+    /// … of which super-frames (GSO), forwarded whole.
+    pub forwarded_gso: u64,
+    /// Packets too big for the egress MTU without DF, sent on as fragments (RFC 791).
+    pub fragmented: u64,
+    /// Fragments generated from them.
+    pub fragments_sent: u64,
+    /// Checksums left to offload that the router completed in software (a frame held for
+    /// ARP or fragmented leaves without its offload state).
+    pub checksums_completed: u64,
     /// Frames returned as [`Verdict::Capsule`](crate::Verdict::Capsule).
     pub capsules: u64,
     /// ARP requests queued (new resolutions, retries, stale re-resolution probes).
@@ -235,6 +256,10 @@ impl Default for RouterCounters {
     fn default() -> Self {
         RouterCounters {
             forwarded: 0,
+            forwarded_gso: 0,
+            fragmented: 0,
+            fragments_sent: 0,
+            checksums_completed: 0,
             capsules: 0,
             arp_requests_sent: 0,
             arp_replies_sent: 0,
@@ -288,10 +313,7 @@ mod tests {
     #[test]
     fn all_is_complete_ordered_and_named_uniquely() {
         // The last variant's discriminant pins ALL to the whole enum.
-        assert_eq!(
-            DropReason::LocalBadDestination as usize + 1,
-            DropReason::COUNT
-        );
+        assert_eq!(DropReason::GsoUnresolved as usize + 1, DropReason::COUNT);
         for (i, r) in DropReason::iter().enumerate() {
             assert_eq!(r as usize, i);
         }

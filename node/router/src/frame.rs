@@ -33,6 +33,7 @@ pub(crate) const ETHERTYPE_ARP: u16 = 0x0806;
 pub(crate) const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 
 pub(crate) const PROTO_ICMP: u8 = 1;
+pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
 
 /// IPv4 flags/fragment word: Don't Fragment.

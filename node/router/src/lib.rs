@@ -24,7 +24,7 @@
 //! let mut frame = vec![0u8; 60]; // whatever the ring delivered
 //! match router.handle_frame(Duration::ZERO, 0, &mut frame) {
 //!     Verdict::Forward { iface } => { /* send `frame` on `iface` */ }
-//!     Verdict::Capsule { from, to, payload } => { /* node core gets `&frame[payload]` */ }
+//!     Verdict::Capsule { from, to, payload, .. } => { /* node core gets `&frame[payload]` */ }
 //!     Verdict::Done => {}
 //! }
 //! router.drain_transmits(|iface, frame| { /* send `frame` on `iface` */ });
@@ -38,6 +38,7 @@
 //! |---|---|
 //! | `router` | [`Router`], [`Verdict`]: Ethernet demux, `send_udp`, timers, accessors |
 //! | `router::ipv4` | IPv4 validation, local delivery, forwarding with in-place rewrite |
+//! | `router::fragment` | fragmentation of non-DF packets larger than the egress MTU |
 //! | `router::icmp` | ICMP errors (rate-limited, RFC 1812 rules) and echo replies |
 //! | `router::neigh` | ARP in/out, resolving and holding frames, retry timers |
 //! | [`config`] | [`RouterConfig`], [`Interface`], [`Route`], [`RouterLimits`], [`ConfigError`] |
@@ -62,13 +63,20 @@
 //!   fragmentation needed (with next-hop MTU), rate-limited per class and per source address.
 //! - Capsules: IPv4/UDP to one of our addresses and the capsule port → [`Verdict::Capsule`];
 //!   capsule transmits through [`Router::send_udp`].
+//! - Offloads ([`Offload`], [`Router::handle_frame_with`]): GSO/GRO super-frames (up to 64 KiB,
+//!   what a Linux host's TCP stack sends over a veth) are forwarded whole when their segments
+//!   fit the egress MTU, and the driver hands their segmentation back to the kernel;
+//!   checksums left to offload are passed on, completed in software only where a frame loses
+//!   its offload state (held for ARP, fragmented). UDP GSO capsules to us come out as a
+//!   [`Verdict::Capsule`] with a `segment` size.
+//! - Fragmentation (RFC 791, RFC 1812 §5.2.6): a packet without DF larger than the egress
+//!   MTU leaves as fragments (copied options only after the first, offsets and MF carried on
+//!   for packets that were fragments already).
 //!
 //! # Not supported (by design)
 //!
 //! - **IPv6** is passed over: counted as [`DropReason::NotIpv4`], never forwarded (nor are
 //!   VLAN-tagged frames or other ethertypes).
-//! - **No fragmentation**: a packet larger than the egress MTU is dropped, with ICMP
-//!   fragmentation needed if DF is set, silently (counted `TooBig`) otherwise.
 //! - **No reassembly**: fragments addressed to us are dropped (`FragmentForUs`); fragments
 //!   in transit are forwarded as they are.
 //! - **IP options are forwarded unchanged**: the router does not act on them (no record
@@ -99,4 +107,4 @@ pub use config::{
     ConfigError, DEFAULT_CAPSULE_PORT, Interface, MIN_MTU, Route, RouterConfig, RouterLimits,
 };
 pub use counters::{DropReason, RouterCounters};
-pub use router::{NeighbourEntry, NeighbourState, Router, Verdict};
+pub use router::{NeighbourEntry, NeighbourState, Offload, Router, Verdict};

@@ -52,6 +52,7 @@ mod ring;
 mod sys;
 mod tcx;
 mod tx;
+pub mod vnet;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -59,7 +60,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
 
 pub use ring::{FrameMeta, PacketType, RxCounters, RxRing};
-pub use tx::{MAX_TX_FRAMES, TxBatch};
+pub use tx::{MAX_FRAME, MAX_TX_FRAMES, TxBatch};
+pub use vnet::VnetHdr;
 
 use sys::step_error;
 
@@ -72,9 +74,11 @@ pub struct RingConfig {
     /// Blocks in the receive ring (at least 2); `block_size * block_count` bytes of kernel
     /// memory per interface.
     pub block_count: usize,
-    /// Largest frame, Ethernet header included, that the socket transmits: the size of a
-    /// transmit slot. A multiple of 16 between 128 and `block_size`; it also sets the
-    /// nominal frame count the kernel checks (`block_size / frame_size` per block).
+    /// Nominal frame size: a multiple of 16 between 128 and `block_size`. It sets the frame
+    /// count the kernel checks (`block_size / frame_size` per block) and, with `tx_frames`,
+    /// the transmit buffer (`tx_frames × frame_size` bytes, at least room for two 64 KiB
+    /// super-frames). Frames themselves may be longer, up to a block (receive) or
+    /// [`MAX_FRAME`] (transmit).
     pub frame_size: usize,
     /// Milliseconds after which the kernel retires a block that is not full (`0` lets the
     /// kernel choose from the link speed, typically 8 ms). This bounds the extra latency
@@ -83,6 +87,12 @@ pub struct RingConfig {
     /// Frames one [`PacketSocket::flush`] sends (1 to [`MAX_TX_FRAMES`]); `queue` refuses
     /// more until the next flush.
     pub tx_frames: usize,
+    /// `PACKET_VNET_HDR`: receive each frame's segmentation and checksum-offload state
+    /// ([`FrameMeta::vnet`]) and send frames with theirs ([`PacketSocket::queue_vnet`]), so
+    /// GSO/GRO super-frames (what a Linux host's TCP stack sends over a veth, and what GRO
+    /// makes of a NIC's received segments) are forwarded whole and segmented by the kernel.
+    /// On by default; off, such frames arrive as oversized packets with partial checksums.
+    pub vnet_hdr: bool,
     /// Hand transmitted frames straight to the driver (`PACKET_QDISC_BYPASS`), skipping the
     /// interface's queueing discipline: cheaper per frame (~0.3 µs measured on a veth), but
     /// no traffic shaping, a full device queue drops the frame instead of queueing it, and
@@ -96,7 +106,7 @@ pub struct RingConfig {
 
 impl Default for RingConfig {
     /// 32 blocks of 256 KiB (8 MiB per interface), 2048-byte frames, 1 ms block timeout,
-    /// 256 frames per flush, qdisc bypass on, 4 MiB send buffer.
+    /// 256 frames per flush, qdisc bypass on, 4 MiB send buffer, `PACKET_VNET_HDR` on.
     ///
     /// Why: with a 1 ms timeout a block is retired at least every millisecond under load,
     /// so the number of blocks, not their size, bounds how long the daemon may stall before
@@ -104,7 +114,8 @@ impl Default for RingConfig {
     /// minimum-size frames — what a ~1 Mpps link delivers in a millisecond — so a block
     /// rarely fills before its timer at the rates a 2-core host forwards, and the memory is a
     /// modest 8 MiB per interface (order-6 allocations, which the kernel can still find).
-    /// 2048-byte slots fit a 1500-byte-MTU frame with or without a VLAN tag.
+    /// 2048 bytes per frame fit a 1500-byte-MTU frame with or without a VLAN tag; a block
+    /// also holds a 64 KiB super-frame.
     fn default() -> Self {
         RingConfig {
             block_size: 256 << 10,
@@ -114,6 +125,7 @@ impl Default for RingConfig {
             tx_frames: 256,
             qdisc_bypass: true,
             send_buffer: 4 << 20,
+            vnet_hdr: true,
         }
     }
 }
@@ -203,6 +215,13 @@ impl PacketSocket {
         let opt = |name: &str, r: io::Result<()>| {
             r.map_err(|e| step_error(&format!("setsockopt {name}"), ifname, e))
         };
+        if cfg.vnet_hdr {
+            // Before the ring: the kernel refuses to change it once a ring is mapped.
+            opt(
+                "PACKET_VNET_HDR",
+                sys::setsockopt_int(&fd, libc::SOL_PACKET, sys::PACKET_VNET_HDR, 1),
+            )?;
+        }
         opt(
             "PACKET_VERSION",
             sys::setsockopt_int(
@@ -246,8 +265,8 @@ impl PacketSocket {
         )?;
         sys::bind_ifindex(&fd, link.ifindex).map_err(|e| step_error("bind", ifname, e))?;
         Ok(PacketSocket {
-            rx: RxRing::new(map, cfg.block_size, cfg.block_count),
-            tx: TxBatch::new(cfg.tx_frames, cfg.frame_size),
+            rx: RxRing::new(map, cfg.block_size, cfg.block_count, cfg.vnet_hdr),
+            tx: TxBatch::new(cfg.tx_frames, cfg.frame_size, cfg.vnet_hdr),
             fd,
             ifname: ifname.to_string(),
             ifindex: link.ifindex,
@@ -304,9 +323,17 @@ impl PacketSocket {
 
     /// Queue a copy of `frame` (Ethernet header first) for the next [`flush`](Self::flush).
     /// `false` when the batch is full (flush first, or count a drop) or the frame is empty
-    /// or longer than `frame_size`.
+    /// or longer than [`MAX_FRAME`].
     pub fn queue(&mut self, frame: &[u8]) -> bool {
         self.tx.queue(frame)
+    }
+
+    /// [`queue`](Self::queue) with the frame's offload state, e.g. the [`FrameMeta::vnet`]
+    /// it arrived with ([`VnetHdr::for_transmit`]): a super-frame is segmented by the kernel,
+    /// a partial checksum completed. `false` also when the socket was opened without
+    /// [`RingConfig::vnet_hdr`] and `vnet` is not [`VnetHdr::NONE`].
+    pub fn queue_vnet(&mut self, frame: &[u8], vnet: &VnetHdr) -> bool {
+        self.tx.queue_vnet(frame, vnet)
     }
 
     /// Send every queued frame with one `sendmmsg` (more only after a refused frame); see

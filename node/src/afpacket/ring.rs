@@ -13,6 +13,7 @@ use std::mem;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sys::RingMap;
+use super::vnet::VnetHdr;
 
 /// Offset of `block_status` in a block (`tpacket_block_desc.hdr.bh1.block_status`).
 const BLOCK_STATUS: usize = mem::offset_of!(libc::tpacket_block_desc, hdr)
@@ -37,6 +38,9 @@ const H_SIZE: usize = mem::size_of::<libc::tpacket3_hdr>();
 /// Offset of `sll_pkttype` of the `sockaddr_ll` that follows the frame header.
 const H_PKTTYPE: usize = H_SIZE.next_multiple_of(libc::TPACKET_ALIGNMENT)
     + mem::offset_of!(libc::sockaddr_ll, sll_pkttype);
+/// End of the `sockaddr_ll`; a `virtio_net_hdr` may follow, then the frame.
+const H_SLL_END: usize =
+    H_SIZE.next_multiple_of(libc::TPACKET_ALIGNMENT) + mem::size_of::<libc::sockaddr_ll>();
 
 /// Where a received frame was headed, from the kernel's `sll_pkttype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,9 @@ pub struct FrameMeta {
     /// The 802.1Q tag the device stripped from the frame, if any (the bytes handed over
     /// carry no tag then).
     pub vlan_tci: Option<u16>,
+    /// The frame's segmentation and checksum-offload state (`PACKET_VNET_HDR`; all zero when
+    /// the socket does not ask for it): a GSO/GRO super-frame says so here.
+    pub vnet: VnetHdr,
 }
 
 /// Counters of the receive ring since the socket was opened.
@@ -106,18 +113,21 @@ pub struct RxRing {
     block_size: usize,
     block_count: usize,
     next: usize,
+    vnet: bool,
     counters: RxCounters,
 }
 
 impl RxRing {
-    /// Take over a ring of `block_count` blocks of `block_size` bytes mapped at `map`.
-    pub(super) fn new(map: RingMap, block_size: usize, block_count: usize) -> RxRing {
+    /// Take over a ring of `block_count` blocks of `block_size` bytes mapped at `map`; `vnet`
+    /// when the socket has `PACKET_VNET_HDR` (a `virtio_net_hdr` precedes every frame).
+    pub(super) fn new(map: RingMap, block_size: usize, block_count: usize, vnet: bool) -> RxRing {
         debug_assert!(block_size * block_count <= map.len());
         RxRing {
             map,
             block_size,
             block_count,
             next: 0,
+            vnet,
             counters: RxCounters::default(),
         }
     }
@@ -175,7 +185,7 @@ impl RxRing {
                 let block = unsafe {
                     std::slice::from_raw_parts_mut(self.map.base().as_ptr().add(i * bs), bs)
                 };
-                frames += walk_block(block, &mut self.counters, &mut f);
+                frames += walk_block(block, self.vnet, &mut self.counters, &mut f);
             }
             self.status(i)
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
@@ -199,6 +209,9 @@ fn read_u16(b: &[u8], off: usize) -> Option<u16> {
 /// One frame header, read and checked against its block.
 struct FrameHeader {
     next: usize,
+    /// Offset of the first byte after the `sockaddr_ll`: the `virtio_net_hdr`, when the
+    /// socket asked for one, lies between here and `data.start`.
+    after_sll: usize,
     data: std::ops::Range<usize>,
     wire_len: usize,
     status: u32,
@@ -221,6 +234,7 @@ impl FrameHeader {
         let end = start.checked_add(snaplen).filter(|&e| e <= block.len())?;
         Some(FrameHeader {
             next,
+            after_sll: off + H_SLL_END,
             data: start..end,
             wire_len,
             status,
@@ -236,6 +250,7 @@ impl FrameHeader {
 /// write as documented is skipped (counted in `malformed`), never read out of bounds.
 pub(super) fn walk_block(
     block: &mut [u8],
+    vnet: bool,
     counters: &mut RxCounters,
     f: &mut impl FnMut(&mut [u8], FrameMeta),
 ) -> usize {
@@ -259,15 +274,22 @@ pub(super) fn walk_block(
             counters.outgoing += 1;
         } else if h.data.len() < h.wire_len {
             counters.truncated += 1;
-        } else if let Some(frame) = block.get_mut(h.data.clone()) {
+        } else if let Some(vnet) = read_vnet(block, &h, vnet) {
+            let Some(frame) = block.get_mut(h.data.clone()) else {
+                counters.malformed += 1;
+                break;
+            };
             let meta = FrameMeta {
                 pkt_type: PacketType::from_code(h.pkt_type),
                 csum_not_ready: h.status & libc::TP_STATUS_CSUMNOTREADY != 0,
                 csum_valid: h.status & libc::TP_STATUS_CSUM_VALID != 0,
                 vlan_tci: (h.status & libc::TP_STATUS_VLAN_VALID != 0).then_some(h.vlan_tci),
+                vnet,
             };
             f(frame, meta);
             delivered += 1;
+        } else {
+            counters.malformed += 1;
         }
         if i + 1 == num {
             break;
@@ -284,6 +306,20 @@ pub(super) fn walk_block(
     }
     counters.frames += delivered as u64;
     delivered
+}
+
+/// The `virtio_net_hdr` right before the frame when the socket asked for one (it must lie
+/// after the `sockaddr_ll`), [`VnetHdr::NONE`] otherwise; `None` when it does not fit.
+fn read_vnet(block: &[u8], h: &FrameHeader, vnet: bool) -> Option<VnetHdr> {
+    if !vnet {
+        return Some(VnetHdr::NONE);
+    }
+    let start = h.data.start.checked_sub(VnetHdr::LEN)?;
+    if start < h.after_sll {
+        return None;
+    }
+    let bytes: &[u8; VnetHdr::LEN] = block.get(start..h.data.start)?.try_into().ok()?;
+    Some(VnetHdr::parse(bytes))
 }
 
 /// Make sure the status word can be used as an `AtomicU32` wherever a block starts.
@@ -349,9 +385,13 @@ mod tests {
     }
 
     fn collect(block: &mut [u8]) -> (Vec<(Vec<u8>, FrameMeta)>, RxCounters) {
+        collect_with(block, false)
+    }
+
+    fn collect_with(block: &mut [u8], vnet: bool) -> (Vec<(Vec<u8>, FrameMeta)>, RxCounters) {
         let mut counters = RxCounters::default();
         let mut got = Vec::new();
-        let n = walk_block(block, &mut counters, &mut |f: &mut [u8], m| {
+        let n = walk_block(block, vnet, &mut counters, &mut |f: &mut [u8], m| {
             got.push((f.to_vec(), m))
         });
         assert_eq!(n, got.len());
@@ -398,11 +438,51 @@ mod tests {
     }
 
     #[test]
+    fn the_vnet_header_before_each_frame_is_reported() {
+        let mut b = BlockBuilder::new(4096);
+        let gso = VnetHdr {
+            flags: super::super::vnet::F_NEEDS_CSUM,
+            gso_type: super::super::vnet::GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        b.frame(b"super-frame", 11, 0, libc::PACKET_HOST, 0);
+        let at = b.offsets[0] + 82 - VnetHdr::LEN;
+        b.buf[at..at + VnetHdr::LEN].copy_from_slice(&gso.to_bytes());
+        b.frame(b"plain", 5, 0, libc::PACKET_HOST, 0);
+        let (got, c) = collect_with(&mut b.buf, true);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].0.as_slice(), got[0].1.vnet),
+            (&b"super-frame"[..], gso)
+        );
+        assert_eq!(got[1].1.vnet, VnetHdr::NONE);
+        assert_eq!(c.malformed, 0);
+        // Without PACKET_VNET_HDR the same bytes are not read as a header.
+        let (got, _) = collect(&mut b.buf);
+        assert_eq!(got[0].1.vnet, VnetHdr::NONE);
+        // A frame whose data starts right after the sockaddr_ll has no room for a header:
+        // counted as malformed, never read from the sockaddr_ll.
+        let mut tight = BlockBuilder::new(4096);
+        tight.frame(b"x", 1, 0, libc::PACKET_HOST, 0);
+        let off = tight.offsets[0];
+        let mac = (H_SLL_END as u16).to_ne_bytes();
+        tight.buf[off + H_MAC..off + H_MAC + 2].copy_from_slice(&mac);
+        let (got, c) = collect_with(&mut tight.buf, true);
+        assert!(got.is_empty());
+        assert_eq!(c.malformed, 1);
+    }
+
+    #[test]
     fn frames_are_writable_in_place() {
         let mut b = BlockBuilder::new(4096);
         b.frame(b"abc", 3, 0, 0, 0);
         let mut c = RxCounters::default();
-        walk_block(&mut b.buf, &mut c, &mut |f: &mut [u8], _| f[0] = b'X');
+        walk_block(&mut b.buf, false, &mut c, &mut |f: &mut [u8], _| {
+            f[0] = b'X'
+        });
         let (got, _) = collect(&mut b.buf);
         assert_eq!(got[0].0, b"Xbc");
     }

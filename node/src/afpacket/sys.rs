@@ -10,6 +10,9 @@ use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 
+/// `PACKET_VNET_HDR` (`linux/if_packet.h`), which the `libc` crate does not define.
+pub(super) const PACKET_VNET_HDR: libc::c_int = 15;
+
 /// `ETH_P_ALL` in network byte order, as `socket` and `sockaddr_ll` want it.
 pub(super) fn eth_p_all_be() -> u16 {
     (libc::ETH_P_ALL as u16).to_be()

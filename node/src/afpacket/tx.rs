@@ -1,5 +1,5 @@
 //! The transmit side of a [`PacketSocket`](super::PacketSocket): a bounded batch of frames
-//! in fixed slots, sent with one `sendmmsg` per flush.
+//! packed into one buffer, sent with one `sendmmsg` per flush.
 //!
 //! Why `sendmmsg` and not a `PACKET_TX_RING`: both cost one syscall per batch and one skb
 //! allocation per frame in the kernel; the TX ring saves the copy of each frame into the
@@ -21,18 +21,28 @@ use std::mem;
 use std::os::fd::RawFd;
 use std::ptr;
 
+use super::vnet::VnetHdr;
+
 /// Most frames one flush moves: the kernel caps `sendmmsg`'s `vlen` at `UIO_MAXIOV`.
 pub const MAX_TX_FRAMES: usize = 1024;
+
+/// The longest frame a batch takes: a 64 KiB IPv4 super-frame (GSO) with its Ethernet header
+/// and a VLAN tag. A batch always has room for two.
+pub const MAX_FRAME: usize = 65_535 + 14 + 4;
 
 /// Immediate retries of a batch the kernel refused as busy (`EAGAIN`: send buffer full,
 /// `ENOBUFS`: device queue full) before the rest of the batch is dropped.
 const BUSY_RETRIES: u32 = 2;
 
-/// A bounded queue of outgoing frames, copied into preallocated slots.
+/// A bounded queue of outgoing frames, copied back to back into one preallocated buffer
+/// (each behind its `virtio_net_hdr` when the socket has `PACKET_VNET_HDR`).
 pub struct TxBatch {
-    slot_len: usize,
+    vnet: bool,
     buf: Vec<u8>,
-    lens: Vec<usize>,
+    /// Bytes of `buf` in use.
+    used: usize,
+    /// Each queued message's `(start, len)` in `buf`, header included.
+    spans: Vec<(usize, usize)>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     dropped: u64,
@@ -45,8 +55,9 @@ impl fmt::Debug for TxBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxBatch")
             .field("capacity", &self.hdrs.len())
-            .field("max_frame", &self.slot_len)
-            .field("len", &self.lens.len())
+            .field("bytes", &self.buf.len())
+            .field("vnet", &self.vnet)
+            .field("len", &self.spans.len())
             .field("sent", &self.sent)
             .field("dropped", &self.dropped)
             .field("busy_retries", &self.busy_retries)
@@ -62,16 +73,20 @@ unsafe impl Send for TxBatch {}
 unsafe impl Sync for TxBatch {}
 
 impl TxBatch {
-    /// Room for `frames` frames (1 to [`MAX_TX_FRAMES`]) of up to `slot_len` bytes each.
-    pub(super) fn new(frames: usize, slot_len: usize) -> TxBatch {
+    /// Room for `frames` frames (1 to [`MAX_TX_FRAMES`]) in a buffer of `frames × slot_len`
+    /// bytes, or of two [`MAX_FRAME`]s if that is more; `vnet` puts a `virtio_net_hdr`
+    /// before each frame (the socket has `PACKET_VNET_HDR`).
+    pub(super) fn new(frames: usize, slot_len: usize, vnet: bool) -> TxBatch {
         let frames = frames.clamp(1, MAX_TX_FRAMES);
+        let bytes = (frames * slot_len).max(2 * (MAX_FRAME + VnetHdr::LEN).next_multiple_of(16));
         // SAFETY: plain C structs of integers and raw pointers, for which all-zero bytes are
         // valid (null pointers, zero lengths).
         let (iov, hdr) = unsafe { (mem::zeroed::<libc::iovec>(), mem::zeroed::<libc::mmsghdr>()) };
         TxBatch {
-            slot_len,
-            buf: vec![0; frames * slot_len],
-            lens: Vec::with_capacity(frames),
+            vnet,
+            buf: vec![0; bytes],
+            used: 0,
+            spans: Vec::with_capacity(frames),
             iovs: vec![iov; frames],
             hdrs: vec![hdr; frames],
             dropped: 0,
@@ -83,17 +98,17 @@ impl TxBatch {
 
     /// Frames queued.
     pub fn len(&self) -> usize {
-        self.lens.len()
+        self.spans.len()
     }
 
     /// `true` when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.lens.is_empty()
+        self.spans.is_empty()
     }
 
-    /// `true` when the next [`queue`](Self::queue) would fail for lack of a slot.
+    /// `true` when no frame fits any more (all frame slots or all bytes taken).
     pub fn is_full(&self) -> bool {
-        self.lens.len() == self.hdrs.len()
+        self.spans.len() == self.hdrs.len() || self.room() == 0
     }
 
     /// Frames one flush can hold.
@@ -101,37 +116,65 @@ impl TxBatch {
         self.hdrs.len()
     }
 
-    /// Longest frame a slot holds (the socket's `frame_size`).
+    /// Longest frame the batch takes ([`MAX_FRAME`]); the kernel refuses at flush a frame
+    /// longer than the interface's MTU allows unless it is a GSO super-frame.
     pub fn max_frame(&self) -> usize {
-        self.slot_len
+        MAX_FRAME
     }
 
-    /// Copy `frame` (Ethernet header first) into the next slot. `false` when the batch is
-    /// full or the frame is empty or longer than [`max_frame`](Self::max_frame); nothing is
-    /// queued then.
+    /// Bytes of frame the next [`queue`](Self::queue) can take.
+    fn room(&self) -> usize {
+        let header = if self.vnet { VnetHdr::LEN } else { 0 };
+        (self.buf.len() - self.used).saturating_sub(header)
+    }
+
+    /// Copy `frame` (Ethernet header first) into the batch, to be sent whole. `false` when
+    /// the batch is full or the frame is empty or longer than [`max_frame`](Self::max_frame);
+    /// nothing is queued then.
     pub fn queue(&mut self, frame: &[u8]) -> bool {
-        self.queue_with(frame.len(), |slot| slot.copy_from_slice(frame))
+        self.queue_with(frame.len(), &VnetHdr::NONE, |slot| {
+            slot.copy_from_slice(frame);
+        })
     }
 
-    /// Reserve a slot of `len` bytes and let `fill` write the frame into it (build a frame
-    /// in place, without an intermediate buffer). `false`, without calling `fill`, when the
-    /// batch is full or `len` is 0 or longer than [`max_frame`](Self::max_frame).
-    pub fn queue_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        if len == 0 || len > self.slot_len || self.is_full() {
+    /// [`queue`](Self::queue) with the frame's offload state: a GSO super-frame is segmented
+    /// by the kernel, a partial checksum completed. Without `PACKET_VNET_HDR` on the socket
+    /// only [`VnetHdr::NONE`] is accepted.
+    pub fn queue_vnet(&mut self, frame: &[u8], vnet: &VnetHdr) -> bool {
+        self.queue_with(frame.len(), vnet, |slot| slot.copy_from_slice(frame))
+    }
+
+    /// Reserve `len` bytes and let `fill` write the frame into them (build a frame in place,
+    /// without an intermediate buffer). `false`, without calling `fill`, when the batch is
+    /// full, `len` is 0 or longer than [`max_frame`](Self::max_frame), or `vnet` asks for
+    /// offload the socket cannot express.
+    pub fn queue_with(&mut self, len: usize, vnet: &VnetHdr, fill: impl FnOnce(&mut [u8])) -> bool {
+        if len == 0 || len > MAX_FRAME || len > self.room() || self.spans.len() == self.hdrs.len() {
             return false;
         }
-        let start = self.lens.len() * self.slot_len;
-        let Some(slot) = self.buf.get_mut(start..start + len) else {
+        if !self.vnet && *vnet != VnetHdr::NONE {
+            return false;
+        }
+        let start = self.used;
+        let header = if self.vnet { VnetHdr::LEN } else { 0 };
+        let Some(msg) = self.buf.get_mut(start..start + header + len) else {
             return false;
         };
-        fill(slot);
-        self.lens.push(len);
+        let (head, frame) = msg.split_at_mut(header);
+        head.copy_from_slice(&vnet.to_bytes()[..header]);
+        fill(frame);
+        // 16-byte alignment keeps every header and frame start aligned for the kernel's copy.
+        self.used = (start + header + len)
+            .next_multiple_of(16)
+            .min(self.buf.len());
+        self.spans.push((start, header + len));
         true
     }
 
     /// Forget everything queued.
     pub fn clear(&mut self) {
-        self.lens.clear();
+        self.spans.clear();
+        self.used = 0;
     }
 
     /// Frames dropped at flush because the kernel refused them, since the socket opened.
@@ -154,14 +197,14 @@ impl TxBatch {
         self.last_error.map(io::Error::from_raw_os_error)
     }
 
-    /// Aim header `i` at slot `i` for every queued frame.
+    /// Aim header `i` at queued message `i`.
     fn prepare(&mut self) {
         let base = self.buf.as_ptr();
-        for (i, &len) in self.lens.iter().enumerate() {
+        for (i, &(start, len)) in self.spans.iter().enumerate() {
             self.iovs[i] = libc::iovec {
                 // The kernel only reads through this pointer (sendmmsg); `cast_mut` is for
                 // the shared iovec type.
-                iov_base: base.wrapping_add(i * self.slot_len).cast_mut().cast(),
+                iov_base: base.wrapping_add(start).cast_mut().cast(),
                 iov_len: len,
             };
             let hdr = &mut self.hdrs[i];
@@ -185,7 +228,7 @@ impl TxBatch {
     /// or gone, the rest of the batch is dropped and counted. `Err` only when the descriptor
     /// itself is unusable (the batch is dropped then too).
     pub(super) fn flush(&mut self, fd: RawFd) -> io::Result<usize> {
-        let n = self.lens.len();
+        let n = self.spans.len();
         if n == 0 {
             return Ok(0);
         }
@@ -245,7 +288,7 @@ impl TxBatch {
             }
         }
         self.sent += sent as u64;
-        self.lens.clear();
+        self.clear();
         result.map(|()| sent)
     }
 }
@@ -292,28 +335,66 @@ mod tests {
 
     #[test]
     fn queue_is_bounded_and_refuses_bad_lengths() {
-        let mut tx = TxBatch::new(3, 16);
-        assert_eq!((tx.capacity(), tx.max_frame()), (3, 16));
+        let mut tx = TxBatch::new(3, 16, false);
+        assert_eq!((tx.capacity(), tx.max_frame()), (3, MAX_FRAME));
         assert!(!tx.queue(&[]), "empty frame");
-        assert!(!tx.queue(&[0; 17]), "longer than a slot");
-        assert!(tx.queue(&[1; 16]));
-        assert!(tx.queue_with(4, |s| s.copy_from_slice(b"abcd")));
+        assert!(!tx.queue(&vec![0; MAX_FRAME + 1]), "longer than any frame");
+        assert!(tx.queue(&vec![1; MAX_FRAME]), "a 64 KiB super-frame fits");
+        assert!(tx.queue_with(4, &VnetHdr::NONE, |s| s.copy_from_slice(b"abcd")));
+        let gso = VnetHdr {
+            gso_type: super::super::vnet::GSO_TCPV4,
+            gso_size: 1448,
+            ..VnetHdr::NONE
+        };
+        assert!(
+            !tx.queue_vnet(b"xy", &gso),
+            "offload without PACKET_VNET_HDR"
+        );
         assert!(tx.queue(&[3]));
         assert!(tx.is_full());
         let mut called = false;
-        assert!(!tx.queue_with(1, |_| called = true));
+        assert!(!tx.queue_with(1, &VnetHdr::NONE, |_| called = true));
         assert!(!called, "fill is not called when there is no room");
         assert_eq!(tx.len(), 3);
         tx.clear();
         assert!(tx.is_empty());
-        assert_eq!(TxBatch::new(0, 16).capacity(), 1);
-        assert_eq!(TxBatch::new(5000, 16).capacity(), MAX_TX_FRAMES);
+        assert_eq!(TxBatch::new(0, 16, false).capacity(), 1);
+        assert_eq!(TxBatch::new(5000, 16, false).capacity(), MAX_TX_FRAMES);
+        // Bytes bound too: two maximal frames fill the smallest buffer.
+        let mut tx = TxBatch::new(8, 16, true);
+        assert!(tx.queue(&vec![1; MAX_FRAME]));
+        assert!(tx.queue(&vec![2; MAX_FRAME]));
+        assert!(!tx.queue(&[3; 8]), "no bytes left");
+        assert!(tx.is_full());
+    }
+
+    #[test]
+    fn with_vnet_every_frame_goes_behind_its_header() {
+        let (a, b) = dgram_pair();
+        let mut tx = TxBatch::new(4, 64, true);
+        let gso = VnetHdr {
+            flags: super::super::vnet::F_NEEDS_CSUM,
+            gso_type: super::super::vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        assert!(tx.queue(b"plain"));
+        assert!(tx.queue_vnet(b"super", &gso));
+        assert_eq!(tx.flush(a.as_raw_fd()).unwrap(), 2);
+        let got = recv_all(&b);
+        let mut want0 = VnetHdr::NONE.to_bytes().to_vec();
+        want0.extend_from_slice(b"plain");
+        let mut want1 = gso.to_bytes().to_vec();
+        want1.extend_from_slice(b"super");
+        assert_eq!(got, vec![want0, want1]);
     }
 
     #[test]
     fn flush_sends_the_batch_in_order_and_empties_it() {
         let (a, b) = dgram_pair();
-        let mut tx = TxBatch::new(8, 64);
+        let mut tx = TxBatch::new(8, 64, false);
         for i in 0..8u8 {
             assert!(tx.queue(&vec![i; usize::from(i) + 1]));
         }
@@ -345,7 +426,7 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
-        let mut tx = TxBatch::new(4, 65_000);
+        let mut tx = TxBatch::new(4, 65_000, false);
         assert!(tx.queue(b"one"));
         assert!(tx.queue(&[9; 65_000])); // larger than the send buffer: EMSGSIZE
         assert!(tx.queue(b"three"));
@@ -361,7 +442,7 @@ mod tests {
     #[test]
     fn a_peer_that_stays_busy_costs_a_bounded_number_of_calls() {
         let (a, _b) = dgram_pair();
-        let mut tx = TxBatch::new(64, 1024);
+        let mut tx = TxBatch::new(64, 1024, false);
         let mut sent = 0;
         let mut rounds = 0;
         // Nobody reads `_b`: its queue fills up, then every batch is dropped after retries.
@@ -378,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_dead_descriptor_is_an_error() {
-        let mut tx = TxBatch::new(2, 8);
+        let mut tx = TxBatch::new(2, 8, false);
         assert!(tx.queue(b"x"));
         let err = tx.flush(-1).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));

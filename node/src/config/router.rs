@@ -248,16 +248,25 @@ impl Source<'_> {
             }
             let mtu = match &r.mtu {
                 None => None,
-                Some(v) if (576..=9216).contains(v.get_ref()) => Some(*v.get_ref() as u16),
-                Some(v) => {
-                    return Err(self.invalid(
-                        v.span(),
-                        I,
-                        "mtu",
-                        v.get_ref(),
-                        "must be between 576 and 9216",
-                    ));
-                }
+                // The router core's rule (`ants_router::MIN_MTU`, the IPv4 minimum), so a
+                // config that loads is one the router accepts.
+                Some(v) => match u16::try_from(*v.get_ref()) {
+                    Ok(mtu) if mtu >= ants_router::MIN_MTU => Some(mtu),
+                    _ => {
+                        return Err(self.invalid(
+                            v.span(),
+                            I,
+                            "mtu",
+                            v.get_ref(),
+                            format_args!(
+                                "must be between {} and {} (the IPv4 minimum and the largest \
+                                 IPv4 packet)",
+                                ants_router::MIN_MTU,
+                                u16::MAX
+                            ),
+                        ));
+                    }
+                },
             };
             out.push(RouterInterface {
                 name: name.to_owned(),
@@ -399,9 +408,19 @@ mod tests {
         error(&long, 11, "1 to 15 characters");
         let mtu = ROUTER.replace(
             "address = \"198.18.2.1/24\"\n",
-            "address = \"198.18.2.1/24\"\nmtu = 100\n",
+            "address = \"198.18.2.1/24\"\nmtu = 60\n",
         );
-        error(&mtu, 13, "between 576 and 9216");
+        error(&mtu, 13, "between 68 and 65535");
+        let big = ROUTER.replace(
+            "address = \"198.18.2.1/24\"\n",
+            "address = \"198.18.2.1/24\"\nmtu = 65536\n",
+        );
+        error(&big, 13, "between 68 and 65535");
+        let small_ok = ROUTER.replace(
+            "address = \"198.18.2.1/24\"\n",
+            "address = \"198.18.2.1/24\"\nmtu = 68\n",
+        );
+        assert!(Config::parse(&small_ok, "r.toml").is_ok());
     }
 
     #[test]

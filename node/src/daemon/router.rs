@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
-    Interface, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
+    Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
-use crate::afpacket::{PacketSocket, RingConfig};
+use crate::afpacket::{FrameMeta, PacketSocket, RingConfig, VnetHdr};
 use crate::config::{Config, RouterSection};
 
 /// Ring blocks read per interface per turn before timers, apps and compilations are served.
@@ -56,9 +56,16 @@ pub struct InterfaceStats {
     pub tx_frames: u64,
     /// Frames dropped at transmit (batch full, device busy).
     pub tx_dropped: u64,
-    /// Frames whose TCP/UDP checksum the sender left to offload and the driver completed.
+    /// GSO/GRO super-frames received (several TCP segments or UDP datagrams in one frame,
+    /// as a host's stack sends them over a veth): forwarded whole, segmented by the kernel.
+    pub gso_frames: u64,
+    /// Frames received with their TCP/UDP checksum left to offload (`CHECKSUM_PARTIAL`):
+    /// passed on with that state, or completed by the router where they lose it.
+    pub partial_checksums: u64,
+    /// Of those, completed in software by the driver (only when the socket has no
+    /// `PACKET_VNET_HDR` to pass the state on).
     pub checksums_completed: u64,
-    /// Frames the transmit batch refused even after a flush (longer than a slot).
+    /// Frames the transmit batch refused even after a flush (longer than 64 KiB).
     pub tx_refused: u64,
 }
 
@@ -68,9 +75,9 @@ pub(super) struct RouterIo {
     router: Router,
     local: SocketAddr,
     /// Frames forwarded back out of the interface they came in on, staged while that
-    /// interface's ring is being read.
+    /// interface's ring is being read, with their offload state.
     hairpin: Vec<u8>,
-    hairpin_lens: Vec<usize>,
+    hairpin_lens: Vec<(usize, VnetHdr)>,
     /// Per interface: frames its transmit batch refused (see [`InterfaceStats::tx_refused`]).
     tx_refused: Vec<u64>,
     stats: RouterStats,
@@ -109,16 +116,9 @@ impl RouterIo {
                 PacketSocket::open(&i.name, ring)
                     .with_context(|| format!("router interface {}", i.name))
             };
-            let mut ring = RingConfig::default();
-            let mut sock = open(&ring)?;
+            // Transmit batches take frames up to 64 KiB (super-frames), so any MTU fits.
+            let sock = open(&RingConfig::default())?;
             let mtu = i.mtu.unwrap_or_else(|| sock.mtu());
-            // A transmit slot must hold the largest frame forwarded: MTU + Ethernet + a tag.
-            let slot = (usize::from(mtu) + 18).next_multiple_of(16);
-            if slot > ring.frame_size {
-                ring.frame_size = slot;
-                drop(sock);
-                sock = open(&ring)?;
-            }
             interfaces.push(Interface {
                 name: i.name.clone(),
                 mac: sock.mac(),
@@ -188,33 +188,41 @@ impl RouterIo {
         let router = &mut self.router;
         let (hairpin, lens) = (&mut self.hairpin, &mut self.hairpin_lens);
         let refused = &mut self.tx_refused;
-        let mut egress = |iface: usize, frame: &[u8]| {
+        let mut egress = |iface: usize, frame: &[u8], vnet: &VnetHdr| {
             let port = match iface.cmp(&i) {
                 std::cmp::Ordering::Less => before.get_mut(iface),
                 std::cmp::Ordering::Greater => after.get_mut(iface - i - 1),
                 std::cmp::Ordering::Equal => {
                     hairpin.extend_from_slice(frame);
-                    lens.push(frame.len());
+                    lens.push((frame.len(), *vnet));
                     return;
                 }
             };
             if let (Some(p), Some(n)) = (port, refused.get_mut(iface)) {
-                queue(p.get_mut(), frame, n);
+                queue(p.get_mut(), frame, vnet, n);
             }
         };
-        let completed = &mut self.stats.interfaces[i].checksums_completed;
+        let stats = &mut self.stats.interfaces[i];
         cur.get_mut()
             .recv_blocks_meta(MAX_BLOCKS_PER_TURN, |frame, meta| {
-                // A local stack on a veth/tap left its checksum to offload: finish it, or the
-                // receiver (and our own capsule check) would drop the packet.
-                if meta.csum_not_ready && complete_l4_checksum(frame) {
-                    *completed += 1;
-                }
-                match router.handle_frame(now, i, frame) {
-                    Verdict::Forward { iface } => egress(iface, frame),
-                    Verdict::Capsule { from, payload, .. } => {
-                        if let Some(data) = frame.get(payload) {
-                            driver.datagram(now, SocketAddr::V4(from), data);
+                let offload = offload_of(frame, &meta, stats);
+                match router.handle_frame_with(now, i, frame, offload) {
+                    Verdict::Forward { iface } => egress(iface, frame, &meta.vnet.for_transmit()),
+                    Verdict::Capsule {
+                        from,
+                        payload,
+                        segment,
+                        ..
+                    } => {
+                        let from = SocketAddr::V4(from);
+                        let data = frame.get(payload).unwrap_or_default();
+                        match segment {
+                            None => driver.datagram(now, from, data),
+                            Some(n) => {
+                                for d in data.chunks(usize::from(n.get())) {
+                                    driver.datagram(now, from, d);
+                                }
+                            }
                         }
                     }
                     Verdict::Done => {}
@@ -222,10 +230,11 @@ impl RouterIo {
             });
         let more = cur.get_ref().rx_ready();
         let mut at = 0;
-        for len in self.hairpin_lens.drain(..) {
+        for (len, vnet) in self.hairpin_lens.drain(..) {
             queue(
                 cur.get_mut(),
                 &self.hairpin[at..at + len],
+                &vnet,
                 &mut self.tx_refused[i],
             );
             at += len;
@@ -250,7 +259,7 @@ impl RouterIo {
         let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
         self.router.drain_transmits(|iface, frame| {
             if let (Some(p), Some(n)) = (ports.get_mut(iface), refused.get_mut(iface)) {
-                queue(p.get_mut(), frame, n);
+                queue(p.get_mut(), frame, &VnetHdr::NONE, n);
             }
         });
         for p in &mut self.ports {
@@ -261,16 +270,36 @@ impl RouterIo {
     }
 }
 
-/// Queue `frame` on `port`, flushing first when its batch is full; counts a refusal.
-fn queue(port: &mut PacketSocket, frame: &[u8], refused: &mut u64) {
-    if port.queue(frame) {
+/// The router's view of a received frame's offload state, counted per interface. Without
+/// `PACKET_VNET_HDR` a partial checksum cannot be passed on, so it is completed here.
+fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) -> Offload {
+    let gso = meta.vnet.is_gso();
+    stats.gso_frames += u64::from(gso);
+    if meta.vnet.needs_csum() {
+        stats.partial_checksums += 1;
+    } else if meta.csum_not_ready {
+        stats.partial_checksums += 1;
+        if complete_l4_checksum(frame) {
+            stats.checksums_completed += 1;
+        }
+    }
+    Offload {
+        gso_size: gso.then_some(meta.vnet.gso_size),
+        csum_partial: meta.vnet.needs_csum(),
+    }
+}
+
+/// Queue `frame` with its offload state on `port`, flushing first when its batch has no room;
+/// counts a refusal.
+fn queue(port: &mut PacketSocket, frame: &[u8], vnet: &VnetHdr, refused: &mut u64) {
+    if port.queue_vnet(frame, vnet) {
         return;
     }
-    if port.tx().is_full() {
+    if !port.tx().is_empty() {
         if let Err(e) = port.flush() {
             warn!(interface = port.ifname(), "transmit error: {e}");
         }
-        if port.queue(frame) {
+        if port.queue_vnet(frame, vnet) {
             return;
         }
     }

@@ -2,14 +2,17 @@
 //! the router never panics, its queues and tables (resolved and resolving ARP entries,
 //! per-source ICMP buckets) stay within their limits, forwarded frames keep their
 //! length and carry a valid IPv4 header checksum and the egress MAC, capsule ranges lie inside
-//! the frame and name one of our addresses, and timers move forward.
+//! the frame and name one of our addresses, generated frames (fragments included) fit
+//! their interface's MTU, and timers move forward.
 //!
 //! Input: a sequence of operations `[op, len_hi, len_lo, bytes[len]…]` (short reads take
 //! what is left). `op % 8`:
 //! 0, 1: raw frame on interface 0 / 1;
 //! 2, 3: frame on interface 0 / 1 with the Ethernet header filled in (to the router's MAC,
 //!       IPv4) and, if long enough, the IPv4 header checksum fixed — so the fuzzer spends its
-//!       time past validation;
+//!       time past validation; `op / 8 % 4` picks its offload state: none, partial checksum,
+//!       or a super-frame (GSO) with a segment size from `len_lo` (with or without a
+//!       partial checksum);
 //! 4: advance the clock by `len` ms and run the timers;
 //! 5: `send_udp` of `len` bytes to 198.18.1.<first byte>;
 //! 6: drain the transmit queue;
@@ -19,10 +22,11 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use ants_router::{Interface, Router, RouterConfig, RouterLimits, Verdict};
+use ants_router::{Interface, Offload, Router, RouterConfig, RouterLimits, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 const MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
+const MTUS: [usize; 2] = [1500, 576];
 
 fn router() -> Router {
     let iface = |i: u8, mtu| Interface {
@@ -33,7 +37,7 @@ fn router() -> Router {
         mtu,
     };
     Router::new(RouterConfig {
-        interfaces: vec![iface(0, 1500), iface(1, 576)],
+        interfaces: vec![iface(0, MTUS[0] as u16), iface(1, MTUS[1] as u16)],
         routes: vec![ants_router::Route {
             dst: Ipv4Addr::new(198, 19, 0, 0),
             prefix_len: 16,
@@ -86,20 +90,27 @@ fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
     f
 }
 
-fn feed(r: &mut Router, now: Duration, iface: usize, frame: &mut [u8]) {
+fn feed(r: &mut Router, now: Duration, iface: usize, frame: &mut [u8], offload: Offload) {
     let len = frame.len();
-    match r.handle_frame(now, iface, frame) {
+    match r.handle_frame_with(now, iface, frame, offload) {
         Verdict::Forward { iface } => {
             assert!(iface < 2);
             assert_eq!(frame.len(), len);
+            assert!(offload.gso_size.is_some() || len <= 14 + MTUS[iface]);
             assert_eq!(&frame[6..12], &MACS[iface]);
             let hlen = usize::from(frame[14] & 0x0f) * 4;
             let hdr = &frame[14..14 + hlen];
             assert_eq!(u16::from_be_bytes([hdr[10], hdr[11]]), ip_checksum(hdr));
         }
-        Verdict::Capsule { to, payload, .. } => {
+        Verdict::Capsule {
+            to,
+            payload,
+            segment,
+            ..
+        } => {
             assert!(payload.start <= payload.end && payload.end <= frame.len());
             assert!(r.owns(*to.ip()));
+            assert_eq!(segment.is_some(), offload.gso_size.is_some());
         }
         Verdict::Done => {}
     }
@@ -134,9 +145,26 @@ fuzz_target!(|data: &[u8]| {
         rest = next;
         let first = bytes.first().copied().unwrap_or(0);
         match op % 8 {
-            o @ (0 | 1) => feed(&mut r, now, usize::from(o), &mut bytes.to_vec()),
+            o @ (0 | 1) => feed(
+                &mut r,
+                now,
+                usize::from(o),
+                &mut bytes.to_vec(),
+                Offload::NONE,
+            ),
             o @ (2 | 3) => {
                 let iface = usize::from(o - 2);
+                let offload = match op / 8 % 4 {
+                    0 => Offload::NONE,
+                    1 => Offload {
+                        gso_size: None,
+                        csum_partial: true,
+                    },
+                    k => Offload {
+                        gso_size: Some(u16::from(*lo) * 8),
+                        csum_partial: k == 3,
+                    },
+                };
                 let mut f = MACS[iface].to_vec();
                 f.extend_from_slice(&[2, 0xaa, 0, 0, 0, 1, 0x08, 0x00]);
                 f.extend_from_slice(bytes);
@@ -145,7 +173,7 @@ fuzz_target!(|data: &[u8]| {
                     let c = ip_checksum(&f[14..14 + hlen]);
                     f[24..26].copy_from_slice(&c.to_be_bytes());
                 }
-                feed(&mut r, now, iface, &mut f);
+                feed(&mut r, now, iface, &mut f, offload);
             }
             4 => {
                 now += Duration::from_millis(len as u64);
@@ -159,7 +187,9 @@ fuzz_target!(|data: &[u8]| {
                 let dst = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, first), 3322);
                 r.send_udp(now, dst, bytes);
             }
-            6 => r.drain_transmits(|iface, f| assert!(iface < 2 && f.len() >= 42)),
+            6 => r.drain_transmits(|iface, f| {
+                assert!(iface < 2 && f.len() >= 42 && f.len() <= 14 + MTUS[iface]);
+            }),
             _ => {
                 let iface = usize::from(first & 1);
                 let octet = first | 2;
@@ -169,7 +199,7 @@ fuzz_target!(|data: &[u8]| {
                     Ipv4Addr::new(198, 18, iface as u8, octet),
                     ours,
                 );
-                feed(&mut r, now, iface, &mut f);
+                feed(&mut r, now, iface, &mut f, Offload::NONE);
             }
         }
         check_bounds(&r);

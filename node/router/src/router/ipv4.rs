@@ -4,15 +4,17 @@
 //! rewrites the frame in place and allocates nothing.
 
 use std::net::SocketAddrV4;
+use std::num::NonZeroU16;
 use std::time::Duration;
 
 use super::icmp::IcmpError;
-use super::{Router, Verdict};
+use super::{Offload, Router, Verdict};
 use crate::addr::AddrKind;
 use crate::checksum;
 use crate::counters::DropReason;
 use crate::frame::{
-    ETH_LEN, IP_DF, IP_MF, IP_OFFSET, IPV4_LEN, PROTO_ICMP, PROTO_UDP, UDP_LEN, be16, be32,
+    ETH_LEN, IP_DF, IP_MF, IP_OFFSET, IPV4_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, UDP_LEN, be16,
+    be32,
 };
 use crate::neighbour::Lookup;
 
@@ -43,7 +45,13 @@ pub(super) struct Ipv4Meta {
 }
 
 impl Router {
-    pub(super) fn ipv4_in(&mut self, now: Duration, iface: usize, frame: &mut [u8]) -> Verdict {
+    pub(super) fn ipv4_in(
+        &mut self,
+        now: Duration,
+        iface: usize,
+        frame: &mut [u8],
+        offload: Offload,
+    ) -> Verdict {
         let Some(ip) = frame.get(ETH_LEN..) else {
             return self.discard(DropReason::Truncated);
         };
@@ -78,8 +86,8 @@ impl Router {
             return self.discard(DropReason::BadSource);
         }
         match self.plan.classify(m.dst) {
-            AddrKind::Unicast => self.forward(now, iface, frame, m),
-            AddrKind::Own => self.local(now, iface, frame, m),
+            AddrKind::Unicast => self.forward(now, iface, frame, m, offload),
+            AddrKind::Own => self.local(now, iface, frame, m, offload),
             AddrKind::Broadcast => self.discard(DropReason::BroadcastDestination),
             AddrKind::Martian => self.discard(DropReason::MartianDestination),
         }
@@ -90,7 +98,14 @@ impl Router {
         frame.get(ETH_LEN..ETH_LEN + m.total).unwrap_or_default()
     }
 
-    fn forward(&mut self, now: Duration, ingress: usize, frame: &mut [u8], m: Ipv4Meta) -> Verdict {
+    fn forward(
+        &mut self,
+        now: Duration,
+        ingress: usize,
+        frame: &mut [u8],
+        m: Ipv4Meta,
+        offload: Offload,
+    ) -> Verdict {
         let ttl = frame.get(ETH_LEN + 8).copied().unwrap_or(0);
         if ttl <= 1 {
             self.icmp_error(
@@ -115,22 +130,37 @@ impl Router {
         let Some(egress) = self.ifaces.get(nh.iface) else {
             return self.discard(DropReason::NoRoute);
         };
-        let mtu = usize::from(egress.mtu);
-        if m.total > mtu {
-            if be16(frame, ETH_LEN + 6) & IP_DF == 0 {
+        let mtu = egress.mtu;
+        let dont_fragment = be16(frame, ETH_LEN + 6) & IP_DF != 0;
+        // The length each packet will have on the egress link: a super-frame's segments, or
+        // the packet itself.
+        let on_link = match offload.gso_size {
+            Some(size) => match Self::segment_len(frame, m, size) {
+                Some(len) => len,
+                None => return self.discard(DropReason::GsoInvalid),
+            },
+            None => m.total,
+        };
+        if on_link > usize::from(mtu) {
+            if dont_fragment {
+                self.icmp_error(
+                    now,
+                    ingress,
+                    None,
+                    Self::packet(frame, m),
+                    IcmpError::FragNeeded { mtu },
+                );
+                return self.discard(DropReason::FragmentationNeeded);
+            }
+            if offload.gso_size.is_some() {
                 return self.discard(DropReason::TooBig);
             }
-            let mtu = egress.mtu;
-            self.icmp_error(
-                now,
-                ingress,
-                None,
-                Self::packet(frame, m),
-                IcmpError::FragNeeded { mtu },
-            );
-            return self.discard(DropReason::FragmentationNeeded);
+            if offload.csum_partial && crate::checksum::complete_l4_checksum(frame) {
+                self.counters.checksums_completed += 1;
+            }
+            return self.fragment(now, nh, frame, m);
         }
-        if frame.len() - ETH_LEN > mtu {
+        if offload.gso_size.is_none() && frame.len() - ETH_LEN > usize::from(mtu) {
             // Bytes beyond the total length that would not fit the egress link: the verdict
             // keeps the frame's length, so refuse rather than send a frame the link rejects.
             return self.discard(DropReason::TooBig);
@@ -148,6 +178,18 @@ impl Router {
                 mac
             }
             l @ (Lookup::Incomplete | Lookup::Missing) => {
+                if offload.gso_size.is_some() {
+                    // Start the resolution, hold nothing (see `DropReason::GsoUnresolved`).
+                    if l == Lookup::Missing && self.arp.insert_incomplete(now, neighbour, nh.iface)
+                    {
+                        self.send_arp_request(nh.iface, neighbour, None);
+                    }
+                    return self.discard(DropReason::GsoUnresolved);
+                }
+                // A held frame leaves without its offload state: finish its checksum now.
+                if offload.csum_partial && crate::checksum::complete_l4_checksum(frame) {
+                    self.counters.checksums_completed += 1;
+                }
                 let len = frame.len();
                 self.hold(now, l, neighbour, nh.iface, Some(ingress), len, |buf| {
                     buf.copy_from_slice(frame);
@@ -157,10 +199,39 @@ impl Router {
         };
         frame[..6].copy_from_slice(&mac);
         self.counters.forwarded += 1;
+        if offload.gso_size.is_some() {
+            self.counters.forwarded_gso += 1;
+        }
         Verdict::Forward { iface: nh.iface }
     }
 
-    fn local(&mut self, now: Duration, ingress: usize, frame: &[u8], m: Ipv4Meta) -> Verdict {
+    /// The IPv4 length of each segment of a super-frame carrying `size` payload bytes per
+    /// segment: header + TCP header (from its data offset) or UDP header + `size`. `None` when
+    /// the packet is neither TCP nor UDP, its L4 header does not fit, or `size` is 0.
+    fn segment_len(frame: &[u8], m: Ipv4Meta, size: u16) -> Option<usize> {
+        if size == 0 {
+            return None;
+        }
+        let l4 = ETH_LEN + m.ihl;
+        let l4_header = match frame.get(ETH_LEN + 9).copied()? {
+            PROTO_TCP => usize::from(frame.get(l4 + 12)? >> 4) * 4,
+            PROTO_UDP => UDP_LEN,
+            _ => return None,
+        };
+        if l4_header < UDP_LEN || m.ihl + l4_header > m.total {
+            return None;
+        }
+        Some(m.ihl + l4_header + usize::from(size))
+    }
+
+    fn local(
+        &mut self,
+        now: Duration,
+        ingress: usize,
+        frame: &[u8],
+        m: Ipv4Meta,
+        offload: Offload,
+    ) -> Verdict {
         let ip = Self::packet(frame, m);
         if be16(ip, 6) & (IP_MF | IP_OFFSET) != 0 {
             return self.discard(DropReason::FragmentForUs);
@@ -176,7 +247,7 @@ impl Router {
                 if ulen < UDP_LEN || ulen > l4.len() {
                     return self.discard(DropReason::BadUdp);
                 }
-                if be16(l4, 6) != 0 {
+                if be16(l4, 6) != 0 && !offload.csum_partial {
                     let pseudo = checksum::pseudo_header(m.src, m.dst, PROTO_UDP, ulen as u16);
                     if checksum::fold(pseudo + checksum::sum(&l4[..ulen])) != 0xffff {
                         return self.discard(DropReason::BadUdpChecksum);
@@ -184,12 +255,20 @@ impl Router {
                 }
                 let (sport, dport) = (be16(l4, 0), be16(l4, 2));
                 if dport == self.capsule_port {
+                    let segment = match offload.gso_size {
+                        None => None,
+                        Some(n) => match NonZeroU16::new(n) {
+                            Some(n) if ip.get(9) == Some(&PROTO_UDP) => Some(n),
+                            _ => return self.discard(DropReason::GsoInvalid),
+                        },
+                    };
                     self.counters.capsules += 1;
                     let start = ETH_LEN + m.ihl + UDP_LEN;
                     return Verdict::Capsule {
                         from: SocketAddrV4::new(m.src.into(), sport),
                         to: SocketAddrV4::new(m.dst.into(), dport),
                         payload: start..ETH_LEN + m.ihl + ulen,
+                        segment,
                     };
                 }
                 self.icmp_error(now, ingress, Some(m.dst), ip, IcmpError::PortUnreachable);

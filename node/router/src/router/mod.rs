@@ -7,6 +7,7 @@
 //! - `neigh`: ARP in, ARP requests out, sending generated packets through resolution, holding
 //!   and releasing frames, retry timers.
 
+mod fragment;
 mod icmp;
 mod ipv4;
 mod neigh;
@@ -15,6 +16,7 @@ mod neigh;
 mod tests;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::NonZeroU16;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -37,7 +39,8 @@ pub enum Verdict {
         iface: usize,
     },
     /// A capsule: IPv4/UDP to one of our addresses and the capsule port, unfragmented, with a
-    /// valid UDP length and checksum (if non-zero). Hand `frame[payload]` to the node core.
+    /// valid UDP length and checksum (if non-zero and not left to offload). Hand
+    /// `frame[payload]` to the node core.
     Capsule {
         /// The sender's address and port.
         from: SocketAddrV4,
@@ -45,9 +48,41 @@ pub enum Verdict {
         to: SocketAddrV4,
         /// The UDP payload's byte range within the frame.
         payload: Range<usize>,
+        /// `Some(n)` for a UDP GSO super-frame ([`Offload::gso_size`]): the payload is
+        /// several datagrams of `n` bytes each (the last may be shorter), as
+        /// `frame[payload].chunks(n)`. `None`: one datagram.
+        segment: Option<NonZeroU16>,
     },
     /// Consumed: answered (the answer is queued), held for ARP, or dropped and counted.
     Done,
+}
+
+/// What the driver knows about a received frame beyond its bytes: its segmentation and
+/// checksum-offload state (AF_PACKET's `virtio_net_hdr` and `TP_STATUS_CSUMNOTREADY`).
+///
+/// A Linux host's TCP stack sends a veth or tap "super-frames" of up to 64 KiB (GSO) and
+/// leaves checksums to offload; NIC drivers coalesce received segments the same way (GRO).
+/// The router forwards a super-frame whole if its *segments* fit the egress MTU, and the
+/// driver hands the offload state back to the kernel on transmit, which segments it — the
+/// way kernel forwarding treats them. [`Offload::NONE`] is an ordinary, complete frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// `Some(n)`: a super-frame of TCP segments (or UDP datagrams) carrying `n` payload bytes
+    /// each. `Some(0)` is malformed and dropped ([`DropReason::GsoInvalid`]).
+    pub gso_size: Option<u16>,
+    /// The TCP/UDP checksum field holds only the pseudo-header sum: the frame came from a
+    /// local stack that left the rest to offload. Such a frame's checksum is not verified on
+    /// local delivery (the kernel trusts it the same way), and is completed in software where
+    /// the frame leaves without its offload state (held for ARP, fragmented).
+    pub csum_partial: bool,
+}
+
+impl Offload {
+    /// A complete frame: no segmentation, checksums final.
+    pub const NONE: Offload = Offload {
+        gso_size: None,
+        csum_partial: false,
+    };
 }
 
 /// State of a neighbour as shown by [`Router::neighbours`].
@@ -116,11 +151,26 @@ impl Router {
         })
     }
 
-    /// Process one Ethernet frame received on interface `iface` at `now`.
+    /// Process one complete Ethernet frame received on interface `iface` at `now`: as
+    /// [`handle_frame_with`](Self::handle_frame_with) with [`Offload::NONE`].
+    pub fn handle_frame(&mut self, now: Duration, iface: usize, frame: &mut [u8]) -> Verdict {
+        self.handle_frame_with(now, iface, frame, Offload::NONE)
+    }
+
+    /// Process one Ethernet frame received on interface `iface` at `now`, with its offload
+    /// state. A [`Verdict::Forward`] keeps that state: send the frame with it (a super-frame
+    /// is forwarded whole, its segments checked against the egress MTU).
     ///
     /// Never panics and never allocates on the forwarding path; whatever it generates (ARP,
-    /// ICMP, released frames) is queued for [`drain_transmits`](Self::drain_transmits).
-    pub fn handle_frame(&mut self, now: Duration, iface: usize, frame: &mut [u8]) -> Verdict {
+    /// ICMP, released frames, fragments) is queued for
+    /// [`drain_transmits`](Self::drain_transmits).
+    pub fn handle_frame_with(
+        &mut self,
+        now: Duration,
+        iface: usize,
+        frame: &mut [u8],
+        offload: Offload,
+    ) -> Verdict {
         let Some(info) = self.ifaces.get(iface) else {
             return self.discard(DropReason::BadInterface);
         };
@@ -140,7 +190,7 @@ impl Router {
                     };
                     return self.discard(reason);
                 }
-                self.ipv4_in(now, iface, frame)
+                self.ipv4_in(now, iface, frame, offload)
             }
             ETHERTYPE_ARP => {
                 self.arp_in(now, iface, frame);

@@ -136,7 +136,7 @@ fn no_route_sends_net_unreachable() {
 }
 
 #[test]
-fn too_big_with_df_sends_frag_needed_without_df_drops() {
+fn too_big_with_df_sends_frag_needed_without_df_is_fragmented() {
     let mut r = router_with(|c| c.interfaces[1].mtu = 1000);
     for (ip, mac, iface) in [(A, A_MAC, 0), (B, B_MAC, 1)] {
         learn(&mut r, t(0), iface, ip, mac);
@@ -153,12 +153,19 @@ fn too_big_with_df_sends_frag_needed_without_df_drops() {
     assert_eq!((ip.src, ip.dst, ty, code), (R0, A, 3, 4));
     assert_eq!(rest, [0, 0, 0x03, 0xe8], "next-hop MTU 1000");
 
+    // Without DF: fragments (the details are in `tests::offload`).
     spec.flags = 0;
-    assert_drop(&mut r, 0, spec.frame(R0_MAC, A_MAC), DropReason::TooBig);
-    assert!(
-        drain(&mut r).is_empty(),
-        "we do not fragment, and say nothing"
+    let mut f = spec.frame(R0_MAC, A_MAC);
+    let drops = r.counters().dropped_total();
+    assert_eq!(r.handle_frame(t(0), 0, &mut f), Verdict::Done);
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 2, "1180 bytes of data over an MTU of 1000");
+    assert!(out.iter().all(|(i, f)| *i == 1 && f.len() <= 14 + 1000));
+    assert_eq!(
+        (r.counters().fragmented, r.counters().fragments_sent),
+        (1, 2)
     );
+    assert_eq!(r.counters().dropped_total(), drops);
 
     // Exactly the MTU passes.
     let mut spec = Ipv4Spec::new(A, B, 17, vec![0; 1000 - 20]);

@@ -10,9 +10,16 @@ fn udp_to_the_capsule_port_is_a_capsule() {
     let data = b"capsule bytes";
     let mut f = Ipv4Spec::udp(A, R0, 5000, 3322, data).frame(R0_MAC, A_MAC);
     let v = r.handle_frame(t(0), 0, &mut f);
-    let Verdict::Capsule { from, to, payload } = v else {
+    let Verdict::Capsule {
+        from,
+        to,
+        payload,
+        segment,
+    } = v
+    else {
         panic!("not a capsule: {v:?}");
     };
+    assert_eq!(segment, None, "one datagram");
     assert_eq!(from, SocketAddrV4::new(A, 5000));
     assert_eq!(to, SocketAddrV4::new(R0, 3322));
     assert_eq!(&f[payload], data);

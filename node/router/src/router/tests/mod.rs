@@ -6,6 +6,7 @@ mod ethernet;
 mod forward;
 mod icmp_limits;
 mod local;
+mod offload;
 mod props;
 mod send;
 mod validation;
