@@ -8,6 +8,8 @@ use super::*;
 pub(crate) struct AntsSetup {
     pub(crate) binary: PathBuf,
     pub(crate) config: PathBuf,
+    /// The same with `fast_path = "xdp"`.
+    pub(crate) config_xdp: PathBuf,
     pub(crate) code_dir: PathBuf,
     pub(crate) forward_type: CapsuleType,
     pub(crate) forward_wasm: Vec<u8>,
@@ -29,7 +31,7 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
 }
 
 /// The router-mode configuration of the dut (`ants run --config`).
-pub(crate) fn config_toml(code_dir: &Path) -> String {
+pub(crate) fn config_toml(code_dir: &Path, xdp: bool) -> String {
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -38,6 +40,7 @@ code_cache_dir = "{code}"
 
 [router]
 capsule_port = {CAPSULE_PORT}
+fast_path = "{fast_path}"
 
 [[router.interface]]
 name = "{DUT_IN}"
@@ -58,7 +61,8 @@ endpoint = "{SINK_IP}:{CAPSULE_PORT}"
 [limits]
 fuel = 1000000
 "#,
-        code = code_dir.display()
+        code = code_dir.display(),
+        fast_path = if xdp { "xdp" } else { "none" },
     )
 }
 
@@ -72,10 +76,13 @@ impl AntsSetup {
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
         let config = topo.dir.join("dut.toml");
-        std::fs::write(&config, config_toml(&code_dir))?;
+        std::fs::write(&config, config_toml(&code_dir, false))?;
+        let config_xdp = topo.dir.join("dut-xdp.toml");
+        std::fs::write(&config_xdp, config_toml(&code_dir, true))?;
         Ok(AntsSetup {
             binary,
             config,
+            config_xdp,
             code_dir,
             forward_type,
             forward_wasm,
@@ -85,7 +92,7 @@ impl AntsSetup {
 
     /// Start `ants run` in the dut namespace on the router's CPU, the `forward` module
     /// preloaded into its code cache directory; fail with the log's tail if it exits at once.
-    pub(crate) fn start(&self, topo: &Topology, label: &str) -> Result<Proc> {
+    pub(crate) fn start(&self, topo: &Topology, label: &str, xdp: bool) -> Result<Proc> {
         std::fs::create_dir_all(&self.code_dir)?;
         let wasm = self.code_dir.join(format!("{}.wasm", self.forward_type));
         if !wasm.is_file() {
@@ -102,7 +109,9 @@ impl AntsSetup {
             self.binary.to_string_lossy().into_owned(),
             "run".into(),
             "--config".into(),
-            self.config.to_string_lossy().into_owned(),
+            if xdp { &self.config_xdp } else { &self.config }
+                .to_string_lossy()
+                .into_owned(),
         ];
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let mut p = Proc::spawn(
@@ -123,7 +132,7 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let t = config_toml(Path::new("/tmp/x/dut-code"));
+        let t = config_toml(Path::new("/tmp/x/dut-code"), false);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));

@@ -93,7 +93,9 @@ impl Bench {
             dport,
         };
         let frame = match mode {
-            Mode::Kernel | Mode::AntsIp => plain_frame(&stream(PLAIN_DST, 1024, 9), size)?,
+            Mode::Kernel | Mode::AntsIp | Mode::AntsXdp => {
+                plain_frame(&stream(PLAIN_DST, 1024, 9), size)?
+            }
             Mode::AntsCapsule => {
                 let ty = self
                     .ants
@@ -156,15 +158,21 @@ impl Bench {
         check_interrupted()?;
         let (config, frame_len) = self.trafgen_config(mode, size)?;
         self.topo.set_kernel_forwarding(mode == Mode::Kernel)?;
+        self.topo.set_xdp_placement(mode == Mode::AntsXdp)?;
         let label = format!("{} size {size} round {round}", mode.name());
         let mut router = match mode {
             Mode::Kernel => None,
-            Mode::AntsIp | Mode::AntsCapsule => {
+            Mode::AntsIp | Mode::AntsXdp | Mode::AntsCapsule => {
                 let ants = self
                     .ants
                     .as_ref()
                     .context("ants modes need the ants setup")?;
-                Some(ants.start(&self.topo, &label)?)
+                let p = ants.start(&self.topo, &label, mode == Mode::AntsXdp)?;
+                if mode == Mode::AntsXdp {
+                    // The program is attached now: pin the NAPI threads that run it.
+                    self.topo.pin_napi_threads()?;
+                }
+                Some(p)
             }
         };
         let ants_pid = router.as_ref().and_then(Proc::pid);

@@ -15,6 +15,7 @@ fn colour(m: Mode) -> &'static str {
     match m {
         Mode::Kernel => "#1f77b4",
         Mode::AntsIp => "#d62728",
+        Mode::AntsXdp => "#9467bd",
         Mode::AntsCapsule => "#2ca02c",
     }
 }

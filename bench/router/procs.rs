@@ -74,6 +74,7 @@ pub(crate) fn ensure_tools() -> Result<()> {
         ("tc", "iproute2"),
         ("nft", "nftables"),
         ("taskset", "util-linux"),
+        ("ethtool", "ethtool"),
     ];
     let mut missing: Vec<&str> = need
         .iter()

@@ -229,6 +229,12 @@ pub(crate) fn markdown(r: &Report) -> String {
                         verdict(nm <= 1.0),
                         verdict(dm >= 0.9)
                     ),
+                    Mode::AntsXdp => format!(
+                        "CPU ≤ 0.7×: {} / {}; delivered ≥ 1.5×: {}",
+                        verdict(cm <= 0.7),
+                        verdict(nm <= 0.7),
+                        verdict(dm >= 1.5)
+                    ),
                     Mode::AntsCapsule => format!(
                         "CPU ≤ 1.3×: {} / {}",
                         verdict(cm <= 1.3),

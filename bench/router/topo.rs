@@ -238,6 +238,63 @@ impl Topology {
         run(&full).map(drop)
     }
 
+    /// Prepare (or undo) what the XDP fast path needs around it: GRO on the sink's veth, so
+    /// that frames redirected into `dut-out` are delivered (a veth takes XDP-redirected frames
+    /// only when its peer runs NAPI), and threaded NAPI off again on `dut-in`.
+    pub(crate) fn set_xdp_placement(&self, on: bool) -> Result<()> {
+        let gro = if on { "on" } else { "off" };
+        self.exec(&self.sink_ns, &["ethtool", "-K", SINK_IF, "gro", gro])
+            .with_context(|| format!("GRO {gro} on {SINK_IF}"))?;
+        if !on {
+            // Gone with the XDP program anyway; a stale setting must not leak into the
+            // next mode.
+            let path = format!("/sys/class/net/{DUT_IN}/threaded");
+            let _ = self.exec(
+                &self.dut_ns,
+                &["sh", "-c", &format!("echo 0 > {path} 2>/dev/null")],
+            );
+        }
+        Ok(())
+    }
+
+    /// With the fast path attached to `dut-in`, run its NAPI poll (where native XDP runs on
+    /// a veth) as kernel threads and pin them to the router's CPU: otherwise the poll runs in
+    /// softirq on the CPU that sent the frame — the generator's — and the router's work
+    /// would be neither on its CPU nor counted.
+    pub(crate) fn pin_napi_threads(&self) -> Result<()> {
+        let path = format!("/sys/class/net/{DUT_IN}/threaded");
+        let end = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.exec(&self.dut_ns, &["sh", "-c", &format!("echo 1 > {path}")]) {
+                Ok(()) => break,
+                Err(e) if Instant::now() > end => {
+                    return Err(e.context(format!("threaded NAPI on {DUT_IN}")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let prefix = format!("napi/{DUT_IN}-");
+        let mut pinned = 0;
+        let end = Instant::now() + Duration::from_secs(3);
+        while pinned == 0 {
+            for entry in std::fs::read_dir("/proc")?.flatten() {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                if comm.trim_end().starts_with(&prefix) {
+                    let pid = entry.file_name().to_string_lossy().into_owned();
+                    run(&["taskset", "-pc", &DUT_CPU.to_string(), &pid])?;
+                    pinned += 1;
+                }
+            }
+            if pinned == 0 {
+                if Instant::now() > end {
+                    bail!("no NAPI thread of {DUT_IN} appeared");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
     /// Let the kernel of the dut namespace forward (addresses, route, static neighbours,
     /// ip_forward=1), or leave the interfaces bare for `ants` (no addresses, ip_forward=0).
     pub(crate) fn set_kernel_forwarding(&self, on: bool) -> Result<()> {

@@ -4,9 +4,11 @@
 
 pub mod afpacket;
 pub mod app_server;
+pub mod bpf;
 pub mod config;
 pub mod daemon;
 pub mod executor;
+pub mod fastpath;
 pub mod testbench;
 pub mod udp;
 

@@ -8,6 +8,7 @@ mod afpacket;
 mod anycast;
 mod capsules;
 mod cli;
+mod fastpath;
 mod hostile;
 mod multicast;
 mod netns;

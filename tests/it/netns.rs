@@ -306,6 +306,14 @@ pub(crate) fn mac(ns: &str, ifname: &str) -> [u8; 6] {
     mac
 }
 
+/// Turn GRO on for `ifname` in `ns`. On a veth this also turns NAPI on, which the kernel
+/// requires before it delivers frames that an XDP program on the other end redirected into
+/// it (without, they are dropped).
+pub(crate) fn enable_gro(ns: &str, ifname: &str) {
+    const ETHTOOL_SGRO: u32 = 0x2c;
+    ethtool_set(ns, ifname, &[(ETHTOOL_SGRO, 1)]);
+}
+
 /// Turn off TX checksum offload (and with it TSO/GSO) on `ifname` in `ns`, so the frames it
 /// sends carry complete checksums and are no larger than the MTU — what a host on a real
 /// wire sends. Without this, frames a veth peer's stack sends arrive with the checksum left
@@ -314,6 +322,16 @@ pub(crate) fn disable_offloads(ns: &str, ifname: &str) {
     const ETHTOOL_STXCSUM: u32 = 0x17;
     const ETHTOOL_STSO: u32 = 0x1f;
     const ETHTOOL_SGSO: u32 = 0x24;
+    ethtool_set(
+        ns,
+        ifname,
+        &[(ETHTOOL_STXCSUM, 0), (ETHTOOL_STSO, 0), (ETHTOOL_SGSO, 0)],
+    );
+}
+
+/// Set ethtool features of `ifname` in `ns`: `(command, value)` with the `ETHTOOL_S*`
+/// commands that take a `struct ethtool_value`.
+fn ethtool_set(ns: &str, ifname: &str, settings: &[(u32, u32)]) {
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
@@ -321,8 +339,8 @@ pub(crate) fn disable_offloads(ns: &str, ifname: &str) {
     }
     enter(ns, || {
         let sock = UdpSocket::bind("0.0.0.0:0").expect("udp socket for ethtool");
-        for cmd in [ETHTOOL_STXCSUM, ETHTOOL_STSO, ETHTOOL_SGSO] {
-            let mut val = EthtoolValue { cmd, data: 0 };
+        for &(cmd, data) in settings {
+            let mut val = EthtoolValue { cmd, data };
             // SAFETY: all-zero bytes are a valid `ifreq`.
             let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
             for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes().take(15)) {
@@ -336,7 +354,7 @@ pub(crate) fn disable_offloads(ns: &str, ifname: &str) {
             // A feature the device cannot change is fine; anything else is a setup bug.
             assert!(
                 rc == 0 || err.raw_os_error() == Some(libc::EOPNOTSUPP),
-                "ethtool {cmd:#x} off on {ifname} in {ns}: {err}"
+                "ethtool {cmd:#x} = {data} on {ifname} in {ns}: {err}"
             );
         }
     });

@@ -98,10 +98,6 @@ fn host_config(dir: &Path, address: Ipv4Addr, router: (Ipv4Addr, Ipv4Addr)) -> S
     )
 }
 
-fn start_line() -> Line {
-    start_line_with(&LineOptions::default())
-}
-
 /// What a test changes about the line.
 #[derive(Default)]
 pub(crate) struct LineOptions {
@@ -112,9 +108,21 @@ pub(crate) struct LineOptions {
     /// Leave the hosts' offloads (TSO/GSO, checksum) at Linux's defaults, as on every real
     /// host; by default h1's are switched off so it sends what a host on a wire sends.
     pub(crate) host_offloads: bool,
+    /// Run both routers with `fast_path = "xdp"` (and GRO on the hosts' veths, which the
+    /// kernel needs to deliver frames XDP redirects into a veth).
+    pub(crate) xdp: bool,
 }
 
-/// `h1 — r1 — r2 — h2`, as [`start_line`], with `opts`.
+/// The routers' extra `[router]` keys for `opts`.
+fn router_keys(opts: &LineOptions) -> String {
+    let mut keys = opts.router_keys.to_string();
+    if opts.xdp {
+        keys += "fast_path = \"xdp\"\n";
+    }
+    keys
+}
+
+/// `h1 — r1 — r2 — h2` with `opts`.
 pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
     let mut netns = Netns::new();
     let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
@@ -131,6 +139,10 @@ pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
     // acknowledgements, code requests) — counted in `partial_checksums`.
     if !opts.host_offloads {
         disable_offloads(&h1, "h1-r1");
+    }
+    if opts.xdp {
+        netns::enable_gro(&h1, "h1-r1");
+        netns::enable_gro(&h2, "h2-r2");
     }
     for r in [&r1, &r2] {
         netns::sysctl(r, "net.ipv4.ip_forward", "0");
@@ -149,7 +161,7 @@ pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
             ("198.18.3.0/24", R2_R1),
             &[(H1, H1), (R2_R1, R2_R1)],
             ("198.18.3.0/24", R2_R1),
-            opts.router_keys,
+            &router_keys(opts),
         ),
     );
     let cfg_r2 = write(
@@ -161,7 +173,7 @@ pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
             ("198.18.1.0/24", R1_R2),
             &[(H2, H2), (R1_H1, R1_R2)],
             ("198.18.1.0/24", R1_H1),
-            opts.router_keys,
+            &router_keys(opts),
         ),
     );
     let cfg_h1 = write(
@@ -204,7 +216,35 @@ fn routers_forward_ip_answer_icmp_and_run_capsules() {
     if !require_root("routers_forward_ip_answer_icmp_and_run_capsules") {
         return;
     }
-    let line = start_line();
+    forward_answer_and_run_capsules(&LineOptions::default());
+}
+
+#[test]
+fn with_the_xdp_fast_path_too() {
+    if !require_root("with_the_xdp_fast_path_too") {
+        return;
+    }
+    let line = forward_answer_and_run_capsules(&LineOptions {
+        xdp: true,
+        ..LineOptions::default()
+    });
+    for (i, name) in [(1, "r1"), (2, "r2")] {
+        let s = line.stats(i).router.expect("router stats");
+        let fp = s.fast_path.expect("fast path stats");
+        eprintln!("{name}: fast path {fp:?}");
+        assert!(
+            fp.counters.forwarded > 0,
+            "{name}: the fast path forwarded plain IPv4: {fp:?}"
+        );
+        assert!(fp.counters.passed > 0, "{name}: and passed the rest on");
+        assert_eq!(fp.counters.redirect_failed, 0);
+        assert!(fp.neighbours >= 2, "{name}: {fp:?}");
+    }
+}
+
+/// Ping, TTL expiry, unreachables, a TCP transfer and capsules through both routers.
+fn forward_answer_and_run_capsules(opts: &LineOptions) -> Line {
+    let line = start_line_with(opts);
     let (h1, h2) = (&line.ns[0], &line.ns[3]);
 
     // Plain IPv4 end to end, through both userspace routers.
@@ -309,6 +349,7 @@ fn routers_forward_ip_answer_icmp_and_run_capsules() {
             "{name}: the kernel did not forward"
         );
     }
+    line
 }
 
 #[test]

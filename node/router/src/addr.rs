@@ -111,6 +111,21 @@ impl AddrPlan {
         AddrKind::Unicast
     }
 
+    /// Prefixes covering exactly the addresses [`classify`](Self::classify) does not call
+    /// [`AddrKind::Unicast`]: the fixed martian, multicast and broadcast ranges, then our
+    /// own and directed-broadcast addresses as /32s.
+    pub(crate) fn non_unicast_prefixes(&self) -> Vec<(u32, u8)> {
+        let mut out = vec![
+            (0x0000_0000, 8),  // 0.0.0.0/8
+            (0x7f00_0000, 8),  // 127.0.0.0/8
+            (0xa9fe_0000, 16), // 169.254.0.0/16
+            (0xe000_0000, 4),  // 224.0.0.0/4
+            (0xf000_0000, 4),  // 240.0.0.0/4, 255.255.255.255 included
+        ];
+        out.extend(self.special.iter().map(|&(a, _)| (a, 32)));
+        out
+    }
+
     /// `a` is one of our interface addresses.
     #[inline]
     pub(crate) fn is_own(&self, a: u32) -> bool {
@@ -174,5 +189,35 @@ mod tests {
         assert!(not_unicast_host(ip("198.19.1.1")).is_none());
         assert!(plan.is_own(ip("198.18.0.1")));
         assert!(!plan.is_own(ip("198.18.0.255")));
+    }
+
+    proptest::proptest! {
+        /// The prefixes a fast path is given cover exactly the non-unicast addresses.
+        #[test]
+        fn non_unicast_prefixes_match_classify(a in proptest::prelude::any::<u32>(), pick in 0usize..6) {
+            let iface = |a: &str, len| {
+                IfaceInfo::new(&Interface {
+                    name: "x".into(),
+                    mac: [2, 0, 0, 0, 0, 1],
+                    addr: a.parse().unwrap(),
+                    prefix_len: len,
+                    mtu: 1500,
+                })
+            };
+            let plan = AddrPlan::new(&[iface("198.18.0.1", 24), iface("198.18.9.0", 31)]);
+            // Half the time, an address near the interesting ones.
+            let probe = match pick {
+                0 => ip("198.18.0.1"),
+                1 => ip("198.18.0.255"),
+                2 => (a & 0xff) | ip("198.18.0.0"),
+                3 => (a & 0x00ff_ffff) | 0xa900_0000,
+                _ => a,
+            };
+            let covered = plan
+                .non_unicast_prefixes()
+                .iter()
+                .any(|&(n, len)| probe & mask(len) == n);
+            proptest::prop_assert_eq!(covered, plan.classify(probe) != AddrKind::Unicast);
+        }
     }
 }

@@ -68,6 +68,13 @@ impl RouteTable {
 
     /// The most specific route for `dst`.
     #[inline]
+    /// Every route as `(network, prefix length, next hop)`, longest prefixes first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u32, u8, NextHop)> + '_ {
+        self.levels
+            .iter()
+            .flat_map(|(len, level)| level.routes.iter().map(move |&(n, nh)| (n, *len, nh)))
+    }
+
     pub(crate) fn lookup(&self, dst: u32) -> Option<NextHop> {
         for (_, level) in &self.levels {
             let key = dst & level.mask;

@@ -13,6 +13,17 @@ use super::{Result, Source};
 
 const S: &str = "[router]";
 
+/// `[router] fast_path`: where plain IPv4 that needs nothing but forwarding is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastPathMode {
+    /// Everything goes through the AF_PACKET ring and the userspace router.
+    #[default]
+    None,
+    /// An XDP program the node loads forwards it in the kernel (`crate::fastpath`); the rest
+    /// goes on to the userspace router.
+    Xdp,
+}
+
 /// `[router]`: its presence selects router mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterSection {
@@ -23,6 +34,9 @@ pub struct RouterSection {
     /// Drop every frame of the owned interfaces at tcx ingress (a BPF program), after the
     /// node's packet socket has seen it, so the kernel's IP stack spends nothing on them.
     pub kernel_ingress_drop: bool,
+    /// Forward plain IPv4 in an XDP program the node loads (`"xdp"`), or everything in
+    /// userspace (`"none"`, the default).
+    pub fast_path: FastPathMode,
     /// ICMP errors sent per second of each class (time exceeded, destination unreachable,
     /// fragmentation needed: one token bucket each).
     pub icmp_per_sec: u32,
@@ -147,6 +161,13 @@ impl Source<'_> {
             capsule_port: n("capsule_port", &raw.capsule_port, 3322, (1, 65535))? as u16,
             import_kernel_routes: raw.import_kernel_routes.unwrap_or(false),
             kernel_ingress_drop: raw.kernel_ingress_drop.unwrap_or(true),
+            fast_path: match raw.fast_path.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "none")) => FastPathMode::None,
+                Some((_, "xdp")) => FastPathMode::Xdp,
+                Some((v, _)) => {
+                    return Err(self.bad(S, "fast_path", v, "expected \"none\" or \"xdp\""));
+                }
+            },
             icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,
             icmp_burst: n("icmp_burst", &raw.icmp_burst, 50, (1, 1_000_000))? as u32,
             icmp_source_per_sec: n(

@@ -24,10 +24,16 @@ use tracing::{info, warn};
 use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{FrameMeta, PacketSocket, RingConfig, VnetHdr};
-use crate::config::{Config, RouterSection};
+use crate::config::{Config, FastPathMode, RouterSection};
+use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, XdpMode};
 
 /// Ring blocks read per interface per turn before timers, apps and compilations are served.
 const MAX_BLOCKS_PER_TURN: usize = 4;
+
+/// How often, at most, the fast path's neighbour map is brought up to date with the ARP
+/// table while frames flow, and at least while idle.
+const FAST_PATH_SYNC_BUSY: Duration = Duration::from_millis(10);
+const FAST_PATH_SYNC_IDLE: Duration = Duration::from_secs(1);
 
 /// Router mode's counters.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +47,23 @@ pub struct RouterStats {
     pub node_datagrams_dropped: u64,
     /// Node datagrams to IPv6 endpoints, which router mode cannot send.
     pub ipv6_dropped: u64,
+    /// The XDP fast path, when `fast_path = "xdp"`.
+    pub fast_path: Option<FastPathStats>,
+}
+
+/// What the XDP fast path did.
+#[derive(Debug, Clone, Default)]
+pub struct FastPathStats {
+    /// Frames forwarded in XDP, passed to the userspace router, refused by the devmap.
+    pub counters: FastPathCounters,
+    /// Neighbours in its map (the router's reachable ARP entries).
+    pub neighbours: usize,
+    /// Per owned interface, in config order: native or generic XDP.
+    pub modes: Vec<XdpMode>,
+    /// Updates of the neighbour map, and failed attempts (logged).
+    pub neighbour_updates: u64,
+    /// Neighbour-map syncs that failed (the map keeps its previous contents).
+    pub sync_errors: u64,
 }
 
 /// One owned interface's driver counters.
@@ -81,6 +104,8 @@ pub(super) struct RouterIo {
     /// Per interface: frames its transmit batch refused (see [`InterfaceStats::tx_refused`]).
     tx_refused: Vec<u64>,
     stats: RouterStats,
+    /// The XDP fast path and when its neighbour map was last synced.
+    fast: Option<(FastPath, Duration)>,
     // Restored (sysctls, tc ingress) when the node stops; dropped after the sockets.
     _isolation: Vec<Isolation>,
 }
@@ -156,7 +181,15 @@ impl RouterIo {
             );
             info!(interface = %i.name, %mac, address = %i.address, "interface owned");
         }
+        let fast = match r.fast_path {
+            FastPathMode::None => None,
+            FastPathMode::Xdp => Some(open_fast_path(&router, &ports, r)?),
+        };
         let stats = RouterStats {
+            fast_path: fast.as_ref().map(|f: &FastPath| FastPathStats {
+                modes: f.attached().map(|(_, m)| m).collect(),
+                ..FastPathStats::default()
+            }),
             interfaces: r
                 .interfaces
                 .iter()
@@ -175,8 +208,36 @@ impl RouterIo {
             hairpin_lens: Vec::new(),
             tx_refused: vec![0; r.interfaces.len()],
             stats,
+            fast: fast.map(|f| (f, Duration::ZERO)),
             _isolation: isolation,
         })
+    }
+
+    /// Bring the fast path's neighbour map up to date with the ARP table (its reachable
+    /// entries), at most every `every`.
+    fn sync_fast_path(&mut self, now: Duration, every: Duration) {
+        let Some((fast, last)) = &mut self.fast else {
+            return;
+        };
+        if now.saturating_sub(*last) < every && *last != Duration::ZERO {
+            return;
+        }
+        *last = now.max(Duration::from_nanos(1));
+        let reachable = self
+            .router
+            .neighbours(now)
+            .filter(|n| n.state == ants_router::NeighbourState::Reachable)
+            .filter_map(|n| Some((n.ip, n.iface, n.mac?)));
+        let Some(s) = self.stats.fast_path.as_mut() else {
+            return;
+        };
+        match fast.sync_neighbours(reachable) {
+            Ok(n) => s.neighbour_updates += n as u64,
+            Err(e) => {
+                s.sync_errors += 1;
+                warn!("fast path: {e}");
+            }
+        }
     }
 
     /// Read up to [`MAX_BLOCKS_PER_TURN`] blocks of interface `i`; `true` if more wait.
@@ -289,6 +350,34 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
     }
 }
 
+/// Load the XDP fast path with the router's tables and attach it to every owned interface.
+fn open_fast_path(
+    router: &Router,
+    ports: &[AsyncFd<PacketSocket>],
+    r: &RouterSection,
+) -> anyhow::Result<FastPath> {
+    let ifaces: Vec<FastPathInterface> = ports
+        .iter()
+        .zip(router.interfaces())
+        .map(|(p, i)| FastPathInterface {
+            ifindex: p.get_ref().ifindex(),
+            mac: i.mac,
+            mtu: i.mtu,
+        })
+        .collect();
+    let mut fast = FastPath::load(
+        &ifaces,
+        &router.route_entries(),
+        &router.non_unicast_prefixes(),
+    )
+    .context("fast_path = \"xdp\"")?;
+    let modes = fast.attach().context("fast_path = \"xdp\"")?;
+    for (i, mode) in r.interfaces.iter().zip(modes) {
+        info!(interface = %i.name, ?mode, "XDP fast path attached");
+    }
+    Ok(fast)
+}
+
 /// Queue `frame` with its offload state on `port`, flushing first when its batch has no room;
 /// counts a refusal.
 fn queue(port: &mut PacketSocket, frame: &[u8], vnet: &VnetHdr, refused: &mut u64) {
@@ -358,6 +447,7 @@ impl Underlay for RouterIo {
 
     async fn receive(&mut self, driver: &mut Driver) -> bool {
         let now = driver.now();
+        self.sync_fast_path(now, FAST_PATH_SYNC_BUSY);
         let mut more = false;
         for i in 0..self.ports.len() {
             more |= self.receive_from(i, now, driver);
@@ -372,11 +462,19 @@ impl Underlay for RouterIo {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        self.router.poll_timeout()
+        let sync = self
+            .fast
+            .as_ref()
+            .map(|(_, last)| *last + FAST_PATH_SYNC_IDLE);
+        match (self.router.poll_timeout(), sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn handle_timeout(&mut self, now: Duration) {
         self.router.handle_timeout(now);
+        self.sync_fast_path(now, FAST_PATH_SYNC_IDLE);
     }
 
     fn stats(&mut self, stats: &mut Stats) {
@@ -391,6 +489,12 @@ impl Underlay for RouterIo {
         }
         for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {
             s.tx_refused = *n;
+        }
+        if let (Some((fast, _)), Some(s)) = (&self.fast, self.stats.fast_path.as_mut()) {
+            if let Ok(c) = fast.counters() {
+                s.counters = c;
+            }
+            s.neighbours = fast.neighbours();
         }
         stats.router = Some(self.stats.clone());
     }

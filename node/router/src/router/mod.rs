@@ -280,6 +280,28 @@ impl Router {
             .map(|nh| (nh.iface, Ipv4Addr::from(nh.neighbour(d))))
     }
 
+    /// Every route of the table, connected subnets included, as `(network, prefix length,
+    /// egress interface id, gateway)` (`None`: the destination is on the link) — what a fast
+    /// path outside this crate must route by to agree with [`handle_frame`](Self::handle_frame).
+    pub fn route_entries(&self) -> Vec<(Ipv4Addr, u8, usize, Option<Ipv4Addr>)> {
+        self.routes
+            .entries()
+            .map(|(n, len, nh)| (Ipv4Addr::from(n), len, nh.iface, nh.via.map(Ipv4Addr::from)))
+            .collect()
+    }
+
+    /// Prefixes covering exactly the addresses the router does not treat as someone else's
+    /// unicast address (martian, multicast, broadcast, directed broadcast, our own): a
+    /// packet from or to one of them must take the full path of
+    /// [`handle_frame`](Self::handle_frame), never a fast path's shortcut.
+    pub fn non_unicast_prefixes(&self) -> Vec<(Ipv4Addr, u8)> {
+        self.plan
+            .non_unicast_prefixes()
+            .into_iter()
+            .map(|(a, len)| (Ipv4Addr::from(a), len))
+            .collect()
+    }
+
     /// The ARP table at `now`: resolved neighbours most recently used first, then the
     /// resolutions in progress, most recently started first.
     pub fn neighbours(&self, now: Duration) -> impl Iterator<Item = NeighbourEntry> + '_ {

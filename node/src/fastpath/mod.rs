@@ -1,0 +1,374 @@
+//! Router mode's XDP fast path (`[router] fast_path = "xdp"`): plain IPv4 that needs nothing
+//! but forwarding is forwarded in the kernel's XDP hook by a program the node assembles,
+//! loads and attaches itself; every other frame goes on to the node's AF_PACKET ring and the
+//! userspace router (the slow path), which decides exactly as without a fast path.
+//!
+//! The node stays the only source of truth: at start it fills the program's maps from the
+//! router's own tables — interface MACs (`ifmac`), the addresses that are not someone else's
+//! unicast (`special`, an LPM trie), the routes (`routes`, an LPM trie), the egress devices
+//! (`tx`, a devmap) — and while it runs it keeps the neighbour map (`neigh`) equal to the
+//! router's *reachable* ARP entries ([`FastPath::sync_neighbours`]): a neighbour that turns
+//! stale or unknown disappears from the map, so its frames take the slow path, which probes
+//! and resolves it as before. Counters live in a per-CPU array (`stats`) and show in the
+//! node's stats. The `prog` module says exactly which frames the program forwards.
+//!
+//! Cleanup: the attachments are BPF links owned by file descriptors, and the maps and the
+//! program live only as long as descriptors refer to them — when the node exits, in any way
+//! (SIGTERM, a crash, SIGKILL), the kernel detaches and frees everything. Nothing is pinned,
+//! so there is nothing to clean up on the next start.
+//!
+//! On veth (how network namespaces are linked), `XDP_REDIRECT` into a veth delivers to its
+//! peer only when the peer has NAPI on: an XDP program of its own, GRO (`ethtool -K <peer>
+//! gro on`) or threaded NAPI. Otherwise the kernel drops the frames (`ethtool -S` on the
+//! veth: `peer_tq_xdp_xmit_err`). Physical NICs with native XDP have no such condition.
+
+mod prog;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::bpf::sys::{self, F_NO_PREALLOC, MapType, ProgType, UPDATE_ANY};
+
+/// `BPF_XDP` (`enum bpf_attach_type`).
+const ATTACH_XDP: u32 = 37;
+/// `XDP_FLAGS_SKB_MODE`: generic XDP, on any device, after the skb is built.
+const XDP_FLAGS_SKB_MODE: u32 = 2;
+/// `XDP_FLAGS_DRV_MODE`: native XDP in the driver.
+const XDP_FLAGS_DRV_MODE: u32 = 4;
+
+/// Neighbours the map holds at most (beyond, the rest take the slow path).
+pub const MAX_NEIGHBOURS: u32 = 4096;
+/// Routes the map holds at most.
+pub const MAX_ROUTES: u32 = 4096;
+
+/// One interface the fast path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastPathInterface {
+    /// Its index in the node's network namespace.
+    pub ifindex: u32,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// The router's MTU for it.
+    pub mtu: u16,
+}
+
+/// Where the program runs on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (native XDP), before any socket buffer exists.
+    Native,
+    /// Generic XDP, after the kernel built the socket buffer (any device; slower).
+    Generic,
+}
+
+/// The fast path's counters (summed over CPUs) since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathCounters {
+    /// Frames forwarded by the program.
+    pub forwarded: u64,
+    /// Frames handed to the slow path.
+    pub passed: u64,
+    /// Frames the devmap refused (stays 0: every interface is in it).
+    pub redirect_failed: u64,
+}
+
+/// `struct bpf_lpm_trie_key` for IPv4: prefix length, then the address in network order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct LpmKey {
+    prefix_len: u32,
+    addr: [u8; 4],
+}
+
+/// A route: egress ifindex, gateway (0: on the link), MTU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct RouteValue {
+    ifindex: u32,
+    via: [u8; 4],
+    mtu: u32,
+    _pad: u32,
+}
+
+/// A reachable neighbour: its MAC, the egress interface's MAC, the egress ifindex.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NeighValue {
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    ifindex: u32,
+}
+
+/// An interface's MAC (padded).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct MacValue {
+    mac: [u8; 6],
+    _pad: [u8; 2],
+}
+
+/// A loaded fast path: its maps, its program and the interfaces it is attached to.
+#[derive(Debug)]
+pub struct FastPath {
+    ifaces: Vec<FastPathInterface>,
+    neigh: OwnedFd,
+    stats: OwnedFd,
+    prog: OwnedFd,
+    /// The BPF links attaching the program; dropping them detaches it.
+    links: Vec<(u32, OwnedFd, XdpMode)>,
+    /// What `neigh` holds, by neighbour address (network order bytes as `u32`).
+    installed: HashMap<u32, NeighValue>,
+    cpus: usize,
+    // Kept open so the program's maps stay the node's to update.
+    _maps: [OwnedFd; 4],
+}
+
+fn context(what: &'static str) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("fast path: {what}: {e}"))
+}
+
+impl FastPath {
+    /// Create the maps, fill them from the router's tables, and load the program (not yet
+    /// attached). `routes` are `(network, prefix length, egress interface id, gateway)`
+    /// (from `Router::route_entries`), `special` the non-unicast prefixes (from
+    /// `Router::non_unicast_prefixes`); interface ids index `ifaces`.
+    pub fn load(
+        ifaces: &[FastPathInterface],
+        routes: &[(Ipv4Addr, u8, usize, Option<Ipv4Addr>)],
+        special: &[(Ipv4Addr, u8)],
+    ) -> io::Result<FastPath> {
+        let n_if = u32::try_from(ifaces.len().max(1)).unwrap_or(u32::MAX);
+        let map = |ty, k: usize, v: usize, max, flags, name| {
+            sys::map_create(ty, k as u32, v as u32, max, flags, name)
+        };
+        let lpm = std::mem::size_of::<LpmKey>();
+        let ifmac = map(MapType::Hash, 4, 8, n_if, 0, "ants_ifmac").map_err(context("maps"))?;
+        let special_map = map(
+            MapType::LpmTrie,
+            lpm,
+            4,
+            u32::try_from(special.len().max(1)).unwrap_or(u32::MAX),
+            F_NO_PREALLOC,
+            "ants_special",
+        )
+        .map_err(context("maps"))?;
+        let routes_map = map(
+            MapType::LpmTrie,
+            lpm,
+            std::mem::size_of::<RouteValue>(),
+            MAX_ROUTES,
+            F_NO_PREALLOC,
+            "ants_routes",
+        )
+        .map_err(context("maps"))?;
+        let neigh = map(
+            MapType::Hash,
+            4,
+            std::mem::size_of::<NeighValue>(),
+            MAX_NEIGHBOURS,
+            0,
+            "ants_neigh",
+        )
+        .map_err(context("maps"))?;
+        let tx = map(MapType::DevmapHash, 4, 4, n_if, 0, "ants_tx").map_err(context("maps"))?;
+        let stats = map(MapType::PercpuArray, 4, 8, prog::STATS, 0, "ants_stats")
+            .map_err(context("maps"))?;
+        for i in ifaces {
+            let mac = MacValue {
+                mac: i.mac,
+                _pad: [0; 2],
+            };
+            sys::map_update(ifmac.as_fd(), &i.ifindex, &mac, UPDATE_ANY)
+                .map_err(context("interface MACs"))?;
+            sys::map_update(tx.as_fd(), &i.ifindex, &i.ifindex, UPDATE_ANY)
+                .map_err(context("devmap"))?;
+        }
+        for &(a, len) in special {
+            let key = LpmKey {
+                prefix_len: u32::from(len),
+                addr: a.octets(),
+            };
+            sys::map_update(special_map.as_fd(), &key, &1u32, UPDATE_ANY)
+                .map_err(context("special addresses"))?;
+        }
+        if routes.len() > MAX_ROUTES as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "fast path: {} routes, the map holds {MAX_ROUTES}",
+                    routes.len()
+                ),
+            ));
+        }
+        for &(dst, len, iface, via) in routes {
+            let Some(i) = ifaces.get(iface) else {
+                continue;
+            };
+            let key = LpmKey {
+                prefix_len: u32::from(len),
+                addr: dst.octets(),
+            };
+            let value = RouteValue {
+                ifindex: i.ifindex,
+                via: via.map_or([0; 4], |v| v.octets()),
+                mtu: u32::from(i.mtu),
+                _pad: 0,
+            };
+            sys::map_update(routes_map.as_fd(), &key, &value, UPDATE_ANY)
+                .map_err(context("routes"))?;
+        }
+        let insns = prog::build(&prog::Maps {
+            ifmac: ifmac.as_fd(),
+            special: special_map.as_fd(),
+            routes: routes_map.as_fd(),
+            neigh: neigh.as_fd(),
+            tx: tx.as_fd(),
+            stats: stats.as_fd(),
+        })
+        .map_err(io::Error::other)?;
+        let prog = sys::prog_load(ProgType::Xdp, &insns, "ants_fast_path", ATTACH_XDP, 0)?;
+        Ok(FastPath {
+            ifaces: ifaces.to_vec(),
+            neigh,
+            stats,
+            prog,
+            links: Vec::new(),
+            installed: HashMap::new(),
+            cpus: sys::possible_cpus().unwrap_or(1),
+            _maps: [ifmac, special_map, routes_map, tx],
+        })
+    }
+
+    /// Attach the program to every interface: native XDP where the driver has it, generic
+    /// otherwise. Returns the mode per interface, in order.
+    pub fn attach(&mut self) -> io::Result<Vec<XdpMode>> {
+        let mut modes = Vec::new();
+        for i in self.ifaces.clone() {
+            let native =
+                sys::link_create(self.prog.as_fd(), i.ifindex, ATTACH_XDP, XDP_FLAGS_DRV_MODE);
+            let (link, mode) = match native {
+                Ok(l) => (l, XdpMode::Native),
+                Err(_) => (
+                    sys::link_create(self.prog.as_fd(), i.ifindex, ATTACH_XDP, XDP_FLAGS_SKB_MODE)
+                        .map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!(
+                                    "fast path: attaching XDP to ifindex {}: {e} (needs \
+                                     CAP_NET_ADMIN and CAP_BPF, Linux 5.9 or later)",
+                                    i.ifindex
+                                ),
+                            )
+                        })?,
+                    XdpMode::Generic,
+                ),
+            };
+            self.links.push((i.ifindex, link, mode));
+            modes.push(mode);
+        }
+        Ok(modes)
+    }
+
+    /// Make the neighbour map hold exactly `reachable`: `(address, interface id, MAC)` of
+    /// every neighbour the router considers reachable now. Entries for unknown interface ids
+    /// are ignored; beyond [`MAX_NEIGHBOURS`] the rest stay on the slow path. Returns the
+    /// number of map updates and deletions made.
+    pub fn sync_neighbours(
+        &mut self,
+        reachable: impl IntoIterator<Item = (Ipv4Addr, usize, [u8; 6])>,
+    ) -> io::Result<usize> {
+        let mut want: HashMap<u32, NeighValue> = HashMap::new();
+        for (ip, iface, mac) in reachable {
+            let Some(i) = self.ifaces.get(iface) else {
+                continue;
+            };
+            if want.len() >= MAX_NEIGHBOURS as usize {
+                break;
+            }
+            want.insert(
+                u32::from_ne_bytes(ip.octets()),
+                NeighValue {
+                    dmac: mac,
+                    smac: i.mac,
+                    ifindex: i.ifindex,
+                },
+            );
+        }
+        let mut changes = 0;
+        let stale: Vec<u32> = self
+            .installed
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for k in stale {
+            sys::map_delete(self.neigh.as_fd(), &k).map_err(context("neighbours"))?;
+            self.installed.remove(&k);
+            changes += 1;
+        }
+        for (k, v) in want {
+            if self.installed.get(&k) != Some(&v) {
+                sys::map_update(self.neigh.as_fd(), &k, &v, UPDATE_ANY)
+                    .map_err(context("neighbours"))?;
+                self.installed.insert(k, v);
+                changes += 1;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Neighbours in the map now.
+    pub fn neighbours(&self) -> usize {
+        self.installed.len()
+    }
+
+    /// The interfaces the program is attached to, with its mode on each.
+    pub fn attached(&self) -> impl Iterator<Item = (u32, XdpMode)> + '_ {
+        self.links.iter().map(|(i, _, m)| (*i, *m))
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> io::Result<FastPathCounters> {
+        let read = |index: u32| -> io::Result<u64> {
+            let mut per_cpu = vec![0u64; self.cpus];
+            sys::map_lookup(self.stats.as_fd(), &index, &mut per_cpu)?;
+            Ok(per_cpu.iter().sum())
+        };
+        Ok(FastPathCounters {
+            forwarded: read(prog::STAT_FORWARDED)?,
+            passed: read(prog::STAT_PASSED)?,
+            redirect_failed: read(prog::STAT_REDIRECT_FAILED)?,
+        })
+    }
+
+    /// Run the program once on `frame` as if it had arrived on `ingress_ifindex`
+    /// (`BPF_PROG_TEST_RUN`; nothing is sent). Returns `Some(egress ifindex)` when the
+    /// program forwards the frame (rewritten in place), `None` when it passes it to the
+    /// slow path (unchanged). For tests: the differential test feeds the same frames to
+    /// this and to the userspace router.
+    pub fn run_once(&self, ingress_ifindex: u32, frame: &mut Vec<u8>) -> io::Result<Option<u32>> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex (offsets into the test frame; data_end is its length).
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let ctx: [u32; 6] = [0, len, 0, ingress_ifindex, 0, 0];
+        let before = frame.clone();
+        let ret = sys::prog_test_run(self.prog.as_fd(), frame, &ctx)?;
+        match ret {
+            prog::XDP_REDIRECT => {
+                // The egress is the route's; recover it from the rewritten source MAC.
+                let smac = frame.get(6..12).unwrap_or_default();
+                let egress = self.ifaces.iter().find(|i| i.mac[..] == *smac);
+                Ok(egress.map(|i| i.ifindex))
+            }
+            r if r == prog::XDP_PASS as u32 => {
+                if *frame != before {
+                    return Err(io::Error::other("the program changed a frame it passed"));
+                }
+                Ok(None)
+            }
+            other => Err(io::Error::other(format!("unexpected XDP action {other}"))),
+        }
+    }
+}
