@@ -403,3 +403,66 @@ fn the_xdp_fast_path_forwards_exactly_like_the_userspace_router() {
     assert!(forwarded > 500, "the generator exercises the fast path");
     assert!(passed > 1000, "and the slow path");
 }
+
+/// Whether `ifname` in `ns` has an XDP program attached (`ip -d link` shows `xdp`).
+fn has_xdp(ns: &str, ifname: &str) -> bool {
+    let out = netns::run_in(ns, &format!("ip -d link show dev {ifname}"));
+    out.split_whitespace()
+        .any(|w| w == "xdp" || w == "xdpgeneric" || w == "prog/xdp")
+}
+
+#[test]
+fn a_killed_node_leaves_no_xdp_program_behind() {
+    if !require_root("a_killed_node_leaves_no_xdp_program_behind") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("r.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\naddress = \"198.18.50.1\"\ncode_cache_dir = \"{}\"\n\n[router]\n\
+             fast_path = \"xdp\"\n\n[[router.interface]]\nname = \"x0\"\n\
+             address = \"198.18.50.1/24\"\n",
+            dir.path().join("code").display()
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &r,
+            env!("CARGO_BIN_EXE_ants"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ants");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !has_xdp(&r, "x0") {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "ants exited before attaching"
+        );
+        assert!(std::time::Instant::now() < end, "no XDP program appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGKILL: no chance to clean up. The kernel must detach the program with the process.
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while has_xdp(&r, "x0") {
+        assert!(
+            std::time::Instant::now() < end,
+            "the XDP program outlived the node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -96,6 +96,7 @@ const CLASS_ST: u8 = 0x02;
 const CLASS_STX: u8 = 0x03;
 const CLASS_ALU: u8 = 0x04;
 const CLASS_JMP: u8 = 0x05;
+const CLASS_JMP32: u8 = 0x06;
 const CLASS_ALU64: u8 = 0x07;
 const MODE_MEM: u8 = 0x60;
 const SRC_X: u8 = 0x08;
@@ -199,6 +200,18 @@ impl Asm {
         self.push(CLASS_JMP | cond as u8, regs(dst, Reg::R0), 0, imm);
     }
 
+    /// `if (u32)dst cond (u32)imm goto label`: a 32-bit comparison, so an immediate with its
+    /// top bit set is not sign-extended (Linux 5.1+).
+    pub fn jmp32_imm(&mut self, cond: Cond, dst: Reg, imm: u32, label: &'static str) {
+        self.fixups.push((self.insns.len(), label));
+        self.push(
+            CLASS_JMP32 | cond as u8,
+            regs(dst, Reg::R0),
+            0,
+            i32::from_ne_bytes(imm.to_ne_bytes()),
+        );
+    }
+
     /// `if dst cond src goto label` (unsigned).
     pub fn jmp(&mut self, cond: Cond, dst: Reg, src: Reg, label: &'static str) {
         self.fixups.push((self.insns.len(), label));
@@ -267,7 +280,8 @@ mod tests {
         a.stx(Size::H, Reg::Fp, -8, Reg::R3); // BPF_STX_MEM(BPF_H, 10, 3, -8)
         a.alu_imm(Alu::Add, Reg::R2, 34); // BPF_ALU64_IMM(BPF_ADD, 2, 34)
         a.be16(Reg::R3); // BPF_ENDIAN(BPF_TO_BE, 3, 16)
-        a.jmp(Cond::Gt, Reg::R2, Reg::R3, "out"); // BPF_JMP_REG(BPF_JGT, 2, 3, +2)
+        a.jmp(Cond::Gt, Reg::R2, Reg::R3, "out"); // BPF_JMP_REG(BPF_JGT, 2, 3, +3)
+        a.jmp32_imm(Cond::Ne, Reg::R4, 0x8000_0001, "out"); // BPF_JMP32_IMM(BPF_JNE, 4, …, +2)
         a.ld_map_fd(Reg::R1, 7); // BPF_LD_MAP_FD(1, 7)
         a.label("out");
         a.call(51);
@@ -283,7 +297,8 @@ mod tests {
                 (0x6b, 0x3a, -8, 0),
                 (0x07, 0x02, 0, 34),
                 (0xdc, 0x03, 0, 16),
-                (0x2d, 0x32, 2, 0),
+                (0x2d, 0x32, 3, 0),
+                (0x56, 0x04, 2, i32::MIN + 1),
                 (0x18, 0x11, 0, 7),
                 (0x00, 0x00, 0, 0),
                 (0x85, 0x00, 0, 51),

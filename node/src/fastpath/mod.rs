@@ -3,10 +3,11 @@
 //! loads and attaches itself; every other frame goes on to the node's AF_PACKET ring and the
 //! userspace router (the slow path), which decides exactly as without a fast path.
 //!
-//! The node stays the only source of truth: at start it fills the program's maps from the
-//! router's own tables — interface MACs (`ifmac`), the addresses that are not someone else's
-//! unicast (`special`, an LPM trie), the routes (`routes`, an LPM trie), the egress devices
-//! (`tx`, a devmap) — and while it runs it keeps the neighbour map (`neigh`) equal to the
+//! The node stays the only source of truth: at start it builds the program with its
+//! interfaces' MACs and fills its maps from the router's own tables — the routes and the
+//! addresses that are not someone else's unicast (`routes`, one LPM trie, the latter marked
+//! special), the egress devices (`tx`, a devmap) — and while it runs it keeps the neighbour
+//! map (`neigh`) equal to the
 //! router's *reachable* ARP entries ([`FastPath::sync_neighbours`]): a neighbour that turns
 //! stale or unknown disappears from the map, so its frames take the slow path, which probes
 //! and resolves it as before. Counters live in a per-CPU array (`stats`) and show in the
@@ -82,14 +83,16 @@ struct LpmKey {
     addr: [u8; 4],
 }
 
-/// A route: egress ifindex, gateway (0: on the link), MTU.
+/// A route: egress ifindex, gateway (0: on the link), MTU, and `special` (non-zero: the
+/// prefix is not someone else's unicast — martian, multicast, broadcast, ours — so frames
+/// from or to it take the slow path).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 struct RouteValue {
     ifindex: u32,
     via: [u8; 4],
     mtu: u32,
-    _pad: u32,
+    special: u32,
 }
 
 /// A reachable neighbour: its MAC, the egress interface's MAC, the egress ifindex.
@@ -99,14 +102,6 @@ struct NeighValue {
     dmac: [u8; 6],
     smac: [u8; 6],
     ifindex: u32,
-}
-
-/// An interface's MAC (padded).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct MacValue {
-    mac: [u8; 6],
-    _pad: [u8; 2],
 }
 
 /// A loaded fast path: its maps, its program and the interfaces it is attached to.
@@ -122,11 +117,68 @@ pub struct FastPath {
     installed: HashMap<u32, NeighValue>,
     cpus: usize,
     // Kept open so the program's maps stay the node's to update.
-    _maps: [OwnedFd; 4],
+    _maps: [OwnedFd; 2],
 }
 
 fn context(what: &'static str) -> impl FnOnce(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("fast path: {what}: {e}"))
+}
+
+/// The route trie's contents: every route, then every special prefix (replacing a route of
+/// the same prefix). A route inside a special prefix is marked special too, so that the
+/// longest match of any address is special exactly when the router would not treat the
+/// address as someone else's unicast (`Router::non_unicast_prefixes`): the match is either
+/// the special prefix itself, or a longer prefix inside it.
+fn trie_entries(
+    ifaces: &[FastPathInterface],
+    routes: &[(Ipv4Addr, u8, usize, Option<Ipv4Addr>)],
+    special: &[(Ipv4Addr, u8)],
+) -> Vec<(LpmKey, RouteValue)> {
+    let mask = |len: u8| {
+        u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0)
+    };
+    let inside_special = |dst: Ipv4Addr, len: u8| {
+        special.iter().any(|&(p, plen)| {
+            plen <= len && u32::from(dst) & mask(plen) == u32::from(p) & mask(plen)
+        })
+    };
+    let mut out: Vec<(LpmKey, RouteValue)> = Vec::new();
+    for &(dst, len, iface, via) in routes {
+        let Some(i) = ifaces.get(iface) else {
+            continue;
+        };
+        out.push((
+            LpmKey {
+                prefix_len: u32::from(len),
+                addr: dst.octets(),
+            },
+            RouteValue {
+                ifindex: i.ifindex,
+                via: via.map_or([0; 4], |v| v.octets()),
+                mtu: u32::from(i.mtu),
+                special: u32::from(inside_special(dst, len)),
+            },
+        ));
+    }
+    for &(p, len) in special {
+        let key = LpmKey {
+            prefix_len: u32::from(len),
+            addr: p.octets(),
+        };
+        out.retain(|(k, _)| !(k.prefix_len == key.prefix_len && k.addr == key.addr));
+        out.push((
+            key,
+            RouteValue {
+                ifindex: 0,
+                via: [0; 4],
+                mtu: 0,
+                special: 1,
+            },
+        ));
+    }
+    out
 }
 
 impl FastPath {
@@ -141,28 +193,26 @@ impl FastPath {
     ) -> io::Result<FastPath> {
         let n_if = u32::try_from(ifaces.len().max(1)).unwrap_or(u32::MAX);
         let map = |ty, k: usize, v: usize, max, flags, name| {
-            sys::map_create(ty, k as u32, v as u32, max, flags, name)
+            sys::map_create(ty, k as u32, v as u32, max, flags, name).map_err(context("maps"))
         };
-        let lpm = std::mem::size_of::<LpmKey>();
-        let ifmac = map(MapType::Hash, 4, 8, n_if, 0, "ants_ifmac").map_err(context("maps"))?;
-        let special_map = map(
-            MapType::LpmTrie,
-            lpm,
-            4,
-            u32::try_from(special.len().max(1)).unwrap_or(u32::MAX),
-            F_NO_PREALLOC,
-            "ants_special",
-        )
-        .map_err(context("maps"))?;
+        let entries = trie_entries(ifaces, routes, special);
+        if entries.len() > MAX_ROUTES as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "fast path: {} routes and special prefixes, the map holds {MAX_ROUTES}",
+                    entries.len()
+                ),
+            ));
+        }
         let routes_map = map(
             MapType::LpmTrie,
-            lpm,
+            std::mem::size_of::<LpmKey>(),
             std::mem::size_of::<RouteValue>(),
             MAX_ROUTES,
             F_NO_PREALLOC,
             "ants_routes",
-        )
-        .map_err(context("maps"))?;
+        )?;
         let neigh = map(
             MapType::Hash,
             4,
@@ -170,58 +220,20 @@ impl FastPath {
             MAX_NEIGHBOURS,
             0,
             "ants_neigh",
-        )
-        .map_err(context("maps"))?;
-        let tx = map(MapType::DevmapHash, 4, 4, n_if, 0, "ants_tx").map_err(context("maps"))?;
-        let stats = map(MapType::PercpuArray, 4, 8, prog::STATS, 0, "ants_stats")
-            .map_err(context("maps"))?;
+        )?;
+        let tx = map(MapType::DevmapHash, 4, 4, n_if, 0, "ants_tx")?;
+        let stats = map(MapType::PercpuArray, 4, 8, prog::STATS, 0, "ants_stats")?;
         for i in ifaces {
-            let mac = MacValue {
-                mac: i.mac,
-                _pad: [0; 2],
-            };
-            sys::map_update(ifmac.as_fd(), &i.ifindex, &mac, UPDATE_ANY)
-                .map_err(context("interface MACs"))?;
             sys::map_update(tx.as_fd(), &i.ifindex, &i.ifindex, UPDATE_ANY)
                 .map_err(context("devmap"))?;
         }
-        for &(a, len) in special {
-            let key = LpmKey {
-                prefix_len: u32::from(len),
-                addr: a.octets(),
-            };
-            sys::map_update(special_map.as_fd(), &key, &1u32, UPDATE_ANY)
-                .map_err(context("special addresses"))?;
-        }
-        if routes.len() > MAX_ROUTES as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "fast path: {} routes, the map holds {MAX_ROUTES}",
-                    routes.len()
-                ),
-            ));
-        }
-        for &(dst, len, iface, via) in routes {
-            let Some(i) = ifaces.get(iface) else {
-                continue;
-            };
-            let key = LpmKey {
-                prefix_len: u32::from(len),
-                addr: dst.octets(),
-            };
-            let value = RouteValue {
-                ifindex: i.ifindex,
-                via: via.map_or([0; 4], |v| v.octets()),
-                mtu: u32::from(i.mtu),
-                _pad: 0,
-            };
-            sys::map_update(routes_map.as_fd(), &key, &value, UPDATE_ANY)
+        for (key, value) in &entries {
+            sys::map_update(routes_map.as_fd(), key, value, UPDATE_ANY)
                 .map_err(context("routes"))?;
         }
+        let macs: Vec<(u32, [u8; 6])> = ifaces.iter().map(|i| (i.ifindex, i.mac)).collect();
         let insns = prog::build(&prog::Maps {
-            ifmac: ifmac.as_fd(),
-            special: special_map.as_fd(),
+            ifaces: &macs,
             routes: routes_map.as_fd(),
             neigh: neigh.as_fd(),
             tx: tx.as_fd(),
@@ -237,7 +249,7 @@ impl FastPath {
             links: Vec::new(),
             installed: HashMap::new(),
             cpus: sys::possible_cpus().unwrap_or(1),
-            _maps: [ifmac, special_map, routes_map, tx],
+            _maps: [routes_map, tx],
         })
     }
 

@@ -3,8 +3,8 @@
 //! It forwards a frame itself only when the userspace router would forward it unchanged but
 //! for the rewrite, and could not have anything else to do: Ethernet II to the ingress
 //! interface's MAC, IPv4 without options, a valid header checksum, a total length that fits
-//! the frame, TTL > 1, source and destination someone else's unicast address (the
-//! `special` trie covers every other address), a route, a frame that fits the egress MTU,
+//! the frame, TTL > 1, source and destination someone else's unicast address (the route
+//! trie marks every other address `special`), a route, a frame that fits the egress MTU,
 //! a next hop the node has resolved and still considers reachable, and no TCP/UDP checksum
 //! left to offload (its field holding exactly the pseudo-header sum, which a local stack
 //! writes there; a complete checksum equal to it by chance, one frame in 65,536, just takes
@@ -15,8 +15,12 @@
 //! exactly as before.
 //!
 //! Registers: `r6` context, `r7` packet start, `r8` packet end, `r9` the route's map value.
-//! Stack: `fp-4` ifindex key, `fp-16..-8` LPM key (prefix length, address), `fp-20`
-//! neighbour key, `fp-24` counter key, `fp-28` total length.
+//! Stack: `fp-16..-8` LPM key (prefix length, address), `fp-20` neighbour key, `fp-24`
+//! counter key, `fp-28` total length.
+//!
+//! Cost per forwarded frame: two LPM-trie lookups (source, destination), one hash lookup
+//! (neighbour), one per-CPU array lookup (counter); the ingress MAC is compared with
+//! immediates, one comparison chain per interface.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -41,10 +45,10 @@ pub(super) const STAT_REDIRECT_FAILED: u32 = 2;
 /// Counters in the `stats` map.
 pub(super) const STATS: u32 = 3;
 
-/// The maps the program uses.
+/// What the program is built with: the owned interfaces (ifindex, MAC), compared inline,
+/// and its maps.
 pub(super) struct Maps<'a> {
-    pub(super) ifmac: BorrowedFd<'a>,
-    pub(super) special: BorrowedFd<'a>,
+    pub(super) ifaces: &'a [(u32, [u8; 6])],
     pub(super) routes: BorrowedFd<'a>,
     pub(super) neigh: BorrowedFd<'a>,
     pub(super) tx: BorrowedFd<'a>,
@@ -98,9 +102,7 @@ fn lookup(a: &mut Asm, map: i32, key: i16) {
 /// Assemble the program for `maps`.
 pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     let fd = |m: &BorrowedFd<'_>| m.as_raw_fd();
-    let (ifmac, special, routes, neigh, tx, stats) = (
-        fd(&maps.ifmac),
-        fd(&maps.special),
+    let (routes, neigh, tx, stats) = (
         fd(&maps.routes),
         fd(&maps.neigh),
         fd(&maps.tx),
@@ -132,30 +134,48 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     // Header checksum.
     header_sum(&mut a);
     a.jne_imm(Reg::R3, 0xffff, "pass");
-    // To the ingress interface's MAC.
+    // To the ingress interface's MAC, compared with immediates: one chain per interface.
     a.ldx(Size::W, Reg::R3, Reg::R6, 12); // xdp_md.ingress_ifindex
-    a.stx(Size::W, Reg::Fp, -4, Reg::R3);
-    lookup(&mut a, ifmac, -4);
-    a.jeq_imm(Reg::R0, 0, "pass");
-    a.ldx(Size::W, Reg::R3, Reg::R0, 0);
     a.ldx(Size::W, Reg::R4, Reg::R7, 0);
-    a.jmp(Cond::Ne, Reg::R3, Reg::R4, "pass");
-    a.ldx(Size::H, Reg::R3, Reg::R0, 4);
-    a.ldx(Size::H, Reg::R4, Reg::R7, 4);
-    a.jmp(Cond::Ne, Reg::R3, Reg::R4, "pass");
-    // Source and destination: someone else's unicast address.
+    a.ldx(Size::H, Reg::R5, Reg::R7, 4);
+    const NEXT: [&str; 16] = [
+        "if1", "if2", "if3", "if4", "if5", "if6", "if7", "if8", "if9", "if10", "if11", "if12",
+        "if13", "if14", "if15", "if16",
+    ];
+    if maps.ifaces.len() > NEXT.len() {
+        return Err(format!(
+            "the fast path serves at most {} interfaces",
+            NEXT.len()
+        ));
+    }
+    for (k, &(ifindex, mac)) in maps.ifaces.iter().enumerate() {
+        let next = NEXT[k];
+        a.jmp32_imm(Cond::Ne, Reg::R3, ifindex, next);
+        let lo = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
+        let hi = u32::from(u16::from_le_bytes([mac[4], mac[5]]));
+        a.jmp32_imm(Cond::Ne, Reg::R4, lo, "pass");
+        a.jmp32_imm(Cond::Ne, Reg::R5, hi, "pass");
+        a.ja("mac_ok");
+        a.label(next);
+    }
+    a.ja("pass"); // an interface the program was not built for
+    a.label("mac_ok");
+    // The source: someone else's unicast address (no route at all is fine).
     a.st_imm(Size::W, Reg::Fp, -16, 32);
     a.ldx(Size::W, Reg::R3, Reg::R7, 26);
     a.stx(Size::W, Reg::Fp, -12, Reg::R3);
-    lookup(&mut a, special, -16);
-    a.jne_imm(Reg::R0, 0, "pass");
+    lookup(&mut a, routes, -16);
+    a.jeq_imm(Reg::R0, 0, "source_ok");
+    a.ldx(Size::W, Reg::R3, Reg::R0, 12);
+    a.jne_imm(Reg::R3, 0, "pass");
+    a.label("source_ok");
+    // The destination: a route, not special.
     a.ldx(Size::W, Reg::R3, Reg::R7, 30);
     a.stx(Size::W, Reg::Fp, -12, Reg::R3);
-    lookup(&mut a, special, -16);
-    a.jne_imm(Reg::R0, 0, "pass");
-    // Route (the key still holds the destination).
     lookup(&mut a, routes, -16);
     a.jeq_imm(Reg::R0, 0, "pass");
+    a.ldx(Size::W, Reg::R3, Reg::R0, 12);
+    a.jne_imm(Reg::R3, 0, "pass");
     a.mov(Reg::R9, Reg::R0);
     // The whole frame fits the egress MTU: data + 14 + mtu >= data_end.
     a.ldx(Size::W, Reg::R3, Reg::R9, 8);
