@@ -16,7 +16,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ants_node::fastpath::{FastPath, FastPathInterface};
-use ants_router::{Interface, NeighbourState, Route, Router, RouterConfig, RouterLimits, Verdict};
+use ants_router::{
+    DropReason, Interface, NeighbourState, Route, Router, RouterConfig, RouterLimits, Verdict,
+};
 
 use crate::netns::{self, Netns, enter, require_root};
 
@@ -390,6 +392,34 @@ fn the_xdp_fast_path_forwards_exactly_like_the_userspace_router() {
                 plain_forwards += 1;
             }
         }
+        // The generated frames reach the router's verdicts broadly: these drop reasons must
+        // all have been hit (each one a kind of frame the fast path had to pass on).
+        let drops = router.counters();
+        for reason in [
+            DropReason::NotIpv4,
+            DropReason::LinkBroadcast,
+            DropReason::NotForUs,
+            DropReason::BadChecksum,
+            DropReason::BadTotalLength,
+            DropReason::Truncated,
+            DropReason::BadVersion,
+            DropReason::BadSource,
+            DropReason::BroadcastDestination,
+            DropReason::TtlExceeded,
+            DropReason::NoRoute,
+            DropReason::FragmentationNeeded,
+            DropReason::FragmentForUs,
+            DropReason::ProtocolUnreachable,
+            DropReason::PortUnreachable,
+            DropReason::TooBig,
+        ] {
+            assert!(
+                drops.drop_count(reason) > 0,
+                "the generator never produced a {reason} frame: {:?}",
+                drops.drops().filter(|&(_, n)| n > 0).collect::<Vec<_>>()
+            );
+        }
+        assert!(drops.fragmented > 0 && drops.arp_held > 0, "{drops:?}");
         let c = fast.counters().expect("counters");
         assert_eq!(c.forwarded, u64::from(forwarded));
         assert_eq!(c.passed, u64::from(passed));

@@ -5,7 +5,8 @@
 //!   optional tcx ingress drop, and a report of kernel IPv4 addresses; the returned
 //!   [`Isolation`] puts everything back when dropped.
 //! - [`interface_ipv4_addrs`]: the IPv4 addresses the kernel has on an interface.
-//! - [`kernel_routes`]: the kernel's main IPv4 routing table, from `/proc/net/route`.
+//! - [`kernel_routes`]: the kernel's main IPv4 routing table, dumped over rtnetlink
+//!   (`netlink-packet-route`).
 //!
 //! The ingress drop is a two-instruction tcx BPF program attached through a BPF link (see
 //! the `tcx` module), not `tc qdisc add … clsact` + `tc filter … matchall action drop`: it
@@ -297,55 +298,121 @@ pub struct KernelRoute {
     pub dev: String,
 }
 
-/// The kernel's main IPv4 routing table in the calling thread's network namespace (from
-/// `/proc/thread-self/net/route`), for importing routes into the router. Only routes that
-/// are up; reject routes and non-contiguous masks are left out.
+/// Most route messages [`kernel_routes`] reads before it gives up (a full Internet table is
+/// ~1 M routes; an edge host's main table has a handful).
+const MAX_ROUTE_MESSAGES: usize = 100_000;
+
+/// The kernel's main IPv4 routing table in the calling thread's network namespace, dumped
+/// over rtnetlink (`RTM_GETROUTE`), for importing routes into the router. Unicast routes of
+/// the main table only (no local, broadcast, blackhole or unreachable routes); multipath
+/// routes are left out.
 pub fn kernel_routes() -> io::Result<Vec<KernelRoute>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/route")
-        .or_else(|_| std::fs::read_to_string("/proc/net/route"))
-        .map_err(|e| io::Error::new(e.kind(), format!("read /proc/net/route: {e}")))?;
-    Ok(parse_proc_net_route(&text))
+    use netlink_packet_core::{
+        NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    };
+    use netlink_packet_route::route::RouteMessage;
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let err = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("rtnetlink {what}: {e}"));
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| err("socket", e))?;
+    socket.bind_auto().map_err(|e| err("bind", e))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(|e| err("connect", e))?;
+    let mut request = RouteMessage::default();
+    request.header.address_family = AddressFamily::Inet;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetRoute(request)),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0).map_err(|e| err("send", e))?;
+
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 64 << 10];
+    let mut seen = 0;
+    loop {
+        let n = socket
+            .recv(&mut &mut rx[..], 0)
+            .map_err(|e| err("recv", e))?;
+        let mut at = 0;
+        while at < n {
+            let msg =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n]).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("rtnetlink: {e}"))
+                })?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return Err(io::Error::other(format!("rtnetlink route dump: {e}")));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                    out.extend(route_of(&r));
+                }
+                _ => {}
+            }
+            seen += 1;
+            if len == 0 || seen > MAX_ROUTE_MESSAGES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "rtnetlink route dump: malformed or endless",
+                ));
+            }
+            at += len.next_multiple_of(4);
+        }
+    }
 }
 
-/// Parse the text of `/proc/net/route`; malformed lines are skipped.
-pub fn parse_proc_net_route(text: &str) -> Vec<KernelRoute> {
-    const RTF_UP: u32 = 0x1;
-    const RTF_GATEWAY: u32 = 0x2;
-    const RTF_REJECT: u32 = 0x200;
-    // The kernel prints the raw network-order word as a host-order hex number.
-    let addr = |s: &str| {
-        u32::from_str_radix(s, 16)
-            .ok()
-            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-    };
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [dev, dst, gw, flags, _refcnt, _use, _metric, mask, ..] = f[..] else {
-            continue;
-        };
-        let (Some(dst), Some(gw), Some(mask), Ok(flags)) = (
-            addr(dst),
-            addr(gw),
-            addr(mask),
-            u32::from_str_radix(flags, 16),
-        ) else {
-            continue;
-        };
-        let mask = u32::from(mask);
-        let prefix = mask.leading_ones();
-        if mask.count_ones() != prefix || flags & RTF_UP == 0 || flags & RTF_REJECT != 0 {
-            continue;
-        }
-        let gateway = (flags & RTF_GATEWAY != 0).then_some(gw);
-        out.push(KernelRoute {
-            destination: dst,
-            prefix_len: prefix as u8,
-            gateway,
-            dev: dev.to_string(),
-        });
+/// A main-table IPv4 unicast route without multipath, as a [`KernelRoute`].
+fn route_of(r: &netlink_packet_route::route::RouteMessage) -> Option<KernelRoute> {
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteType};
+    let h = &r.header;
+    if h.address_family != AddressFamily::Inet || h.kind != RouteType::Unicast {
+        return None;
     }
-    out
+    let mut table = u32::from(h.table);
+    let (mut destination, mut gateway, mut oif) = (Ipv4Addr::UNSPECIFIED, None, None);
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => destination = *d,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::MultiPath(_) => return None,
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || h.destination_prefix_length > 32 {
+        return None;
+    }
+    Some(KernelRoute {
+        destination,
+        prefix_len: h.destination_prefix_length,
+        gateway,
+        dev: oif.map(interface_name).unwrap_or_default(),
+    })
+}
+
+/// The name of interface `index` in the calling thread's namespace (empty if unknown).
+fn interface_name(index: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes `if_indextoname` may write, NUL included.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: on success the kernel wrote a NUL-terminated name into `buf`.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -353,37 +420,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_net_route() {
-        // Captured from a little-endian host; the words are host-order renderings.
-        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-            eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-            eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            r1-h1\t003212C6\t020112C6\t0003\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            down0\t000013C6\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            rej0\t000014C6\t00000000\t0201\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            odd0\t000015C6\t00000000\t0001\t0\t0\t0\t00FF00FF\t0\t0\t0\n\
-            short\t0000\n\
-            junk\tzz\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        if cfg!(target_endian = "big") {
-            return; // the sample is little-endian
-        }
-        let routes = parse_proc_net_route(text);
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        let route = |d: &str, p, g: Option<&str>, dev: &str| KernelRoute {
-            destination: ip(d),
-            prefix_len: p,
-            gateway: g.map(ip),
-            dev: dev.to_string(),
+    fn only_main_table_unicast_routes_are_taken() {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::route::{
+            RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
         };
-        assert_eq!(
-            routes,
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let msg = |len, kind, table: u8, attrs: Vec<RouteAttribute>| {
+            let mut m = RouteMessage::default();
+            m.header.address_family = AddressFamily::Inet;
+            m.header.destination_prefix_length = len;
+            m.header.kind = kind;
+            m.header.table = table;
+            m.attributes = attrs;
+            m
+        };
+        let main = RouteHeader::RT_TABLE_MAIN;
+        let via = msg(
+            24,
+            RouteType::Unicast,
+            main,
             vec![
-                route("0.0.0.0", 0, Some("198.18.0.1"), "eth0"),
-                route("198.18.0.0", 24, None, "eth0"),
-                route("198.18.50.0", 24, Some("198.18.1.2"), "r1-h1"),
-            ]
+                RouteAttribute::Destination(RouteAddress::Inet(ip("198.18.50.0"))),
+                RouteAttribute::Gateway(RouteAddress::Inet(ip("198.18.1.2"))),
+            ],
         );
-        assert!(parse_proc_net_route("").is_empty());
+        assert_eq!(
+            route_of(&via),
+            Some(KernelRoute {
+                destination: ip("198.18.50.0"),
+                prefix_len: 24,
+                gateway: Some(ip("198.18.1.2")),
+                dev: String::new(),
+            })
+        );
+        let default = msg(0, RouteType::Unicast, main, vec![]);
+        assert_eq!(
+            route_of(&default).unwrap().destination,
+            Ipv4Addr::UNSPECIFIED
+        );
+        // Local routes, other tables (also by attribute), multipath, IPv6: left out.
+        assert_eq!(route_of(&msg(32, RouteType::Local, 255, vec![])), None);
+        assert_eq!(route_of(&msg(24, RouteType::Unicast, 100, vec![])), None);
+        let table_attr = msg(24, RouteType::Unicast, 0, vec![RouteAttribute::Table(1000)]);
+        assert_eq!(route_of(&table_attr), None);
+        let multi = msg(
+            24,
+            RouteType::Unicast,
+            main,
+            vec![RouteAttribute::MultiPath(vec![])],
+        );
+        assert_eq!(route_of(&multi), None);
+        let mut v6 = msg(64, RouteType::Unicast, main, vec![]);
+        v6.header.address_family = AddressFamily::Inet6;
+        assert_eq!(route_of(&v6), None);
+        assert_eq!(route_of(&msg(33, RouteType::Unicast, main, vec![])), None);
+    }
+
+    #[test]
+    fn the_dump_of_this_namespace_parses() {
+        // Whatever the host's table holds, the dump ends and parses.
+        kernel_routes().unwrap();
     }
 
     #[test]

@@ -399,7 +399,7 @@ fn queue(port: &mut PacketSocket, frame: &[u8], vnet: &VnetHdr, refused: &mut u6
 /// does not already route.
 fn kernel_routes(r: &RouterSection, configured: &[Route]) -> anyhow::Result<Vec<Route>> {
     let mut out = Vec::new();
-    for k in kernel::kernel_routes().context("import_kernel_routes: reading /proc/net/route")? {
+    for k in kernel::kernel_routes().context("import_kernel_routes: dumping the kernel routes")? {
         let Some(via) = k.gateway.filter(|g| *g != Ipv4Addr::UNSPECIFIED) else {
             continue; // connected routes: the interfaces' own subnets already are
         };
