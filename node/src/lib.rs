@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod fastpath;
+mod mmsg;
 pub mod testbench;
 pub mod udp;
 

@@ -61,6 +61,8 @@ use std::ptr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use crate::mmsg::MsgVec;
+
 /// Most datagrams one syscall moves: the kernel caps `vlen` at `UIO_MAXIOV` anyway.
 pub const MAX_BATCH: usize = 1024;
 /// Largest datagram slot: a UDP payload never exceeds 65,535 bytes.
@@ -103,58 +105,6 @@ impl UdpConfig {
 
     fn slot_len(&self) -> usize {
         self.max_datagram.clamp(1, MAX_DATAGRAM)
-    }
-}
-
-/// The `recvmmsg`/`sendmmsg` argument arrays of one batch: a header, an iovec and a socket
-/// address per slot. The pointers inside are rewritten before every syscall, so they never
-/// outlive or misdirect the buffers they name.
-struct MsgVec {
-    names: Vec<libc::sockaddr_storage>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: the raw pointers in `iovs` and `hdrs` only ever point into buffers owned by the
-// batch that owns this `MsgVec`; they are rewritten right before each syscall and never
-// dereferenced by Rust code, so moving or sharing the batch across threads is sound.
-unsafe impl Send for MsgVec {}
-// SAFETY: as above; `&MsgVec` gives no access to the pointers' targets.
-unsafe impl Sync for MsgVec {}
-
-impl MsgVec {
-    fn new(n: usize) -> Self {
-        // SAFETY: these are plain C structs of integers, byte arrays and raw pointers, for which
-        // all-zero bytes are a valid value (null pointers, zero lengths, AF_UNSPEC).
-        let (name, iov, hdr) = unsafe {
-            (
-                mem::zeroed::<libc::sockaddr_storage>(),
-                mem::zeroed::<libc::iovec>(),
-                mem::zeroed::<libc::mmsghdr>(),
-            )
-        };
-        MsgVec {
-            names: vec![name; n],
-            iovs: vec![iov; n],
-            hdrs: vec![hdr; n],
-        }
-    }
-
-    /// Point header `i` at iovec `i` (covering `base..base+len`) and at socket address `i`.
-    fn set(&mut self, i: usize, base: *mut u8, len: usize, name_len: libc::socklen_t) {
-        self.iovs[i] = libc::iovec {
-            iov_base: base.cast(),
-            iov_len: len,
-        };
-        let hdr = &mut self.hdrs[i];
-        hdr.msg_len = 0;
-        hdr.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
-        hdr.msg_hdr.msg_namelen = name_len;
-        hdr.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
-        hdr.msg_hdr.msg_iovlen = 1;
-        hdr.msg_hdr.msg_control = ptr::null_mut();
-        hdr.msg_hdr.msg_controllen = 0;
-        hdr.msg_hdr.msg_flags = 0;
     }
 }
 

@@ -10,8 +10,10 @@
 //! - [`kernel`]: keep the kernel's own IP stack off the owned interfaces ([`kernel::isolate`]),
 //!   read its addresses and routes.
 //!
-//! This module is the only place of router mode with `unsafe` and Linux-specific code (the
-//! ring, the syscalls, the `ioctl`s). After [`PacketSocket::open`] no frame allocates.
+//! Router mode's `unsafe` and Linux-specific code lives here (the ring, the syscalls, the
+//! `ioctl`s), in `crate::bpf` (the `bpf(2)` calls of the tcx drop and the XDP fast path) and
+//! in `crate::mmsg` (the `sendmmsg` argument arrays, shared with the UDP overlay). After
+//! [`PacketSocket::open`] no frame allocates.
 //!
 //! # The loop it is made for
 //!

@@ -17,11 +17,10 @@
 
 use std::fmt;
 use std::io;
-use std::mem;
 use std::os::fd::RawFd;
-use std::ptr;
 
 use super::vnet::VnetHdr;
+use crate::mmsg::MsgVec;
 
 /// Most frames one flush moves: the kernel caps `sendmmsg`'s `vlen` at `UIO_MAXIOV`.
 pub const MAX_TX_FRAMES: usize = 1024;
@@ -43,8 +42,7 @@ pub struct TxBatch {
     used: usize,
     /// Each queued message's `(start, len)` in `buf`, header included.
     spans: Vec<(usize, usize)>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
+    msgs: MsgVec,
     dropped: u64,
     sent: u64,
     busy_retries: u64,
@@ -54,7 +52,7 @@ pub struct TxBatch {
 impl fmt::Debug for TxBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxBatch")
-            .field("capacity", &self.hdrs.len())
+            .field("capacity", &self.msgs.capacity())
             .field("bytes", &self.buf.len())
             .field("vnet", &self.vnet)
             .field("len", &self.spans.len())
@@ -65,13 +63,6 @@ impl fmt::Debug for TxBatch {
     }
 }
 
-// SAFETY: the raw pointers in `iovs` and `hdrs` point only into `buf` and `iovs` of this
-// same batch; they are rewritten right before each `sendmmsg` and never dereferenced by Rust
-// code, so moving the batch to another thread is sound.
-unsafe impl Send for TxBatch {}
-// SAFETY: `&TxBatch` gives no access to what the pointers point at.
-unsafe impl Sync for TxBatch {}
-
 impl TxBatch {
     /// Room for `frames` frames (1 to [`MAX_TX_FRAMES`]) in a buffer of `frames × slot_len`
     /// bytes, or of two [`MAX_FRAME`]s if that is more; `vnet` puts a `virtio_net_hdr`
@@ -79,16 +70,12 @@ impl TxBatch {
     pub(super) fn new(frames: usize, slot_len: usize, vnet: bool) -> TxBatch {
         let frames = frames.clamp(1, MAX_TX_FRAMES);
         let bytes = (frames * slot_len).max(2 * (MAX_FRAME + VnetHdr::LEN).next_multiple_of(16));
-        // SAFETY: plain C structs of integers and raw pointers, for which all-zero bytes are
-        // valid (null pointers, zero lengths).
-        let (iov, hdr) = unsafe { (mem::zeroed::<libc::iovec>(), mem::zeroed::<libc::mmsghdr>()) };
         TxBatch {
             vnet,
             buf: vec![0; bytes],
             used: 0,
             spans: Vec::with_capacity(frames),
-            iovs: vec![iov; frames],
-            hdrs: vec![hdr; frames],
+            msgs: MsgVec::new(frames),
             dropped: 0,
             sent: 0,
             busy_retries: 0,
@@ -108,12 +95,12 @@ impl TxBatch {
 
     /// `true` when no frame fits any more (all frame slots or all bytes taken).
     pub fn is_full(&self) -> bool {
-        self.spans.len() == self.hdrs.len() || self.room() == 0
+        self.spans.len() == self.msgs.capacity() || self.room() == 0
     }
 
     /// Frames one flush can hold.
     pub fn capacity(&self) -> usize {
-        self.hdrs.len()
+        self.msgs.capacity()
     }
 
     /// Longest frame the batch takes ([`MAX_FRAME`]); the kernel refuses at flush a frame
@@ -149,7 +136,11 @@ impl TxBatch {
     /// full, `len` is 0 or longer than [`max_frame`](Self::max_frame), or `vnet` asks for
     /// offload the socket cannot express.
     pub fn queue_with(&mut self, len: usize, vnet: &VnetHdr, fill: impl FnOnce(&mut [u8])) -> bool {
-        if len == 0 || len > MAX_FRAME || len > self.room() || self.spans.len() == self.hdrs.len() {
+        if len == 0
+            || len > MAX_FRAME
+            || len > self.room()
+            || self.spans.len() == self.msgs.capacity()
+        {
             return false;
         }
         if !self.vnet && *vnet != VnetHdr::NONE {
@@ -197,25 +188,13 @@ impl TxBatch {
         self.last_error.map(io::Error::from_raw_os_error)
     }
 
-    /// Aim header `i` at queued message `i`.
+    /// Aim header `i` at queued message `i` (no address: the socket is bound to its
+    /// interface).
     fn prepare(&mut self) {
-        let base = self.buf.as_ptr();
+        let base = self.buf.as_mut_ptr();
         for (i, &(start, len)) in self.spans.iter().enumerate() {
-            self.iovs[i] = libc::iovec {
-                // The kernel only reads through this pointer (sendmmsg); `cast_mut` is for
-                // the shared iovec type.
-                iov_base: base.wrapping_add(start).cast_mut().cast(),
-                iov_len: len,
-            };
-            let hdr = &mut self.hdrs[i];
-            hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = ptr::null_mut();
-            hdr.msg_hdr.msg_namelen = 0;
-            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
+            // The kernel only reads through this pointer (sendmmsg).
+            self.msgs.set(i, base.wrapping_add(start), len, 0);
         }
     }
 
@@ -236,13 +215,13 @@ impl TxBatch {
         let (mut head, mut sent, mut busy) = (0, 0, 0);
         let mut result = Ok(());
         while head < n {
-            // SAFETY: `hdrs[head..n]` were aimed by `prepare` at iovecs in `self.iovs`, each
-            // covering a queued frame inside `self.buf`; `&mut self` keeps both alive and
-            // unchanged for the call, and the kernel only reads them.
+            // SAFETY: `msgs.hdrs[head..n]` were aimed by `prepare` at iovecs in `msgs.iovs`,
+            // each covering a queued frame inside `self.buf`; `&mut self` keeps both alive
+            // and unchanged for the call, and the kernel only reads them.
             let rc = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.hdrs.as_mut_ptr().add(head),
+                    self.msgs.hdrs.as_mut_ptr().add(head),
                     (n - head) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
@@ -297,6 +276,7 @@ impl TxBatch {
 mod tests {
     use super::*;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::{mem, ptr};
 
     fn dgram_pair() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
