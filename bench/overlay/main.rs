@@ -86,6 +86,10 @@ enum Cmd {
         /// other).
         #[arg(long)]
         no_pin: bool,
+        /// Plain relays, generator and sink without UDP GSO/GRO (the daemons keep theirs): to
+        /// measure what the offloads save.
+        #[arg(long)]
+        no_udp_offloads: bool,
         /// Modes to measure (both by default, alternating).
         #[arg(long, value_enum, num_args = 1.., default_values_t = [Mode::Plain, Mode::Capsule])]
         modes: Vec<Mode>,
@@ -141,17 +145,21 @@ fn main() -> Result<()> {
             payload,
             warmup,
             no_pin,
+            no_udp_offloads,
             modes,
-        } => throughput(&ThroughputOpts {
-            seconds,
-            slice,
-            runs,
-            rate,
-            payload,
-            warmup,
-            pin: !no_pin,
-            modes,
-        }),
+        } => {
+            UDP_OFFLOADS.store(!no_udp_offloads, Ordering::Relaxed);
+            throughput(&ThroughputOpts {
+                seconds,
+                slice,
+                runs,
+                rate,
+                payload,
+                warmup,
+                pin: !no_pin,
+                modes,
+            })
+        }
         Cmd::ColdLoad { runs } => cold_load(runs),
         Cmd::Rss {
             capsules,
@@ -188,11 +196,18 @@ fn wall() -> Duration {
         .unwrap_or_default()
 }
 
+/// Whether the plain relays, the generator and the sink use UDP GSO/GRO (`--no-udp-offloads`
+/// turns them off).
+static UDP_OFFLOADS: AtomicBool = AtomicBool::new(true);
+
 /// The socket settings the daemon uses with default limits (slots for the largest capsule),
 /// so the plain relays, the sink and the generator move datagrams exactly as a node does.
 fn udp_config() -> UdpConfig {
+    let offloads = UDP_OFFLOADS.load(Ordering::Relaxed);
     UdpConfig {
         max_datagram: (ants_wire::capsule::FIXED_LEN + 16_384).max(2048),
+        gso: offloads,
+        gro: offloads,
         ..UdpConfig::default()
     }
 }

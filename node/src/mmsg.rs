@@ -7,11 +7,27 @@
 use std::mem;
 use std::ptr;
 
-/// The `mmsghdr`/`iovec`/`sockaddr_storage` arrays of one batch.
+/// Bytes of one message's control buffer: room for a couple of small control messages
+/// (`UDP_SEGMENT` on send, `UDP_GRO` on receive).
+pub(crate) const CONTROL_LEN: usize = 64;
+
+/// `struct cmsghdr` on 64-bit Linux: `size_t cmsg_len; int cmsg_level; int cmsg_type;`,
+/// data after it, every message 8-byte aligned.
+const CMSG_HDR: usize = 16;
+const _: () = assert!(mem::size_of::<libc::cmsghdr>() == CMSG_HDR);
+
+/// One message's control buffer, aligned as the kernel wants `msg_control`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub(crate) struct Control([u8; CONTROL_LEN]);
+
+/// The `mmsghdr`/`iovec`/`sockaddr_storage` arrays of one batch, with a control buffer per
+/// message.
 pub(crate) struct MsgVec {
     pub(crate) names: Vec<libc::sockaddr_storage>,
     pub(crate) iovs: Vec<libc::iovec>,
     pub(crate) hdrs: Vec<libc::mmsghdr>,
+    controls: Vec<Control>,
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` only ever point into buffers owned by the
@@ -37,7 +53,52 @@ impl MsgVec {
             names: vec![name; n],
             iovs: vec![iov; n],
             hdrs: vec![hdr; n],
+            controls: vec![Control([0; CONTROL_LEN]); n],
         }
+    }
+
+    /// Give message `i` its whole control buffer (to receive control messages into).
+    pub(crate) fn receive_control(&mut self, i: usize) {
+        let hdr = &mut self.hdrs[i].msg_hdr;
+        hdr.msg_control = self.controls[i].0.as_mut_ptr().cast();
+        hdr.msg_controllen = CONTROL_LEN;
+    }
+
+    /// Attach one control message (`level`, `ty`, `data`) to message `i` (after
+    /// [`set`](Self::set), which clears them). `false` if it does not fit.
+    pub(crate) fn push_control(&mut self, i: usize, level: i32, ty: i32, data: &[u8]) -> bool {
+        let used = self.hdrs[i].msg_hdr.msg_controllen;
+        let len = CMSG_HDR + data.len();
+        let end = used + len.next_multiple_of(8);
+        let Some(buf) = self.controls[i].0.get_mut(used..end) else {
+            return false;
+        };
+        buf.fill(0);
+        buf[..8].copy_from_slice(&len.to_ne_bytes());
+        buf[8..12].copy_from_slice(&level.to_ne_bytes());
+        buf[12..16].copy_from_slice(&ty.to_ne_bytes());
+        buf[16..len].copy_from_slice(data);
+        let hdr = &mut self.hdrs[i].msg_hdr;
+        hdr.msg_control = self.controls[i].0.as_mut_ptr().cast();
+        hdr.msg_controllen = end;
+        true
+    }
+
+    /// The control messages the kernel returned with message `i`: `(level, type, data)`.
+    /// Malformed lengths end the walk.
+    pub(crate) fn controls(&self, i: usize) -> impl Iterator<Item = (i32, i32, &[u8])> + '_ {
+        let len = self.hdrs[i].msg_hdr.msg_controllen.min(CONTROL_LEN);
+        let buf = &self.controls[i].0[..len];
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let head = buf.get(at..at + CMSG_HDR)?;
+            let clen = usize::from_ne_bytes(head[..8].try_into().ok()?);
+            let level = i32::from_ne_bytes(head[8..12].try_into().ok()?);
+            let ty = i32::from_ne_bytes(head[12..16].try_into().ok()?);
+            let data = buf.get(at + CMSG_HDR..at.checked_add(clen)?)?;
+            at += clen.max(CMSG_HDR).next_multiple_of(8);
+            Some((level, ty, data))
+        })
     }
 
     /// Messages the arrays hold.

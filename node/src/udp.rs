@@ -68,6 +68,16 @@ pub const MAX_BATCH: usize = 1024;
 /// Largest datagram slot: a UDP payload never exceeds 65,535 bytes.
 pub const MAX_DATAGRAM: usize = 65_535;
 
+/// `UDP_SEGMENT` and `UDP_GRO` (`linux/udp.h`), at level `SOL_UDP`.
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// Most datagrams in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one GSO send: the super-datagram's IP packet must stay under 64 KiB.
+const GSO_MAX_BYTES: usize = 65_000;
+/// A receive slot when GRO is on: the largest buffer the kernel coalesces.
+const GRO_SLOT: usize = 65_536;
+
 /// Retries of `recvmmsg` after asynchronous errors (ICMP reports queued on the socket) before
 /// a call gives up and reports nothing received.
 const RECV_ERROR_RETRIES: u32 = 8;
@@ -84,16 +94,26 @@ pub struct UdpConfig {
     /// Largest datagram received or queued for sending, 1 to [`MAX_DATAGRAM`]; longer
     /// received datagrams are dropped and counted ([`RecvBatch::truncated`]).
     pub max_datagram: usize,
+    /// Send runs of same-size datagrams to one destination as one UDP GSO super-datagram
+    /// (`UDP_SEGMENT`): the kernel handles the run as one packet down to the device (or, on
+    /// loopback, all the way to the receiving socket). Turned off by itself if the kernel or
+    /// the route refuses it.
+    pub gso: bool,
+    /// Let the kernel hand over several datagrams of one flow as one buffer (`UDP_GRO`); the
+    /// batch splits them again. Receive slots then hold 64 KiB each.
+    pub gro: bool,
 }
 
 impl Default for UdpConfig {
-    /// 4 MiB socket buffers, 64 datagrams per syscall, 2048-byte datagrams.
+    /// 4 MiB socket buffers, 64 datagrams per syscall, 2048-byte datagrams, GSO and GRO on.
     fn default() -> Self {
         UdpConfig {
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,
             batch: 64,
             max_datagram: 2048,
+            gso: true,
+            gro: true,
         }
     }
 }
@@ -108,11 +128,12 @@ impl UdpConfig {
     }
 }
 
-/// One received datagram: where it came from and where its bytes are.
+/// One received datagram: where it came from and where its bytes are (a slot holds several
+/// when the kernel coalesced them, GRO).
 #[derive(Debug, Clone, Copy)]
 struct Received {
     from: SocketAddr,
-    slot: usize,
+    start: usize,
     len: usize,
 }
 
@@ -120,11 +141,13 @@ struct Received {
 /// `max_datagram` bytes, with each slot's length and source address.
 pub struct RecvBatch {
     slot_len: usize,
+    max_datagram: usize,
     buf: Vec<u8>,
     received: Vec<Received>,
     msgs: MsgVec,
     truncated: u64,
     async_errors: u64,
+    coalesced: u64,
 }
 
 impl fmt::Debug for RecvBatch {
@@ -140,17 +163,26 @@ impl fmt::Debug for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Buffers for `cfg.batch` datagrams of up to `cfg.max_datagram` bytes each.
+    /// Buffers for `cfg.batch` receives of up to `cfg.max_datagram` bytes each, or of 64 KiB
+    /// each with `cfg.gro` (a coalesced buffer holds up to 64 datagrams).
     pub fn new(cfg: &UdpConfig) -> Self {
-        let (slots, slot_len) = (cfg.slots(), cfg.slot_len());
+        let (slots, max_datagram) = (cfg.slots(), cfg.slot_len());
+        let slot_len = if cfg.gro { GRO_SLOT } else { max_datagram };
         RecvBatch {
             slot_len,
+            max_datagram,
             buf: vec![0; slots * slot_len],
-            received: Vec::with_capacity(slots),
+            received: Vec::with_capacity(slots * if cfg.gro { GSO_MAX_SEGMENTS } else { 1 }),
             msgs: MsgVec::new(slots),
             truncated: 0,
             async_errors: 0,
+            coalesced: 0,
         }
+    }
+
+    /// Buffers the kernel handed over holding several datagrams (GRO), so far.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced
     }
 
     /// Datagrams held from the last [`BatchSocket::recv_batch`].
@@ -184,18 +216,56 @@ impl RecvBatch {
     }
 
     fn view(&self, r: &Received) -> (SocketAddr, &[u8]) {
-        let start = r.slot * self.slot_len;
         (
             r.from,
-            self.buf.get(start..start + r.len).unwrap_or_default(),
+            self.buf.get(r.start..r.start + r.len).unwrap_or_default(),
         )
     }
 
-    /// Aim every header at its slot, ready for `recvmmsg`.
+    /// Aim every header at its slot, with room for control messages, ready for `recvmmsg`.
     fn prepare(&mut self) {
         let name_len = socklen_of::<libc::sockaddr_storage>();
         for (i, slot) in self.buf.chunks_exact_mut(self.slot_len).enumerate() {
             self.msgs.set(i, slot.as_mut_ptr(), slot.len(), name_len);
+            self.msgs.receive_control(i);
+        }
+    }
+
+    /// Record what message `i` brought: one datagram, or several of `segment` bytes (the
+    /// last may be shorter) when the kernel coalesced them. Datagrams longer than
+    /// `max_datagram` are counted as truncated and left out. Returns the datagrams seen.
+    fn take(&mut self, i: usize, from: SocketAddr, len: usize) -> usize {
+        let segment = self
+            .msgs
+            .controls(i)
+            .find(|&(level, ty, _)| level == libc::SOL_UDP && ty == UDP_GRO)
+            .and_then(|(_, _, d)| Some(i32::from_ne_bytes(d.get(..4)?.try_into().ok()?)))
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0 && n < len);
+        let len = len.min(self.slot_len);
+        let start = i * self.slot_len;
+        if segment.is_some() {
+            self.coalesced += 1;
+        }
+        let step = segment.unwrap_or(len).max(1);
+        let mut seen = 0;
+        let mut at = 0;
+        loop {
+            let n = step.min(len - at);
+            if n > self.max_datagram {
+                self.truncated += 1;
+            } else {
+                self.received.push(Received {
+                    from,
+                    start: start + at,
+                    len: n,
+                });
+            }
+            seen += 1;
+            at += n;
+            if at >= len {
+                return seen;
+            }
         }
     }
 }
@@ -219,8 +289,11 @@ pub struct SendBatch {
     queue: Vec<Queued>,
     head: usize,
     msgs: MsgVec,
+    /// Datagrams in each message the last `prepare` built (more than one: a GSO run).
+    runs: Vec<usize>,
     dropped: u64,
     retries: u64,
+    gso_sends: u64,
     last_drop: Option<(SocketAddr, i32)>,
 }
 
@@ -245,10 +318,17 @@ impl SendBatch {
             queue: Vec::with_capacity(slots),
             head: 0,
             msgs: MsgVec::new(slots),
+            runs: Vec::with_capacity(slots),
             dropped: 0,
             retries: 0,
+            gso_sends: 0,
             last_drop: None,
         }
+    }
+
+    /// Runs of datagrams sent as one GSO super-datagram, since creation.
+    pub fn gso_sends(&self) -> u64 {
+        self.gso_sends
     }
 
     /// Queue `data` for `to`. `false` when the queue is full or `data` is longer than
@@ -344,18 +424,50 @@ impl SendBatch {
         }
     }
 
-    /// Fill the headers for the pending datagrams; returns how many.
-    fn prepare(&mut self, v6_socket: bool) -> usize {
-        let n = self.len().min(self.msgs.hdrs.len());
-        for i in 0..n {
-            let q = self.queue[self.head + i];
-            let name_len = encode_sockaddr(q.to, v6_socket, &mut self.msgs.names[i]);
+    /// Fill the headers for the pending datagrams; returns how many messages. With `gso`,
+    /// consecutive datagrams to one destination of one size (the last of a run may be
+    /// shorter), contiguous in the arena, go as one message with a `UDP_SEGMENT` size.
+    fn prepare(&mut self, v6_socket: bool, gso: bool) -> usize {
+        self.runs.clear();
+        let pending = &self.queue[self.head..];
+        let (mut i, mut m) = (0, 0);
+        while i < pending.len() && m < self.msgs.hdrs.len() {
+            let q = pending[i];
+            let mut run = 1;
+            let mut bytes = q.len;
+            if gso && q.len > 0 {
+                while let Some(next) = pending.get(i + run) {
+                    let fits = next.to == q.to
+                        && next.start == q.start + bytes
+                        && next.len <= q.len
+                        && next.len > 0
+                        && run < GSO_MAX_SEGMENTS
+                        && bytes + next.len <= GSO_MAX_BYTES;
+                    if !fits {
+                        break;
+                    }
+                    bytes += next.len;
+                    run += 1;
+                    if next.len < q.len {
+                        break; // only the last segment may be short
+                    }
+                }
+            }
+            let name_len = encode_sockaddr(q.to, v6_socket, &mut self.msgs.names[m]);
             // The kernel only reads through this pointer (sendmmsg); `cast_mut` is for the
             // shared iovec type.
-            let base = self.arena[q.start..q.start + q.len].as_ptr().cast_mut();
-            self.msgs.set(i, base, q.len, name_len);
+            let base = self.arena[q.start..q.start + bytes].as_ptr().cast_mut();
+            self.msgs.set(m, base, bytes, name_len);
+            if run > 1 {
+                let size = u16::try_from(q.len).unwrap_or(u16::MAX);
+                self.msgs
+                    .push_control(m, libc::SOL_UDP, UDP_SEGMENT, &size.to_ne_bytes());
+            }
+            self.runs.push(run);
+            i += run;
+            m += 1;
         }
-        n
+        m
     }
 }
 
@@ -364,6 +476,9 @@ impl SendBatch {
 pub struct BatchSocket {
     socket: Socket,
     v6: bool,
+    /// Send runs with UDP GSO; cleared for good when the kernel refuses a GSO send.
+    gso: std::sync::atomic::AtomicBool,
+    gro: bool,
 }
 
 impl BatchSocket {
@@ -382,10 +497,23 @@ impl BatchSocket {
         socket.set_recv_buffer_size(cfg.recv_buffer)?;
         socket.set_send_buffer_size(cfg.send_buffer)?;
         socket.bind(&addr.into())?;
+        // Kernels before 5.0 have no UDP_GRO: receive datagram by datagram then.
+        let gro = cfg.gro && setsockopt_int(socket.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1).is_ok();
         Ok(BatchSocket {
             socket,
             v6: addr.is_ipv6(),
+            gso: std::sync::atomic::AtomicBool::new(cfg.gso),
+            gro,
         })
+    }
+
+    /// Whether sends use UDP GSO (asked for, and not refused by the kernel yet) and
+    /// receives UDP GRO.
+    pub fn offloads(&self) -> (bool, bool) {
+        (
+            self.gso.load(std::sync::atomic::Ordering::Relaxed),
+            self.gro,
+        )
     }
 
     /// The address the socket is bound to (with the port the kernel chose for port 0).
@@ -407,9 +535,10 @@ impl BatchSocket {
 
     /// One `recvmmsg(MSG_DONTWAIT)`: fills `batch`, clearing it first.
     ///
-    /// Returns how many datagrams the kernel handed over, `Ok(0)` when none was waiting.
-    /// Datagrams longer than `max_datagram` count in that number but are left out of the
-    /// batch and counted in [`RecvBatch::truncated`], so `batch.len()` may be smaller.
+    /// Returns how many datagrams the kernel handed over (a GRO buffer counts for the
+    /// datagrams in it), `Ok(0)` when none was waiting. Datagrams longer than
+    /// `max_datagram` count in that number but are left out of the batch and counted in
+    /// [`RecvBatch::truncated`], so `batch.len()` may be smaller.
     /// Asynchronous errors queued on the socket (an ICMP port unreachable for an earlier
     /// send) are consumed, counted and do not stop the receive.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
@@ -452,26 +581,24 @@ impl BatchSocket {
             }
         };
         let got = got.min(batch.msgs.hdrs.len());
-        for (slot, (hdr, name)) in batch.msgs.hdrs[..got]
-            .iter()
-            .zip(&batch.msgs.names)
-            .enumerate()
-        {
+        let mut datagrams = 0;
+        for slot in 0..got {
+            let hdr = &batch.msgs.hdrs[slot];
             if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 batch.truncated += 1;
+                datagrams += 1;
                 continue;
             }
+            let len = hdr.msg_len as usize;
             // A UDP socket always reports an IPv4 or IPv6 source; anything else is skipped.
-            let Some(from) = decode_sockaddr(name, hdr.msg_hdr.msg_namelen) else {
+            let Some(from) = decode_sockaddr(&batch.msgs.names[slot], hdr.msg_hdr.msg_namelen)
+            else {
+                datagrams += 1;
                 continue;
             };
-            batch.received.push(Received {
-                from,
-                slot,
-                len: (hdr.msg_len as usize).min(batch.slot_len),
-            });
+            datagrams += batch.take(slot, from, len);
         }
-        Ok(got)
+        Ok(datagrams)
     }
 
     /// `sendmmsg` as many queued datagrams as the kernel takes, removing them from the front
@@ -486,7 +613,8 @@ impl BatchSocket {
         let mut sent = 0;
         let mut front_failed = false;
         while !batch.is_empty() {
-            let n = batch.prepare(self.v6);
+            let gso = self.gso.load(std::sync::atomic::Ordering::Relaxed);
+            let n = batch.prepare(self.v6, gso);
             // SAFETY: `hdrs[..n]` were just aimed by `prepare` at `n` live socket addresses and
             // iovecs owned by `batch`, each iovec covering a queued datagram inside the arena;
             // `batch` is borrowed mutably for the whole call and the arena is not resized
@@ -503,18 +631,29 @@ impl BatchSocket {
                 Ok(0) => break,
                 Ok(k) => {
                     let k = k.min(n);
-                    batch.advance(k);
-                    sent += k;
+                    let datagrams: usize = batch.runs[..k].iter().sum();
+                    batch.gso_sends += batch.runs[..k].iter().filter(|&&r| r > 1).count() as u64;
+                    batch.advance(datagrams);
+                    sent += datagrams;
                     front_failed = false;
                     continue;
                 }
                 Err(_) => {}
             }
             let err = io::Error::last_os_error();
+            let front_run = batch.runs.first().copied().unwrap_or(1);
             match classify(&err) {
                 ErrorClass::WouldBlock => break,
                 ErrorClass::Interrupted => {}
                 ErrorClass::Fatal => return Err(err),
+                // The kernel or the route cannot segment (no checksum offload, a path MTU
+                // smaller than a segment): send datagram by datagram from now on.
+                ErrorClass::Destination
+                    if front_run > 1
+                        && matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                {
+                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 ErrorClass::Destination if !front_failed => {
                     front_failed = true;
                     batch.retries += 1;
@@ -522,8 +661,8 @@ impl BatchSocket {
                 ErrorClass::Destination => {
                     let to = batch.queue[batch.head].to;
                     batch.last_drop = Some((to, err.raw_os_error().unwrap_or(0)));
-                    batch.dropped += 1;
-                    batch.advance(1);
+                    batch.dropped += front_run as u64;
+                    batch.advance(front_run);
                     front_failed = false;
                 }
             }
@@ -580,6 +719,30 @@ fn classify(err: &io::Error) -> ErrorClass {
         Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EOPNOTSUPP) => ErrorClass::Fatal,
         Some(_) => ErrorClass::Destination,
         None => ErrorClass::Fatal,
+    }
+}
+
+/// `setsockopt(fd, level, opt, &value)` with a C `int`.
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int for the call and its exact size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            ptr::from_ref(&value).cast(),
+            socklen_of::<libc::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -737,7 +900,7 @@ mod tests {
         let mut out = Vec::new();
         while out.len() < want && Instant::now() < deadline {
             let n = sock.recv_batch(rx).expect("recv_batch");
-            assert!(n <= rx.msgs.hdrs.len());
+            assert!(n <= rx.msgs.hdrs.len() * GSO_MAX_SEGMENTS);
             out.extend(rx.iter().map(|(from, b)| (from, b.to_vec())));
             if n == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -780,6 +943,111 @@ mod tests {
         let a = BatchSocket::bind(loopback4(), &c).unwrap();
         let b = BatchSocket::bind(loopback4(), &c).unwrap();
         round_trip(&a, &b, 32, 16);
+    }
+
+    /// A run of equal datagrams to one destination, then a short one, then others.
+    fn gso_traffic(to: SocketAddr, other: SocketAddr) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut v: Vec<(SocketAddr, Vec<u8>)> = (0..40).map(|i| (to, pattern(i, 1000))).collect();
+        v.push((to, pattern(40, 300)));
+        v.extend((41..50).map(|i| (other, pattern(i, 1000))));
+        v.extend((50..60).map(|i| (to, pattern(i, 700))));
+        v
+    }
+
+    #[test]
+    fn gso_runs_arrive_whole_in_order_with_or_without_gro() {
+        for receiver_gro in [true, false] {
+            let send_cfg = cfg(128, 2048);
+            let recv_cfg = UdpConfig {
+                gro: receiver_gro,
+                ..cfg(64, 2048)
+            };
+            let a = BatchSocket::bind(loopback4(), &send_cfg).unwrap();
+            let b = BatchSocket::bind(loopback4(), &recv_cfg).unwrap();
+            let c = BatchSocket::bind(loopback4(), &recv_cfg).unwrap();
+            assert_eq!(b.offloads().1, receiver_gro, "UDP_GRO on this kernel");
+            let (b_addr, c_addr) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+            let traffic = gso_traffic(b_addr, c_addr);
+            let mut tx = SendBatch::new(&send_cfg);
+            for (to, d) in &traffic {
+                assert!(tx.push(*to, d));
+            }
+            assert_eq!(flush(&a, &mut tx), traffic.len());
+            assert!(
+                tx.gso_sends() >= 2,
+                "runs went as GSO sends: {}",
+                tx.gso_sends()
+            );
+            assert!(a.offloads().0, "the kernel took them");
+            let mut rx = RecvBatch::new(&recv_cfg);
+            let want_b: Vec<Vec<u8>> = traffic
+                .iter()
+                .filter(|(to, _)| *to == b_addr)
+                .map(|(_, d)| d.clone())
+                .collect();
+            let got_b: Vec<Vec<u8>> = collect(&b, &mut rx, want_b.len())
+                .into_iter()
+                .map(|(from, d)| {
+                    assert_eq!(from, a.local_addr().unwrap());
+                    d
+                })
+                .collect();
+            assert_eq!(got_b, want_b, "receiver GRO {receiver_gro}");
+            if receiver_gro {
+                assert!(
+                    rx.coalesced() > 0,
+                    "the kernel handed over coalesced buffers"
+                );
+            } else {
+                assert_eq!(rx.coalesced(), 0);
+            }
+            let mut rx_c = RecvBatch::new(&recv_cfg);
+            assert_eq!(collect(&c, &mut rx_c, 9).len(), 9);
+        }
+    }
+
+    #[test]
+    fn without_gso_every_datagram_is_its_own_send() {
+        let c = UdpConfig {
+            gso: false,
+            ..cfg(128, 2048)
+        };
+        let a = BatchSocket::bind(loopback4(), &c).unwrap();
+        let b = BatchSocket::bind(loopback4(), &c).unwrap();
+        let b_addr = b.local_addr().unwrap();
+        let mut tx = SendBatch::new(&c);
+        for i in 0..30 {
+            assert!(tx.push(b_addr, &pattern(i, 500)));
+        }
+        assert_eq!(flush(&a, &mut tx), 30);
+        assert_eq!(tx.gso_sends(), 0);
+        let mut rx = RecvBatch::new(&c);
+        assert_eq!(collect(&b, &mut rx, 30).len(), 30);
+    }
+
+    #[test]
+    fn coalesced_datagrams_longer_than_the_limit_are_counted_and_left_out() {
+        let big = cfg(64, 2048);
+        let small = UdpConfig {
+            max_datagram: 600,
+            ..cfg(64, 2048)
+        };
+        let a = BatchSocket::bind(loopback4(), &big).unwrap();
+        let b = BatchSocket::bind(loopback4(), &small).unwrap();
+        let b_addr = b.local_addr().unwrap();
+        let mut tx = SendBatch::new(&big);
+        for i in 0..10 {
+            assert!(tx.push(b_addr, &pattern(i, 1000)));
+        }
+        for i in 10..20 {
+            assert!(tx.push(b_addr, &pattern(i, 500)));
+        }
+        flush(&a, &mut tx);
+        let mut rx = RecvBatch::new(&small);
+        let got = collect(&b, &mut rx, 10);
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|(_, d)| d.len() == 500));
+        assert_eq!(rx.truncated(), 10);
     }
 
     #[test]
