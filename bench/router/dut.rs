@@ -10,6 +10,8 @@ pub(crate) struct AntsSetup {
     pub(crate) config: PathBuf,
     /// The same with `fast_path = "xdp"`.
     pub(crate) config_xdp: PathBuf,
+    /// The same with `datapath = "afxdp"`.
+    pub(crate) config_afxdp: PathBuf,
     pub(crate) code_dir: PathBuf,
     pub(crate) forward_type: CapsuleType,
     pub(crate) forward_wasm: Vec<u8>,
@@ -31,7 +33,7 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
 }
 
 /// The router-mode configuration of the dut (`ants run --config`).
-pub(crate) fn config_toml(code_dir: &Path, xdp: bool) -> String {
+pub(crate) fn config_toml(code_dir: &Path, mode: Mode) -> String {
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -41,6 +43,7 @@ code_cache_dir = "{code}"
 [router]
 capsule_port = {CAPSULE_PORT}
 fast_path = "{fast_path}"
+datapath = "{datapath}"
 
 [[router.interface]]
 name = "{DUT_IN}"
@@ -62,7 +65,12 @@ endpoint = "{SINK_IP}:{CAPSULE_PORT}"
 fuel = 1000000
 "#,
         code = code_dir.display(),
-        fast_path = if xdp { "xdp" } else { "none" },
+        fast_path = if mode == Mode::AntsXdp { "xdp" } else { "none" },
+        datapath = if mode == Mode::AntsAfxdp {
+            "afxdp"
+        } else {
+            "afpacket"
+        },
     )
 }
 
@@ -76,13 +84,16 @@ impl AntsSetup {
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
         let config = topo.dir.join("dut.toml");
-        std::fs::write(&config, config_toml(&code_dir, false))?;
+        std::fs::write(&config, config_toml(&code_dir, Mode::AntsIp))?;
         let config_xdp = topo.dir.join("dut-xdp.toml");
-        std::fs::write(&config_xdp, config_toml(&code_dir, true))?;
+        std::fs::write(&config_xdp, config_toml(&code_dir, Mode::AntsXdp))?;
+        let config_afxdp = topo.dir.join("dut-afxdp.toml");
+        std::fs::write(&config_afxdp, config_toml(&code_dir, Mode::AntsAfxdp))?;
         Ok(AntsSetup {
             binary,
             config,
             config_xdp,
+            config_afxdp,
             code_dir,
             forward_type,
             forward_wasm,
@@ -92,7 +103,7 @@ impl AntsSetup {
 
     /// Start `ants run` in the dut namespace on the router's CPU, the `forward` module
     /// preloaded into its code cache directory; fail with the log's tail if it exits at once.
-    pub(crate) fn start(&self, topo: &Topology, label: &str, xdp: bool) -> Result<Proc> {
+    pub(crate) fn start(&self, topo: &Topology, label: &str, mode: Mode) -> Result<Proc> {
         std::fs::create_dir_all(&self.code_dir)?;
         let wasm = self.code_dir.join(format!("{}.wasm", self.forward_type));
         if !wasm.is_file() {
@@ -109,9 +120,13 @@ impl AntsSetup {
             self.binary.to_string_lossy().into_owned(),
             "run".into(),
             "--config".into(),
-            if xdp { &self.config_xdp } else { &self.config }
-                .to_string_lossy()
-                .into_owned(),
+            match mode {
+                Mode::AntsXdp => &self.config_xdp,
+                Mode::AntsAfxdp => &self.config_afxdp,
+                _ => &self.config,
+            }
+            .to_string_lossy()
+            .into_owned(),
         ];
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let mut p = Proc::spawn(
@@ -132,7 +147,7 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let t = config_toml(Path::new("/tmp/x/dut-code"), false);
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));

@@ -4,6 +4,8 @@
 //! - `kernel`: the dut namespace's kernel forwards (addresses, a route, ip_forward=1);
 //! - `ants-ip`: `ants run` in router mode forwards the same plain UDP traffic itself
 //!   (AF_PACKET; the dut's veths have no kernel addresses, ip_forward=0);
+//! - `ants-afxdp`: the same plain traffic through AF_XDP sockets (`datapath = "afxdp"`),
+//!   forwarded in userspace;
 //! - `ants-xdp`: the same plain traffic with the node's XDP fast path (`fast_path = "xdp"`):
 //!   forwarded in the dut's veth NAPI poll, which is made a thread (`threaded = 1`) pinned to
 //!   the router's CPU so its work is counted there;
@@ -66,7 +68,7 @@ pub(crate) struct Cli {
     pub(crate) sizes: Vec<usize>,
     /// Routers under test, measured in turn within every size and round.
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [Mode::Kernel, Mode::AntsIp, Mode::AntsXdp, Mode::AntsCapsule])]
+          default_values_t = [Mode::Kernel, Mode::AntsIp, Mode::AntsAfxdp, Mode::AntsXdp, Mode::AntsCapsule])]
     pub(crate) modes: Vec<Mode>,
     /// Rounds of the flat-out measurement; medians are reported.
     #[arg(long, default_value_t = 3)]
@@ -108,6 +110,9 @@ pub(crate) enum Mode {
     Kernel,
     /// `ants` router mode forwards plain IPv4/UDP (AF_PACKET, userspace).
     AntsIp,
+    /// `ants` router mode with `datapath = "afxdp"`: plain IPv4/UDP through AF_XDP sockets,
+    /// forwarded in userspace (NAPI threaded and pinned to the router's CPU).
+    AntsAfxdp,
     /// `ants` router mode with `fast_path = "xdp"`: plain IPv4/UDP forwarded by its XDP
     /// program (native XDP on the veth, NAPI threaded and pinned to the router's CPU).
     AntsXdp,
@@ -120,6 +125,7 @@ impl Mode {
         match self {
             Mode::Kernel => "kernel",
             Mode::AntsIp => "ants-ip",
+            Mode::AntsAfxdp => "ants-afxdp",
             Mode::AntsXdp => "ants-xdp",
             Mode::AntsCapsule => "ants-capsule",
         }

@@ -93,7 +93,7 @@ impl Bench {
             dport,
         };
         let frame = match mode {
-            Mode::Kernel | Mode::AntsIp | Mode::AntsXdp => {
+            Mode::Kernel | Mode::AntsIp | Mode::AntsAfxdp | Mode::AntsXdp => {
                 plain_frame(&stream(PLAIN_DST, 1024, 9), size)?
             }
             Mode::AntsCapsule => {
@@ -158,17 +158,18 @@ impl Bench {
         check_interrupted()?;
         let (config, frame_len) = self.trafgen_config(mode, size)?;
         self.topo.set_kernel_forwarding(mode == Mode::Kernel)?;
-        self.topo.set_xdp_placement(mode == Mode::AntsXdp)?;
+        let xdp_attached = matches!(mode, Mode::AntsXdp | Mode::AntsAfxdp);
+        self.topo.set_xdp_placement(xdp_attached)?;
         let label = format!("{} size {size} round {round}", mode.name());
         let mut router = match mode {
             Mode::Kernel => None,
-            Mode::AntsIp | Mode::AntsXdp | Mode::AntsCapsule => {
+            Mode::AntsIp | Mode::AntsAfxdp | Mode::AntsXdp | Mode::AntsCapsule => {
                 let ants = self
                     .ants
                     .as_ref()
                     .context("ants modes need the ants setup")?;
-                let p = ants.start(&self.topo, &label, mode == Mode::AntsXdp)?;
-                if mode == Mode::AntsXdp {
+                let p = ants.start(&self.topo, &label, mode)?;
+                if xdp_attached {
                     // The program is attached now: pin the NAPI threads that run it.
                     self.topo.pin_napi_threads()?;
                 }

@@ -16,6 +16,7 @@ fn colour(m: Mode) -> &'static str {
         Mode::Kernel => "#1f77b4",
         Mode::AntsIp => "#d62728",
         Mode::AntsXdp => "#9467bd",
+        Mode::AntsAfxdp => "#ff7f0e",
         Mode::AntsCapsule => "#2ca02c",
     }
 }

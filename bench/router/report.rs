@@ -229,6 +229,11 @@ pub(crate) fn markdown(r: &Report) -> String {
                         verdict(nm <= 1.0),
                         verdict(dm >= 0.9)
                     ),
+                    Mode::AntsAfxdp => format!(
+                        "CPU ≤ 1.5×: {} / {}",
+                        verdict(cm <= 1.5),
+                        verdict(nm <= 1.5)
+                    ),
                     Mode::AntsXdp => format!(
                         "CPU ≤ 0.7×: {} / {}; delivered ≥ 1.5×: {}",
                         verdict(cm <= 0.7),

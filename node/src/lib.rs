@@ -3,6 +3,7 @@
 //! ([`testbench`]), and the `ants` command-line tool built on them.
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod app_server;
 pub mod bpf;
 pub mod config;

@@ -5,6 +5,7 @@
 
 mod adversary;
 mod afpacket;
+mod afxdp;
 mod anycast;
 mod capsules;
 mod cli;

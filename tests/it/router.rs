@@ -111,6 +111,8 @@ pub(crate) struct LineOptions {
     /// Run both routers with `fast_path = "xdp"` (and GRO on the hosts' veths, which the
     /// kernel needs to deliver frames XDP redirects into a veth).
     pub(crate) xdp: bool,
+    /// Run both routers with `datapath = "afxdp"`.
+    pub(crate) afxdp: bool,
 }
 
 /// The routers' extra `[router]` keys for `opts`.
@@ -118,6 +120,9 @@ fn router_keys(opts: &LineOptions) -> String {
     let mut keys = opts.router_keys.to_string();
     if opts.xdp {
         keys += "fast_path = \"xdp\"\n";
+    }
+    if opts.afxdp {
+        keys += "datapath = \"afxdp\"\n";
     }
     keys
 }
@@ -239,6 +244,38 @@ fn with_the_xdp_fast_path_too() {
         assert!(fp.counters.passed > 0, "{name}: and passed the rest on");
         assert_eq!(fp.counters.redirect_failed, 0);
         assert!(fp.neighbours >= 2, "{name}: {fp:?}");
+    }
+}
+
+#[test]
+fn on_the_afxdp_datapath_too() {
+    if !require_root("on_the_afxdp_datapath_too") {
+        return;
+    }
+    forward_answer_and_run_capsules(&LineOptions {
+        afxdp: true,
+        ..LineOptions::default()
+    });
+}
+
+#[test]
+fn on_the_afxdp_datapath_with_the_fast_path() {
+    if !require_root("on_the_afxdp_datapath_with_the_fast_path") {
+        return;
+    }
+    let line = forward_answer_and_run_capsules(&LineOptions {
+        afxdp: true,
+        xdp: true,
+        ..LineOptions::default()
+    });
+    for i in [1, 2] {
+        let fp = line
+            .stats(i)
+            .router
+            .expect("router")
+            .fast_path
+            .expect("fast path");
+        assert!(fp.counters.forwarded > 0, "{fp:?}");
     }
 }
 

@@ -129,7 +129,7 @@ fn real_clients_through_the_routers_with_default_offloads() {
     if !require_root("real_clients_through_the_routers_with_default_offloads") {
         return;
     }
-    real_clients(false);
+    real_clients(false, false);
 }
 
 #[test]
@@ -137,17 +137,26 @@ fn real_clients_through_the_xdp_fast_path() {
     if !require_root("real_clients_through_the_xdp_fast_path") {
         return;
     }
-    real_clients(true);
+    real_clients(true, false);
 }
 
-/// The clients through `ants` routers (`xdp`: with the fast path), then iperf3 through
-/// kernel routers for comparison.
-fn real_clients(xdp: bool) {
+#[test]
+fn real_clients_through_the_afxdp_datapath() {
+    if !require_root("real_clients_through_the_afxdp_datapath") {
+        return;
+    }
+    real_clients(false, true);
+}
+
+/// The clients through `ants` routers (`xdp`: with the fast path; `afxdp`: on AF_XDP
+/// sockets), then iperf3 through kernel routers for comparison.
+fn real_clients(xdp: bool, afxdp: bool) {
     require_tools(&TOOLS);
     let line = start_line_with(&LineOptions {
         r1_r2_mtu: Some(1400),
         host_offloads: true,
         xdp,
+        afxdp,
         ..LineOptions::default()
     });
     let (h1, h2) = (line.ns[0].clone(), line.ns[3].clone());
@@ -187,10 +196,13 @@ fn real_clients(xdp: bool) {
     // TCP with the hosts' segmentation offload: super-frames through both routers.
     tcp_transfer(&h1, &h2, SocketAddrV4::new(H2, 5201), 32 << 20).expect("TCP transfer");
     let r1 = line.stats(1).router.expect("r1 router");
-    if xdp {
+    if xdp || afxdp {
         // An XDP program on a veth turns its peer's segmentation offload off, and h1's
         // checksums left to offload make its TCP data take the slow path.
-        eprintln!("r1 fast path: {:?}", r1.fast_path);
+        eprintln!(
+            "r1 fast path: {:?}\nr1 interfaces: {:?}",
+            r1.fast_path, r1.interfaces
+        );
     } else {
         assert!(
             r1.router.forwarded_gso > 0,
@@ -204,10 +216,10 @@ fn real_clients(xdp: bool) {
     drop(line);
     let (_kernel, kh1, kh2) = kernel_line(1400);
     let kernel = iperf3_mbits(&kh1, &kh2, H2, 5301, 3);
-    let path = if xdp {
-        "ants routers + XDP"
-    } else {
-        "ants routers"
+    let path = match (xdp, afxdp) {
+        (true, _) => "ants routers + XDP",
+        (false, true) => "ants routers on AF_XDP",
+        (false, false) => "ants routers",
     };
     eprintln!(
         "iperf3 TCP h1 → h2, 3 s, offloads at defaults, r1—r2 MTU 1400: \

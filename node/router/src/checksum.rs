@@ -100,6 +100,46 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
     true
 }
 
+/// `true` when the TCP/UDP checksum of the unfragmented IPv4 packet in Ethernet `frame`
+/// holds exactly the pseudo-header sum — what a local stack leaving the checksum to offload
+/// writes there. Drivers that receive no offload metadata (AF_XDP) use this to find such
+/// frames and [`complete_l4_checksum`] them; a complete checksum that happens to equal the
+/// sum (one in 65,536) is recomputed to the same value, so the test is safe either way.
+pub fn l4_checksum_is_pseudo_header(frame: &[u8]) -> bool {
+    const ETH: usize = 14;
+    let Some(ip) = frame.get(ETH..) else {
+        return false;
+    };
+    if frame.get(12..14) != Some(&[0x08, 0x00]) || ip.len() < 20 || ip[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ihl < 20
+        || total < ihl
+        || total > ip.len()
+        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+    {
+        return false;
+    }
+    let at = match ip[9] {
+        6 => 16,
+        17 => 6,
+        _ => return false,
+    };
+    let len = total - ihl;
+    let Some(field) = ip.get(ihl + at..ihl + at + 2) else {
+        return false;
+    };
+    if len < at + 2 {
+        return false;
+    }
+    let field = u16::from_be_bytes([field[0], field[1]]);
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    field != 0 && field == fold(pseudo_header(src, dst, ip[9], len as u16))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +224,33 @@ mod tests {
             let ours = if len == 0 { 0 } else { !fold(sum(d)) };
             assert_eq!(ours, theirs, "len {len}");
         }
+    }
+
+    #[test]
+    fn pseudo_header_sums_are_recognised() {
+        // A UDP datagram whose checksum field holds the pseudo-header sum, then completed.
+        let mut f = vec![0u8; 14 + 20 + 8 + 4];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&32u16.to_be_bytes());
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+        f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+        f[38..40].copy_from_slice(&12u16.to_be_bytes());
+        f[42..46].copy_from_slice(b"data");
+        let p = fold(pseudo_header(0xc612_0001, 0xc612_0002, 17, 12));
+        f[40..42].copy_from_slice(&p.to_be_bytes());
+        assert!(l4_checksum_is_pseudo_header(&f));
+        assert!(complete_l4_checksum(&mut f));
+        assert!(
+            !l4_checksum_is_pseudo_header(&f),
+            "a complete checksum is not"
+        );
+        // Completing a complete checksum changes nothing.
+        let before = f.clone();
+        assert!(complete_l4_checksum(&mut f));
+        assert_eq!(f, before);
+        assert!(!l4_checksum_is_pseudo_header(&f[..20]));
     }
 
     #[test]

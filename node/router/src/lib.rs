@@ -102,7 +102,7 @@ mod tx;
 #[cfg(test)]
 mod testutil;
 
-pub use checksum::complete_l4_checksum;
+pub use checksum::{complete_l4_checksum, l4_checksum_is_pseudo_header};
 pub use config::{
     ConfigError, DEFAULT_CAPSULE_PORT, Interface, MIN_MTU, Route, RouterConfig, RouterLimits,
 };

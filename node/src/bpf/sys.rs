@@ -28,6 +28,7 @@ pub enum MapType {
     Hash = 1,
     PercpuArray = 6,
     LpmTrie = 11,
+    Xskmap = 17,
     DevmapHash = 25,
 }
 

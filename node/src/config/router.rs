@@ -24,6 +24,19 @@ pub enum FastPathMode {
     Xdp,
 }
 
+/// `[router] datapath`: the sockets the userspace router reads and writes frames with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Datapath {
+    /// AF_PACKET: a `TPACKET_V3` receive ring and `sendmmsg`, with `PACKET_VNET_HDR` (GSO
+    /// super-frames and partial checksums passed through).
+    #[default]
+    AfPacket,
+    /// AF_XDP: an XDP program hands frames to a socket per interface (queue 0) whose memory
+    /// the node owns; no offload metadata (GSO peers are switched off by the kernel,
+    /// partial checksums completed on receive).
+    AfXdp,
+}
+
 /// `[router]`: its presence selects router mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterSection {
@@ -37,6 +50,9 @@ pub struct RouterSection {
     /// Forward plain IPv4 in an XDP program the node loads (`"xdp"`), or everything in
     /// userspace (`"none"`, the default).
     pub fast_path: FastPathMode,
+    /// How frames reach the userspace router: AF_PACKET rings (the default) or AF_XDP
+    /// sockets.
+    pub datapath: Datapath,
     /// ICMP errors sent per second of each class (time exceeded, destination unreachable,
     /// fragmentation needed: one token bucket each).
     pub icmp_per_sec: u32,
@@ -166,6 +182,13 @@ impl Source<'_> {
                 Some((_, "xdp")) => FastPathMode::Xdp,
                 Some((v, _)) => {
                     return Err(self.bad(S, "fast_path", v, "expected \"none\" or \"xdp\""));
+                }
+            },
+            datapath: match raw.datapath.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "afpacket")) => Datapath::AfPacket,
+                Some((_, "afxdp")) => Datapath::AfXdp,
+                Some((v, _)) => {
+                    return Err(self.bad(S, "datapath", v, "expected \"afpacket\" or \"afxdp\""));
                 }
             },
             icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,

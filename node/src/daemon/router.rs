@@ -11,11 +11,13 @@
 
 use std::future::poll_fn;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
     Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
+    l4_checksum_is_pseudo_header,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
@@ -23,12 +25,111 @@ use tracing::{info, warn};
 
 use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
-use crate::afpacket::{FrameMeta, PacketSocket, RingConfig, VnetHdr};
-use crate::config::{Config, FastPathMode, RouterSection};
-use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, XdpMode};
+use crate::afpacket::{FrameMeta, PacketSocket, PacketType, RingConfig, VnetHdr};
+use crate::afxdp::{XskConfig, XskSocket};
+use crate::config::{Config, Datapath, FastPathMode, RouterSection};
+use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOptions, XdpMode};
 
 /// Ring blocks read per interface per turn before timers, apps and compilations are served.
 const MAX_BLOCKS_PER_TURN: usize = 4;
+/// Frames read per AF_XDP socket per turn (about what 4 AF_PACKET blocks hold at 64 B).
+const MAX_XSK_FRAMES_PER_TURN: u32 = 1024;
+
+/// One owned interface's socket: an AF_PACKET ring, or an AF_XDP socket.
+enum Port {
+    Packet(AsyncFd<PacketSocket>),
+    Xsk(AsyncFd<XskSocket>),
+}
+
+impl Port {
+    fn ifname(&self) -> &str {
+        match self {
+            Port::Packet(p) => p.get_ref().ifname(),
+            Port::Xsk(x) => x.get_ref().ifname(),
+        }
+    }
+
+    /// Visit this turn's received frames with what is known about each.
+    fn recv(&mut self, mut f: impl FnMut(&mut [u8], FrameMeta)) {
+        match self {
+            Port::Packet(p) => {
+                p.get_mut().recv_blocks_meta(MAX_BLOCKS_PER_TURN, f);
+            }
+            Port::Xsk(x) => {
+                x.get_mut().recv(MAX_XSK_FRAMES_PER_TURN, |frame| {
+                    // AF_XDP carries no offload state: a checksum left to offload by a local
+                    // stack is recognised by its value (see `offload_of`).
+                    let meta = FrameMeta {
+                        pkt_type: PacketType::Host,
+                        csum_not_ready: l4_checksum_is_pseudo_header(frame),
+                        csum_valid: false,
+                        vlan_tci: None,
+                        vnet: VnetHdr::NONE,
+                    };
+                    f(frame, meta);
+                });
+            }
+        }
+    }
+
+    fn rx_ready(&self) -> bool {
+        match self {
+            Port::Packet(p) => p.get_ref().rx_ready(),
+            Port::Xsk(x) => x.get_ref().rx_ready(),
+        }
+    }
+
+    /// Queue `frame` with its offload state; `false` when there is no room.
+    fn queue(&mut self, frame: &[u8], vnet: &VnetHdr) -> bool {
+        match self {
+            Port::Packet(p) => p.get_mut().queue_vnet(frame, vnet),
+            // Frames from an AF_XDP socket carry no offload state (completed on receive).
+            Port::Xsk(x) => *vnet == VnetHdr::NONE && x.get_mut().queue(frame),
+        }
+    }
+
+    fn has_queued(&self) -> bool {
+        match self {
+            Port::Packet(p) => !p.get_ref().tx().is_empty(),
+            Port::Xsk(x) => x.get_ref().pending() > 0,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Port::Packet(p) => p.get_mut().flush().map(drop),
+            Port::Xsk(x) => x.get_mut().flush().map(drop),
+        }
+    }
+
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            Port::Packet(p) => p.poll_read_ready(cx).map_ok(|mut g| g.clear_ready()),
+            Port::Xsk(x) => x.poll_read_ready(cx).map_ok(|mut g| g.clear_ready()),
+        }
+    }
+
+    /// Kernel-side (frames offered, dropped for overload) and transmit (sent, dropped)
+    /// counters.
+    fn counters(&mut self) -> (u64, u64, u64, u64) {
+        match self {
+            Port::Packet(p) => {
+                let p = p.get_mut();
+                let (frames, drops) = p.stats().unwrap_or((0, 0));
+                (frames, drops, p.tx().sent(), p.tx_dropped())
+            }
+            Port::Xsk(x) => {
+                let s = x.get_ref().stats();
+                (
+                    s.rx_frames + s.rx_dropped,
+                    s.rx_dropped,
+                    s.tx_frames,
+                    s.tx_refused,
+                )
+            }
+        }
+    }
+}
 
 /// How often, at most, the fast path's neighbour map is brought up to date with the ARP
 /// table while frames flow, and at least while idle.
@@ -94,7 +195,7 @@ pub struct InterfaceStats {
 
 /// The owned interfaces, their kernel isolation, and the router.
 pub(super) struct RouterIo {
-    ports: Vec<AsyncFd<PacketSocket>>,
+    ports: Vec<Port>,
     router: Router,
     local: SocketAddr,
     /// Frames forwarded back out of the interface they came in on, staged while that
@@ -116,6 +217,7 @@ impl RouterIo {
         let mut isolation = Vec::with_capacity(r.interfaces.len());
         let mut ports = Vec::with_capacity(r.interfaces.len());
         let mut interfaces = Vec::with_capacity(r.interfaces.len());
+        let mut ifindexes = Vec::with_capacity(r.interfaces.len());
         let opts = IsolateOptions {
             ingress_drop: r.kernel_ingress_drop,
         };
@@ -151,7 +253,26 @@ impl RouterIo {
                 prefix_len: i.prefix_len,
                 mtu,
             });
-            ports.push(sock.into_async_fd()?);
+            ifindexes.push(sock.ifindex());
+            let port = match r.datapath {
+                Datapath::AfPacket => Port::Packet(sock.into_async_fd()?),
+                Datapath::AfXdp => {
+                    // The packet socket only told us the link's facts.
+                    let ifindex = sock.ifindex();
+                    drop(sock);
+                    let xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
+                        .with_context(|| format!("router interface {}", i.name))?;
+                    if usize::from(mtu) + 18 > xsk.max_frame() - 256 {
+                        bail!(
+                            "router interface {}: MTU {mtu} does not fit an AF_XDP frame; use \
+                             datapath = \"afpacket\"",
+                            i.name
+                        );
+                    }
+                    Port::Xsk(xsk.into_async_fd()?)
+                }
+            };
+            ports.push(port);
         }
         let mut routes: Vec<Route> = r
             .routes
@@ -173,17 +294,22 @@ impl RouterIo {
             limits,
         })
         .context("router configuration")?;
-        for (i, p) in r.interfaces.iter().zip(&ports) {
-            let m = p.get_ref().mac();
+        for (i, info) in r.interfaces.iter().zip(router.interfaces()) {
+            let m = info.mac;
             let mac = format!(
                 "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
                 m[0], m[1], m[2], m[3], m[4], m[5]
             );
             info!(interface = %i.name, %mac, address = %i.address, "interface owned");
         }
-        let fast = match r.fast_path {
-            FastPathMode::None => None,
-            FastPathMode::Xdp => Some(open_fast_path(&router, &ports, r)?),
+        let options = ProgramOptions {
+            forward: r.fast_path == FastPathMode::Xdp,
+            xsk: r.datapath == Datapath::AfXdp,
+        };
+        let fast = if options.forward || options.xsk {
+            Some(open_xdp(&router, &ifindexes, &ports, r, options)?)
+        } else {
+            None
         };
         let stats = RouterStats {
             fast_path: fast.as_ref().map(|f: &FastPath| FastPathStats {
@@ -260,40 +386,39 @@ impl RouterIo {
                 }
             };
             if let (Some(p), Some(n)) = (port, refused.get_mut(iface)) {
-                queue(p.get_mut(), frame, vnet, n);
+                queue(p, frame, vnet, n);
             }
         };
         let stats = &mut self.stats.interfaces[i];
-        cur.get_mut()
-            .recv_blocks_meta(MAX_BLOCKS_PER_TURN, |frame, meta| {
-                let offload = offload_of(frame, &meta, stats);
-                match router.handle_frame_with(now, i, frame, offload) {
-                    Verdict::Forward { iface } => egress(iface, frame, &meta.vnet.for_transmit()),
-                    Verdict::Capsule {
-                        from,
-                        payload,
-                        segment,
-                        ..
-                    } => {
-                        let from = SocketAddr::V4(from);
-                        let data = frame.get(payload).unwrap_or_default();
-                        match segment {
-                            None => driver.datagram(now, from, data),
-                            Some(n) => {
-                                for d in data.chunks(usize::from(n.get())) {
-                                    driver.datagram(now, from, d);
-                                }
+        cur.recv(|frame, meta| {
+            let offload = offload_of(frame, &meta, stats);
+            match router.handle_frame_with(now, i, frame, offload) {
+                Verdict::Forward { iface } => egress(iface, frame, &meta.vnet.for_transmit()),
+                Verdict::Capsule {
+                    from,
+                    payload,
+                    segment,
+                    ..
+                } => {
+                    let from = SocketAddr::V4(from);
+                    let data = frame.get(payload).unwrap_or_default();
+                    match segment {
+                        None => driver.datagram(now, from, data),
+                        Some(n) => {
+                            for d in data.chunks(usize::from(n.get())) {
+                                driver.datagram(now, from, d);
                             }
                         }
                     }
-                    Verdict::Done => {}
                 }
-            });
-        let more = cur.get_ref().rx_ready();
+                Verdict::Done => {}
+            }
+        });
+        let more = cur.rx_ready();
         let mut at = 0;
         for (len, vnet) in self.hairpin_lens.drain(..) {
             queue(
-                cur.get_mut(),
+                cur,
                 &self.hairpin[at..at + len],
                 &vnet,
                 &mut self.tx_refused[i],
@@ -320,19 +445,20 @@ impl RouterIo {
         let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
         self.router.drain_transmits(|iface, frame| {
             if let (Some(p), Some(n)) = (ports.get_mut(iface), refused.get_mut(iface)) {
-                queue(p.get_mut(), frame, &VnetHdr::NONE, n);
+                queue(p, frame, &VnetHdr::NONE, n);
             }
         });
         for p in &mut self.ports {
-            if let Err(e) = p.get_mut().flush() {
-                warn!(interface = p.get_ref().ifname(), "transmit error: {e}");
+            if let Err(e) = p.flush() {
+                warn!(interface = p.ifname(), "transmit error: {e}");
             }
         }
     }
 }
 
 /// The router's view of a received frame's offload state, counted per interface. Without
-/// `PACKET_VNET_HDR` a partial checksum cannot be passed on, so it is completed here.
+/// `PACKET_VNET_HDR` (AF_XDP, or a packet socket without it) a partial checksum cannot be
+/// passed on, so it is completed here.
 fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) -> Offload {
     let gso = meta.vnet.is_gso();
     stats.gso_frames += u64::from(gso);
@@ -350,45 +476,59 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
     }
 }
 
-/// Load the XDP fast path with the router's tables and attach it to every owned interface.
-fn open_fast_path(
+/// Load the XDP program (forwarding, and/or handing frames to the AF_XDP sockets) with the
+/// router's tables and attach it to every owned interface.
+fn open_xdp(
     router: &Router,
-    ports: &[AsyncFd<PacketSocket>],
+    ifindexes: &[u32],
+    ports: &[Port],
     r: &RouterSection,
+    options: ProgramOptions,
 ) -> anyhow::Result<FastPath> {
-    let ifaces: Vec<FastPathInterface> = ports
+    let ifaces: Vec<FastPathInterface> = ifindexes
         .iter()
         .zip(router.interfaces())
-        .map(|(p, i)| FastPathInterface {
-            ifindex: p.get_ref().ifindex(),
+        .map(|(&ifindex, i)| FastPathInterface {
+            ifindex,
             mac: i.mac,
             mtu: i.mtu,
         })
         .collect();
-    let mut fast = FastPath::load(
+    let what = if options.xsk {
+        "datapath = \"afxdp\""
+    } else {
+        "fast_path = \"xdp\""
+    };
+    let mut fast = FastPath::load_with(
         &ifaces,
         &router.route_entries(),
         &router.non_unicast_prefixes(),
+        options,
     )
-    .context("fast_path = \"xdp\"")?;
-    let modes = fast.attach().context("fast_path = \"xdp\"")?;
+    .context(what)?;
+    for (k, p) in ports.iter().enumerate() {
+        if let Port::Xsk(x) = p {
+            fast.register_xsk(k, 0, x.get_ref().as_fd()).context(what)?;
+        }
+    }
+    let modes = fast.attach().context(what)?;
     for (i, mode) in r.interfaces.iter().zip(modes) {
-        info!(interface = %i.name, ?mode, "XDP fast path attached");
+        info!(interface = %i.name, ?mode, forward = options.forward, afxdp = options.xsk, "XDP program attached");
     }
     Ok(fast)
 }
 
 /// Queue `frame` with its offload state on `port`, flushing first when its batch has no room;
 /// counts a refusal.
-fn queue(port: &mut PacketSocket, frame: &[u8], vnet: &VnetHdr, refused: &mut u64) {
-    if port.queue_vnet(frame, vnet) {
+fn queue(port: &mut Port, frame: &[u8], vnet: &VnetHdr, refused: &mut u64) {
+    if port.queue(frame, vnet) {
         return;
     }
-    if !port.tx().is_empty() {
+    if port.has_queued() {
         if let Err(e) = port.flush() {
             warn!(interface = port.ifname(), "transmit error: {e}");
         }
-        if port.queue_vnet(frame, vnet) {
+        if port.queue(frame, vnet) {
             return;
         }
     }
@@ -430,12 +570,9 @@ impl Underlay for RouterIo {
         poll_fn(|cx| {
             for p in ports {
                 match p.poll_read_ready(cx) {
-                    Poll::Ready(Ok(mut guard)) => {
-                        // Cleared now; `receive` reads until the ring is empty or says there
-                        // is more, and the loop then comes back without waiting.
-                        guard.clear_ready();
-                        return Poll::Ready(Ok(()));
-                    }
+                    // Cleared already; `receive` reads until the ring is empty or says there
+                    // is more, and the loop then comes back without waiting.
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}
                 }
@@ -480,12 +617,7 @@ impl Underlay for RouterIo {
     fn stats(&mut self, stats: &mut Stats) {
         self.stats.router = self.router.counters().clone();
         for (s, p) in self.stats.interfaces.iter_mut().zip(&mut self.ports) {
-            let p = p.get_mut();
-            if let Ok((frames, drops)) = p.stats() {
-                (s.kernel_frames, s.ring_drops) = (frames, drops);
-            }
-            s.tx_frames = p.tx().sent();
-            s.tx_dropped = p.tx_dropped();
+            (s.kernel_frames, s.ring_drops, s.tx_frames, s.tx_dropped) = p.counters();
         }
         for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {
             s.tx_refused = *n;

@@ -32,6 +32,16 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use crate::bpf::sys::{self, F_NO_PREALLOC, MapType, ProgType, UPDATE_ANY};
 
+/// What the XDP program does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramOptions {
+    /// Forward plain IPv4 itself (`fast_path = "xdp"`).
+    pub forward: bool,
+    /// Hand every other frame to the AF_XDP socket of its receive queue
+    /// (`datapath = "afxdp"`), instead of to the kernel (where the AF_PACKET ring sees it).
+    pub xsk: bool,
+}
+
 /// `BPF_XDP` (`enum bpf_attach_type`).
 const ATTACH_XDP: u32 = 37;
 /// `XDP_FLAGS_SKB_MODE`: generic XDP, on any device, after the skb is built.
@@ -43,6 +53,8 @@ const XDP_FLAGS_DRV_MODE: u32 = 4;
 pub const MAX_NEIGHBOURS: u32 = 4096;
 /// Routes the map holds at most.
 pub const MAX_ROUTES: u32 = 4096;
+/// Receive queues the XSKMAP holds.
+pub const MAX_QUEUES: u32 = 64;
 
 /// One interface the fast path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +122,17 @@ pub struct FastPath {
     ifaces: Vec<FastPathInterface>,
     neigh: OwnedFd,
     stats: OwnedFd,
-    prog: OwnedFd,
+    /// The loaded program: one for all interfaces, or one per interface (each with its
+    /// XSKMAP) with AF_XDP sockets.
+    progs: Vec<OwnedFd>,
     /// The BPF links attaching the program; dropping them detaches it.
     links: Vec<(u32, OwnedFd, XdpMode)>,
     /// What `neigh` holds, by neighbour address (network order bytes as `u32`).
     installed: HashMap<u32, NeighValue>,
     cpus: usize,
+    /// Per interface, the XSKMAP (receive queue → AF_XDP socket), with
+    /// `ProgramOptions::xsk`.
+    xsks: Vec<OwnedFd>,
     // Kept open so the program's maps stay the node's to update.
     _maps: [OwnedFd; 2],
 }
@@ -191,6 +208,25 @@ impl FastPath {
         routes: &[(Ipv4Addr, u8, usize, Option<Ipv4Addr>)],
         special: &[(Ipv4Addr, u8)],
     ) -> io::Result<FastPath> {
+        Self::load_with(
+            ifaces,
+            routes,
+            special,
+            ProgramOptions {
+                forward: true,
+                xsk: false,
+            },
+        )
+    }
+
+    /// [`load`](Self::load) with the program's options: forwarding or not, and where the
+    /// frames it does not forward go.
+    pub fn load_with(
+        ifaces: &[FastPathInterface],
+        routes: &[(Ipv4Addr, u8, usize, Option<Ipv4Addr>)],
+        special: &[(Ipv4Addr, u8)],
+        options: ProgramOptions,
+    ) -> io::Result<FastPath> {
         let n_if = u32::try_from(ifaces.len().max(1)).unwrap_or(u32::MAX);
         let map = |ty, k: usize, v: usize, max, flags, name| {
             sys::map_create(ty, k as u32, v as u32, max, flags, name).map_err(context("maps"))
@@ -231,24 +267,46 @@ impl FastPath {
             sys::map_update(routes_map.as_fd(), key, value, UPDATE_ANY)
                 .map_err(context("routes"))?;
         }
+        // With AF_XDP sockets, one program per interface, each with its own XSKMAP (keyed by
+        // receive queue); otherwise one program for all.
+        let xsks: Vec<OwnedFd> = if options.xsk {
+            ifaces
+                .iter()
+                .map(|_| map(MapType::Xskmap, 4, 4, MAX_QUEUES, 0, "ants_xsks"))
+                .collect::<io::Result<_>>()?
+        } else {
+            Vec::new()
+        };
         let macs: Vec<(u32, [u8; 6])> = ifaces.iter().map(|i| (i.ifindex, i.mac)).collect();
-        let insns = prog::build(&prog::Maps {
-            ifaces: &macs,
-            routes: routes_map.as_fd(),
-            neigh: neigh.as_fd(),
-            tx: tx.as_fd(),
-            stats: stats.as_fd(),
-        })
-        .map_err(io::Error::other)?;
-        let prog = sys::prog_load(ProgType::Xdp, &insns, "ants_fast_path", ATTACH_XDP, 0)?;
+        let build = |xsk: Option<&OwnedFd>| -> io::Result<OwnedFd> {
+            let insns = prog::build(&prog::Maps {
+                forward: options.forward,
+                xsk: xsk.map(|x| x.as_fd()),
+                ifaces: &macs,
+                routes: routes_map.as_fd(),
+                neigh: neigh.as_fd(),
+                tx: tx.as_fd(),
+                stats: stats.as_fd(),
+            })
+            .map_err(io::Error::other)?;
+            sys::prog_load(ProgType::Xdp, &insns, "ants_fast_path", ATTACH_XDP, 0)
+        };
+        let progs = if options.xsk {
+            xsks.iter()
+                .map(|x| build(Some(x)))
+                .collect::<io::Result<Vec<_>>>()?
+        } else {
+            vec![build(None)?]
+        };
         Ok(FastPath {
             ifaces: ifaces.to_vec(),
             neigh,
             stats,
-            prog,
+            progs,
             links: Vec::new(),
             installed: HashMap::new(),
             cpus: sys::possible_cpus().unwrap_or(1),
+            xsks,
             _maps: [routes_map, tx],
         })
     }
@@ -257,14 +315,14 @@ impl FastPath {
     /// otherwise. Returns the mode per interface, in order.
     pub fn attach(&mut self) -> io::Result<Vec<XdpMode>> {
         let mut modes = Vec::new();
-        for i in self.ifaces.clone() {
-            let native =
-                sys::link_create(self.prog.as_fd(), i.ifindex, ATTACH_XDP, XDP_FLAGS_DRV_MODE);
+        for (k, i) in self.ifaces.clone().into_iter().enumerate() {
+            let prog = self.progs.get(k).unwrap_or(&self.progs[0]).as_fd();
+            let native = sys::link_create(prog, i.ifindex, ATTACH_XDP, XDP_FLAGS_DRV_MODE);
             let (link, mode) = match native {
                 Ok(l) => (l, XdpMode::Native),
                 Err(_) => (
-                    sys::link_create(self.prog.as_fd(), i.ifindex, ATTACH_XDP, XDP_FLAGS_SKB_MODE)
-                        .map_err(|e| {
+                    sys::link_create(prog, i.ifindex, ATTACH_XDP, XDP_FLAGS_SKB_MODE).map_err(
+                        |e| {
                             io::Error::new(
                                 e.kind(),
                                 format!(
@@ -273,7 +331,8 @@ impl FastPath {
                                     i.ifindex
                                 ),
                             )
-                        })?,
+                        },
+                    )?,
                     XdpMode::Generic,
                 ),
             };
@@ -331,6 +390,22 @@ impl FastPath {
         Ok(changes)
     }
 
+    /// Send the frames of receive queue `queue` of interface `iface` (an index of the
+    /// interfaces given to `load_with`) that the program does not forward to the AF_XDP
+    /// socket `xsk`.
+    pub fn register_xsk(
+        &self,
+        iface: usize,
+        queue: u32,
+        xsk: std::os::fd::BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        let Some(map) = self.xsks.get(iface) else {
+            return Err(io::Error::other("fast path loaded without AF_XDP sockets"));
+        };
+        let fd = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&xsk)).unwrap_or(u32::MAX);
+        sys::map_update(map.as_fd(), &queue, &fd, UPDATE_ANY).map_err(context("XSKMAP"))
+    }
+
     /// Neighbours in the map now.
     pub fn neighbours(&self) -> usize {
         self.installed.len()
@@ -366,7 +441,7 @@ impl FastPath {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let ctx: [u32; 6] = [0, len, 0, ingress_ifindex, 0, 0];
         let before = frame.clone();
-        let ret = sys::prog_test_run(self.prog.as_fd(), frame, &ctx)?;
+        let ret = sys::prog_test_run(self.progs[0].as_fd(), frame, &ctx)?;
         match ret {
             prog::XDP_REDIRECT => {
                 // The egress is the route's; recover it from the rewritten source MAC.

@@ -48,6 +48,11 @@ pub(super) const STATS: u32 = 3;
 /// What the program is built with: the owned interfaces (ifindex, MAC), compared inline,
 /// and its maps.
 pub(super) struct Maps<'a> {
+    /// Forward plain IPv4 itself (the fast path); `false`: only hand frames on.
+    pub(super) forward: bool,
+    /// Hand frames on to the AF_XDP socket of their receive queue (an XSKMAP), falling back
+    /// to the kernel (`XDP_PASS`) where no socket is bound; `None`: to the kernel.
+    pub(super) xsk: Option<BorrowedFd<'a>>,
     pub(super) ifaces: &'a [(u32, [u8; 6])],
     pub(super) routes: BorrowedFd<'a>,
     pub(super) neigh: BorrowedFd<'a>,
@@ -110,6 +115,30 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     );
     let mut a = Asm::new();
     a.mov(Reg::R6, Reg::R1);
+    if maps.forward {
+        forward(&mut a, maps, (routes, neigh, tx, stats))?;
+    }
+    a.label("pass");
+    count(&mut a, stats, STAT_PASSED, "counted_pass");
+    match &maps.xsk {
+        Some(xsk) => {
+            a.ldx(Size::W, Reg::R2, Reg::R6, 16); // xdp_md.rx_queue_index
+            a.ld_map_fd(Reg::R1, xsk.as_raw_fd());
+            a.mov_imm(Reg::R3, XDP_PASS);
+            a.call(REDIRECT_MAP);
+        }
+        None => a.mov_imm(Reg::R0, XDP_PASS),
+    }
+    a.exit();
+    a.finish()
+}
+
+/// The forwarding part: checks, lookups, rewrite, redirect; jumps to `pass` otherwise.
+fn forward(
+    a: &mut Asm,
+    maps: &Maps<'_>,
+    (routes, neigh, tx, stats): (i32, i32, i32, i32),
+) -> Result<(), String> {
     a.ldx(Size::W, Reg::R7, Reg::R6, 0); // xdp_md.data
     a.ldx(Size::W, Reg::R8, Reg::R6, 4); // xdp_md.data_end
     // Ethernet + a 20-byte IPv4 header present.
@@ -132,7 +161,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.alu_imm(Alu::Add, Reg::R4, 14);
     a.jmp(Cond::Gt, Reg::R4, Reg::R8, "pass");
     // Header checksum.
-    header_sum(&mut a);
+    header_sum(a);
     a.jne_imm(Reg::R3, 0xffff, "pass");
     // To the ingress interface's MAC, compared with immediates: one chain per interface.
     a.ldx(Size::W, Reg::R3, Reg::R6, 12); // xdp_md.ingress_ifindex
@@ -164,7 +193,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.st_imm(Size::W, Reg::Fp, -16, 32);
     a.ldx(Size::W, Reg::R3, Reg::R7, 26);
     a.stx(Size::W, Reg::Fp, -12, Reg::R3);
-    lookup(&mut a, routes, -16);
+    lookup(a, routes, -16);
     a.jeq_imm(Reg::R0, 0, "source_ok");
     a.ldx(Size::W, Reg::R3, Reg::R0, 12);
     a.jne_imm(Reg::R3, 0, "pass");
@@ -172,7 +201,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     // The destination: a route, not special.
     a.ldx(Size::W, Reg::R3, Reg::R7, 30);
     a.stx(Size::W, Reg::Fp, -12, Reg::R3);
-    lookup(&mut a, routes, -16);
+    lookup(a, routes, -16);
     a.jeq_imm(Reg::R0, 0, "pass");
     a.ldx(Size::W, Reg::R3, Reg::R0, 12);
     a.jne_imm(Reg::R3, 0, "pass");
@@ -212,7 +241,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.alu_imm(Alu::Sub, Reg::R4, 20);
     a.be16(Reg::R4); // the L4 length as it would be read from the wire
     a.alu(Alu::Add, Reg::R3, Reg::R4);
-    fold(&mut a);
+    fold(a);
     a.jmp(Cond::Eq, Reg::R3, Reg::R5, "pass");
     a.label("l4_ok");
     // The next hop: the gateway, or the destination on the link.
@@ -221,7 +250,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.ldx(Size::W, Reg::R3, Reg::R7, 30);
     a.label("have_next_hop");
     a.stx(Size::W, Reg::Fp, -20, Reg::R3);
-    lookup(&mut a, neigh, -20);
+    lookup(a, neigh, -20);
     a.jeq_imm(Reg::R0, 0, "pass");
     a.ldx(Size::W, Reg::R3, Reg::R0, 12);
     a.ldx(Size::W, Reg::R4, Reg::R9, 0);
@@ -236,7 +265,7 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.alu_imm(Alu::Sub, Reg::R3, 1);
     a.stx(Size::B, Reg::R7, 22, Reg::R3);
     a.st_imm(Size::H, Reg::R7, 24, 0);
-    header_sum(&mut a);
+    header_sum(a);
     a.alu_imm(Alu::Xor, Reg::R3, 0xffff);
     a.stx(Size::H, Reg::R7, 24, Reg::R3);
     // Out through the devmap; a missing entry passes the frame instead (counted).
@@ -246,16 +275,12 @@ pub(super) fn build(maps: &Maps<'_>) -> Result<Vec<Insn>, String> {
     a.call(REDIRECT_MAP);
     a.mov(Reg::R6, Reg::R0);
     a.jne_imm(Reg::R6, XDP_REDIRECT as i32, "redirect_failed");
-    count(&mut a, stats, STAT_FORWARDED, "counted_forward");
+    count(a, stats, STAT_FORWARDED, "counted_forward");
     a.mov(Reg::R0, Reg::R6);
     a.exit();
     a.label("redirect_failed");
-    count(&mut a, stats, STAT_REDIRECT_FAILED, "counted_failed");
+    count(a, stats, STAT_REDIRECT_FAILED, "counted_failed");
     a.mov(Reg::R0, Reg::R6);
     a.exit();
-    a.label("pass");
-    count(&mut a, stats, STAT_PASSED, "counted_pass");
-    a.mov_imm(Reg::R0, XDP_PASS);
-    a.exit();
-    a.finish()
+    Ok(())
 }

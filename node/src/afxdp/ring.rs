@@ -1,0 +1,210 @@
+//! The memory an AF_XDP socket shares with the kernel: the UMEM (anonymous, page aligned)
+//! and the four single-producer/single-consumer rings mapped from the socket.
+
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A shared mapping, unmapped on drop.
+#[derive(Debug)]
+pub(super) struct Mmap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping belongs to the process; `Mmap` hands out access only through `&mut
+// self` (bytes) or raw pointers used under the ring protocol by the socket that owns it.
+unsafe impl Send for Mmap {}
+// SAFETY: `&Mmap` exposes only the base address and length.
+unsafe impl Sync for Mmap {}
+
+impl Mmap {
+    fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> io::Result<Mmap> {
+        // SAFETY: a fresh mapping chosen by the kernel (null hint); the result is checked.
+        let p = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd, offset) };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mmap { base, len })
+    }
+
+    /// `len` bytes of private anonymous memory (the UMEM), page aligned, populated.
+    pub(super) fn anonymous(len: usize) -> io::Result<Mmap> {
+        Self::map(
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    }
+
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// The mapping as bytes (the UMEM: frames the kernel has handed to us, or that we own).
+    pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, alive as long as `self`;
+        // `&mut self` makes this the only Rust view. The kernel writes only frames that sit
+        // in the fill ring (not handed out) and reads only frames in the TX ring (written
+        // before they were published).
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping `map` created, unmapped only here.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One ring: producer and consumer indices, flags, and `size` entries of `T`.
+#[derive(Debug)]
+pub(super) struct Ring<T> {
+    map: Mmap,
+    producer: usize,
+    consumer: usize,
+    desc: usize,
+    mask: u32,
+    size: u32,
+    /// Our copy of the index we own (producer for fill/TX, consumer for RX/completion).
+    local: u32,
+    _entry: PhantomData<T>,
+}
+
+impl<T: Copy> Ring<T> {
+    /// Map the ring at page offset `pgoff` of the socket, `size` entries of `entry` bytes.
+    pub(super) fn map(
+        fd: &OwnedFd,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+        entry: usize,
+        pgoff: u64,
+    ) -> io::Result<Ring<T>> {
+        debug_assert_eq!(entry, std::mem::size_of::<T>());
+        let desc = usize::try_from(off.desc).map_err(|_| io::Error::other("ring offset"))?;
+        let len = desc + size as usize * entry;
+        let map = Mmap::map(
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            i64::try_from(pgoff).map_err(|_| io::Error::other("ring page offset"))?,
+        )?;
+        let at = |o: u64| usize::try_from(o).map_err(|_| io::Error::other("ring offset"));
+        let (producer, consumer) = (at(off.producer)?, at(off.consumer)?);
+        if producer + 4 > len || consumer + 4 > len || producer % 4 != 0 || consumer % 4 != 0 {
+            return Err(io::Error::other("ring offsets outside the mapping"));
+        }
+        let mut ring = Ring {
+            map,
+            producer,
+            consumer,
+            desc,
+            mask: size - 1,
+            size,
+            local: 0,
+            _entry: PhantomData,
+        };
+        ring.local = ring.index(producer).load(Ordering::Relaxed);
+        Ok(ring)
+    }
+
+    fn index(&self, at: usize) -> &AtomicU32 {
+        // SAFETY: `at` was checked to lie 4-aligned inside the mapping, which lives as long
+        // as `self`; the kernel and we access the word only atomically (the ring protocol).
+        unsafe { AtomicU32::from_ptr(self.map.base().as_ptr().add(at).cast::<u32>()) }
+    }
+
+    fn slot(&self, i: u32) -> *mut T {
+        let k = (i & self.mask) as usize;
+        // SAFETY: `k < size`, and the mapping covers `desc + size * size_of::<T>()` bytes.
+        unsafe {
+            self.map
+                .base()
+                .as_ptr()
+                .add(self.desc + k * std::mem::size_of::<T>())
+                .cast::<T>()
+        }
+    }
+
+    // ----- producer side (fill, TX) -----
+
+    /// Entries we may still write (the kernel's consumer index read fresh).
+    pub(super) fn free_slots(&self) -> u32 {
+        let cons = self.index(self.consumer).load(Ordering::Acquire);
+        self.size - self.local.wrapping_sub(cons)
+    }
+
+    /// Entries published that the kernel has not consumed yet.
+    pub(super) fn available_to_kernel(&self) -> u32 {
+        let cons = self.index(self.consumer).load(Ordering::Acquire);
+        self.local.wrapping_sub(cons)
+    }
+
+    /// Write entry `i` after our producer index (not yet published).
+    pub(super) fn write_at(&mut self, i: u32, value: T) {
+        let p = self.slot(self.local.wrapping_add(i));
+        // SAFETY: the slot lies in the mapping; it is past our producer index and within the
+        // free slots the caller checked, so the kernel does not read it until we publish.
+        unsafe { p.write_unaligned(value) };
+    }
+
+    /// Publish `n` entries written with [`write_at`](Self::write_at).
+    pub(super) fn publish(&mut self, n: u32) {
+        self.local = self.local.wrapping_add(n);
+        self.index(self.producer)
+            .store(self.local, Ordering::Release);
+    }
+
+    /// Write up to `n` entries with `f` and publish them; returns how many.
+    pub(super) fn produce(&mut self, n: u32, mut f: impl FnMut(&mut T)) -> u32 {
+        let k = n.min(self.free_slots());
+        for i in 0..k {
+            let p = self.slot(self.local.wrapping_add(i));
+            // SAFETY: as in `write_at`: a free slot past our producer index; read and written
+            // whole, then published below.
+            unsafe {
+                let mut v = p.read_unaligned();
+                f(&mut v);
+                p.write_unaligned(v);
+            }
+        }
+        if k > 0 {
+            self.publish(k);
+        }
+        k
+    }
+
+    // ----- consumer side (RX, completion) -----
+
+    /// Entries the kernel published that we have not consumed.
+    pub(super) fn available(&self) -> u32 {
+        let prod = self.index(self.producer).load(Ordering::Acquire);
+        prod.wrapping_sub(self.local).min(self.size)
+    }
+
+    /// Read up to `n` entries with `f`, then hand their slots back; returns how many.
+    pub(super) fn consume(&mut self, n: u32, mut f: impl FnMut(&T)) -> u32 {
+        let k = n.min(self.available());
+        for i in 0..k {
+            let p = self.slot(self.local.wrapping_add(i));
+            // SAFETY: the kernel published this slot (acquire load in `available`) and does
+            // not touch it until we move our consumer index past it below.
+            let v = unsafe { p.read_unaligned() };
+            f(&v);
+        }
+        if k > 0 {
+            self.local = self.local.wrapping_add(k);
+            self.index(self.consumer)
+                .store(self.local, Ordering::Release);
+        }
+        k
+    }
+}

@@ -1,0 +1,88 @@
+//! AF_XDP sockets on a veth (root only): the transmit side's bounds — a full TX ring or an
+//! empty free list refuses and counts, a frame longer than a UMEM frame is refused, nothing
+//! waits — and what a flush sends arrives at the peer.
+
+use ants_node::afxdp::{XskConfig, XskSocket};
+
+use crate::netns::{self, Netns, enter, require_root};
+
+fn rx_packets(ns: &str, ifname: &str) -> u64 {
+    netns::run_in(
+        ns,
+        &format!("cat /sys/class/net/{ifname}/statistics/rx_packets"),
+    )
+    .trim()
+    .parse()
+    .expect("rx_packets")
+}
+
+#[test]
+fn a_full_transmit_ring_refuses_and_counts_and_a_flush_delivers() {
+    if !require_root("a_full_transmit_ring_refuses_and_counts_and_a_flush_delivers") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    let ifindex: u32 = netns::run_in(&r, "cat /sys/class/net/x0/ifindex")
+        .trim()
+        .parse()
+        .expect("ifindex");
+    let cfg = XskConfig {
+        frames: 256,
+        frame_size: 2048,
+        ring_size: 64,
+    };
+    let before = rx_packets(&p, "p-x0");
+    let stats = enter(&r, || {
+        let mut x = XskSocket::open("x0", ifindex, 0, &cfg).unwrap_or_else(|e| panic!("{e}"));
+        // An Ethernet broadcast frame the peer counts on receipt.
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+        frame.resize(60, 0x5a);
+        let mut queued = 0;
+        for _ in 0..200 {
+            if x.queue(&frame) {
+                queued += 1;
+            }
+        }
+        assert_eq!(queued, 64, "the TX ring holds 64");
+        assert!(!x.queue(&vec![0; 2049]), "longer than a UMEM frame");
+        assert_eq!(x.stats().tx_refused, 200 - 64 + 1);
+        assert_eq!(x.flush().expect("flush"), 64);
+        // After the kernel sent them, their frames come back and the ring has room again.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !x.queue(&frame) {
+            assert!(std::time::Instant::now() < end, "frames never completed");
+            x.flush().expect("flush");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        x.flush().expect("flush");
+        x.stats()
+    });
+    assert_eq!(stats.tx_frames, 65);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rx_packets(&p, "p-x0") < before + 65 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the peer saw {} of 65 frames",
+            rx_packets(&p, "p-x0") - before
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bad_geometry_and_unknown_interfaces_are_refused_with_their_name() {
+    let bad = XskConfig {
+        frames: 100,
+        ..XskConfig::default()
+    };
+    let err = XskSocket::open("x9", 1, 0, &bad).unwrap_err();
+    assert!(err.to_string().contains("x9"), "{err}");
+    if !require_root("bad_geometry_and_unknown_interfaces_are_refused_with_their_name") {
+        return;
+    }
+    let err = XskSocket::open("nope0", 999_999, 0, &XskConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("nope0"), "{err}");
+}
