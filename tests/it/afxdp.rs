@@ -86,3 +86,48 @@ fn bad_geometry_and_unknown_interfaces_are_refused_with_their_name() {
     let err = XskSocket::open("nope0", 999_999, 0, &XskConfig::default()).unwrap_err();
     assert!(err.to_string().contains("nope0"), "{err}");
 }
+
+#[test]
+fn a_multi_queue_interface_is_refused_with_the_fix() {
+    if !require_root("a_multi_queue_interface_is_refused_with_the_fix") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    netns::run_in(
+        &r,
+        &format!("ip link add x0 numrxqueues 2 numtxqueues 2 type veth peer name p-x0 netns {p}"),
+    );
+    netns::up(&r, "x0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("r.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\naddress = \"198.18.51.1\"\ncode_cache_dir = \"{}\"\n\n[router]\n\
+             datapath = \"afxdp\"\n\n[[router.interface]]\nname = \"x0\"\n\
+             address = \"198.18.51.1/24\"\n",
+            dir.path().join("code").display()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &r,
+            env!("CARGO_BIN_EXE_ants"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .expect("run ants");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serves receive queue 0 only and the interface has 2"),
+        "{err}"
+    );
+    assert!(err.contains("ethtool -L x0 combined 1"), "{err}");
+}

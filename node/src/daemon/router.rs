@@ -260,6 +260,18 @@ impl RouterIo {
                     // The packet socket only told us the link's facts.
                     let ifindex = sock.ifindex();
                     drop(sock);
+                    // One socket, on queue 0: frames another queue received would reach
+                    // neither it nor the kernel (isolated), so refuse rather than lose them.
+                    let queues = rx_queues(&i.name);
+                    if queues > 1 {
+                        bail!(
+                            "router interface {}: datapath = \"afxdp\" serves receive queue 0 \
+                             only and the interface has {queues}; set one queue (ethtool -L {} \
+                             combined 1) or use datapath = \"afpacket\"",
+                            i.name,
+                            i.name
+                        );
+                    }
                     let xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
                         .with_context(|| format!("router interface {}", i.name))?;
                     if usize::from(mtu) + 18 > xsk.max_frame() - 256 {
@@ -311,6 +323,14 @@ impl RouterIo {
         } else {
             None
         };
+        info!(
+            datapath = match r.datapath {
+                Datapath::AfPacket => "afpacket",
+                Datapath::AfXdp => "afxdp",
+            },
+            fast_path = if options.forward { "xdp" } else { "none" },
+            "router datapath"
+        );
         let stats = RouterStats {
             fast_path: fast.as_ref().map(|f: &FastPath| FastPathStats {
                 modes: f.attached().map(|(_, m)| m).collect(),
@@ -474,6 +494,19 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
         gso_size: gso.then_some(meta.vnet.gso_size),
         csum_partial: meta.vnet.needs_csum(),
     }
+}
+
+/// Receive queues of `ifname` in the calling thread's namespace (`/sys/class/net/*/queues`;
+/// 1 when it cannot be read).
+fn rx_queues(ifname: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Load the XDP program (forwarding, and/or handing frames to the AF_XDP sockets) with the
