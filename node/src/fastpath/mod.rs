@@ -133,6 +133,8 @@ pub struct FastPath {
     /// Per interface, the XSKMAP (receive queue → AF_XDP socket), with
     /// `ProgramOptions::xsk`.
     xsks: Vec<OwnedFd>,
+    /// The program forwards (`ProgramOptions::forward`); without, the neighbour map is unused.
+    forward: bool,
     // Kept open so the program's maps stay the node's to update.
     _maps: [OwnedFd; 2],
 }
@@ -307,6 +309,7 @@ impl FastPath {
             installed: HashMap::new(),
             cpus: sys::possible_cpus().unwrap_or(1),
             xsks,
+            forward: options.forward,
             _maps: [routes_map, tx],
         })
     }
@@ -350,6 +353,9 @@ impl FastPath {
         &mut self,
         reachable: impl IntoIterator<Item = (Ipv4Addr, usize, [u8; 6])>,
     ) -> io::Result<usize> {
+        if !self.forward {
+            return Ok(0);
+        }
         let mut want: HashMap<u32, NeighValue> = HashMap::new();
         for (ip, iface, mac) in reachable {
             let Some(i) = self.ifaces.get(iface) else {
