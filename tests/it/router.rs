@@ -244,6 +244,15 @@ fn with_the_xdp_fast_path_too() {
         assert!(fp.counters.passed > 0, "{name}: and passed the rest on");
         assert_eq!(fp.counters.redirect_failed, 0);
         assert!(fp.neighbours >= 2, "{name}: {fp:?}");
+        // And `--stats-json` shows it.
+        let json = line.stats(i).to_json();
+        let f = &json["router"]["fast_path"];
+        assert!(f["forwarded"].as_u64().unwrap_or(0) > 0, "{json}");
+        assert_eq!(f["native"], true, "{json}");
+        assert_eq!(
+            json["router"]["interfaces"].as_array().map(Vec::len),
+            Some(2)
+        );
     }
 }
 

@@ -79,8 +79,32 @@ impl Stats {
                 "icmp_rate_limited_unreachable": c.icmp_rate_limited_unreachable,
                 "icmp_rate_limited_frag_needed": c.icmp_rate_limited_frag_needed,
                 "echo_replies": c.echo_replies,
+                "forwarded_gso": c.forwarded_gso,
+                "fragmented": c.fragmented,
+                "fragments_sent": c.fragments_sent,
+                "checksums_completed": c.checksums_completed,
                 "drops": drops,
                 "node_datagrams_dropped": r.node_datagrams_dropped,
+                "interfaces": r.interfaces.iter().map(|i| json!({
+                    "name": i.name,
+                    "kernel_frames": i.kernel_frames,
+                    "ring_drops": i.ring_drops,
+                    "tx_frames": i.tx_frames,
+                    "tx_dropped": i.tx_dropped,
+                    "tx_refused": i.tx_refused,
+                    "gso_frames": i.gso_frames,
+                    "partial_checksums": i.partial_checksums,
+                    "checksums_completed": i.checksums_completed,
+                })).collect::<Vec<_>>(),
+                "fast_path": r.fast_path.as_ref().map(|f| json!({
+                    "forwarded": f.counters.forwarded,
+                    "passed": f.counters.passed,
+                    "redirect_failed": f.counters.redirect_failed,
+                    "neighbours": f.neighbours,
+                    "neighbour_updates": f.neighbour_updates,
+                    "sync_errors": f.sync_errors,
+                    "native": f.modes.iter().all(|m| *m == crate::fastpath::XdpMode::Native),
+                })),
             })
         });
         json!({
