@@ -55,6 +55,17 @@ pub struct Config {
     /// `[router]`: router mode (AF_PACKET interfaces, plain IPv4 forwarding); `None` = the
     /// UDP overlay.
     pub router: Option<RouterSection>,
+    /// `[metrics]`: Prometheus metrics over HTTP; `None` = not served.
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: where `GET /metrics` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSection {
+    /// TCP address (default `127.0.0.1:9322`).
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback `listen` (anyone who reaches it reads the node's counters).
+    pub public: bool,
 }
 
 /// `[node]`.
@@ -185,6 +196,7 @@ impl<'a> Source<'a> {
         let limits = self.limits(&raw.limits)?;
         let code = self.code(&raw.code, router.is_some())?;
         let fault = self.fault(&raw.fault, node.seed)?;
+        let metrics = raw.metrics.as_ref().map(|m| self.metrics(m)).transpose()?;
         Ok(Config {
             node,
             neighbours,
@@ -193,7 +205,37 @@ impl<'a> Source<'a> {
             code,
             fault,
             router,
+            metrics,
         })
+    }
+
+    fn metrics(&self, raw: &raw::RawMetrics) -> Result<MetricsSection> {
+        const S: &str = "[metrics]";
+        let public = raw.public.unwrap_or(false);
+        let listen = match &raw.listen {
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 9322)),
+            Some(v) => {
+                let a: std::net::SocketAddr = v.get_ref().trim().parse().map_err(|_| {
+                    self.bad(
+                        S,
+                        "listen",
+                        v,
+                        "expected an address and port, e.g. \"127.0.0.1:9322\"",
+                    )
+                })?;
+                if !a.ip().is_loopback() && !public {
+                    return Err(self.bad(
+                        S,
+                        "listen",
+                        v,
+                        "not a loopback address: anyone who reaches it reads the node's \
+                         counters; add public = true to mean it",
+                    ));
+                }
+                a
+            }
+        };
+        Ok(MetricsSection { listen, public })
     }
 
     fn address(&self, section: &str, field: &str, v: &Spanned<String>) -> Result<Address> {

@@ -11,6 +11,7 @@ mod capsules;
 mod cli;
 mod fastpath;
 mod hostile;
+mod metrics;
 mod multicast;
 mod netns;
 mod overlay;

@@ -19,6 +19,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) fault: RawFault,
     pub(super) router: Option<RawRouter>,
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`: present = serve Prometheus metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) public: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@
 
 mod clock;
 mod compile;
+pub mod metrics;
 mod overlay;
 mod persist;
 mod router;
@@ -513,15 +514,27 @@ async fn serve(
     stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
-    let started = start(&cfg).await;
+    let mut started = start(&cfg).await;
+    // The metrics server asks the loop for snapshots on its own channel.
+    let mut metrics_rx = None;
+    if let (Some(m), Ok(_)) = (&cfg.metrics, &started) {
+        match metrics::bind(m.listen, m.public).await {
+            Ok(listener) => {
+                let (tx, rx) = mpsc::channel(8);
+                tokio::spawn(metrics::serve(listener, tx));
+                metrics_rx = Some(rx);
+            }
+            Err(e) => started = Err(e),
+        }
+    }
     match &cfg.router {
         None => {
             let io = Overlay::bind(&cfg);
-            run(started, io, stop, stats_rx, ready).await
+            run(started, io, stop, stats_rx, metrics_rx, ready).await
         }
         Some(router) => {
             let io = RouterIo::open(&cfg, router);
-            run(started, io, stop, stats_rx, ready).await
+            run(started, io, stop, stats_rx, metrics_rx, ready).await
         }
     }
 }
@@ -555,6 +568,7 @@ async fn run<U: Underlay>(
     io: anyhow::Result<U>,
     mut stop: watch::Receiver<bool>,
     mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
+    mut metrics_rx: Option<mpsc::Receiver<oneshot::Sender<Stats>>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
     let both = started.and_then(|s| io.map(|io| (s, io)));
@@ -590,6 +604,12 @@ async fn run<U: Underlay>(
                 let _ = reply.send(stats);
                 false
             }
+            Some(reply) = recv_opt(&mut metrics_rx) => {
+                let mut stats = driver.stats();
+                io.stats(&mut stats);
+                let _ = reply.send(stats);
+                false
+            }
             Some(done) = compiled_rx.recv() => { driver.compiled(done); false }
             () = tokio::time::sleep(sleep) => {
                 let now = driver.now();
@@ -597,7 +617,7 @@ async fn run<U: Underlay>(
                 io.handle_timeout(now);
                 false
             }
-            Some(req) = recv_app(&mut app_rx) => { driver.app_request(req); false }
+            Some(req) = recv_opt(&mut app_rx) => { driver.app_request(req); false }
             r = io.readable(), if !more => { r?; true }
             () = tokio::task::yield_now(), if more => true,
         };
@@ -613,8 +633,8 @@ async fn run<U: Underlay>(
     Ok(stats)
 }
 
-/// The next app request, or never when the node has no app socket.
-async fn recv_app(rx: &mut Option<mpsc::Receiver<AppRequest>>) -> Option<AppRequest> {
+/// The next message of an optional channel, or never.
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

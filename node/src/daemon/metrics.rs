@@ -1,0 +1,388 @@
+//! `[metrics] listen`: the node's counters as Prometheus metrics on `GET /metrics` (the
+//! text format 0.0.4, rendered by `prometheus-client` from a [`Stats`] snapshot taken on the
+//! node's own loop, so a scrape sees one consistent moment).
+//!
+//! Names follow Prometheus conventions, all under `ants_`:
+//!
+//! - `ants_capsules_total{protocol,outcome}`: per capsule type (hex SHA-256), outcome
+//!   `runs`, `sent`, `delivered`, `traps`, `deadline_traps`, `errors`, `limit_hits`,
+//!   `app_refusals`; `ants_fuel_total{protocol}`.
+//! - `ants_node_events_total{event}`: the node core's counters; `ants_loader_events_total`
+//!   likewise for the code loader; `ants_executor_events_total` for the executor.
+//! - Router mode: `ants_router_forwarded_total`, `ants_router_events_total{event}`,
+//!   `ants_router_drops_total{reason}` (every reason, zeros included), per interface
+//!   `ants_interface_frames_total{interface,direction,outcome}` and offload counters, and
+//!   the XDP fast path's `ants_fast_path_frames_total{outcome}`.
+//! - Gauges: `ants_cached_modules`, `ants_code_cache_disk_bytes`, `ants_fast_path_neighbours`.
+//!
+//! What a stranger can make it cost: the server answers one request per connection, reads
+//! at most 8 KiB for at most 2 s, serves at most 8 connections at once (more wait in the
+//! kernel's accept queue), and binds loopback unless `public = true` says otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::Stats;
+
+/// Most bytes of a request read.
+const MAX_REQUEST: usize = 8 << 10;
+/// Time a client has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 8;
+
+type Labels = Vec<(String, String)>;
+
+fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+/// Every `u64` field of a serialized counter struct, by name.
+fn fields(v: &Value) -> Vec<(String, u64)> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The snapshot as OpenMetrics text.
+pub fn render(stats: &Stats) -> String {
+    let mut r = Registry::with_prefix("ants");
+    let caps = counter_family(
+        &mut r,
+        "capsules",
+        "Capsule executions and their outcomes, by type",
+    );
+    let fuel = counter_family(
+        &mut r,
+        "fuel",
+        "Fuel consumed by capsule executions, by type",
+    );
+    for (ty, c) in &stats.protocols {
+        let p = ty.to_string();
+        for (outcome, n) in [
+            ("runs", c.runs),
+            ("sent", c.sent),
+            ("delivered", c.delivered),
+            ("traps", c.traps),
+            ("deadline_traps", c.deadline_traps),
+            ("errors", c.errors),
+            ("limit_hits", c.limit_hits),
+            ("app_refusals", c.app_refusals),
+        ] {
+            caps.get_or_create(&labels(&[("protocol", &p), ("outcome", outcome)]))
+                .inc_by(n);
+        }
+        fuel.get_or_create(&labels(&[("protocol", &p)]))
+            .inc_by(c.fuel);
+    }
+    let json = stats.to_json();
+    for (family, key, help) in [
+        ("node_events", "node", "Node core counters, by event"),
+        ("loader_events", "loader", "Code loader counters, by event"),
+        ("executor_events", "executor", "Executor counters, by event"),
+    ] {
+        let f = counter_family(&mut r, family, help);
+        for (event, n) in fields(&json[key]) {
+            f.get_or_create(&labels(&[("event", &event)])).inc_by(n);
+        }
+    }
+    let node_drops = counter_family(
+        &mut r,
+        "node_drops",
+        "Datagrams the node dropped, by reason",
+    );
+    if let Value::Object(m) = &json["node"]["drops"] {
+        for (reason, n) in m {
+            if let Some(n) = n.as_u64() {
+                node_drops
+                    .get_or_create(&labels(&[("reason", reason)]))
+                    .inc_by(n);
+            }
+        }
+    }
+    let udp = counter_family(
+        &mut r,
+        "udp_dropped",
+        "Datagrams the UDP socket layer dropped",
+    );
+    udp.get_or_create(&Vec::new()).inc_by(stats.udp_dropped);
+    let cached = Gauge::<i64>::default();
+    r.register(
+        "cached_modules",
+        "Modules in the code cache",
+        cached.clone(),
+    );
+    cached.set(i64::try_from(stats.cached_types.len()).unwrap_or(i64::MAX));
+    let disk = Gauge::<i64>::default();
+    r.register(
+        "code_cache_disk_bytes",
+        "Bytes the code cache directory holds",
+        disk.clone(),
+    );
+    disk.set(i64::try_from(stats.disk.0).unwrap_or(i64::MAX));
+    if let Some(router) = &stats.router {
+        render_router(&mut r, router);
+    }
+    let mut out = String::new();
+    if encode(&mut out, &r).is_err() {
+        out.clear();
+    }
+    to_classic_text(&out)
+}
+
+/// OpenMetrics text (what `prometheus-client` writes) to the classic Prometheus text format
+/// 0.0.4, which every scraper and `promtool check metrics` read: a counter family's `HELP`
+/// and `TYPE` lines name its `_total` series, and there is no `# EOF`.
+fn to_classic_text(open: &str) -> String {
+    let lines: Vec<&str> = open.lines().filter(|l| *l != "# EOF").collect();
+    let mut counters = std::collections::HashSet::new();
+    for l in &lines {
+        if let Some(rest) = l.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(open.len() + 64);
+    for l in lines {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = l.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(l));
+        out.push('\n');
+    }
+    out
+}
+
+fn render_router(r: &mut Registry, router: &super::RouterStats) {
+    let c = &router.router;
+    let fwd = counter_family(
+        r,
+        "router_forwarded",
+        "IPv4 packets the userspace router forwarded",
+    );
+    fwd.get_or_create(&Vec::new()).inc_by(c.forwarded);
+    let events = counter_family(r, "router_events", "Router counters, by event");
+    for (event, n) in [
+        ("forwarded_gso", c.forwarded_gso),
+        ("fragmented", c.fragmented),
+        ("fragments_sent", c.fragments_sent),
+        ("checksums_completed", c.checksums_completed),
+        ("capsules", c.capsules),
+        ("arp_requests_sent", c.arp_requests_sent),
+        ("arp_replies_sent", c.arp_replies_sent),
+        ("arp_learned", c.arp_learned),
+        ("arp_failed", c.arp_failed),
+        ("arp_held", c.arp_held),
+        ("icmp_sent", c.icmp_sent),
+        ("icmp_rate_limited", c.icmp_rate_limited),
+        ("echo_replies", c.echo_replies),
+        ("udp_sent", c.udp_sent),
+    ] {
+        events.get_or_create(&labels(&[("event", event)])).inc_by(n);
+    }
+    let drops = counter_family(r, "router_drops", "Frames the router dropped, by reason");
+    for (reason, n) in c.drops() {
+        drops
+            .get_or_create(&labels(&[("reason", reason.name())]))
+            .inc_by(n);
+    }
+    let frames = counter_family(
+        r,
+        "interface_frames",
+        "Frames per owned interface, by direction and outcome",
+    );
+    let offload = counter_family(
+        r,
+        "interface_offload_frames",
+        "Received frames per owned interface with offload state",
+    );
+    for i in &router.interfaces {
+        for (direction, outcome, n) in [
+            ("rx", "offered", i.kernel_frames),
+            ("rx", "dropped", i.ring_drops),
+            ("tx", "sent", i.tx_frames),
+            ("tx", "dropped", i.tx_dropped),
+            ("tx", "refused", i.tx_refused),
+        ] {
+            frames
+                .get_or_create(&labels(&[
+                    ("interface", &i.name),
+                    ("direction", direction),
+                    ("outcome", outcome),
+                ]))
+                .inc_by(n);
+        }
+        for (kind, n) in [
+            ("gso", i.gso_frames),
+            ("partial_checksum", i.partial_checksums),
+            ("checksum_completed", i.checksums_completed),
+        ] {
+            offload
+                .get_or_create(&labels(&[("interface", &i.name), ("kind", kind)]))
+                .inc_by(n);
+        }
+    }
+    if let Some(f) = &router.fast_path {
+        let fp = counter_family(
+            r,
+            "fast_path_frames",
+            "Frames the XDP program saw, by outcome",
+        );
+        for (outcome, n) in [
+            ("forwarded", f.counters.forwarded),
+            ("passed", f.counters.passed),
+            ("redirect_failed", f.counters.redirect_failed),
+        ] {
+            fp.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
+        }
+        let g = Gauge::<i64>::default();
+        r.register(
+            "fast_path_neighbours",
+            "Neighbours in the XDP program's map",
+            g.clone(),
+        );
+        g.set(i64::try_from(f.neighbours).unwrap_or(i64::MAX));
+    }
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped, asking the node's loop for
+/// a snapshot per scrape through `stats`.
+pub(super) async fn serve(listener: TcpListener, stats: mpsc::Sender<oneshot::Sender<Stats>>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (conn, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("metrics: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(conn, &stats).await {
+                debug!(%peer, "metrics: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Read one request (bounded in bytes and time) and answer it.
+async fn answer(
+    mut conn: TcpStream,
+    stats: &mpsc::Sender<oneshot::Sender<Stats>>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    let read = async {
+        while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf[len..]).await?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        std::io::Result::Ok(())
+    };
+    let timed_out = tokio::time::timeout(REQUEST_TIMEOUT, read).await.is_err();
+    let request = std::str::from_utf8(&buf[..len]).unwrap_or("");
+    let line = request.lines().next().unwrap_or("");
+    let mut words = line.split_whitespace();
+    let (status, ctype, body) = match (timed_out, words.next(), words.next()) {
+        (true, ..) => (
+            "408 Request Timeout",
+            "text/plain",
+            "request timed out\n".to_string(),
+        ),
+        (false, Some("GET"), Some("/metrics")) => {
+            let (tx, rx) = oneshot::channel();
+            let snapshot = match stats.send(tx).await {
+                Ok(()) => rx.await.ok(),
+                Err(_) => None,
+            };
+            match snapshot {
+                Some(s) => (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render(&s),
+                ),
+                None => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "the node is stopping\n".to_string(),
+                ),
+            }
+        }
+        (false, Some("GET"), Some(_)) => (
+            "404 Not Found",
+            "text/plain",
+            "only /metrics is served here\n".to_string(),
+        ),
+        _ => (
+            "400 Bad Request",
+            "text/plain",
+            "expected GET /metrics\n".to_string(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await?;
+    conn.shutdown().await
+}
+
+/// Bind the metrics listener, refusing a non-loopback address unless `public`.
+pub(super) async fn bind(listen: SocketAddr, public: bool) -> anyhow::Result<TcpListener> {
+    if !listen.ip().is_loopback() && !public {
+        anyhow::bail!(
+            "[metrics] listen = \"{listen}\" is not a loopback address; anyone who can reach \
+             it would read the node's counters — set public = true to mean it"
+        );
+    }
+    let l = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("[metrics] cannot listen on {listen}: {e}"))?;
+    let at = l.local_addr()?;
+    if at.ip().is_loopback() {
+        info!(%at, "metrics on http://{at}/metrics");
+    } else {
+        warn!(%at, "metrics on a non-loopback address (public = true)");
+    }
+    Ok(l)
+}
