@@ -89,6 +89,12 @@ pub enum AppRequest {
         /// The app id.
         app: u32,
     },
+    /// A connection (registered or not) asks for the node's counters: answer with them as
+    /// one JSON object (`Stats::to_json`).
+    Stats {
+        /// The JSON text, or why not.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// Delivery counters of one registered app.
@@ -630,6 +636,10 @@ impl Session {
     async fn handle(&mut self, frame: AppFrame) -> Result<(), End> {
         match frame {
             AppFrame::Ping => self.reply(NodeFrame::Pong).await,
+            AppFrame::Stats => match self.ask(|reply| AppRequest::Stats { reply }).await? {
+                Ok(json) => self.reply(NodeFrame::Stats { json }).await,
+                Err(message) => self.reply_error(message).await,
+            },
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
@@ -821,6 +831,9 @@ mod tests {
                     AppRequest::Disconnected { app } => {
                         live.remove(&app);
                         let _ = seen.send(Seen::Disconnected { app });
+                    }
+                    AppRequest::Stats { reply } => {
+                        let _ = reply.send(Ok(format!("{{\"apps\":{}}}", live.len())));
                     }
                 }
             }
@@ -1066,5 +1079,23 @@ mod tests {
             "{e}"
         );
         assert_eq!(handle.counters().connections_refused, 1);
+    }
+
+    #[tokio::test]
+    async fn stats_are_answered_with_or_without_a_registration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sock");
+        let server = AppServer::bind(&path).unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let (seen_tx, _seen) = mpsc::unbounded_channel();
+        fake_node(rx, seen_tx);
+        let _handle = server.run(tx);
+        let p = path.clone();
+        let unregistered =
+            blocking(move || ants_app::query_stats(p, Duration::from_secs(10))).await;
+        assert_eq!(unregistered.unwrap(), "{\"apps\":0}");
+        let a = connect(&path, 3).await.unwrap();
+        let (_a, json) = with(a, |c| c.stats()).await;
+        assert_eq!(json.unwrap(), "{\"apps\":1}");
     }
 }

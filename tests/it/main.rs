@@ -18,6 +18,7 @@ mod overlay;
 mod router;
 mod router_clients;
 mod sim;
+mod status;
 mod support;
 mod topology;
 mod traceroute;

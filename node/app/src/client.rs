@@ -187,6 +187,28 @@ impl AppClientBuilder {
     }
 }
 
+/// Ask the node at `path` for its counters without registering an app id — what
+/// `ants status` and `ants drops` do: one `Stats` request, its answer within `timeout`.
+pub fn query_stats(path: impl AsRef<Path>, timeout: Duration) -> Result<String, ClientError> {
+    let path = path.as_ref();
+    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut client = AppClient {
+        stream,
+        app: u32::MAX,
+        accept: Vec::new(),
+        node: Address::UNSPECIFIED,
+        rbuf: Vec::new(),
+        queue: VecDeque::new(),
+        queue_len: DEFAULT_QUEUE_LEN,
+        dropped: 0,
+        reply_timeout: timeout,
+    };
+    client.stats()
+}
+
 /// A blocking connection to the local node's app socket, registered as one app id.
 #[derive(Debug)]
 pub struct AppClient {
@@ -307,6 +329,15 @@ impl AppClient {
         })
     }
 
+    /// The node's counters, as one JSON object (the form of `ants run --stats-json`).
+    pub fn stats(&mut self) -> Result<String, ClientError> {
+        self.send(&AppFrame::Stats)?;
+        self.await_reply("Stats", |f| match f {
+            NodeFrame::Stats { json } => Ok(Some(json)),
+            other => Err(unexpected(&other, "Stats")),
+        })
+    }
+
     /// Check that the node answers.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         self.send(&AppFrame::Ping)?;
@@ -342,7 +373,7 @@ impl AppClient {
                     return Err(ClientError::NodeError { message });
                 }
                 // Late answers to requests that timed out.
-                Some(NodeFrame::Pong | NodeFrame::Injected { .. }) => {}
+                Some(NodeFrame::Pong | NodeFrame::Injected { .. } | NodeFrame::Stats { .. }) => {}
                 Some(other) => return Err(unexpected(&other, "a delivery")),
             }
         }
@@ -476,6 +507,7 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Injected { .. } => "Injected",
         NodeFrame::Error { .. } => "Error",
         NodeFrame::Pong => "Pong",
+        NodeFrame::Stats { .. } => "Stats",
     }
 }
 

@@ -1,8 +1,9 @@
 //! The app-socket protocol: length-prefixed frames between local apps and their node.
 //!
 //! - [`AppFrame`]: what an app sends (`Register`, optionally with the capsule types it
-//!   accepts deliveries from, `Inject`, `Ping`).
-//! - [`NodeFrame`]: what the node sends (`Registered`, `Delivery`, `Injected`, `Error`, `Pong`).
+//!   accepts deliveries from, `Inject`, `Ping`, `Stats`).
+//! - [`NodeFrame`]: what the node sends (`Registered`, `Delivery`, `Injected`, `Error`, `Pong`,
+//!   `Stats`).
 //! - [`Inject`] and [`Delivery`]: the capsule-carrying bodies, with conversions to and from
 //!   [`CapsuleRepr`].
 //! - [`split_frame`] / [`check_frame_len`]: find one frame in a byte stream.
@@ -39,6 +40,8 @@ pub mod frame_type {
     pub const INJECT: u8 = 0x02;
     /// App → node: liveness check.
     pub const PING: u8 = 0x03;
+    /// App → node: the node's counters, please (allowed before registering).
+    pub const STATS: u8 = 0x04;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -49,6 +52,8 @@ pub mod frame_type {
     pub const ERROR: u8 = 0x84;
     /// Node → app: answer to `Ping`.
     pub const PONG: u8 = 0x85;
+    /// Node → app: answer to `Stats`: the counters as one JSON object (UTF-8).
+    pub const STATS_REPLY: u8 = 0x86;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -342,6 +347,9 @@ pub enum AppFrame {
     Inject(Inject),
     /// Liveness check; answered by `Pong`.
     Ping,
+    /// Ask for the node's counters; answered by `Stats`. Needs no registration: it is how
+    /// `ants status` and `ants drops` look into a running node.
+    Stats,
 }
 
 /// A frame a node sends to an app.
@@ -368,6 +376,12 @@ pub enum NodeFrame {
     },
     /// Answer to `Ping`.
     Pong,
+    /// Answer to `Stats`: the node's counters as one JSON object (the form of
+    /// `ants run --stats-json`).
+    Stats {
+        /// The JSON text.
+        json: String,
+    },
 }
 
 /// Appends one frame (length prefix, type, body) to a buffer; the length is checked before
@@ -543,6 +557,7 @@ impl AppFrame {
                 w.finish();
             }
             AppFrame::Ping => FrameWriter::begin(out, frame_type::PING, 0)?.finish(),
+            AppFrame::Stats => FrameWriter::begin(out, frame_type::STATS, 0)?.finish(),
         }
         Ok(())
     }
@@ -561,6 +576,7 @@ impl AppFrame {
             frame_type::REGISTER => decode_register(body),
             frame_type::INJECT => decode_inject(body).map(AppFrame::Inject),
             frame_type::PING => Body::new("ping", body).finish().map(|()| AppFrame::Ping),
+            frame_type::STATS => Body::new("stats", body).finish().map(|()| AppFrame::Stats),
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
                 direction: "app-to-node",
@@ -690,6 +706,11 @@ impl NodeFrame {
                 w.finish();
             }
             NodeFrame::Pong => FrameWriter::begin(out, frame_type::PONG, 0)?.finish(),
+            NodeFrame::Stats { json } => {
+                let mut w = FrameWriter::begin(out, frame_type::STATS_REPLY, json.len())?;
+                w.put(json.as_bytes());
+                w.finish();
+            }
         }
         Ok(())
     }
@@ -750,6 +771,13 @@ impl NodeFrame {
                 Ok(NodeFrame::Error { message })
             }
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
+            frame_type::STATS_REPLY => {
+                let mut b = Body::new("stats", body);
+                let json = std::str::from_utf8(b.rest())
+                    .map_err(|_| DecodeError::InvalidUtf8)?
+                    .to_owned();
+                Ok(NodeFrame::Stats { json })
+            }
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
                 direction: "node-to-app",

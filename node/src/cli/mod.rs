@@ -3,6 +3,7 @@
 mod capsule;
 mod node;
 mod sim;
+mod status;
 mod traceroute;
 
 use std::process::ExitCode;
@@ -39,6 +40,18 @@ enum Command {
     ///
     /// Example: ants listen -s /tmp/ants-demo/n5.sock --app 0 --count 3
     Listen(node::ListenArgs),
+    /// Show a running node's state: its counters, per-protocol table, router and datapath.
+    ///
+    /// Asks the node over its app socket (no app id is taken). --json prints the counters as
+    /// one JSON object (the form of `ants run --stats-json`).
+    ///
+    /// Example: ants status -s /tmp/ants-demo/n3.sock
+    Status(status::StatusArgs),
+    /// List a running node's drop counters by reason (node, router, interfaces), zero rows
+    /// hidden unless --all.
+    ///
+    /// Example: ants drops -s /tmp/ants-demo/n3.sock --all
+    Drops(status::DropsArgs),
     /// Trace the active path to a node, like traceroute(8).
     ///
     /// Registers as an app on the source node (--socket), injects `traceroute` capsules
@@ -79,6 +92,8 @@ impl Cli {
             Command::Run(a) => a.run(),
             Command::Send(a) => a.run(),
             Command::Listen(a) => a.run(),
+            Command::Status(a) => a.run(),
+            Command::Drops(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
         }

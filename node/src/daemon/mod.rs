@@ -462,6 +462,10 @@ impl Driver {
                 info!(app, "app disconnected");
                 self.node.unregister_app(app);
             }
+            // Answered by the loop, which holds the underlay's counters too.
+            AppRequest::Stats { reply } => {
+                let _ = reply.send(Ok(self.stats().to_json().to_string()));
+            }
             AppRequest::Inject { app, inject, reply } => {
                 let inj = Injection {
                     ty: inject.capsule_type,
@@ -617,7 +621,18 @@ async fn run<U: Underlay>(
                 io.handle_timeout(now);
                 false
             }
-            Some(req) = recv_opt(&mut app_rx) => { driver.app_request(req); false }
+            Some(req) = recv_opt(&mut app_rx) => {
+                match req {
+                    // The underlay's counters are only reachable here.
+                    AppRequest::Stats { reply } => {
+                        let mut stats = driver.stats();
+                        io.stats(&mut stats);
+                        let _ = reply.send(Ok(stats.to_json().to_string()));
+                    }
+                    req => driver.app_request(req),
+                }
+                false
+            }
             r = io.readable(), if !more => { r?; true }
             () = tokio::task::yield_now(), if more => true,
         };

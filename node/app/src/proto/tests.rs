@@ -30,6 +30,9 @@ fn register_layout() {
     assert_eq!(decode_app(&b).unwrap(), register(7, &[]));
     assert_eq!(AppFrame::Ping.to_bytes().unwrap(), [0, 0, 0, 1, 0x03]);
     assert_eq!(NodeFrame::Pong.to_bytes().unwrap(), [0, 0, 0, 1, 0x85]);
+    assert_eq!(AppFrame::Stats.to_bytes().unwrap(), [0, 0, 0, 1, 0x04]);
+    let stats = NodeFrame::Stats { json: "{}".into() };
+    assert_eq!(stats.to_bytes().unwrap(), [0, 0, 0, 3, 0x86, b'{', b'}']);
 }
 
 #[test]
@@ -254,6 +257,7 @@ fn app_frame() -> impl Strategy<Value = AppFrame> {
         )
             .prop_map(|(app, accept)| AppFrame::Register { app, accept }),
         Just(AppFrame::Ping),
+        Just(AppFrame::Stats),
         (
             prop::option::of(bytes(300)),
             capsule_type(),
@@ -281,6 +285,7 @@ fn node_frame() -> impl Strategy<Value = NodeFrame> {
         capsule_type().prop_map(|capsule_type| NodeFrame::Injected { capsule_type }),
         ".{0,80}".prop_map(|message| NodeFrame::Error { message }),
         Just(NodeFrame::Pong),
+        "[ -~]{0,64}".prop_map(|json| NodeFrame::Stats { json }),
         (
             capsule_type(),
             (address(), address(), address()),

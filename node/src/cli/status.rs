@@ -1,0 +1,267 @@
+//! `ants status` and `ants drops`: ask a running node for its counters over its app socket
+//! (a `Stats` request; no app id is registered) and print them.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+
+/// Where the node is and how long to wait for it.
+#[derive(Debug, Args)]
+pub(crate) struct NodeSocket {
+    /// The node's app socket (`app_socket` in the `[node]` section of its config).
+    #[arg(short, long)]
+    socket: PathBuf,
+    /// Seconds to wait for the node's answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+}
+
+impl NodeSocket {
+    fn query(&self) -> anyhow::Result<Value> {
+        let timeout = Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0));
+        let text = ants_app::query_stats(&self.socket, timeout)
+            .with_context(|| format!("asking the node on {}", self.socket.display()))?;
+        serde_json::from_str(&text).context("the node's answer is not JSON")
+    }
+}
+
+/// `ants status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    node: NodeSocket,
+    /// Print the node's counters as one JSON object (the form of `ants run --stats-json`).
+    #[arg(long)]
+    json: bool,
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// The human-readable status of a node from its counters' JSON.
+pub(crate) fn render_status(s: &Value) -> String {
+    let mut out = String::new();
+    let mode = if s["router"].is_null() {
+        "UDP overlay"
+    } else {
+        "router mode"
+    };
+    let n = &s["node"];
+    let _ = writeln!(
+        out,
+        "node {} ({mode})",
+        s["address"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        out,
+        "capsules  in {}  injected {}  runs {}  sent {}  delivered {}  held {}",
+        u(&n["capsules_in"]),
+        u(&n["injected"]),
+        u(&n["runs"]),
+        u(&n["sent"]),
+        u(&n["delivered"]),
+        u(&n["held"])
+    );
+    let dropped: u64 = n["drops"]
+        .as_object()
+        .map(|m| m.values().map(u).sum())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "code      cached {}  compile {:.1} ms  dropped datagrams {dropped} (ants drops)",
+        u(&s["cached_types"]),
+        s["compile_ms"].as_f64().unwrap_or(0.0).max(0.0)
+    );
+    if let Some(protocols) = s["protocols"].as_object().filter(|m| !m.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14}",
+            "PROTOCOL", "RUNS", "SENT", "DELIVERED", "TRAPS", "ERRORS", "FUEL"
+        );
+        for (ty, c) in protocols {
+            let short: String = ty.chars().take(16).collect();
+            let _ = writeln!(
+                out,
+                "{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14}",
+                format!("{short}…"),
+                u(&c["runs"]),
+                u(&c["sent"]),
+                u(&c["delivered"]),
+                u(&c["traps"]),
+                u(&c["errors"]),
+                u(&c["fuel"])
+            );
+        }
+    }
+    let r = &s["router"];
+    if !r.is_null() {
+        let _ = writeln!(
+            out,
+            "\nrouter    forwarded {}  capsules {}  fragmented {}  super-frames {}  icmp {}",
+            u(&r["forwarded"]),
+            u(&r["capsules"]),
+            u(&r["fragmented"]),
+            u(&r["forwarded_gso"]),
+            u(&r["icmp_sent"])
+        );
+        let f = &r["fast_path"];
+        if !f.is_null() {
+            let _ = writeln!(
+                out,
+                "fast path forwarded {}  passed on {}  neighbours {}  ({})",
+                u(&f["forwarded"]),
+                u(&f["passed"]),
+                u(&f["neighbours"]),
+                if f["native"] == true {
+                    "native XDP"
+                } else {
+                    "generic XDP"
+                }
+            );
+        }
+        for i in r["interfaces"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {:<15} rx {} (ring drops {})  tx {} (dropped {}, refused {})",
+                i["name"].as_str().unwrap_or("?"),
+                u(&i["kernel_frames"]),
+                u(&i["ring_drops"]),
+                u(&i["tx_frames"]),
+                u(&i["tx_dropped"]),
+                u(&i["tx_refused"])
+            );
+        }
+    }
+    out
+}
+
+impl StatusArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let s = self.node.query()?;
+        if self.json {
+            println!("{s}");
+        } else {
+            print!("{}", render_status(&s));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `ants drops`.
+#[derive(Debug, Args)]
+pub(crate) struct DropsArgs {
+    #[command(flatten)]
+    node: NodeSocket,
+    /// Also list the reasons that counted nothing.
+    #[arg(long)]
+    all: bool,
+    /// Print `{"node.<reason>": n, "router.<reason>": n, …}` as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Every drop counter of a node by `layer.reason`, in a stable order; zeros included when
+/// `all` (every reason the node and, in router mode, the router know).
+pub(crate) fn drop_rows(s: &Value, all: bool) -> Vec<(String, u64)> {
+    let mut rows = Vec::new();
+    let node = &s["node"]["drops"];
+    for reason in ants_core::node::DropReason::ALL {
+        rows.push((format!("node.{}", reason.name()), u(&node[reason.name()])));
+    }
+    let r = &s["router"];
+    if !r.is_null() {
+        for reason in ants_router::DropReason::ALL {
+            rows.push((
+                format!("router.{}", reason.name()),
+                u(&r["drops"][reason.name()]),
+            ));
+        }
+        for i in r["interfaces"].as_array().into_iter().flatten() {
+            let name = i["name"].as_str().unwrap_or("?");
+            for key in ["ring_drops", "tx_dropped", "tx_refused"] {
+                rows.push((format!("interface.{name}.{key}"), u(&i[key])));
+            }
+        }
+    }
+    for key in ["udp_dropped", "compiles_refused", "capsule_logs_suppressed"] {
+        rows.push((key.to_string(), u(&s[key])));
+    }
+    if !all {
+        rows.retain(|(_, n)| *n > 0);
+    }
+    rows
+}
+
+impl DropsArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let s = self.node.query()?;
+        let rows = drop_rows(&s, self.all);
+        if self.json {
+            let map: serde_json::Map<String, Value> =
+                rows.into_iter().map(|(k, n)| (k, Value::from(n))).collect();
+            println!("{}", Value::Object(map));
+        } else if rows.is_empty() {
+            println!("no drops (--all lists every reason)");
+        } else {
+            let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(6).max(6);
+            println!("{:<width$}  COUNT", "REASON");
+            for (k, n) in rows {
+                println!("{k:<width$}  {n}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn drops_are_listed_by_layer_and_zeros_hidden_unless_all() {
+        let s = json!({
+            "address": "198.18.0.1",
+            "node": {"drops": {"stranger": 3}},
+            "udp_dropped": 2,
+            "router": {"drops": {"not_ipv4": 5}, "interfaces": [{"name": "r1-h1", "ring_drops": 1}]},
+        });
+        let rows = drop_rows(&s, false);
+        assert_eq!(
+            rows,
+            vec![
+                ("node.stranger".to_string(), 3),
+                ("router.not_ipv4".to_string(), 5),
+                ("interface.r1-h1.ring_drops".to_string(), 1),
+                ("udp_dropped".to_string(), 2),
+            ]
+        );
+        let all = drop_rows(&s, true);
+        assert!(all.len() > 40);
+        assert!(all.contains(&("router.ttl_exceeded".to_string(), 0)));
+    }
+
+    #[test]
+    fn status_names_the_mode_the_protocols_and_the_router() {
+        let s = json!({
+            "address": "198.18.0.1",
+            "node": {"runs": 7, "drops": {}},
+            "protocols": {"ab".repeat(32): {"runs": 7, "sent": 6}},
+            "router": {"forwarded": 9, "fast_path": {"forwarded": 4, "native": true},
+                       "interfaces": [{"name": "r1-h1", "kernel_frames": 10}]},
+        });
+        let text = render_status(&s);
+        assert!(text.starts_with("node 198.18.0.1 (router mode)"), "{text}");
+        assert!(text.contains("runs 7"), "{text}");
+        assert!(text.contains("abababababababab…"), "{text}");
+        assert!(text.contains("forwarded 9"), "{text}");
+        assert!(text.contains("native XDP"), "{text}");
+        assert!(text.contains("r1-h1"), "{text}");
+    }
+}
