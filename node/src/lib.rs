@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod executor;
 pub mod fastpath;
 mod mmsg;
+mod sys;
 pub mod testbench;
 pub mod udp;
 

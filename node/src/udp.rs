@@ -498,7 +498,7 @@ impl BatchSocket {
         socket.set_send_buffer_size(cfg.send_buffer)?;
         socket.bind(&addr.into())?;
         // Kernels before 5.0 have no UDP_GRO: receive datagram by datagram then.
-        let gro = cfg.gro && setsockopt_int(socket.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let gro = cfg.gro && crate::sys::setsockopt_int(&socket, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         Ok(BatchSocket {
             socket,
             v6: addr.is_ipv6(),
@@ -719,30 +719,6 @@ fn classify(err: &io::Error) -> ErrorClass {
         Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EOPNOTSUPP) => ErrorClass::Fatal,
         Some(_) => ErrorClass::Destination,
         None => ErrorClass::Fatal,
-    }
-}
-
-/// `setsockopt(fd, level, opt, &value)` with a C `int`.
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int for the call and its exact size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            ptr::from_ref(&value).cast(),
-            socklen_of::<libc::c_int>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

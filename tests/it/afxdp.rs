@@ -24,10 +24,7 @@ fn a_full_transmit_ring_refuses_and_counts_and_a_flush_delivers() {
     let mut ns = Netns::new();
     let (r, p) = (ns.add("r"), ns.add("p"));
     ns.veth((&r, "x0"), (&p, "p-x0"));
-    let ifindex: u32 = netns::run_in(&r, "cat /sys/class/net/x0/ifindex")
-        .trim()
-        .parse()
-        .expect("ifindex");
+    let ifindex = netns::ifindex(&r, "x0");
     let cfg = XskConfig {
         frames: 256,
         frame_size: 2048,
@@ -100,29 +97,15 @@ fn a_multi_queue_interface_is_refused_with_the_fix() {
     );
     netns::up(&r, "x0");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("r.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[node]\naddress = \"198.18.51.1\"\ncode_cache_dir = \"{}\"\n\n[router]\n\
-             datapath = \"afxdp\"\n\n[[router.interface]]\nname = \"x0\"\n\
-             address = \"198.18.51.1/24\"\n",
-            dir.path().join("code").display()
-        ),
+    let out = netns::ants_router(
+        &r,
+        dir.path(),
+        "198.18.51.1",
+        "x0",
+        "datapath = \"afxdp\"\n",
     )
-    .expect("config");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &r,
-            env!("CARGO_BIN_EXE_ants"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .expect("run ants");
+    .output()
+    .expect("run ants");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -266,10 +266,7 @@ fn the_xdp_fast_path_forwards_exactly_like_the_userspace_router() {
     }
     let ifindex: Vec<u32> = IFACES
         .iter()
-        .map(|(name, ..)| {
-            let out = netns::run_in(&r, &format!("cat /sys/class/net/{name}/ifindex"));
-            out.trim().parse().expect("ifindex")
-        })
+        .map(|(name, ..)| netns::ifindex(&r, name))
         .collect();
     let (forwarded, passed, plain_forwards) = enter(&r, || {
         let mut router = Router::new(RouterConfig {
@@ -450,31 +447,12 @@ fn a_killed_node_leaves_no_xdp_program_behind() {
     let (r, p) = (ns.add("r"), ns.add("p"));
     ns.veth((&r, "x0"), (&p, "p-x0"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("r.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[node]\naddress = \"198.18.50.1\"\ncode_cache_dir = \"{}\"\n\n[router]\n\
-             fast_path = \"xdp\"\n\n[[router.interface]]\nname = \"x0\"\n\
-             address = \"198.18.50.1/24\"\n",
-            dir.path().join("code").display()
-        ),
-    )
-    .expect("config");
-    let mut child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &r,
-            env!("CARGO_BIN_EXE_ants"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start ants");
+    let mut child =
+        netns::ants_router(&r, dir.path(), "198.18.50.1", "x0", "fast_path = \"xdp\"\n")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ants");
     let end = std::time::Instant::now() + Duration::from_secs(20);
     while !has_xdp(&r, "x0") {
         assert!(

@@ -270,6 +270,48 @@ pub(crate) fn neigh(ns: &str, ifname: &str, ip_addr: Ipv4Addr, mac: [u8; 6]) {
     ]);
 }
 
+/// The index of `ifname` in `ns`.
+pub(crate) fn ifindex(ns: &str, ifname: &str) -> u32 {
+    run_in(ns, &format!("cat /sys/class/net/{ifname}/ifindex"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("ifindex of {ifname} in {ns}: {e}"))
+}
+
+/// `ants run` (the built binary) in `ns` as a router owning the one interface `ifname`
+/// with `address`/24, plus the `[router]` keys `router_keys`; its config and code cache go
+/// into `dir`. Returns the command, not yet started.
+pub(crate) fn ants_router(
+    ns: &str,
+    dir: &std::path::Path,
+    address: &str,
+    ifname: &str,
+    router_keys: &str,
+) -> Command {
+    let cfg = dir.join("router.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\naddress = \"{address}\"\ncode_cache_dir = \"{}\"\n\n[router]\n\
+             {router_keys}\n[[router.interface]]\nname = \"{ifname}\"\n\
+             address = \"{address}/24\"\n",
+            dir.join("code").display()
+        ),
+    )
+    .expect("write the router config");
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        env!("CARGO_BIN_EXE_ants"),
+        "run",
+        "--config",
+    ])
+    .arg(cfg);
+    cmd
+}
+
 /// Write sysctl `key` (e.g. `net.ipv4.ip_forward`) in `ns`.
 pub(crate) fn sysctl(ns: &str, key: &str, value: &str) {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));

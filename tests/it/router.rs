@@ -128,7 +128,9 @@ fn router_keys(opts: &LineOptions) -> String {
 }
 
 /// `h1 — r1 — r2 — h2` with `opts`.
-pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
+/// The namespaces `h1 — r1 — r2 — h2`, linked, with the hosts' addresses and default
+/// routes and the r1 — r2 link's MTU; the routers' side is left to the caller.
+pub(crate) fn line_namespaces(r1_r2_mtu: Option<u16>) -> (Netns, [String; 4]) {
     let mut netns = Netns::new();
     let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
     netns.veth((&h1, "h1-r1"), (&r1, "r1-h1"));
@@ -138,6 +140,15 @@ pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
     netns::addr(&h2, "h2-r2", "198.18.3.10/24");
     netns::route(&h1, "default via 198.18.1.1");
     netns::route(&h2, "default via 198.18.3.1");
+    if let Some(mtu) = r1_r2_mtu {
+        netns::run_in(&r1, &format!("ip link set r1-r2 mtu {mtu}"));
+        netns::run_in(&r2, &format!("ip link set r2-r1 mtu {mtu}"));
+    }
+    (netns, [h1, r1, r2, h2])
+}
+
+pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
+    let (netns, [h1, r1, r2, h2]) = line_namespaces(opts.r1_r2_mtu);
     // A veth by default leaves checksums and segmentation to "offload". Unless the test asks
     // for the defaults, h1 sends MTU-sized frames as a host on a real wire does (no TSO/GSO);
     // h2 keeps checksum offload, so r2 gets frames whose checksums are left to offload (TCP
@@ -151,10 +162,6 @@ pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
     }
     for r in [&r1, &r2] {
         netns::sysctl(r, "net.ipv4.ip_forward", "0");
-    }
-    if let Some(mtu) = opts.r1_r2_mtu {
-        netns::run_in(&r1, &format!("ip link set r1-r2 mtu {mtu}"));
-        netns::run_in(&r2, &format!("ip link set r2-r1 mtu {mtu}"));
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg_r1 = write(

@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Netns, require_root, require_tools, tcp_transfer, try_run_in};
-use crate::router::{H2, LineOptions, R1_H1, R2_H2, R2_R1, ping_until, start_line_with};
+use crate::router::{
+    H2, LineOptions, R1_H1, R2_H2, R2_R1, line_namespaces, ping_until, start_line_with,
+};
 
 /// The Debian packages of the clients (installed when missing).
 const TOOLS: [(&str, &str); 4] = [
@@ -97,25 +99,15 @@ fn iperf3_mbits(client: &str, server: &str, dst: Ipv4Addr, port: u16, seconds: u
 /// The same line with kernel routers (addresses on r1 and r2, `ip_forward` on), offloads at
 /// their defaults. Returns the namespaces (h1, h2) and their guard.
 fn kernel_line(r1_r2_mtu: u16) -> (Netns, String, String) {
-    let mut netns = Netns::new();
-    let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
-    netns.veth((&h1, "h1-r1"), (&r1, "r1-h1"));
-    netns.veth((&r1, "r1-r2"), (&r2, "r2-r1"));
-    netns.veth((&r2, "r2-h2"), (&h2, "h2-r2"));
+    let (netns, [h1, r1, r2, h2]) = line_namespaces(Some(r1_r2_mtu));
     for (ns, ifname, cidr) in [
-        (&h1, "h1-r1", "198.18.1.10/24"),
         (&r1, "r1-h1", "198.18.1.1/24"),
         (&r1, "r1-r2", "198.18.2.1/24"),
         (&r2, "r2-r1", "198.18.2.2/24"),
         (&r2, "r2-h2", "198.18.3.1/24"),
-        (&h2, "h2-r2", "198.18.3.10/24"),
     ] {
         netns::addr(ns, ifname, cidr);
     }
-    netns::run_in(&r1, &format!("ip link set r1-r2 mtu {r1_r2_mtu}"));
-    netns::run_in(&r2, &format!("ip link set r2-r1 mtu {r1_r2_mtu}"));
-    netns::route(&h1, "default via 198.18.1.1");
-    netns::route(&h2, "default via 198.18.3.1");
     netns::route(&r1, "198.18.3.0/24 via 198.18.2.2");
     netns::route(&r2, "198.18.1.0/24 via 198.18.2.1");
     for r in [&r1, &r2] {

@@ -498,12 +498,6 @@ impl<'a> Body<'a> {
         self.at == self.buf.len()
     }
 
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.at..];
-        self.at = self.buf.len();
-        s
-    }
-
     fn finish(self) -> Result<(), DecodeError> {
         match self.buf.len() - self.at {
             0 => Ok(()),
@@ -763,27 +757,22 @@ impl NodeFrame {
                 b.finish()?;
                 Ok(NodeFrame::Injected { capsule_type })
             }
-            frame_type::ERROR => {
-                let mut b = Body::new("error", body);
-                let message = std::str::from_utf8(b.rest())
-                    .map_err(|_| DecodeError::InvalidUtf8)?
-                    .to_owned();
-                Ok(NodeFrame::Error { message })
-            }
+            frame_type::ERROR => text(body).map(|message| NodeFrame::Error { message }),
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
-            frame_type::STATS_REPLY => {
-                let mut b = Body::new("stats", body);
-                let json = std::str::from_utf8(b.rest())
-                    .map_err(|_| DecodeError::InvalidUtf8)?
-                    .to_owned();
-                Ok(NodeFrame::Stats { json })
-            }
+            frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
                 direction: "node-to-app",
             }),
         }
     }
+}
+
+/// A body that is all UTF-8 text (`Error`, `Stats`).
+fn text(body: &[u8]) -> Result<String, DecodeError> {
+    std::str::from_utf8(body)
+        .map(str::to_owned)
+        .map_err(|_| DecodeError::InvalidUtf8)
 }
 
 #[cfg(test)]

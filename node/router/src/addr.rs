@@ -153,8 +153,8 @@ mod tests {
         assert_eq!(mask(200), u32::MAX);
     }
 
-    #[test]
-    fn classification() {
+    /// 198.18.0.1/24 and 198.18.9.0/31 (no broadcast address).
+    fn plan() -> AddrPlan {
         let iface = |a: &str, len| {
             IfaceInfo::new(&Interface {
                 name: "x".into(),
@@ -164,7 +164,12 @@ mod tests {
                 mtu: 1500,
             })
         };
-        let plan = AddrPlan::new(&[iface("198.18.0.1", 24), iface("198.18.9.0", 31)]);
+        AddrPlan::new(&[iface("198.18.0.1", 24), iface("198.18.9.0", 31)])
+    }
+
+    #[test]
+    fn classification() {
+        let plan = plan();
         assert_eq!(plan.classify(ip("198.18.0.1")), AddrKind::Own);
         assert_eq!(plan.classify(ip("198.18.9.0")), AddrKind::Own);
         assert_eq!(plan.classify(ip("198.18.0.255")), AddrKind::Broadcast);
@@ -195,16 +200,7 @@ mod tests {
         /// The prefixes a fast path is given cover exactly the non-unicast addresses.
         #[test]
         fn non_unicast_prefixes_match_classify(a in proptest::prelude::any::<u32>(), pick in 0usize..6) {
-            let iface = |a: &str, len| {
-                IfaceInfo::new(&Interface {
-                    name: "x".into(),
-                    mac: [2, 0, 0, 0, 0, 1],
-                    addr: a.parse().unwrap(),
-                    prefix_len: len,
-                    mtu: 1500,
-                })
-            };
-            let plan = AddrPlan::new(&[iface("198.18.0.1", 24), iface("198.18.9.0", 31)]);
+            let plan = plan();
             // Half the time, an address near the interesting ones.
             let probe = match pick {
                 0 => ip("198.18.0.1"),

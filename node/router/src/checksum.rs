@@ -59,6 +59,52 @@ pub(crate) fn update(hc: u16, old: u16, new: u16) -> u16 {
     !fold(acc)
 }
 
+/// Where the TCP/UDP checksum of an Ethernet + IPv4 frame lives, for the two functions
+/// below: only for an unfragmented TCP or UDP packet whose header and checksum field fit the
+/// frame.
+struct L4Checksum {
+    /// The L4 segment's range in the frame.
+    l4: std::ops::Range<usize>,
+    /// The checksum field's offset in the segment.
+    at: usize,
+    /// The pseudo-header sum (not folded) of the segment.
+    pseudo: u64,
+    proto: u8,
+}
+
+impl L4Checksum {
+    fn find(frame: &[u8]) -> Option<L4Checksum> {
+        const ETH: usize = 14;
+        let ip = frame.get(ETH..)?;
+        if frame.get(12..14) != Some(&[0x08, 0x00]) || ip.len() < 20 || ip[0] >> 4 != 4 {
+            return None;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+        if ihl < 20 || total < ihl || total > ip.len() || fragmented {
+            return None;
+        }
+        let (proto, at) = match ip[9] {
+            6 => (6u8, 16usize),
+            17 => (17u8, 6usize),
+            _ => return None,
+        };
+        let len = total - ihl;
+        if len < at + 2 {
+            return None;
+        }
+        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        Some(L4Checksum {
+            l4: ETH + ihl..ETH + total,
+            at,
+            pseudo: pseudo_header(src, dst, proto, len as u16),
+            proto,
+        })
+    }
+}
+
 /// Write the full TCP or UDP checksum of an Ethernet + IPv4 frame whose sender left it to
 /// offload (the kernel's `CHECKSUM_PARTIAL`, reported by AF_PACKET as "checksum not ready":
 /// the field holds only the pseudo-header sum). Frames from a local stack over a veth or tap
@@ -66,37 +112,16 @@ pub(crate) fn update(hc: u16, old: u16, new: u16) -> u16 {
 /// them. Returns `false` (frame untouched) for anything that is not an unfragmented IPv4
 /// TCP/UDP packet that fits the frame.
 pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
-    const ETH: usize = 14;
-    let Some(ip) = frame.get(ETH..) else {
+    let Some(c) = L4Checksum::find(frame) else {
         return false;
     };
-    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
-        return false;
+    let l4 = &mut frame[c.l4];
+    l4[c.at..c.at + 2].fill(0);
+    let mut value = !fold(c.pseudo + sum(l4));
+    if c.proto == 17 && value == 0 {
+        value = 0xffff; // 0 means "no checksum" in UDP
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-    if ihl < 20 || total < ihl || total > ip.len() || fragmented {
-        return false;
-    }
-    let (proto, at) = match ip[9] {
-        6 => (6u8, 16usize),
-        17 => (17u8, 6usize),
-        _ => return false,
-    };
-    let len = total - ihl;
-    if len < at + 2 {
-        return false;
-    }
-    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let l4 = &mut frame[ETH + ihl..ETH + total];
-    l4[at..at + 2].fill(0);
-    let mut c = !fold(pseudo_header(src, dst, proto, len as u16) + sum(l4));
-    if proto == 17 && c == 0 {
-        c = 0xffff; // 0 means "no checksum" in UDP
-    }
-    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    l4[c.at..c.at + 2].copy_from_slice(&value.to_be_bytes());
     true
 }
 
@@ -106,38 +131,12 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
 /// frames and [`complete_l4_checksum`] them; a complete checksum that happens to equal the
 /// sum (one in 65,536) is recomputed to the same value, so the test is safe either way.
 pub fn l4_checksum_is_pseudo_header(frame: &[u8]) -> bool {
-    const ETH: usize = 14;
-    let Some(ip) = frame.get(ETH..) else {
+    let Some(c) = L4Checksum::find(frame) else {
         return false;
     };
-    if frame.get(12..14) != Some(&[0x08, 0x00]) || ip.len() < 20 || ip[0] >> 4 != 4 {
-        return false;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl < 20
-        || total < ihl
-        || total > ip.len()
-        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
-    {
-        return false;
-    }
-    let at = match ip[9] {
-        6 => 16,
-        17 => 6,
-        _ => return false,
-    };
-    let len = total - ihl;
-    let Some(field) = ip.get(ihl + at..ihl + at + 2) else {
-        return false;
-    };
-    if len < at + 2 {
-        return false;
-    }
-    let field = u16::from_be_bytes([field[0], field[1]]);
-    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    field != 0 && field == fold(pseudo_header(src, dst, ip[9], len as u16))
+    let at = c.l4.start + c.at;
+    let field = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    field != 0 && field == fold(c.pseudo)
 }
 
 #[cfg(test)]

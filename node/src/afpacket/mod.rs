@@ -221,12 +221,12 @@ impl PacketSocket {
             // Before the ring: the kernel refuses to change it once a ring is mapped.
             opt(
                 "PACKET_VNET_HDR",
-                sys::setsockopt_int(&fd, libc::SOL_PACKET, sys::PACKET_VNET_HDR, 1),
+                crate::sys::setsockopt_int(&fd, libc::SOL_PACKET, sys::PACKET_VNET_HDR, 1),
             )?;
         }
         opt(
             "PACKET_VERSION",
-            sys::setsockopt_int(
+            crate::sys::setsockopt_int(
                 &fd,
                 libc::SOL_PACKET,
                 libc::PACKET_VERSION,
@@ -244,26 +244,26 @@ impl PacketSocket {
         };
         opt(
             "PACKET_RX_RING",
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req),
+            crate::sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req),
         )?;
         let ring_len = cfg.block_size * cfg.block_count;
-        let map = sys::RingMap::map(&fd, ring_len)
+        let map = crate::sys::Mmap::shared(fd.as_fd(), ring_len, 0, false)
             .map_err(|e| step_error("mmap of the receive ring", ifname, e))?;
         if cfg.qdisc_bypass {
             opt(
                 "PACKET_QDISC_BYPASS",
-                sys::setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1),
+                crate::sys::setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1),
             )?;
         }
         // Kernels before 4.20 lack the option; the ring then skips outgoing frames itself.
-        match sys::setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1) {
+        match crate::sys::setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1) {
             Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
             r => opt("PACKET_IGNORE_OUTGOING", r)?,
         }
         let sndbuf = libc::c_int::try_from(cfg.send_buffer).unwrap_or(libc::c_int::MAX);
         opt(
             "SO_SNDBUF",
-            sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, sndbuf),
+            crate::sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, sndbuf),
         )?;
         sys::bind_ifindex(&fd, link.ifindex).map_err(|e| step_error("bind", ifname, e))?;
         Ok(PacketSocket {

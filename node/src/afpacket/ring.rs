@@ -12,8 +12,8 @@
 use std::mem;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::sys::RingMap;
 use super::vnet::VnetHdr;
+use crate::sys::Mmap;
 
 /// Offset of `block_status` in a block (`tpacket_block_desc.hdr.bh1.block_status`).
 const BLOCK_STATUS: usize = mem::offset_of!(libc::tpacket_block_desc, hdr)
@@ -109,7 +109,7 @@ pub struct RxCounters {
 /// A mapped `TPACKET_V3` receive ring.
 #[derive(Debug)]
 pub struct RxRing {
-    map: RingMap,
+    map: Mmap,
     block_size: usize,
     block_count: usize,
     next: usize,
@@ -120,7 +120,7 @@ pub struct RxRing {
 impl RxRing {
     /// Take over a ring of `block_count` blocks of `block_size` bytes mapped at `map`; `vnet`
     /// when the socket has `PACKET_VNET_HDR` (a `virtio_net_hdr` precedes every frame).
-    pub(super) fn new(map: RingMap, block_size: usize, block_count: usize, vnet: bool) -> RxRing {
+    pub(super) fn new(map: Mmap, block_size: usize, block_count: usize, vnet: bool) -> RxRing {
         debug_assert!(block_size * block_count <= map.len());
         RxRing {
             map,

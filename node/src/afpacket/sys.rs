@@ -1,14 +1,14 @@
-//! The raw system calls behind a [`PacketSocket`](super::PacketSocket): socket options,
-//! interface `ioctl`s and the ring mapping, each wrapped so that callers pass safe types.
+//! The raw system calls behind a [`PacketSocket`](super::PacketSocket): the socket, its
+//! statistics and the interface `ioctl`s, each wrapped so that callers pass safe types (socket
+//! options and the ring mapping are `crate::sys`).
 //!
 //! Errors carry the step and the interface (`"setsockopt PACKET_RX_RING on r1-h1: …"`),
 //! plus a hint where the fix is known (missing privileges, unknown interface).
 
-use std::ffi::c_void;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::{self, NonNull};
+use std::ptr;
 
 /// `PACKET_VNET_HDR` (`linux/if_packet.h`), which the `libc` crate does not define.
 pub(super) const PACKET_VNET_HDR: libc::c_int = 15;
@@ -55,41 +55,6 @@ pub(super) fn packet_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` is a descriptor we just opened and own exclusively.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `setsockopt(fd, level, opt, &value, sizeof value)` for any plain-old-data `value`.
-pub(super) fn setsockopt<T: Copy>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live `T` for the whole call and its exact size is passed with it;
-    // the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            ptr::from_ref(value).cast(),
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// `setsockopt` with a C `int` (the form of every boolean and version option).
-pub(super) fn setsockopt_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    setsockopt(fd, level, opt, &value)
 }
 
 /// `PACKET_STATISTICS` for a `TPACKET_V3` socket: (packets, drops, queue freezes) since the
@@ -203,62 +168,6 @@ pub(super) fn link_info(fd: RawFd, ifname: &str) -> io::Result<LinkInfo> {
         mac,
         mtu: u32::try_from(mtu).unwrap_or(0),
     })
-}
-
-/// A shared mapping of a packet ring, unmapped on drop.
-#[derive(Debug)]
-pub(super) struct RingMap {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping belongs to the process, not to a thread; `RingMap` hands out raw
-// pointers only, and the ring's owner (`RxRing`) serialises access through `&mut self`.
-unsafe impl Send for RingMap {}
-// SAFETY: `&RingMap` only exposes the base address and length, never the memory itself.
-unsafe impl Sync for RingMap {}
-
-impl RingMap {
-    /// Map `len` bytes of the ring configured on `fd`, readable and writable, shared with
-    /// the kernel.
-    pub(super) fn map(fd: &OwnedFd, len: usize) -> io::Result<RingMap> {
-        // SAFETY: a fresh mapping chosen by the kernel (null hint), over a ring that
-        // `PACKET_RX_RING` just sized to `len` bytes; the result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(RingMap { base, len })
-    }
-
-    /// Start of the mapping (page aligned).
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
-    }
-
-    /// Length of the mapping in bytes.
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for RingMap {
-    fn drop(&mut self) {
-        // SAFETY: `base..base+len` is exactly the mapping `map` created, unmapped only here;
-        // no slice into it outlives the `RxRing` that owns this map.
-        unsafe { libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
-    }
 }
 
 #[cfg(test)]

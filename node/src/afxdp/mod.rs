@@ -32,7 +32,12 @@ use std::ptr;
 
 use tokio::io::unix::AsyncFd;
 
-use ring::{Mmap, Ring};
+use ring::Ring;
+
+use crate::sys::{Mmap, setsockopt};
+
+/// Bytes the kernel keeps in front of a received frame in its UMEM frame.
+const XDP_PACKET_HEADROOM: usize = 256;
 
 /// Geometry of an [`XskSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,24 +89,6 @@ fn step(step: &str, ifname: &str) -> impl FnOnce(io::Error) -> io::Error {
             _ => "",
         };
         io::Error::new(e.kind(), format!("{msg}: {e}{hint}"))
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, opt: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live `T` for the call and its exact size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_XDP,
-            opt,
-            ptr::from_ref(value).cast(),
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -157,14 +144,16 @@ impl XskSocket {
             flags: 0,
             tx_metadata_len: 0,
         };
-        setsockopt(raw, libc::XDP_UMEM_REG, &reg).map_err(step("XDP_UMEM_REG", ifname))?;
+        setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+            .map_err(step("XDP_UMEM_REG", ifname))?;
         for opt in [
             libc::XDP_UMEM_FILL_RING,
             libc::XDP_UMEM_COMPLETION_RING,
             libc::XDP_RX_RING,
             libc::XDP_TX_RING,
         ] {
-            setsockopt(raw, opt, &cfg.ring_size).map_err(step("ring setup", ifname))?;
+            setsockopt(&fd, libc::SOL_XDP, opt, &cfg.ring_size)
+                .map_err(step("ring setup", ifname))?;
         }
         // SAFETY: all-zero bytes are a valid `xdp_mmap_offsets` (integers).
         let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
@@ -243,6 +232,12 @@ impl XskSocket {
     /// Longest frame [`queue`](Self::queue) takes.
     pub fn max_frame(&self) -> usize {
         self.frame_size as usize
+    }
+
+    /// Longest frame the socket receives: a UMEM frame less the headroom the kernel keeps
+    /// in front of received data (`XDP_PACKET_HEADROOM`).
+    pub fn max_rx_frame(&self) -> usize {
+        self.max_frame() - XDP_PACKET_HEADROOM
     }
 
     /// The UMEM bytes of frame `addr`, `len` long (checked against the UMEM).
@@ -419,5 +414,5 @@ impl AsFd for XskSocket {
     }
 }
 
-// The UMEM base must be page aligned for XDP_UMEM_REG; anonymous mappings are.
+// The RX and TX rings hold `struct xdp_desc` as the kernel lays it out.
 const _: () = assert!(mem::size_of::<libc::xdp_desc>() == 16);

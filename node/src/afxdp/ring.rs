@@ -3,66 +3,10 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::{self, NonNull};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A shared mapping, unmapped on drop.
-#[derive(Debug)]
-pub(super) struct Mmap {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping belongs to the process; `Mmap` hands out access only through `&mut
-// self` (bytes) or raw pointers used under the ring protocol by the socket that owns it.
-unsafe impl Send for Mmap {}
-// SAFETY: `&Mmap` exposes only the base address and length.
-unsafe impl Sync for Mmap {}
-
-impl Mmap {
-    fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> io::Result<Mmap> {
-        // SAFETY: a fresh mapping chosen by the kernel (null hint); the result is checked.
-        let p = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd, offset) };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Mmap { base, len })
-    }
-
-    /// `len` bytes of private anonymous memory (the UMEM), page aligned, populated.
-    pub(super) fn anonymous(len: usize) -> io::Result<Mmap> {
-        Self::map(
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    }
-
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
-    }
-
-    /// The mapping as bytes (the UMEM: frames the kernel has handed to us, or that we own).
-    pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, alive as long as `self`;
-        // `&mut self` makes this the only Rust view. The kernel writes only frames that sit
-        // in the fill ring (not handed out) and reads only frames in the TX ring (written
-        // before they were published).
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `map` created, unmapped only here.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
+use crate::sys::Mmap;
 
 /// One ring: producer and consumer indices, flags, and `size` entries of `T`.
 #[derive(Debug)]
@@ -90,30 +34,25 @@ impl<T: Copy> Ring<T> {
         debug_assert_eq!(entry, std::mem::size_of::<T>());
         let desc = usize::try_from(off.desc).map_err(|_| io::Error::other("ring offset"))?;
         let len = desc + size as usize * entry;
-        let map = Mmap::map(
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd.as_raw_fd(),
-            i64::try_from(pgoff).map_err(|_| io::Error::other("ring page offset"))?,
-        )?;
+        let pgoff =
+            libc::off_t::try_from(pgoff).map_err(|_| io::Error::other("ring page offset"))?;
+        let map = Mmap::shared(fd.as_fd(), len, pgoff, true)?;
         let at = |o: u64| usize::try_from(o).map_err(|_| io::Error::other("ring offset"));
         let (producer, consumer) = (at(off.producer)?, at(off.consumer)?);
         if producer + 4 > len || consumer + 4 > len || producer % 4 != 0 || consumer % 4 != 0 {
             return Err(io::Error::other("ring offsets outside the mapping"));
         }
-        let mut ring = Ring {
+        Ok(Ring {
             map,
             producer,
             consumer,
             desc,
             mask: size - 1,
             size,
+            // A new socket's rings start at index 0, ours included.
             local: 0,
             _entry: PhantomData,
-        };
-        ring.local = ring.index(producer).load(Ordering::Relaxed);
-        Ok(ring)
+        })
     }
 
     fn index(&self, at: usize) -> &AtomicU32 {

@@ -51,6 +51,13 @@ fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Lab
     f
 }
 
+/// Register a gauge set to `value`.
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g = Gauge::<i64>::default();
+    registry.register(name, help, g.clone());
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -131,20 +138,18 @@ pub fn render(stats: &Stats) -> String {
         "Datagrams the UDP socket layer dropped",
     );
     udp.get_or_create(&Vec::new()).inc_by(stats.udp_dropped);
-    let cached = Gauge::<i64>::default();
-    r.register(
+    gauge(
+        &mut r,
         "cached_modules",
         "Modules in the code cache",
-        cached.clone(),
+        stats.cached_types.len() as u64,
     );
-    cached.set(i64::try_from(stats.cached_types.len()).unwrap_or(i64::MAX));
-    let disk = Gauge::<i64>::default();
-    r.register(
+    gauge(
+        &mut r,
         "code_cache_disk_bytes",
         "Bytes the code cache directory holds",
-        disk.clone(),
+        stats.disk.0,
     );
-    disk.set(i64::try_from(stats.disk.0).unwrap_or(i64::MAX));
     if let Some(router) = &stats.router {
         render_router(&mut r, router);
     }
@@ -265,13 +270,12 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
         ] {
             fp.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
         }
-        let g = Gauge::<i64>::default();
-        r.register(
+        gauge(
+            r,
             "fast_path_neighbours",
             "Neighbours in the XDP program's map",
-            g.clone(),
+            f.neighbours as u64,
         );
-        g.set(i64::try_from(f.neighbours).unwrap_or(i64::MAX));
     }
 }
 

@@ -205,6 +205,7 @@ impl StatsProbe {
 pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
     let (stop, stop_rx) = watch::channel(false);
     let (stats, stats_rx) = mpsc::channel(4);
+    let stats_tx = stats.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let name = format!("ants-node-{}", config.node.address);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -212,7 +213,7 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
             .enable_all()
             .build()
             .context("cannot start the tokio runtime")?;
-        rt.block_on(serve(config, stop_rx, stats_rx, Some(ready_tx)))
+        rt.block_on(serve(config, stop_rx, stats_tx, stats_rx, Some(ready_tx)))
     })?;
     match ready_rx.recv() {
         Ok(Ok(local)) => Ok(DaemonHandle {
@@ -244,7 +245,7 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
         .context("cannot start the tokio runtime")?;
     let result = rt.block_on(async move {
         let (stop, stop_rx) = watch::channel(false);
-        let (_stats, stats_rx) = mpsc::channel(1);
+        let (stats_tx, stats_rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -262,7 +263,7 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
             }
             let _ = stop.send(true);
         });
-        let stats = serve(config, stop_rx, stats_rx, None).await?;
+        let stats = serve(config, stop_rx, stats_tx, stats_rx, None).await?;
         info!(?stats, "stopped");
         anyhow::Ok(stats)
     });
@@ -318,6 +319,13 @@ impl Driver {
     /// Node time now (monotonic).
     fn now(&self) -> Duration {
         self.clock.now()
+    }
+
+    /// The node's counters with the underlay's.
+    fn snapshot<U: Underlay>(&self, io: &mut U) -> Stats {
+        let mut stats = self.stats();
+        io.stats(&mut stats);
+        stats
     }
 
     fn stats(&self) -> Stats {
@@ -444,8 +452,9 @@ impl Driver {
         self.node.module_ready(now, ty, r, took, &mut self.exec);
     }
 
-    /// An app's request: registration table semantics live in the node.
-    fn app_request(&mut self, req: AppRequest) {
+    /// An app's request: registration table semantics live in the node; a stats request
+    /// is answered with the underlay's counters too.
+    fn app_request<U: Underlay>(&mut self, req: AppRequest, io: &mut U) {
         match req {
             AppRequest::Register {
                 app, accept, reply, ..
@@ -462,9 +471,8 @@ impl Driver {
                 info!(app, "app disconnected");
                 self.node.unregister_app(app);
             }
-            // Answered by the loop, which holds the underlay's counters too.
             AppRequest::Stats { reply } => {
-                let _ = reply.send(Ok(self.stats().to_json().to_string()));
+                let _ = reply.send(Ok(self.snapshot(io).to_json().to_string()));
             }
             AppRequest::Inject { app, inject, reply } => {
                 let inj = Injection {
@@ -512,21 +520,20 @@ impl Driver {
     }
 }
 
+/// Start the node's parts and run its loop. `stats` is the sending side of `stats_rx`: the
+/// metrics server, if configured, asks for snapshots through it like a [`DaemonHandle`].
 async fn serve(
     cfg: Config,
     stop: watch::Receiver<bool>,
+    stats: mpsc::Sender<oneshot::Sender<Stats>>,
     stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
     let mut started = start(&cfg).await;
-    // The metrics server asks the loop for snapshots on its own channel.
-    let mut metrics_rx = None;
     if let (Some(m), Ok(_)) = (&cfg.metrics, &started) {
         match metrics::bind(m.listen, m.public).await {
             Ok(listener) => {
-                let (tx, rx) = mpsc::channel(8);
-                tokio::spawn(metrics::serve(listener, tx));
-                metrics_rx = Some(rx);
+                tokio::spawn(metrics::serve(listener, stats));
             }
             Err(e) => started = Err(e),
         }
@@ -534,11 +541,11 @@ async fn serve(
     match &cfg.router {
         None => {
             let io = Overlay::bind(&cfg);
-            run(started, io, stop, stats_rx, metrics_rx, ready).await
+            run(started, io, stop, stats_rx, ready).await
         }
         Some(router) => {
             let io = RouterIo::open(&cfg, router);
-            run(started, io, stop, stats_rx, metrics_rx, ready).await
+            run(started, io, stop, stats_rx, ready).await
         }
     }
 }
@@ -572,7 +579,6 @@ async fn run<U: Underlay>(
     io: anyhow::Result<U>,
     mut stop: watch::Receiver<bool>,
     mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
-    mut metrics_rx: Option<mpsc::Receiver<oneshot::Sender<Stats>>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
     let both = started.and_then(|s| io.map(|io| (s, io)));
@@ -603,15 +609,7 @@ async fn run<U: Underlay>(
             biased;
             _ = stop.changed() => break,
             Some(reply) = stats_rx.recv() => {
-                let mut stats = driver.stats();
-                io.stats(&mut stats);
-                let _ = reply.send(stats);
-                false
-            }
-            Some(reply) = recv_opt(&mut metrics_rx) => {
-                let mut stats = driver.stats();
-                io.stats(&mut stats);
-                let _ = reply.send(stats);
+                let _ = reply.send(driver.snapshot(&mut io));
                 false
             }
             Some(done) = compiled_rx.recv() => { driver.compiled(done); false }
@@ -621,18 +619,7 @@ async fn run<U: Underlay>(
                 io.handle_timeout(now);
                 false
             }
-            Some(req) = recv_opt(&mut app_rx) => {
-                match req {
-                    // The underlay's counters are only reachable here.
-                    AppRequest::Stats { reply } => {
-                        let mut stats = driver.stats();
-                        io.stats(&mut stats);
-                        let _ = reply.send(Ok(stats.to_json().to_string()));
-                    }
-                    req => driver.app_request(req),
-                }
-                false
-            }
+            Some(req) = recv_opt(&mut app_rx) => { driver.app_request(req, &mut io); false }
             r = io.readable(), if !more => { r?; true }
             () = tokio::task::yield_now(), if more => true,
         };
@@ -643,9 +630,7 @@ async fn run<U: Underlay>(
         driver.deliver();
         io.flush(&mut driver).await;
     }
-    let mut stats = driver.stats();
-    io.stats(&mut stats);
-    Ok(stats)
+    Ok(driver.snapshot(&mut io))
 }
 
 /// The next message of an optional channel, or never.

@@ -239,13 +239,10 @@ impl RouterIo {
                 warn!(interface = %i.name, "kernel_ingress_drop unavailable: {why}");
             }
             isolation.push(iso);
-            let open = |ring: &RingConfig| {
-                PacketSocket::open(&i.name, ring)
-                    .with_context(|| format!("router interface {}", i.name))
-            };
             // Transmit batches take frames up to 64 KiB (super-frames), so any MTU fits.
-            let sock = open(&RingConfig::default())?;
-            let mtu = i.mtu.unwrap_or_else(|| sock.mtu());
+            let sock = PacketSocket::open(&i.name, &RingConfig::default())
+                .with_context(|| format!("router interface {}", i.name))?;
+            let (mtu, ifindex) = (i.mtu.unwrap_or_else(|| sock.mtu()), sock.ifindex());
             interfaces.push(Interface {
                 name: i.name.clone(),
                 mac: sock.mac(),
@@ -253,12 +250,11 @@ impl RouterIo {
                 prefix_len: i.prefix_len,
                 mtu,
             });
-            ifindexes.push(sock.ifindex());
+            ifindexes.push(ifindex);
             let port = match r.datapath {
                 Datapath::AfPacket => Port::Packet(sock.into_async_fd()?),
                 Datapath::AfXdp => {
                     // The packet socket only told us the link's facts.
-                    let ifindex = sock.ifindex();
                     drop(sock);
                     // One socket, on queue 0: frames another queue received would reach
                     // neither it nor the kernel (isolated), so refuse rather than lose them.
@@ -274,7 +270,8 @@ impl RouterIo {
                     }
                     let xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
                         .with_context(|| format!("router interface {}", i.name))?;
-                    if usize::from(mtu) + 18 > xsk.max_frame() - 256 {
+                    // The largest frame: MTU + Ethernet header + a VLAN tag.
+                    if usize::from(mtu) + 18 > xsk.max_rx_frame() {
                         bail!(
                             "router interface {}: MTU {mtu} does not fit an AF_XDP frame; use \
                              datapath = \"afpacket\"",

@@ -129,6 +129,8 @@ pub struct FastPath {
     links: Vec<(u32, OwnedFd, XdpMode)>,
     /// What `neigh` holds, by neighbour address (network order bytes as `u32`).
     installed: HashMap<u32, NeighValue>,
+    /// What it should hold, rebuilt by each sync (kept for its capacity).
+    want: HashMap<u32, NeighValue>,
     cpus: usize,
     /// Per interface, the XSKMAP (receive queue → AF_XDP socket), with
     /// `ProgramOptions::xsk`.
@@ -307,6 +309,7 @@ impl FastPath {
             progs,
             links: Vec::new(),
             installed: HashMap::new(),
+            want: HashMap::new(),
             cpus: sys::possible_cpus().unwrap_or(1),
             xsks,
             forward: options.forward,
@@ -356,7 +359,10 @@ impl FastPath {
         if !self.forward {
             return Ok(0);
         }
-        let mut want: HashMap<u32, NeighValue> = HashMap::new();
+        // Reused between syncs (every 10 ms while frames flow): no allocation once warm.
+        let (want, installed) = (&mut self.want, &mut self.installed);
+        let neigh = self.neigh.as_fd();
+        want.clear();
         for (ip, iface, mac) in reachable {
             let Some(i) = self.ifaces.get(iface) else {
                 continue;
@@ -374,22 +380,21 @@ impl FastPath {
             );
         }
         let mut changes = 0;
-        let stale: Vec<u32> = self
-            .installed
+        // Allocates only when some neighbour went away.
+        let stale: Vec<u32> = installed
             .keys()
             .filter(|k| !want.contains_key(k))
             .copied()
             .collect();
         for k in stale {
-            sys::map_delete(self.neigh.as_fd(), &k).map_err(context("neighbours"))?;
-            self.installed.remove(&k);
+            sys::map_delete(neigh, &k).map_err(context("neighbours"))?;
+            installed.remove(&k);
             changes += 1;
         }
-        for (k, v) in want {
-            if self.installed.get(&k) != Some(&v) {
-                sys::map_update(self.neigh.as_fd(), &k, &v, UPDATE_ANY)
-                    .map_err(context("neighbours"))?;
-                self.installed.insert(k, v);
+        for (k, v) in want.iter() {
+            if installed.get(k) != Some(v) {
+                sys::map_update(neigh, k, v, UPDATE_ANY).map_err(context("neighbours"))?;
+                installed.insert(*k, *v);
                 changes += 1;
             }
         }

@@ -85,10 +85,7 @@ fn fold(a: &mut Asm) {
 /// `stats[index] += 1` (per-CPU, no atomics needed); `done` names the label after it.
 fn count(a: &mut Asm, stats: i32, index: u32, done: &'static str) {
     a.st_imm(Size::W, Reg::Fp, -24, index as i32);
-    a.mov(Reg::R2, Reg::Fp);
-    a.alu_imm(Alu::Add, Reg::R2, -24);
-    a.ld_map_fd(Reg::R1, stats);
-    a.call(MAP_LOOKUP_ELEM);
+    lookup(a, stats, -24);
     a.jeq_imm(Reg::R0, 0, done);
     a.ldx(Size::Dw, Reg::R1, Reg::R0, 0);
     a.alu_imm(Alu::Add, Reg::R1, 1);

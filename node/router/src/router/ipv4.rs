@@ -131,7 +131,6 @@ impl Router {
             return self.discard(DropReason::NoRoute);
         };
         let mtu = egress.mtu;
-        let dont_fragment = be16(frame, ETH_LEN + 6) & IP_DF != 0;
         // The length each packet will have on the egress link: a super-frame's segments, or
         // the packet itself.
         let on_link = match offload.gso_size {
@@ -142,7 +141,7 @@ impl Router {
             None => m.total,
         };
         if on_link > usize::from(mtu) {
-            if dont_fragment {
+            if be16(frame, ETH_LEN + 6) & IP_DF != 0 {
                 self.icmp_error(
                     now,
                     ingress,
@@ -180,10 +179,7 @@ impl Router {
             l @ (Lookup::Incomplete | Lookup::Missing) => {
                 if offload.gso_size.is_some() {
                     // Start the resolution, hold nothing (see `DropReason::GsoUnresolved`).
-                    if l == Lookup::Missing && self.arp.insert_incomplete(now, neighbour, nh.iface)
-                    {
-                        self.send_arp_request(nh.iface, neighbour, None);
-                    }
+                    self.start_resolution(now, l, neighbour, nh.iface);
                     return self.discard(DropReason::GsoUnresolved);
                 }
                 // A held frame leaves without its offload state: finish its checksum now.

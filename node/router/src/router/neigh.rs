@@ -225,12 +225,9 @@ impl Router {
         len: usize,
         build: impl FnOnce(&mut [u8]),
     ) -> bool {
-        if lookup == Lookup::Missing {
-            if !self.arp.insert_incomplete(now, neighbour, egress) {
-                self.counters.drop(DropReason::ArpIncompleteFull);
-                return false;
-            }
-            self.send_arp_request(egress, neighbour, None);
+        if !self.start_resolution(now, lookup, neighbour, egress) {
+            self.counters.drop(DropReason::ArpIncompleteFull);
+            return false;
         }
         if self.arp.hold(neighbour, egress, ingress, len, build) {
             self.counters.arp_held += 1;
@@ -239,6 +236,26 @@ impl Router {
             self.counters.drop(DropReason::ArpPendingFull);
             false
         }
+    }
+
+    /// For an unknown next hop (`Lookup::Missing`), start resolving it: an incomplete entry
+    /// and a broadcast request. `false` when the table of resolutions in progress is full
+    /// (nothing sent; the caller counts the drop); `true` otherwise, also when a resolution
+    /// is already running.
+    pub(super) fn start_resolution(
+        &mut self,
+        now: Duration,
+        lookup: Lookup,
+        neighbour: u32,
+        egress: usize,
+    ) -> bool {
+        if lookup == Lookup::Missing {
+            if !self.arp.insert_incomplete(now, neighbour, egress) {
+                return false;
+            }
+            self.send_arp_request(egress, neighbour, None);
+        }
+        true
     }
 
     /// `ip` resolved to `mac`: queue its held frames, in arrival order.
