@@ -13,6 +13,8 @@ pub(crate) enum Hops {
 /// n1 → n2 → n3 → sink, with the hops' thread ids for CPU accounting.
 pub(crate) struct Chain {
     pub(crate) mode: Mode,
+    /// What the chain is, in reports.
+    pub(crate) label: String,
     // Field order = drop order: hops stop before the sink.
     pub(crate) hops: Hops,
     pub(crate) sink: IoThread,
@@ -50,6 +52,7 @@ impl Chain {
         }
         Ok(Chain {
             mode: Mode::Plain,
+            label: Mode::Plain.name().to_owned(),
             entry: addrs[0],
             hop_tids: relays.iter().map(|r| r.tid).collect(),
             hop_ports: addrs.iter().map(SocketAddr::port).collect(),
@@ -95,6 +98,7 @@ impl Chain {
         }
         Ok(Chain {
             mode: Mode::Capsule,
+            label: Mode::Capsule.name().to_owned(),
             entry: nodes[0].local_addr(),
             hop_tids,
             hop_ports: ports,
@@ -170,7 +174,8 @@ pub(crate) fn chain_config(
     dir: &Path,
 ) -> Result<Config> {
     let mut t = format!(
-        "[node]\naddress = \"{}\"\nlisten = \"127.0.0.1:{}\"\ncode_cache_dir = \"{}\"\n",
+        "[node]\naddress = \"{}\"\nlisten = \"127.0.0.1:{}\"\ncode_cache_dir = \"{}\"\n\
+         workers = 1\n",
         node_addr(i),
         ports[i - 1],
         dir.join(format!("n{i}-code")).display(),

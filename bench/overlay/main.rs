@@ -43,6 +43,7 @@ mod relay;
 mod rss;
 mod sys;
 mod throughput;
+mod workers;
 
 use chain::*;
 use cold_load::*;
@@ -50,6 +51,7 @@ use relay::*;
 use rss::*;
 use sys::*;
 use throughput::*;
+use workers::*;
 
 /// Overlay benchmarks on loopback: throughput, cold code loading, memory.
 #[derive(Parser, Debug)]
@@ -93,6 +95,31 @@ enum Cmd {
         /// Modes to measure (both by default, alternating).
         #[arg(long, value_enum, num_args = 1.., default_values_t = [Mode::Plain, Mode::Capsule])]
         modes: Vec<Mode>,
+    },
+    /// One node relaying two capsule types with `[node] workers` = 1, 2, and 2 fed GSO runs
+    /// that mix the types; settings interleaved slice by slice like `throughput`.
+    Workers {
+        /// Window per setting and run, in seconds (a sum of slices).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Length of one measurement slice.
+        #[arg(long, default_value_t = 0.5)]
+        slice: f64,
+        /// Runs; each run starts fresh nodes.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Pace the generator at this many datagrams/s (default: as fast as it can).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Capsule payload bytes (the datagram is 92 bytes longer).
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Warm-up before each slice opens, in seconds.
+        #[arg(long, default_value_t = 0.2)]
+        warmup: f64,
+        /// Pin the generator and the sink to CPU 0 (the node's workers are never pinned).
+        #[arg(long)]
+        pin: bool,
     },
     /// Time from the first capsule to delivery 4 hops away with cold code caches.
     ColdLoad {
@@ -160,6 +187,24 @@ fn main() -> Result<()> {
                 modes,
             })
         }
+        Cmd::Workers {
+            seconds,
+            slice,
+            runs,
+            rate,
+            payload,
+            warmup,
+            pin,
+        } => workers(&ThroughputOpts {
+            seconds,
+            slice,
+            runs,
+            rate,
+            payload,
+            warmup,
+            pin,
+            modes: vec![Mode::Capsule],
+        }),
         Cmd::ColdLoad { runs } => cold_load(runs),
         Cmd::Rss {
             capsules,

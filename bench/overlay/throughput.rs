@@ -104,6 +104,8 @@ impl Totals {
 #[derive(Debug, Clone)]
 pub(crate) struct Sample {
     pub(crate) mode: Mode,
+    /// What was measured (the mode's name, or the workers benchmark's setting).
+    pub(crate) label: String,
     pub(crate) offered_pps: f64,
     pub(crate) delivered_pps: f64,
     pub(crate) loss_pct: f64,
@@ -120,7 +122,7 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    pub(crate) fn new(mode: Mode, t: &Totals) -> Sample {
+    pub(crate) fn new(mode: Mode, label: &str, t: &Totals) -> Sample {
         let secs = t.secs.max(1e-9);
         let (offered, delivered) = (t.offered as f64, t.delivered as f64);
         let util = |d: Duration| d.as_secs_f64() / secs * 100.0;
@@ -129,6 +131,7 @@ impl Sample {
         let ours = t.process as f64;
         Sample {
             mode,
+            label: label.to_owned(),
             offered_pps: offered / secs,
             delivered_pps: delivered / secs,
             loss_pct: if t.slice_offered > 0 {
@@ -171,8 +174,18 @@ pub(crate) fn run_once(
                 pin_thread(*t, 1)?;
             }
         }
-        chains.push((chain, generator, Totals::default()));
+        chains.push((chain, generator));
     }
+    Ok(measure(chains, o))
+}
+
+/// Open each chain's generator in turn for slices of `o.slice` seconds (after `o.warmup`),
+/// until each has `o.seconds` of window; then stop the generators.
+pub(crate) fn measure(chains: Vec<(Chain, Generator)>, o: &ThroughputOpts) -> Vec<(Chain, Sample)> {
+    let mut chains: Vec<(Chain, Generator, Totals)> = chains
+        .into_iter()
+        .map(|(c, g)| (c, g, Totals::default()))
+        .collect();
     let slices = (o.seconds / o.slice).ceil().max(1.0) as usize;
     for _ in 0..slices {
         for (chain, generator, totals) in &mut chains {
@@ -202,11 +215,13 @@ pub(crate) fn run_once(
     }
     let mut out = Vec::new();
     for (chain, generator, totals) in chains {
-        generator.stop()?;
-        let s = Sample::new(chain.mode, &totals);
+        if let Err(e) = generator.stop() {
+            eprintln!("generator: {e:#}");
+        }
+        let s = Sample::new(chain.mode, &chain.label, &totals);
         out.push((chain, s));
     }
-    Ok(out)
+    out
 }
 
 pub(crate) fn throughput(o: &ThroughputOpts) -> Result<()> {
@@ -251,7 +266,7 @@ pub(crate) fn throughput(o: &ThroughputOpts) -> Result<()> {
         for (chain, s) in run_once(&wasm, &datagrams, o)? {
             println!(
                 "| {run} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {:.0} / {:.0} | {} | {} |",
-                s.mode.name(),
+                s.label,
                 s.offered_pps,
                 s.delivered_pps,
                 s.loss_pct,
@@ -266,7 +281,7 @@ pub(crate) fn throughput(o: &ThroughputOpts) -> Result<()> {
                     .join(" / "),
                 join_runs(&s.machine, 0),
             );
-            eprintln!("  run {run} {}: {}", s.mode.name(), chain.drop_report());
+            eprintln!("  run {run} {}: {}", s.label, chain.drop_report());
             samples.push(s);
         }
     }

@@ -233,37 +233,29 @@ pub struct AppHandle {
     _shutdown: watch::Sender<()>,
 }
 
-impl AppHandle {
+/// Hands deliveries to the app server from any thread (a node's workers each hold one);
+/// see [`AppHandle::deliverer`].
+#[derive(Debug, Clone)]
+pub struct AppDeliverer(Arc<Shared>);
+
+impl AppDeliverer {
     /// Queue `delivery` for the connection registered as `app`. Never blocks: returns
     /// `false` (and counts it) when no connection holds `app` or its queue is full.
     pub fn deliver(&self, app: u32, delivery: Delivery) -> bool {
-        let totals = &self.shared.totals;
-        let mut routes = self.shared.routes();
-        let Some(route) = routes.get_mut(&app) else {
-            totals.dropped_no_app.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        match route.tx.try_send(NodeFrame::Delivery(delivery)) {
-            Ok(()) => {
-                route.counters.deliveries_queued += 1;
-                totals.queued.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                route.counters.deliveries_dropped_queue_full += 1;
-                totals.dropped_full.fetch_add(1, Ordering::Relaxed);
-                let dropped = route.counters.deliveries_dropped_queue_full;
-                if dropped.is_power_of_two() {
-                    tracing::warn!(app, dropped, "app queue full: deliveries dropped");
-                }
-                false
-            }
-            // The connection is closing; its route goes away in a moment.
-            Err(TrySendError::Closed(_)) => {
-                totals.dropped_no_app.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.0.deliver(app, delivery)
+    }
+}
+
+impl AppHandle {
+    /// A handle that delivers to this server's apps from any thread.
+    pub fn deliverer(&self) -> AppDeliverer {
+        AppDeliverer(Arc::clone(&self.shared))
+    }
+
+    /// Queue `delivery` for the connection registered as `app`. Never blocks: returns
+    /// `false` (and counts it) when no connection holds `app` or its queue is full.
+    pub fn deliver(&self, app: u32, delivery: Delivery) -> bool {
+        self.shared.deliver(app, delivery)
     }
 
     /// A snapshot of the counters.
@@ -320,6 +312,36 @@ impl Shared {
     fn routes(&self) -> MutexGuard<'_, HashMap<u32, Route>> {
         // A panic while holding the lock cannot leave the map inconsistent.
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deliver(&self, app: u32, delivery: Delivery) -> bool {
+        let totals = &self.totals;
+        let mut routes = self.routes();
+        let Some(route) = routes.get_mut(&app) else {
+            totals.dropped_no_app.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        match route.tx.try_send(NodeFrame::Delivery(delivery)) {
+            Ok(()) => {
+                route.counters.deliveries_queued += 1;
+                totals.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                route.counters.deliveries_dropped_queue_full += 1;
+                totals.dropped_full.fetch_add(1, Ordering::Relaxed);
+                let dropped = route.counters.deliveries_dropped_queue_full;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(app, dropped, "app queue full: deliveries dropped");
+                }
+                false
+            }
+            // The connection is closing; its route goes away in a moment.
+            Err(TrySendError::Closed(_)) => {
+                totals.dropped_no_app.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
     }
 }
 

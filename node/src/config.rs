@@ -83,7 +83,13 @@ pub struct NodeSection {
     pub code_cache_dir: Option<PathBuf>,
     /// The seed of the node's randomness (as given, or derived from the address).
     pub seed: u64,
+    /// Forwarding threads (default: the CPUs the process may use, at most
+    /// [`MAX_WORKERS`]; router mode: 1). Each runs the capsule types that hash to it.
+    pub workers: usize,
 }
+
+/// Most `[node] workers`.
+pub const MAX_WORKERS: usize = 64;
 
 /// `[[neighbour]]`: an active node one overlay hop away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +310,40 @@ impl<'a> Source<'a> {
             app_socket,
             code_cache_dir: self.path("code_cache_dir", raw.code_cache_dir.as_ref())?,
             seed: raw.seed.unwrap_or_else(|| derive_seed(&address)),
+            workers: self.workers(raw.workers.as_ref(), router)?,
         })
+    }
+
+    /// `[node] workers`: 1 to [`MAX_WORKERS`]; router mode has one.
+    fn workers(&self, raw: Option<&Spanned<u64>>, router: Option<&RouterSection>) -> Result<usize> {
+        let Some(v) = raw else {
+            if router.is_some() {
+                return Ok(1);
+            }
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            return Ok(cpus.min(MAX_WORKERS));
+        };
+        let n = *v.get_ref();
+        if n == 0 || n > MAX_WORKERS as u64 {
+            return Err(self.invalid(
+                v.span(),
+                "[node]",
+                "workers",
+                n,
+                format_args!("must be between 1 and {MAX_WORKERS}"),
+            ));
+        }
+        if router.is_some() && n > 1 {
+            return Err(self.invalid(
+                v.span(),
+                "[node]",
+                "workers",
+                n,
+                "router mode runs one worker (its datapath is not split across threads yet); \
+                 leave the key out or set 1",
+            ));
+        }
+        Ok(n as usize)
     }
 
     /// `[node] listen`: required for the overlay; in router mode optional, and then it must

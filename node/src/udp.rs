@@ -71,6 +71,9 @@ pub const MAX_DATAGRAM: usize = 65_535;
 /// `UDP_SEGMENT` and `UDP_GRO` (`linux/udp.h`), at level `SOL_UDP`.
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
+/// `SO_ATTACH_REUSEPORT_CBPF` (`asm-generic/socket.h`; the `libc` crate has it for Android
+/// only).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 /// Most datagrams in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Most payload bytes in one GSO send: the super-datagram's IP packet must stay under 64 KiB.
@@ -471,6 +474,59 @@ impl SendBatch {
     }
 }
 
+/// Offset of the capsule type in every ANTS message (all four kinds).
+const TYPE_OFFSET: usize = 8;
+
+/// The socket of a [`BatchSocket::bind_group`] of `count` that receives `datagram`: the
+/// big-endian `u32` at bytes 8..12 (the first bytes of the message's capsule type) modulo
+/// `count`, or 0 for a datagram too short to have them. The kernel's steering program
+/// computes exactly this.
+pub fn steer(datagram: &[u8], count: usize) -> usize {
+    let Some(word) = datagram.get(TYPE_OFFSET..TYPE_OFFSET + 4) else {
+        return 0;
+    };
+    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+    (word % count) as usize
+}
+
+/// Attach the classic BPF program of [`steer`] to a reuseport group
+/// (`SO_ATTACH_REUSEPORT_CBPF`). The kernel runs it with the packet's data starting at the
+/// UDP payload; a load past the end ends the program with 0 (socket 0), and an index past
+/// the group falls back to the kernel's hash.
+fn attach_steering(socket: &BatchSocket, count: usize) -> io::Result<()> {
+    let count = u32::try_from(count).map_err(|_| io::Error::other("too many sockets"))?;
+    let mut prog = [
+        // A = ntohl(*(u32 *)(payload + 8))
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: TYPE_OFFSET as u32,
+        },
+        // A %= count
+        libc::sock_filter {
+            code: (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: count,
+        },
+        // return A
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_A) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `prog` outlives it.
+    crate::sys::setsockopt(socket, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog)
+}
+
 /// A nonblocking UDP socket that moves datagrams in batches.
 #[derive(Debug)]
 pub struct BatchSocket {
@@ -487,11 +543,41 @@ impl BatchSocket {
     /// An IPv6 wildcard address (`[::]:port`) is made dual-stack, so it also serves IPv4
     /// peers; their addresses are reported as plain IPv4.
     pub fn bind(addr: SocketAddr, cfg: &UdpConfig) -> io::Result<Self> {
+        Self::bind_shared(addr, cfg, false)
+    }
+
+    /// Bind `count` sockets to one address with `SO_REUSEPORT`, one per worker, and steer
+    /// each datagram to socket [`steer`]`(datagram, count)`: a classic BPF program attached
+    /// to the group reads bytes 8..12 of the UDP payload (where every ANTS message carries
+    /// its type) and takes them modulo `count`, so all messages of one capsule type reach
+    /// one socket. `addr` may have port 0: the later sockets join the port the first got.
+    ///
+    /// What the program cannot split (a GRO or GSO buffer carrying datagrams of several
+    /// types is steered by its first) is the receiver's to hand on; see `ants_node`'s
+    /// daemon.
+    pub fn bind_group(addr: SocketAddr, cfg: &UdpConfig, count: usize) -> io::Result<Vec<Self>> {
+        if count <= 1 {
+            return Ok(vec![Self::bind(addr, cfg)?]);
+        }
+        let first = Self::bind_shared(addr, cfg, true)?;
+        let addr = first.local_addr()?;
+        let mut group = vec![first];
+        for _ in 1..count {
+            group.push(Self::bind_shared(addr, cfg, true)?);
+        }
+        attach_steering(&group[0], count)?;
+        Ok(group)
+    }
+
+    fn bind_shared(addr: SocketAddr, cfg: &UdpConfig, reuse_port: bool) -> io::Result<Self> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if let SocketAddr::V6(v6) = addr
             && v6.ip().is_unspecified()
         {
             socket.set_only_v6(false)?;
+        }
+        if reuse_port {
+            socket.set_reuse_port(true)?;
         }
         socket.set_nonblocking(true)?;
         socket.set_recv_buffer_size(cfg.recv_buffer)?;
@@ -849,6 +935,48 @@ mod tests {
             max_datagram,
             ..UdpConfig::default()
         }
+    }
+
+    #[test]
+    fn a_reuseport_group_steers_by_type_word_exactly_as_steer_says() {
+        let c = UdpConfig {
+            gro: false,
+            ..cfg(64, 2048)
+        };
+        let group = BatchSocket::bind_group(loopback4(), &c, 3).unwrap();
+        let to = group[0].local_addr().unwrap();
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == to));
+        let sender = std::net::UdpSocket::bind(loopback4()).unwrap();
+        // 60 datagrams with varied type words, plus short ones (no type: socket 0).
+        let mut sent: Vec<Vec<u8>> = (0u32..60)
+            .map(|i| {
+                let mut d = vec![0u8; 48];
+                d[8..12].copy_from_slice(&i.wrapping_mul(0x9E37_79B9).to_be_bytes());
+                d[47] = i as u8;
+                d
+            })
+            .collect();
+        sent.push(vec![1; 11]);
+        sent.push(vec![]);
+        for d in &sent {
+            sender.send_to(d, to).unwrap();
+        }
+        let mut got = vec![Vec::new(); 3];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.iter().map(Vec::len).sum::<usize>() < sent.len() {
+            assert!(Instant::now() < deadline, "not everything arrived");
+            for (i, s) in group.iter().enumerate() {
+                let mut rx = RecvBatch::new(&c);
+                s.recv_batch(&mut rx).unwrap();
+                got[i].extend(rx.iter().map(|(_, d)| d.to_vec()));
+            }
+        }
+        for (i, datagrams) in got.iter().enumerate() {
+            for d in datagrams {
+                assert_eq!(steer(d, 3), i, "datagram {d:?} reached socket {i}");
+            }
+        }
+        assert!(got.iter().all(|g| !g.is_empty()), "every socket got some");
     }
 
     /// Deterministic contents for datagram `i` of length `len`.

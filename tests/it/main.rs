@@ -22,3 +22,4 @@ mod status;
 mod support;
 mod topology;
 mod traceroute;
+mod workers;

@@ -106,6 +106,21 @@ fn a_running_node_serves_metrics_that_promtool_accepts() {
         "{body}"
     );
     assert!(body.contains("ants_cached_modules 1"), "{body}");
+    let workers = Config::load(&path).unwrap().node.workers;
+    assert!(
+        body.contains(&format!("ants_workers {workers}\n")),
+        "{body}"
+    );
+    assert!(
+        body.contains("ants_worker_handoffs_total{outcome=\"dropped\"} 0"),
+        "{body}"
+    );
+    let worker_runs: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("ants_worker_runs_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(worker_runs, 1, "{body}");
     promtool_check(body);
     // Bad requests: a clear status, and the node goes on serving.
     assert!(http(at, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));

@@ -84,3 +84,25 @@ pub(crate) fn load_and_run(exec: &mut WasmExecutor, code: &[u8]) -> (CapsuleType
     let run = run_on(exec, &mut node, &capsule_to(ty, "198.18.0.9", b"x"));
     (ty, run)
 }
+
+/// A forward capsule module of a new type, `pad` bytes larger (a custom section: ignored by
+/// validation and execution, it changes the hash and the number of chunks to fetch).
+pub(crate) fn fresh_forward(tag: &str, pad: usize) -> Vec<u8> {
+    let mut code = capsule_bytes("forward");
+    let name = b"ants-test";
+    let mut body: Vec<u8> = [&[name.len() as u8][..], name, tag.as_bytes()].concat();
+    body.resize(body.len() + pad, 0x55);
+    code.push(0);
+    let mut len = body.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            code.push(byte);
+            break;
+        }
+        code.push(byte | 0x80);
+    }
+    code.extend_from_slice(&body);
+    code
+}

@@ -67,6 +67,17 @@ impl Topology {
     /// Start `n` nodes connected by undirected `edges` (1-based pairs). `extra` TOML is
     /// appended to every node's config (e.g. a `[limits]` section).
     pub(crate) fn start(n: usize, edges: &[(usize, usize)], extra: &str) -> Topology {
+        Topology::start_with(n, edges, extra, "")
+    }
+
+    /// [`Topology::start`] with `node_keys` added to every node's `[node]` table (e.g.
+    /// `workers = 2`).
+    pub(crate) fn start_with(
+        n: usize,
+        edges: &[(usize, usize)],
+        extra: &str,
+        node_keys: &str,
+    ) -> Topology {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(n);
         let mut adj = vec![Vec::new(); n + 1];
@@ -86,6 +97,7 @@ impl Topology {
                     dir.path().join(format!("n{i}.sock")).display(),
                     dir.path().join(format!("n{i}-code")).display(),
                 );
+                t += node_keys;
                 for &j in &adj[i] {
                     t += &format!(
                         "[[neighbour]]\naddress = \"{}\"\nendpoint = \"127.0.0.1:{}\"\n",

@@ -78,6 +78,26 @@ pub(crate) fn render_status(s: &Value) -> String {
         u(&s["cached_types"]),
         s["compile_ms"].as_f64().unwrap_or(0.0).max(0.0)
     );
+    if let Some(workers) = s["workers"].as_array().filter(|w| !w.is_empty()) {
+        let each: Vec<String> = workers
+            .iter()
+            .map(|w| {
+                format!(
+                    "#{} {} types {} runs",
+                    u(&w["index"]),
+                    u(&w["protocols"]),
+                    u(&w["runs"])
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "workers   {}  ({})  handed over {}",
+            workers.len(),
+            each.join(", "),
+            u(&s["handed_off"])
+        );
+    }
     if let Some(protocols) = s["protocols"].as_object().filter(|m| !m.is_empty()) {
         let _ = writeln!(
             out,
@@ -189,7 +209,12 @@ pub(crate) fn drop_rows(s: &Value, all: bool) -> Vec<(String, u64)> {
             }
         }
     }
-    for key in ["udp_dropped", "compiles_refused", "capsule_logs_suppressed"] {
+    for key in [
+        "udp_dropped",
+        "handoff_dropped",
+        "compiles_refused",
+        "capsule_logs_suppressed",
+    ] {
         rows.push((key.to_string(), u(&s[key])));
     }
     if !all {
@@ -252,6 +277,8 @@ mod tests {
         let s = json!({
             "address": "198.18.0.1",
             "node": {"runs": 7, "drops": {}},
+            "workers": [{"index": 0, "protocols": 1, "runs": 7}, {"index": 1}],
+            "handed_off": 3,
             "protocols": {"ab".repeat(32): {"runs": 7, "sent": 6}},
             "router": {"forwarded": 9, "fast_path": {"forwarded": 4, "native": true},
                        "interfaces": [{"name": "r1-h1", "kernel_frames": 10}]},
@@ -259,6 +286,10 @@ mod tests {
         let text = render_status(&s);
         assert!(text.starts_with("node 198.18.0.1 (router mode)"), "{text}");
         assert!(text.contains("runs 7"), "{text}");
+        assert!(
+            text.contains("workers   2  (#0 1 types 7 runs, #1 0 types 0 runs)  handed over 3"),
+            "{text}"
+        );
         assert!(text.contains("abababababababab…"), "{text}");
         assert!(text.contains("forwarded 9"), "{text}");
         assert!(text.contains("native XDP"), "{text}");

@@ -38,6 +38,7 @@ pub(super) struct RawNode {
     pub(super) app_socket: Option<Spanned<String>>,
     pub(super) code_cache_dir: Option<Spanned<String>>,
     pub(super) seed: Option<u64>,
+    pub(super) workers: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -413,6 +413,15 @@ mod tests {
     }
 
     #[test]
+    fn router_mode_runs_one_worker() {
+        assert_eq!(parse(ROUTER).unwrap().node.workers, 1);
+        let one = ROUTER.replace("\n\n[router]", "\nworkers = 1\n\n[router]");
+        assert_eq!(parse(&one).unwrap().node.workers, 1);
+        let two = ROUTER.replace("\n\n[router]", "\nworkers = 2\n\n[router]");
+        error(&two, 3, "router mode runs one worker");
+    }
+
+    #[test]
     fn listen_must_be_a_router_address_with_the_capsule_port() {
         let text = ROUTER.replace(
             "address = \"198.18.1.1\"\n",

@@ -388,3 +388,23 @@ fn no_panic_on_odd_input() {
         assert!(parse(text).is_err(), "{text:?}");
     }
 }
+
+#[test]
+fn workers_default_to_the_cpus_and_are_bounded() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    assert_eq!(parse(BASE).unwrap().node.workers, cpus.min(MAX_WORKERS));
+    assert_eq!(
+        parse(&format!("{BASE}workers = 3\n")).unwrap().node.workers,
+        3
+    );
+    assert_error(
+        &format!("{BASE}workers = 0\n"),
+        4,
+        &["[node] workers = 0", "between 1 and 64"],
+    );
+    assert_error(
+        &format!("{BASE}workers = 65\n"),
+        4,
+        &["[node] workers = 65", "between 1 and 64"],
+    );
+}

@@ -1,16 +1,18 @@
-//! [`CompileQueue`]: a bounded queue of compile jobs served by a fixed number of worker
-//! threads, off the forwarding thread.
+//! [`CompilePool`]: a bounded queue of compile jobs served by a fixed number of compile
+//! threads, off the forwarding threads, shared by all of a node's workers (each takes a
+//! [`CompileQueue`] into it, whose results come back to that worker).
 //!
 //! Compiling is the most expensive thing a capsule can make a node do, so it is bounded three
 //! ways: jobs come only from loads (at most `max_concurrent_fetches` at once, at most
 //! `max_fetches_per_peer` per peer, each peer charged its compile time by the node core), the
-//! queue holds at most `capacity` jobs (a job that does not fit fails at once as
-//! "unavailable", counted), and `workers` threads (default 1) compile one module each at a
-//! time, single-threaded, so compiling never takes more than `workers` cores from forwarding.
+//! one queue holds at most `capacity` jobs (a job that does not fit fails at once as
+//! "unavailable", counted), and `compile_workers` threads (default 1) compile one module each
+//! at a time, single-threaded, so compiling never takes more than `compile_workers` cores
+//! from forwarding, however many workers forward.
 //!
-//! Workers are plain threads, not tokio's blocking pool: a node that is asked to stop does not
-//! wait for a compile in progress (the thread is left to finish on its own and its result is
-//! dropped).
+//! Compile threads are plain threads, not tokio's blocking pool: a node that is asked to stop
+//! does not wait for a compile in progress (the thread is left to finish on its own and its
+//! result is dropped).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -60,38 +62,59 @@ pub(super) struct Done {
     pub(super) reused: bool,
 }
 
-/// The queue and its workers. Dropping it lets the workers exit once idle.
+/// A job and where its result goes (the worker that asked).
+type Ticket = (Job, tokio_mpsc::UnboundedSender<Done>);
+
+/// The compile threads and their bounded queue, shared by all of a node's workers. Dropping
+/// every handle lets the threads exit once idle.
+#[derive(Debug, Clone)]
+pub(super) struct CompilePool {
+    jobs: SyncSender<Ticket>,
+}
+
+impl CompilePool {
+    /// Start `workers` threads serving a queue of `capacity` jobs.
+    pub(super) fn start(
+        compiler: &Compiler,
+        workers: usize,
+        capacity: usize,
+    ) -> std::io::Result<CompilePool> {
+        let (jobs, rx) = mpsc::sync_channel::<Ticket>(capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..workers.max(1) {
+            let (rx, compiler) = (rx.clone(), compiler.clone());
+            std::thread::Builder::new()
+                .name(format!("ants-compile-{n}"))
+                .spawn(move || work(&rx, &compiler))?;
+        }
+        Ok(CompilePool { jobs })
+    }
+
+    /// A queue into the pool whose results go to `done`.
+    pub(super) fn queue(&self, done: tokio_mpsc::UnboundedSender<Done>) -> CompileQueue {
+        CompileQueue {
+            jobs: self.jobs.clone(),
+            done,
+            refused: 0,
+        }
+    }
+}
+
+/// One worker's way into the [`CompilePool`].
 #[derive(Debug)]
 pub(super) struct CompileQueue {
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Ticket>,
+    done: tokio_mpsc::UnboundedSender<Done>,
     /// Jobs refused because the queue was full.
     pub(super) refused: u64,
 }
 
 impl CompileQueue {
-    /// Start `workers` threads serving a queue of `capacity` jobs; results go to `done`.
-    pub(super) fn start(
-        compiler: &Compiler,
-        workers: usize,
-        capacity: usize,
-        done: tokio_mpsc::UnboundedSender<Done>,
-    ) -> std::io::Result<CompileQueue> {
-        let (jobs, rx) = mpsc::sync_channel::<Job>(capacity);
-        let rx = Arc::new(Mutex::new(rx));
-        for n in 0..workers.max(1) {
-            let (rx, done, compiler) = (rx.clone(), done.clone(), compiler.clone());
-            std::thread::Builder::new()
-                .name(format!("ants-compile-{n}"))
-                .spawn(move || work(&rx, &done, &compiler))?;
-        }
-        Ok(CompileQueue { jobs, refused: 0 })
-    }
-
     /// Queue a job; if the queue is full or its workers are gone, the job's failure (an
     /// "unavailable" result to report at once).
     pub(super) fn submit(&mut self, job: Job) -> Option<Done> {
         let ty = job.ty();
-        let why = match self.jobs.try_send(job) {
+        let why = match self.jobs.try_send((job, self.done.clone())) {
             Ok(()) => return None,
             Err(TrySendError::Full(_)) => {
                 self.refused += 1;
@@ -109,14 +132,14 @@ impl CompileQueue {
     }
 }
 
-fn work(rx: &Mutex<Receiver<Job>>, done: &tokio_mpsc::UnboundedSender<Done>, compiler: &Compiler) {
+fn work(rx: &Mutex<Receiver<Ticket>>, compiler: &Compiler) {
     loop {
         // Hold the lock only to take a job, not while compiling.
         let job = match rx.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let Ok((job, done)) = job else { return };
         let start = Instant::now();
         let (ty, result, stored_bytes, reused) = match job {
             Job::Compile { ty, code, dir } => {
@@ -139,8 +162,7 @@ fn work(rx: &Mutex<Receiver<Job>>, done: &tokio_mpsc::UnboundedSender<Done>, com
             stored_bytes,
             reused,
         };
-        if done.send(d).is_err() {
-            return;
-        }
+        // A worker that stopped no longer wants it; the others may.
+        let _ = done.send(d);
     }
 }

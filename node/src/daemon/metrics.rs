@@ -140,6 +140,28 @@ pub fn render(stats: &Stats) -> String {
     udp.get_or_create(&Vec::new()).inc_by(stats.udp_dropped);
     gauge(
         &mut r,
+        "workers",
+        "Forwarding workers ([node] workers)",
+        stats.workers.len() as u64,
+    );
+    let handoffs = counter_family(
+        &mut r,
+        "worker_handoffs",
+        "Datagrams a worker received for another worker's capsule type, by outcome",
+    );
+    handoffs
+        .get_or_create(&labels(&[("outcome", "handed_off")]))
+        .inc_by(stats.handed_off);
+    handoffs
+        .get_or_create(&labels(&[("outcome", "dropped")]))
+        .inc_by(stats.handoff_dropped);
+    let runs = counter_family(&mut r, "worker_runs", "Capsules run, by worker");
+    for w in &stats.workers {
+        runs.get_or_create(&labels(&[("worker", &w.index.to_string())]))
+            .inc_by(w.runs);
+    }
+    gauge(
+        &mut r,
         "cached_modules",
         "Modules in the code cache",
         stats.cached_types.len() as u64,

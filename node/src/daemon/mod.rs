@@ -11,8 +11,12 @@
 //!   wall clock;
 //! - optional fault injection: drop a fraction of code-transfer messages (testing aid).
 //!
-//! Everything runs on one current-thread runtime; [`spawn`] runs a node on its own thread
-//! (tests, demos), [`run_until_signal`] until SIGINT/SIGTERM (the CLI).
+//! A node runs `[node] workers` forwarding threads (module `workers`): each is a whole node
+//! core for the capsule types that hash to it, on its own current-thread runtime, with its
+//! own `SO_REUSEPORT` socket that the kernel feeds with those types' datagrams; they share
+//! the wasm engine, the compile threads, the app server and the code cache directory. Worker
+//! 0 runs on the caller's runtime; [`spawn`] runs a node on its own thread (tests, demos),
+//! [`run_until_signal`] until SIGINT/SIGTERM (the CLI).
 
 mod clock;
 mod compile;
@@ -21,6 +25,7 @@ mod overlay;
 mod persist;
 mod router;
 mod stats;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,14 +43,17 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
 
-use crate::app_server::{AppHandle, AppRequest, AppServer};
+use crate::app_server::{AppDeliverer, AppHandle, AppRequest, AppServer};
 use crate::config::{AcceptFrom, CodePolicy, Config};
 use crate::{Compiler, ExecutorConfig, WasmExecutor};
 use clock::Clock;
-use compile::{CompileQueue, Done, Job};
+use compile::{CompilePool, CompileQueue, Done, Job};
 use overlay::Overlay;
 use persist::CodeStore;
 use router::RouterIo;
+use workers::{Shard, Steering, WorkerLink};
+
+use crate::udp::BatchSocket;
 
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
@@ -57,7 +65,7 @@ pub const MAX_TURN_TIME: Duration = Duration::from_millis(20);
 pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
 pub use router::RouterStats;
-pub use stats::Stats;
+pub use stats::{Stats, WorkerSummary};
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -309,13 +317,61 @@ struct Driver {
     fault: Fault,
     persisted: (usize, usize),
     compile_times: Vec<(CapsuleType, Duration)>,
-    apps: Option<AppHandle>,
+    apps: Option<AppDeliverer>,
+    /// Which types this worker runs, and the other workers' inboxes.
+    steer: Steering,
     /// Capsule log lines written (one "peer": the node).
     log_budget: PeerBudgets<()>,
     logs_suppressed: u64,
 }
 
 impl Driver {
+    /// A worker's node core: its own executor (instances) over the shared engine, a queue
+    /// into the shared compile pool, the code store of its types.
+    fn new(
+        common: &Common,
+        shard: Shard,
+        store: Option<CodeStore>,
+    ) -> anyhow::Result<(Driver, mpsc::UnboundedReceiver<Done>)> {
+        let cfg = &common.cfg;
+        let exec = WasmExecutor::new(common.compiler.clone())
+            .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
+        let mut node = Node::new(node_config(cfg));
+        let mut persisted = (0, 0);
+        if let Some(store) = &store {
+            for ty in store.types() {
+                persisted.0 += usize::from(node.set_stored(*ty, true));
+            }
+            info!(
+                worker = shard.index,
+                modules = persisted.0,
+                bytes = store.bytes(),
+                "code cache directory indexed"
+            );
+        }
+        let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
+        let seed = cfg.fault.seed.max(1);
+        let driver = Driver {
+            node,
+            exec,
+            clock: common.clock,
+            compiles: common.compiles.queue(compiled_tx),
+            store,
+            fault: Fault {
+                loss: cfg.fault.code_loss,
+                state: seed,
+                dropped: 0,
+            },
+            persisted,
+            compile_times: Vec::new(),
+            apps: common.apps.clone(),
+            steer: Steering::new(shard, common.inboxes.clone()),
+            log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
+            logs_suppressed: 0,
+        };
+        Ok((driver, compiled_rx))
+    }
+
     /// Node time now (monotonic).
     fn now(&self) -> Duration {
         self.clock.now()
@@ -353,6 +409,15 @@ impl Driver {
             router: None,
             load_timings: self.node.load_timings().copied().collect(),
             compile_times: self.compile_times.clone(),
+            workers: vec![WorkerSummary {
+                index: self.steer.shard.index,
+                datagrams_in: self.node.counters().datagrams_in,
+                runs: self.node.counters().runs,
+                handed_off: self.steer.handed_off,
+                protocols: self.node.protocols().iter().map(|(t, _)| *t).collect(),
+            }],
+            handed_off: self.steer.handed_off,
+            handoff_dropped: self.steer.handoff_dropped,
         }
     }
 
@@ -501,9 +566,10 @@ impl Driver {
         }
     }
 
-    /// Feed one received datagram to the node (fault injection applies here).
+    /// Feed one received datagram to the node (fault injection applies here), or stage it
+    /// for the worker that runs its type.
     fn datagram(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
-        if !self.fault.drop_code(data) {
+        if !self.fault.drop_code(data) && !self.steer.foreign(from, data) {
             self.node.handle_datagram(now, from, data, &mut self.exec);
         }
     }
@@ -520,8 +586,13 @@ impl Driver {
     }
 }
 
-/// Start the node's parts and run its loop. `stats` is the sending side of `stats_rx`: the
-/// metrics server, if configured, asks for snapshots through it like a [`DaemonHandle`].
+/// Start the node's parts and run its workers until `stop`. `stats` is the sending side of
+/// `stats_rx`: the metrics server, if configured, asks for snapshots through it like a
+/// [`DaemonHandle`].
+///
+/// Worker 0 runs on the calling runtime, workers 1.. each on a thread of their own with a
+/// current-thread runtime; the hub (module `workers`) answers stats and app requests for
+/// all of them on the calling runtime.
 async fn serve(
     cfg: Config,
     stop: watch::Receiver<bool>,
@@ -529,23 +600,282 @@ async fn serve(
     stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     ready: Option<Ready>,
 ) -> anyhow::Result<Stats> {
-    let mut started = start(&cfg).await;
-    if let (Some(m), Ok(_)) = (&cfg.metrics, &started) {
-        match metrics::bind(m.listen, m.public).await {
-            Ok(listener) => {
-                tokio::spawn(metrics::serve(listener, stats));
-            }
-            Err(e) => started = Err(e),
+    let fail = |e: anyhow::Error, ready: Option<Ready>| match ready {
+        Some(r) => {
+            let _ = r.send(Err(anyhow::anyhow!("{e:#}")));
+            Err(anyhow::anyhow!("node did not start"))
+        }
+        None => Err(e),
+    };
+    let setup = match Setup::new(&cfg, stats).await {
+        Ok(s) => s,
+        Err(e) => return fail(e, ready),
+    };
+    let Setup {
+        common,
+        seeds,
+        inboxes,
+        apps,
+        app_rx,
+        local,
+    } = setup;
+    let mut links = Vec::with_capacity(seeds.len());
+    let mut threads = Vec::new();
+    let mut first = None;
+    let mut up = Vec::new();
+    for (seed, inbox) in seeds.into_iter().zip(inboxes) {
+        let (stats_tx, stats_rx) = mpsc::channel(4);
+        let (app_tx, app_rx) = mpsc::channel(1024);
+        links.push(WorkerLink {
+            stats: stats_tx,
+            apps: app_tx,
+        });
+        let channels = Channels {
+            stop: stop.clone(),
+            stats: stats_rx,
+            apps: app_rx,
+            inbox,
+        };
+        if seed.shard.index == 0 {
+            first = Some((seed, channels));
+            continue;
+        }
+        let (up_tx, up_rx) = oneshot::channel();
+        up.push(up_rx);
+        let common = common.clone();
+        let name = format!("ants-worker-{}", seed.shard.index);
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start a worker's tokio runtime")?;
+            rt.block_on(worker(&common, seed, channels, Some(up_tx)))
+        });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => return fail(anyhow::anyhow!("cannot start a worker: {e}"), ready),
         }
     }
-    match &cfg.router {
-        None => {
-            let io = Overlay::bind(&cfg);
-            run(started, io, stop, stats_rx, ready).await
+    let Some((seed, channels)) = first else {
+        return fail(anyhow::anyhow!("no worker"), ready);
+    };
+    let shard = seed.shard;
+    let main = match Worker::start(&common, seed, channels) {
+        Ok(w) => w,
+        Err(e) => return fail(e, ready),
+    };
+    for rx in up {
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(e, ready),
+            Err(_) => return fail(anyhow::anyhow!("a worker ended before it was ready"), ready),
         }
-        Some(router) => {
-            let io = RouterIo::open(&cfg, router);
-            run(started, io, stop, stats_rx, ready).await
+    }
+    info!(
+        address = %cfg.node.address,
+        %local,
+        workers = shard.count,
+        "node up"
+    );
+    if let Some(r) = ready {
+        let _ = r.send(Ok(local));
+    }
+    tokio::spawn(workers::hub(stats_rx, app_rx, links, shard));
+    let mut total = main.run().await?;
+    // Keep the app server until every worker has stopped delivering.
+    for t in threads {
+        match t.join() {
+            Ok(Ok(s)) => total.merge(s),
+            Ok(Err(e)) => warn!("a worker failed: {e:#}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
+    drop(apps);
+    Ok(total)
+}
+
+/// What every worker shares.
+#[derive(Clone)]
+struct Common {
+    cfg: Arc<Config>,
+    compiler: Compiler,
+    compiles: CompilePool,
+    apps: Option<AppDeliverer>,
+    clock: Clock,
+    inboxes: Arc<[mpsc::Sender<workers::Handoff>]>,
+}
+
+/// One worker's own parts, made before any worker runs.
+struct Seed {
+    shard: Shard,
+    store: Option<CodeStore>,
+    /// The overlay socket (`None` in router mode: worker 0 opens the interfaces).
+    socket: Option<BatchSocket>,
+}
+
+/// The channels a worker serves.
+struct Channels {
+    stop: watch::Receiver<bool>,
+    stats: mpsc::Receiver<oneshot::Sender<Stats>>,
+    apps: mpsc::Receiver<AppRequest>,
+    inbox: mpsc::Receiver<workers::Handoff>,
+}
+
+/// The node's shared parts and its workers' seeds.
+struct Setup {
+    common: Common,
+    seeds: Vec<Seed>,
+    inboxes: Vec<mpsc::Receiver<workers::Handoff>>,
+    apps: Option<AppHandle>,
+    app_rx: Option<mpsc::Receiver<AppRequest>>,
+    local: SocketAddr,
+}
+
+impl Setup {
+    async fn new(
+        cfg: &Config,
+        stats: mpsc::Sender<oneshot::Sender<Stats>>,
+    ) -> anyhow::Result<Setup> {
+        let count = cfg.node.workers.max(1);
+        let compiler = Compiler::new(executor_config(cfg))
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let compiles = CompilePool::start(
+            &compiler,
+            cfg.limits.compile_workers,
+            cfg.limits.compile_queue,
+        )
+        .context("cannot start the compile workers")?;
+        let (sockets, local) = match &cfg.router {
+            None => {
+                let sockets = Overlay::bind_group(cfg, count)?;
+                let local = sockets[0].local_addr()?;
+                (sockets.into_iter().map(Some).collect(), local)
+            }
+            Some(_) => {
+                if count > 1 {
+                    anyhow::bail!("router mode runs one worker; set [node] workers = 1");
+                }
+                (vec![None], cfg.node.listen)
+            }
+        };
+        let mut seeds = Vec::with_capacity(count);
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let shard = Shard { index, count };
+            let store = match &cfg.node.code_cache_dir {
+                Some(dir) => Some(
+                    CodeStore::open(
+                        dir,
+                        cfg.limits.code_cache_disk_bytes / count as u64,
+                        &|ty| shard.owns(ty),
+                    )
+                    .with_context(|| format!("code cache directory {}", dir.display()))?,
+                ),
+                None => None,
+            };
+            seeds.push(Seed {
+                shard,
+                store,
+                socket,
+            });
+        }
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| mpsc::channel(workers::INBOX_HANDOFFS))
+            .unzip();
+        let (apps, app_rx) = match &cfg.node.app_socket {
+            Some(path) => {
+                let server = AppServer::bind(path)
+                    .with_context(|| format!("cannot listen for apps on {}", path.display()))?
+                    .with_node_address(cfg.node.address);
+                let (tx, rx) = mpsc::channel(1024);
+                (Some(server.run(tx)), Some(rx))
+            }
+            None => (None, None),
+        };
+        if let Some(m) = &cfg.metrics {
+            let listener = metrics::bind(m.listen, m.public).await?;
+            tokio::spawn(metrics::serve(listener, stats));
+        }
+        Ok(Setup {
+            common: Common {
+                cfg: Arc::new(cfg.clone()),
+                compiler,
+                compiles,
+                apps: apps.as_ref().map(AppHandle::deliverer),
+                clock: Clock::start(),
+                inboxes: senders.into(),
+            },
+            seeds,
+            inboxes,
+            apps,
+            app_rx,
+            local,
+        })
+    }
+}
+
+/// Run worker `seed` on the current runtime: report start-up through `up`, then serve until
+/// stopped.
+async fn worker(
+    common: &Common,
+    seed: Seed,
+    channels: Channels,
+    up: Option<oneshot::Sender<anyhow::Result<()>>>,
+) -> anyhow::Result<Stats> {
+    match Worker::start(common, seed, channels) {
+        Ok(w) => {
+            if let Some(up) = up {
+                let _ = up.send(Ok(()));
+            }
+            w.run().await
+        }
+        Err(e) => {
+            if let Some(up) = up {
+                let _ = up.send(Err(e));
+                return Err(anyhow::anyhow!("worker did not start"));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A started worker: its node core, its underlay and its channels.
+struct Worker {
+    driver: Driver,
+    io: WorkerIo,
+    lp: Loop,
+}
+
+/// A worker's underlay (boxed: they differ in size by kilobytes).
+enum WorkerIo {
+    Overlay(Box<Overlay>),
+    Router(Box<RouterIo>),
+}
+
+/// What a worker's event loop waits on besides its underlay.
+struct Loop {
+    channels: Channels,
+    compiled: mpsc::UnboundedReceiver<Done>,
+}
+
+impl Worker {
+    /// Build the worker's node core and open its underlay (on the current runtime).
+    fn start(common: &Common, seed: Seed, channels: Channels) -> anyhow::Result<Worker> {
+        let (driver, compiled) = Driver::new(common, seed.shard, seed.store)?;
+        let lp = Loop { channels, compiled };
+        let cfg = &common.cfg;
+        let io = match (seed.socket, &cfg.router) {
+            (Some(socket), _) => WorkerIo::Overlay(Box::new(Overlay::new(socket, cfg)?)),
+            (None, Some(router)) => WorkerIo::Router(Box::new(RouterIo::open(router)?)),
+            (None, None) => anyhow::bail!("an overlay worker without a socket"),
+        };
+        Ok(Worker { driver, io, lp })
+    }
+
+    async fn run(self) -> anyhow::Result<Stats> {
+        let Worker { driver, io, lp } = self;
+        match io {
+            WorkerIo::Overlay(io) => run(driver, *io, lp).await,
+            WorkerIo::Router(io) => run(driver, *io, lp).await,
         }
     }
 }
@@ -553,8 +883,6 @@ async fn serve(
 /// Where the node's datagrams come from and go to: the UDP overlay socket ([`Overlay`]) or
 /// router mode's interfaces ([`RouterIo`]). The event loop in [`run`] is shared.
 trait Underlay {
-    /// The local endpoint capsules are sent to.
-    fn local_addr(&self) -> SocketAddr;
     /// Resolves when input may be waiting.
     async fn readable(&mut self) -> std::io::Result<()>;
     /// Feed a bounded turn of input to the node, sending its output as it goes; `true` if
@@ -572,31 +900,19 @@ trait Underlay {
     fn stats(&mut self, stats: &mut Stats);
 }
 
-/// The event loop: input, compilations, timers, apps and stats requests, one at a time. A
-/// stop request wins over everything else waiting.
-async fn run<U: Underlay>(
-    started: anyhow::Result<Started>,
-    io: anyhow::Result<U>,
-    mut stop: watch::Receiver<bool>,
-    mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
-    ready: Option<Ready>,
-) -> anyhow::Result<Stats> {
-    let both = started.and_then(|s| io.map(|io| (s, io)));
-    let ((mut driver, mut compiled_rx, mut app_rx), mut io) = match both {
-        Ok(x) => x,
-        Err(e) => {
-            if let Some(r) = ready {
-                let _ = r.send(Err(anyhow::anyhow!("{e:#}")));
-                return Err(anyhow::anyhow!("node did not start"));
-            }
-            return Err(e);
-        }
-    };
-    let local = io.local_addr();
-    info!(address = %driver.node.address(), %local, "node up");
-    if let Some(r) = ready {
-        let _ = r.send(Ok(local));
-    }
+/// A worker's event loop: input, handoffs, compilations, timers, apps and stats requests,
+/// one at a time. A stop request wins over everything else waiting.
+async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Result<Stats> {
+    let Loop {
+        channels:
+            Channels {
+                mut stop,
+                stats: mut stats_rx,
+                apps: mut app_rx,
+                mut inbox,
+            },
+        compiled: mut compiled_rx,
+    } = lp;
     let mut more = false;
     loop {
         let deadline = match (driver.node.poll_timeout(), io.poll_timeout()) {
@@ -619,12 +935,20 @@ async fn run<U: Underlay>(
                 io.handle_timeout(now);
                 false
             }
-            Some(req) = recv_opt(&mut app_rx) => { driver.app_request(req, &mut io); false }
+            Some(req) = app_rx.recv() => { driver.app_request(req, &mut io); false }
+            Some(handoff) = inbox.recv() => {
+                let now = driver.now();
+                for (from, data) in handoff.iter() {
+                    driver.node.handle_datagram(now, from, data, &mut driver.exec);
+                }
+                false
+            }
             r = io.readable(), if !more => { r?; true }
             () = tokio::task::yield_now(), if more => true,
         };
         if input {
             more = io.receive(&mut driver).await;
+            driver.steer.flush();
         }
         driver.handle_events();
         driver.deliver();
@@ -639,74 +963,4 @@ async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-type Started = (
-    Driver,
-    mpsc::UnboundedReceiver<Done>,
-    Option<mpsc::Receiver<AppRequest>>,
-);
-
-async fn start(cfg: &Config) -> anyhow::Result<Started> {
-    let compiler = Compiler::new(executor_config(cfg))
-        .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
-    let exec = WasmExecutor::new(compiler.clone())
-        .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
-    let mut node = Node::new(node_config(cfg));
-    let mut persisted = (0, 0);
-    let store = match &cfg.node.code_cache_dir {
-        Some(dir) => {
-            let store = CodeStore::open(dir, cfg.limits.code_cache_disk_bytes)
-                .with_context(|| format!("code cache directory {}", dir.display()))?;
-            let mut indexed = 0;
-            for ty in store.types() {
-                indexed += usize::from(node.set_stored(*ty, true));
-            }
-            info!(
-                modules = indexed,
-                bytes = store.bytes(),
-                "code cache directory indexed"
-            );
-            persisted.0 = indexed;
-            Some(store)
-        }
-        None => None,
-    };
-    let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
-    let compiles = CompileQueue::start(
-        &compiler,
-        cfg.limits.compile_workers,
-        cfg.limits.compile_queue,
-        compiled_tx,
-    )
-    .context("cannot start the compile workers")?;
-    let (apps, app_rx) = match &cfg.node.app_socket {
-        Some(path) => {
-            let server = AppServer::bind(path)
-                .with_context(|| format!("cannot listen for apps on {}", path.display()))?
-                .with_node_address(cfg.node.address);
-            let (tx, rx) = mpsc::channel(1024);
-            (Some(server.run(tx)), Some(rx))
-        }
-        None => (None, None),
-    };
-    let seed = cfg.fault.seed.max(1);
-    let driver = Driver {
-        node,
-        exec,
-        clock: Clock::start(),
-        compiles,
-        store,
-        fault: Fault {
-            loss: cfg.fault.code_loss,
-            state: seed,
-            dropped: 0,
-        },
-        persisted,
-        compile_times: Vec::new(),
-        apps,
-        log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
-        logs_suppressed: 0,
-    };
-    Ok((driver, compiled_rx, app_rx))
 }

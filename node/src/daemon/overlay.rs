@@ -1,4 +1,4 @@
-//! The UDP overlay underlay: one batched socket ([`BatchSocket`], `recvmmsg`/`sendmmsg`)
+//! The UDP overlay underlay: per worker one batched socket ([`BatchSocket`], `recvmmsg`/`sendmmsg`)
 //! polled through tokio's `AsyncFd`; each turn reads at most [`MAX_BATCHES_PER_TURN`]
 //! batches, for at most [`MAX_TURN_TIME`], so timers, apps and a stop request are served
 //! under load.
@@ -7,8 +7,6 @@
 //! batch at most a batch at a time, and the batch is flushed before more are taken; a
 //! datagram is dropped only when the kernel refuses it (counted by the batch) or the socket
 //! stays unwritable (counted here).
-
-use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
@@ -21,7 +19,6 @@ use crate::udp::{BatchSocket, RecvBatch, SendBatch, UdpConfig, flush};
 /// The overlay socket and its batches.
 pub(super) struct Overlay {
     sock: AsyncFd<BatchSocket>,
-    local: SocketAddr,
     recv: RecvBatch,
     send: SendBatch,
     /// Datagrams dropped because the socket stayed unwritable, or refused by the batch.
@@ -37,16 +34,19 @@ fn udp_config(cfg: &Config) -> UdpConfig {
 }
 
 impl Overlay {
-    /// Bind `[node] listen`.
-    pub(super) fn bind(cfg: &Config) -> anyhow::Result<Overlay> {
+    /// Bind `[node] listen` once per worker, steered by capsule type
+    /// ([`BatchSocket::bind_group`]).
+    pub(super) fn bind_group(cfg: &Config, workers: usize) -> anyhow::Result<Vec<BatchSocket>> {
+        BatchSocket::bind_group(cfg.node.listen, &udp_config(cfg), workers)
+            .with_context(|| format!("cannot bind UDP {}", cfg.node.listen))
+    }
+
+    /// One worker's socket, registered with the current runtime.
+    pub(super) fn new(socket: BatchSocket, cfg: &Config) -> anyhow::Result<Overlay> {
         let udp_cfg = udp_config(cfg);
-        let sock = BatchSocket::bind(cfg.node.listen, &udp_cfg)
-            .with_context(|| format!("cannot bind UDP {}", cfg.node.listen))?
-            .into_async_fd()?;
-        let local = sock.get_ref().local_addr()?;
+        let sock = socket.into_async_fd()?;
         Ok(Overlay {
             sock,
-            local,
             recv: RecvBatch::new(&udp_cfg),
             send: SendBatch::new(&udp_cfg),
             flush_dropped: 0,
@@ -55,10 +55,6 @@ impl Overlay {
 }
 
 impl Underlay for Overlay {
-    fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     async fn readable(&mut self) -> std::io::Result<()> {
         // Edge-triggered: clear now, then `receive` drains until the socket is empty or the
         // turn ends (and then the loop comes back without waiting).

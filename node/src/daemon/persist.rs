@@ -299,7 +299,14 @@ impl CodeStore {
     /// Check and index `dir` (creating it if needed): names and sizes only, oldest files
     /// first in recency. Temporary files are removed; symlinks and files not owned by us are
     /// ignored. Then prune to `max_bytes`; returns the store and the types it holds.
-    pub(crate) fn open(dir: &Path, max_bytes: u64) -> anyhow::Result<CodeStore> {
+    ///
+    /// `owns` picks the types this store indexes: a node's workers share the directory, each
+    /// indexing (and pruning) only the types it runs, so no worker removes another's files.
+    pub(crate) fn open(
+        dir: &Path,
+        max_bytes: u64,
+        owns: &dyn Fn(&CapsuleType) -> bool,
+    ) -> anyhow::Result<CodeStore> {
         secure_dir(dir)?;
         let mut found: Vec<(std::time::SystemTime, CapsuleType, u64)> = Vec::new();
         for e in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
@@ -327,6 +334,9 @@ impl CodeStore {
             else {
                 continue;
             };
+            if !owns(&ty) {
+                continue;
+            }
             let cwasm = fs::symlink_metadata(paths(dir, &ty).1)
                 .ok()
                 .filter(fs::Metadata::is_file)
@@ -481,7 +491,7 @@ mod tests {
             .collect();
         fs::write(d.join("stray.wasm.tmp123"), b"junk").unwrap();
         // 300 bytes allowed: the oldest file goes at start-up.
-        let mut s = CodeStore::open(&d, 300).unwrap();
+        let mut s = CodeStore::open(&d, 300, &|_| true).unwrap();
         assert_eq!(s.bytes(), 300);
         assert!(!s.types().any(|t| *t == tys[0]));
         assert!(!paths(&d, &tys[0]).0.exists(), "pruned from disk");

@@ -27,7 +27,7 @@ use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{FrameMeta, PacketSocket, PacketType, RingConfig, VnetHdr};
 use crate::afxdp::{XskConfig, XskSocket};
-use crate::config::{Config, Datapath, FastPathMode, RouterSection};
+use crate::config::{Datapath, FastPathMode, RouterSection};
 use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOptions, XdpMode};
 
 /// Ring blocks read per interface per turn before timers, apps and compilations are served.
@@ -197,7 +197,6 @@ pub struct InterfaceStats {
 pub(super) struct RouterIo {
     ports: Vec<Port>,
     router: Router,
-    local: SocketAddr,
     /// Frames forwarded back out of the interface they came in on, staged while that
     /// interface's ring is being read, with their offload state.
     hairpin: Vec<u8>,
@@ -213,7 +212,7 @@ pub(super) struct RouterIo {
 
 impl RouterIo {
     /// Take the interfaces from the kernel, open their rings, build the router.
-    pub(super) fn open(cfg: &Config, r: &RouterSection) -> anyhow::Result<RouterIo> {
+    pub(super) fn open(r: &RouterSection) -> anyhow::Result<RouterIo> {
         let mut isolation = Vec::with_capacity(r.interfaces.len());
         let mut ports = Vec::with_capacity(r.interfaces.len());
         let mut interfaces = Vec::with_capacity(r.interfaces.len());
@@ -346,7 +345,6 @@ impl RouterIo {
         Ok(RouterIo {
             ports,
             router,
-            local: cfg.node.listen,
             hairpin: Vec::new(),
             hairpin_lens: Vec::new(),
             tx_refused: vec![0; r.interfaces.len()],
@@ -591,10 +589,6 @@ fn kernel_routes(r: &RouterSection, configured: &[Route]) -> anyhow::Result<Vec<
 }
 
 impl Underlay for RouterIo {
-    fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     async fn readable(&mut self) -> std::io::Result<()> {
         let ports = &self.ports;
         poll_fn(|cx| {

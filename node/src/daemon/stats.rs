@@ -11,6 +11,21 @@ use serde_json::{Value, json};
 use super::RouterStats;
 use crate::executor::ExecutorCounters;
 
+/// One worker's share of a node's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// The worker, `0..workers`.
+    pub index: usize,
+    /// Datagrams its node core handled (its socket's and those handed to it).
+    pub datagrams_in: u64,
+    /// Capsules it ran.
+    pub runs: u64,
+    /// Datagrams it received for another worker's type and handed on.
+    pub handed_off: u64,
+    /// The types it ran (each type runs on one worker).
+    pub protocols: Vec<CapsuleType>,
+}
+
 /// A snapshot of a running node's counters.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -46,9 +61,68 @@ pub struct Stats {
     pub load_timings: Vec<LoadTiming>,
     /// Wall time spent compiling each module this node compiled, in order.
     pub compile_times: Vec<(CapsuleType, Duration)>,
+    /// Each worker's share (`[node] workers`), by index.
+    pub workers: Vec<WorkerSummary>,
+    /// Datagrams a worker received for a type another worker runs, and handed to it.
+    pub handed_off: u64,
+    /// Such datagrams dropped because the owner's inbox was full.
+    pub handoff_dropped: u64,
 }
 
 impl Stats {
+    /// Add another worker's counters. Each type runs on one worker, so per-protocol rows
+    /// and cached types are disjoint; they are summed and joined all the same.
+    pub fn merge(&mut self, o: Stats) {
+        // Destructured without `..`: a new field does not compile until it is merged here.
+        let Stats {
+            address: _,
+            node,
+            loader,
+            protocols,
+            cached_types,
+            persisted,
+            disk,
+            executor,
+            compiles_refused,
+            capsule_logs_suppressed,
+            fault_dropped,
+            udp_dropped,
+            router,
+            load_timings,
+            compile_times,
+            workers,
+            handed_off,
+            handoff_dropped,
+        } = o;
+        self.node.add(&node);
+        self.loader += loader;
+        for (ty, c) in protocols {
+            match self.protocols.iter_mut().find(|(t, _)| *t == ty) {
+                Some((_, mine)) => *mine += c,
+                None => self.protocols.push((ty, c)),
+            }
+        }
+        self.protocols.sort_by_key(|(t, _)| *t);
+        self.cached_types.extend(cached_types);
+        self.persisted.0 += persisted.0;
+        self.persisted.1 += persisted.1;
+        self.disk.0 += disk.0;
+        self.disk.1 += disk.1;
+        self.executor += executor;
+        self.compiles_refused += compiles_refused;
+        self.capsule_logs_suppressed += capsule_logs_suppressed;
+        self.fault_dropped += fault_dropped;
+        self.udp_dropped += udp_dropped;
+        // Router mode runs one worker.
+        self.router = self.router.take().or(router);
+        self.load_timings.extend(load_timings);
+        self.compile_times.extend(compile_times);
+        self.workers.extend(workers);
+        self.workers.sort_by_key(|w| w.index);
+        self.handed_off += handed_off;
+        self.handoff_dropped += handoff_dropped;
+    }
+
     /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
     /// (by type, hex), `executor`, `disk`, `router` (router mode) and the driver's own.
     pub fn to_json(&self) -> Value {
@@ -120,6 +194,15 @@ impl Stats {
             "capsule_logs_suppressed": self.capsule_logs_suppressed,
             "fault_dropped": self.fault_dropped,
             "udp_dropped": self.udp_dropped,
+            "workers": self.workers.iter().map(|w| json!({
+                "index": w.index,
+                "datagrams_in": w.datagrams_in,
+                "runs": w.runs,
+                "handed_off": w.handed_off,
+                "protocols": w.protocols.len(),
+            })).collect::<Vec<_>>(),
+            "handed_off": self.handed_off,
+            "handoff_dropped": self.handoff_dropped,
             "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>(),
             "router": router,
         })

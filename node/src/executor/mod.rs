@@ -324,7 +324,7 @@ pub struct WasmExecutor {
 }
 
 /// What the executor did since it was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, derive_more::AddAssign)]
 pub struct ExecutorCounters {
     /// Instances created (the first, after a trap, after eviction).
     pub instantiations: u64,

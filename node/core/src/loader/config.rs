@@ -234,7 +234,7 @@ pub trait CodeSource {
 }
 
 /// What a [`CodeLoader`](super::CodeLoader) did since it was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, derive_more::AddAssign)]
 pub struct LoaderCounters {
     // Requesting.
     /// Fetches started (a first request sent for a type).

@@ -71,7 +71,7 @@ impl DropReason {
 }
 
 /// Counters of one protocol (capsule type) on this node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, derive_more::AddAssign)]
 pub struct ProtocolCounters {
     /// Executions.
     pub runs: u64,
@@ -132,6 +132,43 @@ impl NodeCounters {
         // Called per capsule with n = 0 most of the time: touch the map only for real drops.
         if n > 0 {
             *self.drops.entry(reason).or_default() += n;
+        }
+    }
+
+    /// Add `other`'s counts (the workers of one node each count their own).
+    pub fn add(&mut self, other: &NodeCounters) {
+        // Destructured without `..`: a new field does not compile until it is summed here.
+        let NodeCounters {
+            datagrams_in,
+            capsules_in,
+            injected,
+            held,
+            runs,
+            sent,
+            delivered,
+            code_messages_in,
+            modules_verified,
+            modules_installed,
+            modules_rejected,
+            resource_clamped,
+            events_dropped,
+            drops,
+        } = other;
+        self.datagrams_in += datagrams_in;
+        self.capsules_in += capsules_in;
+        self.injected += injected;
+        self.held += held;
+        self.runs += runs;
+        self.sent += sent;
+        self.delivered += delivered;
+        self.code_messages_in += code_messages_in;
+        self.modules_verified += modules_verified;
+        self.modules_installed += modules_installed;
+        self.modules_rejected += modules_rejected;
+        self.resource_clamped += resource_clamped;
+        self.events_dropped += events_dropped;
+        for (reason, n) in drops {
+            self.drop(*reason, *n);
         }
     }
 

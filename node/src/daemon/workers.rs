@@ -1,0 +1,308 @@
+//! A node's workers: one thread per worker, each a whole node core ([`super::Driver`]) for
+//! the capsule types it owns, sharing nothing on the forwarding path.
+//!
+//! - [`Shard`]: which types a worker owns, `steer(type) = u32(type[0..4]) % workers`, the
+//!   same function the kernel's reuseport program applies to arriving datagrams
+//!   ([`crate::udp::steer`]), so each worker's socket receives its own types' capsules and
+//!   code messages. A protocol's soft-store namespace, code loads, held capsules and code
+//!   serving therefore live on exactly one worker, and its capsules run in arrival order —
+//!   what a one-worker node guarantees, per protocol.
+//! - [`Steering`]: what the kernel cannot split (a GRO buffer or a peer's GSO send with
+//!   datagrams of several types is steered by its first) a worker hands to the owner: the
+//!   datagrams are copied into one [`Bytes`] per destination and turn, sent over a bounded
+//!   channel (a full inbox drops and counts them).
+//! - [`hub`]: the node's one view from outside. Stats requests (the [`DaemonHandle`], the
+//!   metrics endpoint, `ants status`) are answered with the sum of every worker's snapshot;
+//!   app registrations go to every worker (deliveries may come from any of them), an app's
+//!   injected capsule to the worker that owns its type.
+//!
+//! [`DaemonHandle`]: super::DaemonHandle
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+
+use ants_wire::CapsuleType;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Stats, recv_opt};
+use crate::app_server::AppRequest;
+
+/// Datagrams a worker's inbox holds, in handoffs (each up to [`HANDOFF_BYTES`]).
+pub(super) const INBOX_HANDOFFS: usize = 64;
+/// Bytes a worker stages for one other worker before sending them.
+pub(super) const HANDOFF_BYTES: usize = 256 * 1024;
+
+/// Which types a worker owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shard {
+    /// This worker, `0..count`.
+    pub(super) index: usize,
+    /// Workers of the node.
+    pub(super) count: usize,
+}
+
+impl Shard {
+    /// The worker that owns the message `datagram` (by its type bytes; 0 if it has none).
+    pub(super) fn owner_of_datagram(&self, datagram: &[u8]) -> usize {
+        crate::udp::steer(datagram, self.count)
+    }
+
+    /// The worker that owns `ty`.
+    pub(super) fn owner_of_type(&self, ty: &CapsuleType) -> usize {
+        let b = ty.as_bytes();
+        let word = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        (word % u32::try_from(self.count.max(1)).unwrap_or(u32::MAX)) as usize
+    }
+
+    /// Whether this worker owns `ty`.
+    pub(super) fn owns(&self, ty: &CapsuleType) -> bool {
+        self.owner_of_type(ty) == self.index
+    }
+}
+
+/// Datagrams one worker received for another: one buffer, and each datagram's source and
+/// place in it.
+#[derive(Debug)]
+pub(super) struct Handoff {
+    pub(super) data: Bytes,
+    pub(super) items: Vec<(SocketAddr, Range<usize>)>,
+}
+
+impl Handoff {
+    /// The datagrams.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.items
+            .iter()
+            .filter_map(|(from, r)| Some((*from, self.data.get(r.clone())?)))
+    }
+}
+
+/// Datagrams being staged for one other worker.
+#[derive(Debug, Default)]
+struct Staged {
+    data: BytesMut,
+    items: Vec<(SocketAddr, Range<usize>)>,
+}
+
+/// A worker's side of steering: its shard, the other workers' inboxes, what it stages for
+/// them, and counters.
+#[derive(Debug)]
+pub(super) struct Steering {
+    pub(super) shard: Shard,
+    inboxes: Arc<[mpsc::Sender<Handoff>]>,
+    staged: Vec<Staged>,
+    /// Datagrams handed to the worker that owns their type.
+    pub(super) handed_off: u64,
+    /// Datagrams dropped because the owner's inbox was full (or it had stopped).
+    pub(super) handoff_dropped: u64,
+}
+
+impl Steering {
+    pub(super) fn new(shard: Shard, inboxes: Arc<[mpsc::Sender<Handoff>]>) -> Steering {
+        Steering {
+            shard,
+            inboxes,
+            staged: (0..shard.count).map(|_| Staged::default()).collect(),
+            handed_off: 0,
+            handoff_dropped: 0,
+        }
+    }
+
+    /// `true` if the datagram is another worker's: it is staged for that worker (and sent
+    /// with the next [`flush`](Self::flush), or now if the stage is full).
+    pub(super) fn foreign(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
+        if self.shard.count <= 1 {
+            return false;
+        }
+        let owner = self.shard.owner_of_datagram(datagram);
+        if owner == self.shard.index {
+            return false;
+        }
+        let Some(stage) = self.staged.get_mut(owner) else {
+            return false;
+        };
+        let start = stage.data.len();
+        stage.data.extend_from_slice(datagram);
+        stage.items.push((from, start..stage.data.len()));
+        if stage.data.len() >= HANDOFF_BYTES {
+            self.send(owner);
+        }
+        true
+    }
+
+    /// Send everything staged.
+    pub(super) fn flush(&mut self) {
+        for owner in 0..self.staged.len() {
+            self.send(owner);
+        }
+    }
+
+    fn send(&mut self, owner: usize) {
+        let (Some(stage), Some(inbox)) = (self.staged.get_mut(owner), self.inboxes.get(owner))
+        else {
+            return;
+        };
+        if stage.items.is_empty() {
+            return;
+        }
+        let n = stage.items.len() as u64;
+        let handoff = Handoff {
+            data: std::mem::take(&mut stage.data).freeze(),
+            items: std::mem::take(&mut stage.items),
+        };
+        match inbox.try_send(handoff) {
+            Ok(()) => self.handed_off += n,
+            Err(_) => self.handoff_dropped += n,
+        }
+    }
+}
+
+/// The hub's line to one worker.
+#[derive(Debug)]
+pub(super) struct WorkerLink {
+    pub(super) stats: mpsc::Sender<oneshot::Sender<Stats>>,
+    pub(super) apps: mpsc::Sender<AppRequest>,
+}
+
+/// Every worker's snapshot, summed (`None` if none answered).
+pub(super) async fn gather(workers: &[WorkerLink]) -> Option<Stats> {
+    let mut total: Option<Stats> = None;
+    for w in workers {
+        let (tx, rx) = oneshot::channel();
+        if w.stats.send(tx).await.is_err() {
+            continue;
+        }
+        let Ok(s) = rx.await else { continue };
+        match &mut total {
+            Some(t) => t.merge(s),
+            None => total = Some(s),
+        }
+    }
+    total
+}
+
+/// Serve stats requests and app requests for all workers, until both channels close.
+pub(super) async fn hub(
+    mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
+    mut app_rx: Option<mpsc::Receiver<AppRequest>>,
+    workers: Vec<WorkerLink>,
+    shard: Shard,
+) {
+    loop {
+        tokio::select! {
+            Some(reply) = stats_rx.recv() => {
+                if let Some(s) = gather(&workers).await {
+                    let _ = reply.send(s);
+                }
+            }
+            Some(req) = recv_opt(&mut app_rx) => app_request(req, &workers, shard).await,
+            else => break,
+        }
+    }
+}
+
+async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard) {
+    match req {
+        AppRequest::Register {
+            app,
+            accept,
+            conn,
+            reply,
+        } => {
+            // Every worker keeps the registration table: any of them may deliver.
+            let mut result = Ok(());
+            for w in workers {
+                let (tx, rx) = oneshot::channel();
+                let req = AppRequest::Register {
+                    app,
+                    accept: accept.clone(),
+                    conn,
+                    reply: tx,
+                };
+                if w.apps.send(req).await.is_err() {
+                    result = Err("the node is stopping".to_string());
+                    continue;
+                }
+                match rx.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(_) => result = Err("the node is stopping".to_string()),
+                }
+            }
+            let _ = reply.send(result);
+        }
+        AppRequest::Disconnected { app } => {
+            for w in workers {
+                let _ = w.apps.send(AppRequest::Disconnected { app }).await;
+            }
+        }
+        AppRequest::Inject { app, inject, reply } => {
+            let owner = shard.owner_of_type(&inject.capsule_type);
+            if let Some(w) = workers.get(owner) {
+                let _ = w.apps.send(AppRequest::Inject { app, inject, reply }).await;
+            }
+        }
+        AppRequest::Stats { reply } => {
+            let r = gather(workers)
+                .await
+                .map(|s| s.to_json().to_string())
+                .ok_or_else(|| "the node is stopping".to_string());
+            let _ = reply.send(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_and_its_messages_have_one_owner() {
+        for count in 1..=5 {
+            for seed in 0..64u8 {
+                let ty = CapsuleType([seed.wrapping_mul(37); 32]);
+                let mut capsule = vec![0xA7, 0x5C, 1, 1, 0, 0, 0, 9];
+                capsule.extend_from_slice(ty.as_bytes());
+                let shard = Shard { index: 0, count };
+                assert_eq!(
+                    shard.owner_of_datagram(&capsule),
+                    shard.owner_of_type(&ty),
+                    "count {count}"
+                );
+                assert!(shard.owner_of_type(&ty) < count);
+            }
+        }
+        // Too short to name a type: worker 0, whose node counts it as malformed.
+        assert_eq!(Shard { index: 1, count: 3 }.owner_of_datagram(&[1; 11]), 0);
+    }
+
+    #[test]
+    fn foreign_datagrams_are_handed_off_in_one_buffer_and_bounded() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let (own_tx, _own_rx) = mpsc::channel(1);
+        let inboxes: Arc<[mpsc::Sender<Handoff>]> = vec![own_tx, tx].into();
+        let mut s = Steering::new(Shard { index: 0, count: 2 }, inboxes);
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut mine = vec![0u8; 40];
+        mine[11] = 2; // type word 2: worker 0
+        let mut theirs = vec![0u8; 40];
+        theirs[11] = 3; // type word 3: worker 1
+        assert!(!s.foreign(from, &mine));
+        assert!(s.foreign(from, &theirs));
+        theirs[39] = 7;
+        assert!(s.foreign(from, &theirs));
+        s.flush();
+        assert_eq!(s.handed_off, 2);
+        // The inbox holds one handoff: the next is dropped and counted, never waited for.
+        assert!(s.foreign(from, &theirs));
+        s.flush();
+        assert_eq!((s.handed_off, s.handoff_dropped), (2, 1));
+        let h = rx.try_recv().unwrap();
+        let got: Vec<_> = h.iter().map(|(f, d)| (f, d.to_vec())).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], (from, theirs.clone()));
+        assert!(rx.try_recv().is_err());
+    }
+}
