@@ -61,28 +61,50 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The measurement window and the offered load, shared by `throughput` and `workers`.
+#[derive(clap::Args, Debug)]
+struct Window {
+    /// Window per mode (or setting) and run, in seconds (a sum of slices).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Length of one measurement slice; modes (settings) take turns slice by slice.
+    #[arg(long, default_value_t = 0.5)]
+    slice: f64,
+    /// Runs; each run starts fresh chains (or nodes) for every setting.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Pace the generator at this many datagrams/s (default: as fast as it can).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Capsule payload bytes (the datagram is 92 bytes longer).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Warm-up before each slice opens (generator running), in seconds.
+    #[arg(long, default_value_t = 0.2)]
+    warmup: f64,
+}
+
+impl Window {
+    fn opts(self, pin: bool, modes: Vec<Mode>) -> ThroughputOpts {
+        ThroughputOpts {
+            seconds: self.seconds,
+            slice: self.slice,
+            runs: self.runs,
+            rate: self.rate,
+            payload: self.payload,
+            warmup: self.warmup,
+            pin,
+            modes,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Capsules/s through a 3-node chain versus a plain UDP relay chain on the same I/O code.
     Throughput {
-        /// Window per mode and run, in seconds (a sum of slices).
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Length of one measurement slice; modes take turns slice by slice.
-        #[arg(long, default_value_t = 0.5)]
-        slice: f64,
-        /// Runs; each run starts fresh chains for every selected mode.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Pace the generator at this many datagrams/s (default: as fast as it can).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Capsule payload bytes (the datagram is 92 bytes longer).
-        #[arg(long, default_value_t = 64)]
-        payload: usize,
-        /// Warm-up before each slice opens (generator running), in seconds.
-        #[arg(long, default_value_t = 0.2)]
-        warmup: f64,
+        #[command(flatten)]
+        window: Window,
         /// Do not pin threads (by default the generator and the sink run on CPU 0 and the three
         /// hops share CPU 1, as DESIGN.md §9 asks: generator on one core, forwarders on the
         /// other).
@@ -99,24 +121,8 @@ enum Cmd {
     /// One node relaying two capsule types with `[node] workers` = 1, 2, and 2 fed GSO runs
     /// that mix the types; settings interleaved slice by slice like `throughput`.
     Workers {
-        /// Window per setting and run, in seconds (a sum of slices).
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Length of one measurement slice.
-        #[arg(long, default_value_t = 0.5)]
-        slice: f64,
-        /// Runs; each run starts fresh nodes.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Pace the generator at this many datagrams/s (default: as fast as it can).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Capsule payload bytes (the datagram is 92 bytes longer).
-        #[arg(long, default_value_t = 64)]
-        payload: usize,
-        /// Warm-up before each slice opens, in seconds.
-        #[arg(long, default_value_t = 0.2)]
-        warmup: f64,
+        #[command(flatten)]
+        window: Window,
         /// Pin the generator and the sink to CPU 0 (the node's workers are never pinned).
         #[arg(long)]
         pin: bool,
@@ -165,46 +171,15 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Throughput {
-            seconds,
-            slice,
-            runs,
-            rate,
-            payload,
-            warmup,
+            window,
             no_pin,
             no_udp_offloads,
             modes,
         } => {
             UDP_OFFLOADS.store(!no_udp_offloads, Ordering::Relaxed);
-            throughput(&ThroughputOpts {
-                seconds,
-                slice,
-                runs,
-                rate,
-                payload,
-                warmup,
-                pin: !no_pin,
-                modes,
-            })
+            throughput(&window.opts(!no_pin, modes))
         }
-        Cmd::Workers {
-            seconds,
-            slice,
-            runs,
-            rate,
-            payload,
-            warmup,
-            pin,
-        } => workers(&ThroughputOpts {
-            seconds,
-            slice,
-            runs,
-            rate,
-            payload,
-            warmup,
-            pin,
-            modes: vec![Mode::Capsule],
-        }),
+        Cmd::Workers { window, pin } => workers(&window.opts(pin, vec![Mode::Capsule])),
         Cmd::ColdLoad { runs } => cold_load(runs),
         Cmd::Rss {
             capsules,

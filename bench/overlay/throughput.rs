@@ -122,6 +122,24 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    /// One row of a run table: run, label, rates, loss, CPU, `extra`, machine shares (and
+    /// the chain's drop report on stderr).
+    pub(crate) fn print_row(&self, run: usize, chain: &Chain, extra: &str) {
+        println!(
+            "| {run} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {:.0} / {:.0} | {extra} | {} |",
+            self.label,
+            self.offered_pps,
+            self.delivered_pps,
+            self.loss_pct,
+            self.cpu_ns_per_pkt,
+            join_runs(&self.hop_util, 0),
+            self.gen_util,
+            self.sink_util,
+            join_runs(&self.machine, 0),
+        );
+        eprintln!("  run {run} {}: {}", self.label, chain.drop_report());
+    }
+
     pub(crate) fn new(mode: Mode, label: &str, t: &Totals) -> Sample {
         let secs = t.secs.max(1e-9);
         let (offered, delivered) = (t.offered as f64, t.delivered as f64);
@@ -264,24 +282,8 @@ pub(crate) fn throughput(o: &ThroughputOpts) -> Result<()> {
     let mut samples: Vec<Sample> = Vec::new();
     for run in 1..=o.runs {
         for (chain, s) in run_once(&wasm, &datagrams, o)? {
-            println!(
-                "| {run} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {:.0} / {:.0} | {} | {} |",
-                s.label,
-                s.offered_pps,
-                s.delivered_pps,
-                s.loss_pct,
-                s.cpu_ns_per_pkt,
-                join_runs(&s.hop_util, 0),
-                s.gen_util,
-                s.sink_util,
-                s.kernel_drops
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                join_runs(&s.machine, 0),
-            );
-            eprintln!("  run {run} {}: {}", s.label, chain.drop_report());
+            let drops: Vec<String> = s.kernel_drops.iter().map(u64::to_string).collect();
+            s.print_row(run, &chain, &drops.join(" / "));
             samples.push(s);
         }
     }

@@ -154,19 +154,7 @@ pub(crate) fn workers(o: &ThroughputOpts) -> Result<()> {
                 .first()
                 .and_then(DaemonHandle::stats)
                 .map_or(0, |st| st.handed_off);
-            println!(
-                "| {run} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {:.0} / {:.0} | {handed} | {} |",
-                s.label,
-                s.offered_pps,
-                s.delivered_pps,
-                s.loss_pct,
-                s.cpu_ns_per_pkt,
-                join_runs(&s.hop_util, 0),
-                s.gen_util,
-                s.sink_util,
-                join_runs(&s.machine, 0),
-            );
-            eprintln!("  run {run} {}: {}", s.label, chain.drop_report());
+            s.print_row(run, &chain, &handed.to_string());
             samples.push(s);
         }
     }
