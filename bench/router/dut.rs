@@ -7,11 +7,8 @@ use super::*;
 #[derive(Debug)]
 pub(crate) struct AntsSetup {
     pub(crate) binary: PathBuf,
-    pub(crate) config: PathBuf,
-    /// The same with `fast_path = "xdp"`.
-    pub(crate) config_xdp: PathBuf,
-    /// The same with `datapath = "afxdp"`.
-    pub(crate) config_afxdp: PathBuf,
+    /// The configuration of each `ants` mode (datapath and fast path differ).
+    pub(crate) configs: Vec<(Mode, PathBuf)>,
     pub(crate) code_dir: PathBuf,
     pub(crate) forward_type: CapsuleType,
     pub(crate) forward_wasm: Vec<u8>,
@@ -65,12 +62,8 @@ endpoint = "{SINK_IP}:{CAPSULE_PORT}"
 fuel = 1000000
 "#,
         code = code_dir.display(),
-        fast_path = if mode == Mode::AntsXdp { "xdp" } else { "none" },
-        datapath = if mode == Mode::AntsAfxdp {
-            "afxdp"
-        } else {
-            "afpacket"
-        },
+        fast_path = if mode.fast_path() { "xdp" } else { "none" },
+        datapath = if mode.afxdp() { "afxdp" } else { "afpacket" },
     )
 }
 
@@ -83,17 +76,15 @@ impl AntsSetup {
         log: PathBuf,
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
-        let config = topo.dir.join("dut.toml");
-        std::fs::write(&config, config_toml(&code_dir, Mode::AntsIp))?;
-        let config_xdp = topo.dir.join("dut-xdp.toml");
-        std::fs::write(&config_xdp, config_toml(&code_dir, Mode::AntsXdp))?;
-        let config_afxdp = topo.dir.join("dut-afxdp.toml");
-        std::fs::write(&config_afxdp, config_toml(&code_dir, Mode::AntsAfxdp))?;
+        let mut configs = Vec::new();
+        for mode in Mode::ANTS {
+            let path = topo.dir.join(format!("dut-{}.toml", mode.name()));
+            std::fs::write(&path, config_toml(&code_dir, mode))?;
+            configs.push((mode, path));
+        }
         Ok(AntsSetup {
             binary,
-            config,
-            config_xdp,
-            config_afxdp,
+            configs,
             code_dir,
             forward_type,
             forward_wasm,
@@ -120,13 +111,11 @@ impl AntsSetup {
             self.binary.to_string_lossy().into_owned(),
             "run".into(),
             "--config".into(),
-            match mode {
-                Mode::AntsXdp => &self.config_xdp,
-                Mode::AntsAfxdp => &self.config_afxdp,
-                _ => &self.config,
-            }
-            .to_string_lossy()
-            .into_owned(),
+            self.configs
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map(|(_, p)| p.to_string_lossy().into_owned())
+                .context("no configuration for this mode")?,
         ];
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let mut p = Proc::spawn(

@@ -10,7 +10,9 @@
 //!   forwarded in the dut's veth NAPI poll, which is made a thread (`threaded = 1`) pinned to
 //!   the router's CPU so its work is counted there;
 //! - `ants-capsule`: the same router receives UDP to its address, port 3322, carrying a
-//!   `forward` capsule for the sink's active address, runs it and sends it on as UDP.
+//!   `forward` capsule for the sink's active address, runs it and sends it on as UDP;
+//! - `ants-xdp-capsule`: the same capsules on AF_XDP with the XDP fast path, which hands
+//!   them to the router's AF_XDP sockets.
 //!
 //! trafgen in the `gen` namespace on CPU 0 → router on CPU 1 (RPS of its ingress veth; the
 //! `ants` process pinned) → `sink` namespace, which drops IPv4 at nft ingress (its receive work steered to CPU 1 too).
@@ -68,7 +70,7 @@ pub(crate) struct Cli {
     pub(crate) sizes: Vec<usize>,
     /// Routers under test, measured in turn within every size and round.
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [Mode::Kernel, Mode::AntsIp, Mode::AntsAfxdp, Mode::AntsXdp, Mode::AntsCapsule])]
+          default_values_t = [Mode::Kernel, Mode::AntsIp, Mode::AntsAfxdp, Mode::AntsXdp, Mode::AntsCapsule, Mode::AntsXdpCapsule])]
     pub(crate) modes: Vec<Mode>,
     /// Rounds of the flat-out measurement; medians are reported.
     #[arg(long, default_value_t = 3)]
@@ -118,6 +120,9 @@ pub(crate) enum Mode {
     AntsXdp,
     /// `ants` router mode runs a `forward` capsule per packet.
     AntsCapsule,
+    /// The same capsules on the fastest datapath: the XDP fast path hands them to AF_XDP
+    /// sockets (`datapath = "afxdp"`, `fast_path = "xdp"`).
+    AntsXdpCapsule,
 }
 
 impl Mode {
@@ -128,7 +133,32 @@ impl Mode {
             Mode::AntsAfxdp => "ants-afxdp",
             Mode::AntsXdp => "ants-xdp",
             Mode::AntsCapsule => "ants-capsule",
+            Mode::AntsXdpCapsule => "ants-xdp-capsule",
         }
+    }
+
+    /// The modes that run `ants`.
+    pub(crate) const ANTS: [Mode; 5] = [
+        Mode::AntsIp,
+        Mode::AntsAfxdp,
+        Mode::AntsXdp,
+        Mode::AntsCapsule,
+        Mode::AntsXdpCapsule,
+    ];
+
+    /// Frames are `forward` capsules to the router.
+    pub(crate) fn capsules(self) -> bool {
+        matches!(self, Mode::AntsCapsule | Mode::AntsXdpCapsule)
+    }
+
+    /// The node's XDP fast path is on.
+    pub(crate) fn fast_path(self) -> bool {
+        matches!(self, Mode::AntsXdp | Mode::AntsXdpCapsule)
+    }
+
+    /// The datapath is AF_XDP.
+    pub(crate) fn afxdp(self) -> bool {
+        matches!(self, Mode::AntsAfxdp | Mode::AntsXdpCapsule)
     }
 }
 

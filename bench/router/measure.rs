@@ -93,10 +93,8 @@ impl Bench {
             dport,
         };
         let frame = match mode {
-            Mode::Kernel | Mode::AntsIp | Mode::AntsAfxdp | Mode::AntsXdp => {
-                plain_frame(&stream(PLAIN_DST, 1024, 9), size)?
-            }
-            Mode::AntsCapsule => {
+            m if !m.capsules() => plain_frame(&stream(PLAIN_DST, 1024, 9), size)?,
+            _ => {
                 let ty = self
                     .ants
                     .as_ref()
@@ -158,12 +156,12 @@ impl Bench {
         check_interrupted()?;
         let (config, frame_len) = self.trafgen_config(mode, size)?;
         self.topo.set_kernel_forwarding(mode == Mode::Kernel)?;
-        let xdp_attached = matches!(mode, Mode::AntsXdp | Mode::AntsAfxdp);
+        let xdp_attached = mode.fast_path() || mode.afxdp();
         self.topo.set_xdp_placement(xdp_attached)?;
         let label = format!("{} size {size} round {round}", mode.name());
         let mut router = match mode {
             Mode::Kernel => None,
-            Mode::AntsIp | Mode::AntsAfxdp | Mode::AntsXdp | Mode::AntsCapsule => {
+            _ => {
                 let ants = self
                     .ants
                     .as_ref()

@@ -18,6 +18,7 @@ fn colour(m: Mode) -> &'static str {
         Mode::AntsXdp => "#9467bd",
         Mode::AntsAfxdp => "#ff7f0e",
         Mode::AntsCapsule => "#2ca02c",
+        Mode::AntsXdpCapsule => "#8c564b",
     }
 }
 

@@ -240,10 +240,10 @@ pub(crate) fn markdown(r: &Report) -> String {
                         verdict(nm <= 0.7),
                         verdict(dm >= 1.5)
                     ),
-                    Mode::AntsCapsule => format!(
-                        "CPU ≤ 1.3×: {} / {}",
-                        verdict(cm <= 1.3),
-                        verdict(nm <= 1.3)
+                    Mode::AntsCapsule | Mode::AntsXdpCapsule => format!(
+                        "CPU ≤ 2.0×: {} / {}",
+                        verdict(cm <= 2.0),
+                        verdict(nm <= 2.0)
                     ),
                     Mode::Kernel => String::new(),
                 };
