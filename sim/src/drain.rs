@@ -136,6 +136,8 @@ impl<E: Executor> Sim<E> {
                     };
                     trace.record(now, &rec);
                 }
+                // Counted in the node's counters (`quarantines`); its traps are traced above.
+                NodeEvent::Quarantined { .. } => {}
                 NodeEvent::CodeFailed {
                     ty,
                     reason,

@@ -143,6 +143,11 @@ impl CodeCache {
         self.entries.iter().map(|(ty, _)| ty)
     }
 
+    /// The cached types and their module sizes in bytes, most recently used first.
+    pub fn sizes(&self) -> impl Iterator<Item = (&CapsuleType, usize)> {
+        self.entries.iter().map(|(ty, code)| (ty, code.len()))
+    }
+
     /// What the cache did so far.
     pub fn counters(&self) -> &CodeCacheCounters {
         &self.counters

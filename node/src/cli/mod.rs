@@ -52,6 +52,14 @@ enum Command {
     ///
     /// Example: ants drops -s /tmp/ants-demo/n3.sock --all
     Drops(status::DropsArgs),
+    /// List a running node's capsule types: module size, compile time, runs, traps, when
+    /// last run, and peers quarantined for repeated traps.
+    ///
+    /// A type appears once it has run or its module is in the code cache. --json prints
+    /// one object per type.
+    ///
+    /// Example: ants modules -s /tmp/ants-demo/n3.sock
+    Modules(status::ModulesArgs),
     /// Trace the active path to a node, like traceroute(8).
     ///
     /// Registers as an app on the source node (--socket), injects `traceroute` capsules
@@ -94,6 +102,7 @@ impl Cli {
             Command::Listen(a) => a.run(),
             Command::Status(a) => a.run(),
             Command::Drops(a) => a.run(),
+            Command::Modules(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
         }

@@ -173,6 +173,110 @@ impl StatusArgs {
     }
 }
 
+/// `ants modules`.
+#[derive(Debug, Args)]
+pub(crate) struct ModulesArgs {
+    #[command(flatten)]
+    node: NodeSocket,
+    /// Print a JSON array, one object per type.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One row per capsule type the node has run or caches, from its counters' JSON, sorted by
+/// runs (most first). `now_ns`: wall-clock time, to say how long ago a type last ran (node
+/// time reads as Unix time).
+pub(crate) fn module_rows(s: &Value, now_ns: u64) -> Vec<Value> {
+    let mut types: std::collections::BTreeMap<String, Value> = Default::default();
+    for m in s["modules"].as_array().into_iter().flatten() {
+        if let Some(ty) = m["type"].as_str() {
+            types.insert(
+                ty.to_owned(),
+                serde_json::json!({"type": ty, "cached": true,
+                "bytes": m["bytes"], "compile_ms": m["compile_ms"]}),
+            );
+        }
+    }
+    for (ty, c) in s["protocols"].as_object().into_iter().flatten() {
+        let row = types
+            .entry(ty.clone())
+            .or_insert_with(|| serde_json::json!({"type": ty, "cached": false}));
+        for key in [
+            "runs",
+            "traps",
+            "errors",
+            "quarantines",
+            "quarantined",
+            "quarantined_peers",
+        ] {
+            row[key] = serde_json::json!(u(&c[key]));
+        }
+        let last = u(&c["last_run_ns"]);
+        row["last_run_s_ago"] = if last == 0 {
+            Value::Null
+        } else {
+            serde_json::json!(now_ns.saturating_sub(last) as f64 / 1e9)
+        };
+    }
+    let mut rows: Vec<Value> = types.into_values().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(u(&r["runs"])));
+    rows
+}
+
+/// The rows of [`module_rows`] as a table.
+pub(crate) fn render_modules(rows: &[Value]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<18} {:>8} {:>10} {:>10} {:>7} {:>10} {:>12}",
+        "TYPE", "BYTES", "COMPILE ms", "RUNS", "TRAPS", "LAST RUN", "QUARANTINED"
+    );
+    for r in rows {
+        let short: String = r["type"].as_str().unwrap_or("?").chars().take(16).collect();
+        let bytes = if r["cached"] == true {
+            u(&r["bytes"]).to_string()
+        } else {
+            "-".into()
+        };
+        let compile = r["compile_ms"]
+            .as_f64()
+            .map_or_else(|| "-".into(), |ms| format!("{ms:.1}"));
+        let last = r["last_run_s_ago"]
+            .as_f64()
+            .map_or_else(|| "never".into(), |s| format!("{s:.1} s ago"));
+        let _ = writeln!(
+            out,
+            "{:<18} {:>8} {:>10} {:>10} {:>7} {:>10} {:>12}",
+            format!("{short}…"),
+            bytes,
+            compile,
+            u(&r["runs"]),
+            u(&r["traps"]),
+            last,
+            format!("{} peers", u(&r["quarantined_peers"]))
+        );
+    }
+    out
+}
+
+impl ModulesArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let s = self.node.query()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let rows = module_rows(&s, now);
+        if self.json {
+            println!("{}", Value::Array(rows));
+        } else if rows.is_empty() {
+            println!("no capsule types yet");
+        } else {
+            print!("{}", render_modules(&rows));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 /// `ants drops`.
 #[derive(Debug, Args)]
 pub(crate) struct DropsArgs {
@@ -270,6 +374,35 @@ mod tests {
         let all = drop_rows(&s, true);
         assert!(all.len() > 40);
         assert!(all.contains(&("router.ttl_exceeded".to_string(), 0)));
+    }
+
+    #[test]
+    fn modules_join_the_cache_and_the_protocol_counters() {
+        let a = "aa".repeat(32);
+        let b = "bb".repeat(32);
+        let s = json!({
+            "modules": [{"type": a, "bytes": 687, "compile_ms": 9.5}],
+            "protocols": {
+                a.clone(): {"runs": 3, "traps": 1, "last_run_ns": 9_000_000_000u64},
+                b.clone(): {"runs": 9, "traps": 8, "quarantines": 1, "quarantined_peers": 1},
+            },
+        });
+        let rows = module_rows(&s, 10_000_000_000);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["type"], b, "most runs first");
+        assert_eq!(rows[0]["cached"], false);
+        assert_eq!(rows[1]["bytes"], 687);
+        assert_eq!(rows[1]["last_run_s_ago"], 1.0);
+        let text = render_modules(&rows);
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        assert_eq!(
+            lines,
+            [
+                "TYPE                  BYTES COMPILE ms       RUNS   TRAPS   LAST RUN  QUARANTINED",
+                "bbbbbbbbbbbbbbbb…         -          -          9       8      never      1 peers",
+                "aaaaaaaaaaaaaaaa…       687        9.5          3       1  1.0 s ago      0 peers",
+            ]
+        );
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub struct Limits {
     pub compile_timeout: Duration,
     /// Bytes the code cache directory may hold; least recently used types are pruned.
     pub code_cache_disk_bytes: u64,
+    /// Traps of one peer's capsules of one type within `quarantine_window` that quarantine
+    /// them (dropped unrun) for `quarantine_time`; 0 = never.
+    pub quarantine_traps: u32,
+    /// The window those traps are counted in.
+    pub quarantine_window: Duration,
+    /// How long a quarantine lasts.
+    pub quarantine_time: Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +91,9 @@ impl Default for Limits {
             compile_time_per_sec: Duration::from_millis(250),
             compile_timeout: Duration::from_secs(10),
             code_cache_disk_bytes: 256 << 20,
+            quarantine_traps: 8,
+            quarantine_window: Duration::from_secs(10),
+            quarantine_time: Duration::from_secs(60),
         }
     }
 }
@@ -363,6 +373,27 @@ impl Source<'_> {
                 d.code_cache_disk_bytes,
                 1 << 20,
                 u64::MAX,
+            )?,
+            quarantine_traps: self.limit(
+                "quarantine_traps",
+                raw.quarantine_traps.as_ref(),
+                u64::from(d.quarantine_traps),
+                0,
+                u64::from(u16::MAX),
+            )? as u32,
+            quarantine_window: self.duration(
+                "quarantine_window",
+                raw.quarantine_window.as_ref(),
+                d.quarantine_window,
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            )?,
+            quarantine_time: self.duration(
+                "quarantine_time",
+                raw.quarantine_time.as_ref(),
+                d.quarantine_time,
+                Duration::from_millis(1),
+                Duration::from_secs(86_400),
             )?,
         };
         self.not_above(

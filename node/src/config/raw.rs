@@ -82,6 +82,9 @@ pub(super) struct RawLimits {
     pub(super) compile_time_per_sec: Option<Spanned<String>>,
     pub(super) compile_timeout: Option<Spanned<String>>,
     pub(super) code_cache_disk_bytes: Option<Spanned<u64>>,
+    pub(super) quarantine_traps: Option<Spanned<u64>>,
+    pub(super) quarantine_window: Option<Spanned<String>>,
+    pub(super) quarantine_time: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

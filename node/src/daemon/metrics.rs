@@ -100,12 +100,23 @@ pub fn render(stats: &Stats) -> String {
             ("errors", c.errors),
             ("limit_hits", c.limit_hits),
             ("app_refusals", c.app_refusals),
+            ("quarantined", c.quarantined),
         ] {
             caps.get_or_create(&labels(&[("protocol", &p), ("outcome", outcome)]))
                 .inc_by(n);
         }
         fuel.get_or_create(&labels(&[("protocol", &p)]))
             .inc_by(c.fuel);
+    }
+    let quarantines = counter_family(
+        &mut r,
+        "quarantines",
+        "Times a peer's capsules of a type were quarantined after repeated traps, by type",
+    );
+    for (ty, c) in &stats.protocols {
+        quarantines
+            .get_or_create(&labels(&[("protocol", &ty.to_string())]))
+            .inc_by(c.quarantines);
     }
     let json = stats.to_json();
     for (family, key, help) in [

@@ -85,6 +85,9 @@ pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
     n.max_resource = l.max_resource;
     n.peer_fuel_per_sec = l.peer_fuel_per_sec;
     n.peer_fuel_burst = l.fuel.saturating_mul(20);
+    n.quarantine.traps = l.quarantine_traps;
+    n.quarantine.window = l.quarantine_window;
+    n.quarantine.hold = l.quarantine_time;
     n.store.max_bytes = l.store_bytes;
     n.store.namespace_quota = l.store_namespace_bytes;
     n.code_cache_bytes = l.code_cache_bytes;
@@ -396,6 +399,13 @@ impl Driver {
                 .map(|(t, c)| (*t, *c))
                 .collect(),
             cached_types: self.node.code_cache().types().copied().collect(),
+            module_bytes: self
+                .node
+                .code_cache()
+                .sizes()
+                .map(|(t, n)| (*t, n))
+                .collect(),
+            quarantined: self.node.quarantined(self.now()),
             persisted: self.persisted,
             disk: self
                 .store
@@ -459,6 +469,9 @@ impl Driver {
                 }
                 Event::Trapped { ty, reason } => {
                     debug!(ty = %ty.short(), "capsule trapped: {reason}")
+                }
+                Event::Quarantined { ty, peer } => {
+                    warn!(%ty, %peer, "capsules of this type from this peer keep trapping: quarantined")
                 }
                 Event::CodeFailed {
                     ty,

@@ -39,6 +39,10 @@ pub struct Stats {
     pub protocols: Vec<(CapsuleType, ProtocolCounters)>,
     /// Types in the code cache.
     pub cached_types: Vec<CapsuleType>,
+    /// Bytes of each cached module.
+    pub module_bytes: Vec<(CapsuleType, usize)>,
+    /// Peers quarantined now (repeated traps), by type.
+    pub quarantined: Vec<(CapsuleType, usize)>,
     /// Types found in the code cache directory at start-up, and restores from it that reused
     /// the compiled form (no recompilation).
     pub persisted: (usize, usize),
@@ -80,6 +84,8 @@ impl Stats {
             loader,
             protocols,
             cached_types,
+            module_bytes,
+            quarantined,
             persisted,
             disk,
             executor,
@@ -104,6 +110,8 @@ impl Stats {
         }
         self.protocols.sort_by_key(|(t, _)| *t);
         self.cached_types.extend(cached_types);
+        self.module_bytes.extend(module_bytes);
+        self.quarantined.extend(quarantined);
         self.persisted.0 += persisted.0;
         self.persisted.1 += persisted.1;
         self.disk.0 += disk.0;
@@ -129,7 +137,24 @@ impl Stats {
         let protocols: serde_json::Map<String, Value> = self
             .protocols
             .iter()
-            .map(|(ty, c)| (ty.to_string(), json!(c)))
+            .map(|(ty, c)| {
+                let mut v = json!(c);
+                let peers = self.quarantined.iter().find(|(t, _)| t == ty);
+                v["quarantined_peers"] = json!(peers.map_or(0, |(_, n)| *n));
+                (ty.to_string(), v)
+            })
+            .collect();
+        let modules: Vec<Value> = self
+            .module_bytes
+            .iter()
+            .map(|(ty, bytes)| {
+                let compile = self.compile_times.iter().rfind(|(t, _)| t == ty);
+                json!({
+                    "type": ty.to_string(),
+                    "bytes": bytes,
+                    "compile_ms": compile.map(|(_, d)| d.as_secs_f64() * 1e3),
+                })
+            })
             .collect();
         let router = self.router.as_ref().map(|r| {
             let c = &r.router;
@@ -188,6 +213,7 @@ impl Stats {
             "protocols": protocols,
             "executor": self.executor,
             "cached_types": self.cached_types.len(),
+            "modules": modules,
             "persisted": {"indexed": self.persisted.0, "reused": self.persisted.1},
             "disk": {"bytes": self.disk.0, "pruned": self.disk.1},
             "compiles_refused": self.compiles_refused,

@@ -24,14 +24,22 @@ fn flood(a: &Attack, code: &[u8], ty: CapsuleType, per_sec: u32, resource: u16) 
     sent
 }
 
+/// `[limits]` with the trap quarantine off, for the tests of the bounds it would hide.
+const NO_QUARANTINE: &str = "[limits]\nquarantine_traps = 0\n";
+
 fn far() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
 #[test]
 fn a_freeze_capsule_from_a_neighbour_traps_on_fuel_and_the_node_keeps_forwarding() {
-    // The capsule that froze a node for ten minutes: node_random over 4 MiB in a loop.
-    let setup = Setup::default();
+    // The capsule that froze a node for ten minutes: node_random over 4 MiB in a loop. With
+    // the trap quarantine off, every capsule runs into its fuel limit (the quarantine is
+    // tested below).
+    let setup = Setup {
+        t_extra: NO_QUARANTINE.into(),
+        ..Setup::default()
+    };
     let code = hostile("random_flood");
     let ty = type_of(&code);
     let (r, sent) = Field::start(&setup).run(&setup, move |a| flood(a, &code, ty, 300, 8));
@@ -49,12 +57,46 @@ fn a_freeze_capsule_from_a_neighbour_traps_on_fuel_and_the_node_keeps_forwarding
 }
 
 #[test]
+fn a_neighbour_whose_capsules_keep_trapping_is_quarantined_and_shown_by_ants_modules() {
+    // The freeze capsule again, with the default policy: after 8 traps in 10 s the
+    // neighbour's capsules of that type are dropped unrun for 60 s; the legitimate flow (the
+    // same node, another peer and type) does not notice.
+    let setup = Setup::default();
+    let code = hostile("random_flood");
+    let ty = type_of(&code);
+    let (r, (sent, modules)) = Field::start(&setup).run(&setup, move |a| {
+        let sent = flood(a, &code, ty, 300, 8);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+            .args(["modules", "--socket"])
+            .arg(&a.t_sock)
+            .output()
+            .expect("ants modules");
+        (sent, String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    r.assert_legit_flow_intact();
+    r.assert_stopped_promptly();
+    assert_eq!(r.protocol(&ty, "traps"), 8, "{}", r.stats);
+    assert_eq!(r.protocol(&ty, "quarantines"), 1);
+    let dropped = r.counter("node/drops/quarantined");
+    assert!(
+        dropped + 8 + 20 >= sent,
+        "{dropped} of {sent} dropped unrun: {}",
+        r.stats
+    );
+    let row = modules
+        .lines()
+        .find(|l| l.starts_with(&ty.to_string()[..16]))
+        .unwrap_or_else(|| panic!("no row for the type:\n{modules}"));
+    assert!(row.trim_end().ends_with("1 peers"), "{modules}");
+}
+
+#[test]
 fn a_slow_capsule_is_stopped_by_the_deadline_and_its_peer_budget() {
     // Cache misses and divisions: its fuel lasts several milliseconds. The deadline (1 ms
     // here) stops it, and the peer's fuel budget, charged the deadline's worth, stops its
     // sender.
     let setup = Setup {
-        t_extra: "[limits]\nmax_exec_time = \"1ms\"\n".into(),
+        t_extra: format!("{NO_QUARANTINE}max_exec_time = \"1ms\"\n"),
         ..Setup::default()
     };
     let code = hostile("slow_ops");
@@ -189,6 +231,7 @@ fn capsule_log_floods_are_cut_at_the_log_rate() {
     // node writes 100 lines per second and counts the rest.
     let setup = Setup {
         attack_for: Duration::from_secs(2),
+        t_extra: NO_QUARANTINE.into(),
         ..Setup::default()
     };
     let code = hostile("log_flood");

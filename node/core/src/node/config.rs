@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ants_soft_store::Config as StoreConfig;
 use ants_wire::Address;
 
+use super::QuarantineConfig;
 use crate::loader::LoaderConfig;
 use crate::{HostLimits, Prefix};
 
@@ -48,6 +49,8 @@ pub struct NodeConfig<P> {
     pub peer_fuel_burst: u64,
     /// Peers with a fuel budget (least recently used forgotten).
     pub max_budget_peers: usize,
+    /// The failure policy for repeated traps.
+    pub quarantine: QuarantineConfig,
 }
 
 /// Whose datagrams (capsules and code messages) a node accepts.
@@ -93,6 +96,7 @@ impl<P> NodeConfig<P> {
             peer_fuel_per_sec: 200_000_000,
             peer_fuel_burst: 20_000_000,
             max_budget_peers: 1024,
+            quarantine: QuarantineConfig::default(),
         }
     }
 }

@@ -32,11 +32,13 @@ pub enum DropReason {
     Stranger,
     /// The sending peer used up its execution (fuel) budget.
     PeerOverBudget,
+    /// The sending peer's capsules of this type trapped too often and are quarantined.
+    Quarantined,
 }
 
 impl DropReason {
     /// All reasons, for reports.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::TooLarge,
         DropReason::PendingRefused,
@@ -49,6 +51,7 @@ impl DropReason {
         DropReason::DeliveryQueueFull,
         DropReason::Stranger,
         DropReason::PeerOverBudget,
+        DropReason::Quarantined,
     ];
 
     /// Kebab-case name.
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::DeliveryQueueFull => "delivery-queue-full",
             DropReason::Stranger => "stranger",
             DropReason::PeerOverBudget => "peer-over-budget",
+            DropReason::Quarantined => "quarantined",
         }
     }
 }
@@ -91,6 +95,13 @@ pub struct ProtocolCounters {
     pub deadline_traps: u64,
     /// Deliveries refused by an app's accept list.
     pub app_refusals: u64,
+    /// Times a peer's capsules of this type were quarantined (repeated traps).
+    pub quarantines: u64,
+    /// Capsules dropped unrun because their peer was quarantined for this type.
+    pub quarantined: u64,
+    /// Node time of the last run, ns since the Unix epoch (0: never). Each type runs on one
+    /// worker, so summing workers' counters keeps it.
+    pub last_run_ns: u64,
 }
 
 /// Counters of the whole node.
@@ -123,6 +134,8 @@ pub struct NodeCounters {
     /// Events (capsule log lines, traps, compile requests) dropped because the driver did
     /// not poll them fast enough.
     pub events_dropped: u64,
+    /// Quarantines started (a peer's capsules of a type trapped too often).
+    pub quarantines: u64,
     /// Drops by reason.
     pub drops: BTreeMap<DropReason, u64>,
 }
@@ -152,6 +165,7 @@ impl NodeCounters {
             modules_rejected,
             resource_clamped,
             events_dropped,
+            quarantines,
             drops,
         } = other;
         self.datagrams_in += datagrams_in;
@@ -167,6 +181,7 @@ impl NodeCounters {
         self.modules_rejected += modules_rejected;
         self.resource_clamped += resource_clamped;
         self.events_dropped += events_dropped;
+        self.quarantines += quarantines;
         for (reason, n) in drops {
             self.drop(*reason, *n);
         }

@@ -44,6 +44,14 @@ pub enum Event {
         /// Why.
         reason: TrapReason,
     },
+    /// A peer's capsules of a type trapped too often: they are dropped unrun for a while
+    /// ([`QuarantineConfig`](super::QuarantineConfig)).
+    Quarantined {
+        /// The protocol.
+        ty: CapsuleType,
+        /// The peer, for logs.
+        peer: String,
+    },
     /// Loading a type failed; its held capsules were dropped.
     CodeFailed {
         /// The protocol.

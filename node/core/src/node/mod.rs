@@ -22,6 +22,7 @@
 mod config;
 mod counters;
 mod io;
+mod quarantine;
 mod tx;
 
 #[cfg(test)]
@@ -44,6 +45,8 @@ use sha2::{Digest, Sha256};
 pub use config::{AcceptFrom, NodeConfig};
 pub use counters::{DropReason, NodeCounters, ProtocolCounters, ProtocolTable};
 pub use io::{AppDelivery, Event, InjectError, Injection, LoadTiming};
+use quarantine::Quarantine;
+pub use quarantine::QuarantineConfig;
 
 use crate::budget::PeerBudgets;
 use crate::code_cache::CodeCache;
@@ -70,6 +73,8 @@ pub struct Node<P> {
     stored: BTreeSet<CapsuleType>,
     /// Fuel each peer's capsules may burn.
     fuel: PeerBudgets<P>,
+    /// Peers whose capsules of a type keep trapping.
+    quarantine: Quarantine<P>,
     tx: TxQueue<P>,
     deliveries: VecDeque<AppDelivery>,
     events: VecDeque<Event>,
@@ -110,6 +115,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 config.peer_fuel_burst,
                 config.max_budget_peers,
             ),
+            quarantine: Quarantine::new(config.quarantine),
             tx: TxQueue::new(config.max_tx_datagrams, config.max_tx_datagrams * 2048),
             deliveries: VecDeque::new(),
             events: VecDeque::new(),
@@ -256,6 +262,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             return self.counters.drop(DropReason::PeerOverBudget, 1);
         }
         let ty = capsule.capsule_type;
+        if let Some(p) = from
+            && self.quarantine.blocks(now, p, &ty)
+        {
+            self.protocols.entry(ty).quarantined += 1;
+            return self.counters.drop(DropReason::Quarantined, 1);
+        }
         self.cx.capsule.load(capsule);
         if self.cx.capsule.resource > self.max_resource {
             self.cx.capsule.resource = self.max_resource;
@@ -272,6 +284,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         let (no_route, resource_refusals) = (effects.no_route, effects.resource_refusals);
         let stats = self.protocols.entry(ty);
         stats.runs += 1;
+        stats.last_run_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         stats.fuel += report.fuel_used;
         stats.limit_hits += u64::from(limit_hits);
         stats.app_refusals += u64::from(app_refusals);
@@ -285,6 +298,16 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 stats.deadline_traps += u64::from(reason == TrapReason::Deadline);
                 self.counters.drop(DropReason::Trapped, 1);
                 self.push_event(Event::Trapped { ty, reason });
+                if let Some(p) = from
+                    && self.quarantine.trapped(now, p, ty)
+                {
+                    self.counters.quarantines += 1;
+                    self.protocols.entry(ty).quarantines += 1;
+                    self.push_event(Event::Quarantined {
+                        ty,
+                        peer: format!("{p:?}"),
+                    });
+                }
             }
             RunResult::NotLoaded => self.counters.drop(DropReason::CodeUnavailable, 1),
         }
@@ -639,6 +662,11 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     /// Node counters.
     pub fn counters(&self) -> &NodeCounters {
         &self.counters
+    }
+
+    /// Peers quarantined at `now` (repeated traps), by type.
+    pub fn quarantined(&self, now: Duration) -> Vec<(CapsuleType, usize)> {
+        self.quarantine.active(now)
     }
 
     /// Per-protocol counters.

@@ -464,3 +464,69 @@ fn stored_code_is_restored_not_fetched() {
     node.drain_transmits(|_, b| requests += usize::from(b[3] == Kind::CodeRequest as u8));
     assert_eq!(requests, 1, "fetched from the peer instead");
 }
+
+/// An executor that traps on capsules whose payload starts with `trap`, else forwards.
+#[derive(Debug, Default)]
+struct Trapper(NativeForward);
+
+impl Executor for Trapper {
+    fn load(&mut self, code: &[u8]) -> Result<CapsuleType, LoadError> {
+        self.0.load(code)
+    }
+    fn is_loaded(&self, ty: &CapsuleType) -> bool {
+        self.0.is_loaded(ty)
+    }
+    fn run(&mut self, e: &mut Box<Execution>) -> crate::RunReport {
+        if e.capsule.payload.starts_with(b"trap") {
+            return crate::RunReport {
+                result: RunResult::Trapped(TrapReason::Unreachable),
+                fuel_used: 10,
+            };
+        }
+        self.0.run(e)
+    }
+}
+
+#[test]
+fn a_peer_whose_capsules_keep_trapping_is_quarantined_for_that_type_only() {
+    let (mut node, _, ty) = lone(|c| {
+        c.quarantine.traps = 3;
+        c.quarantine.window = Duration::from_secs(10);
+        c.quarantine.hold = Duration::from_secs(30);
+    });
+    let mut exec = Trapper::default();
+    exec.load(&module(100, 9)).unwrap();
+    let t = Duration::from_secs(1);
+    for _ in 0..3 {
+        node.handle_datagram(t, 0, &capsule(ty, 2, 8, b"trap"), &mut exec);
+    }
+    assert_eq!(node.counters().drops_of(DropReason::Trapped), 3);
+    assert_eq!(node.counters().quarantines, 1);
+    assert_eq!(node.quarantined(t), vec![(ty, 1)]);
+    // Peer 0's next capsules of the type are dropped unrun, even good ones.
+    node.handle_datagram(t, 0, &capsule(ty, 2, 8, b"good"), &mut exec);
+    node.handle_datagram(t, 0, &capsule(ty, 2, 8, b"trap"), &mut exec);
+    assert_eq!(node.counters().drops_of(DropReason::Quarantined), 2);
+    assert_eq!(node.counters().runs, 3);
+    let c = node.protocols().get(&ty).copied().unwrap();
+    assert_eq!((c.quarantines, c.quarantined, c.traps), (1, 2, 3));
+    // Peer 2 is not affected: the type still runs for everyone else.
+    node.handle_datagram(t, 2, &capsule(ty, 0, 8, b"good"), &mut exec);
+    assert_eq!(node.counters().runs, 4);
+    // Local apps are never quarantined.
+    let inj = Injection {
+        ty,
+        code: None,
+        dst: addr(2),
+        resource: 8,
+        header: &[],
+        payload: b"good",
+    };
+    node.inject(t, 0, inj, &mut exec).unwrap();
+    assert_eq!(node.counters().runs, 5);
+    // After 30 s peer 0 runs again.
+    let later = t + Duration::from_secs(31);
+    node.handle_datagram(later, 0, &capsule(ty, 2, 8, b"good"), &mut exec);
+    assert_eq!(node.counters().runs, 6);
+    assert!(node.quarantined(later).is_empty());
+}
