@@ -95,6 +95,13 @@ pub enum AppRequest {
         /// The JSON text, or why not.
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// A connection (registered or not) asks the node to drop a type's module.
+    Evict {
+        /// The type.
+        ty: CapsuleType,
+        /// Whether the node had it, or why not.
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
 }
 
 /// Delivery counters of one registered app.
@@ -662,6 +669,19 @@ impl Session {
                 Ok(json) => self.reply(NodeFrame::Stats { json }).await,
                 Err(message) => self.reply_error(message).await,
             },
+            AppFrame::Evict { capsule_type } => {
+                let ty = capsule_type;
+                match self.ask(|reply| AppRequest::Evict { ty, reply }).await? {
+                    Ok(removed) => {
+                        self.reply(NodeFrame::Evicted {
+                            capsule_type,
+                            removed,
+                        })
+                        .await
+                    }
+                    Err(message) => self.reply_error(message).await,
+                }
+            }
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
@@ -856,6 +876,9 @@ mod tests {
                     }
                     AppRequest::Stats { reply } => {
                         let _ = reply.send(Ok(format!("{{\"apps\":{}}}", live.len())));
+                    }
+                    AppRequest::Evict { reply, .. } => {
+                        let _ = reply.send(Ok(false));
                     }
                 }
             }

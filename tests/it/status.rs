@@ -87,3 +87,64 @@ fn status_and_drops_show_what_a_running_node_did() {
     assert!(err.contains("/nonexistent/ants.sock"), "{err}");
     node.shutdown().expect("stop");
 }
+
+#[test]
+fn modules_lists_and_evicts_a_running_nodes_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("n.sock");
+    let code_dir = dir.path().join("code");
+    let text = format!(
+        "[node]\naddress = \"198.18.0.71\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n\
+         code_cache_dir = \"{}\"\n",
+        sock.display(),
+        code_dir.display()
+    );
+    let path = dir.path().join("n.toml");
+    std::fs::write(&path, text).unwrap();
+    let node = daemon::spawn(Config::load(&path).unwrap()).expect("node");
+    let code = capsule_bytes("forward");
+    let len = code.len();
+    let mut app = AppClient::connect(&sock, 0).expect("app");
+    let inj = Inject::with_code(code, addr("198.18.0.71"), 8, vec![], b"hi".to_vec());
+    let ty = app.inject(&inj).expect("inject");
+    app.recv_timeout(Duration::from_secs(20))
+        .expect("app socket")
+        .expect("delivered");
+    let s = sock.to_str().unwrap();
+    let (ok, out, err) = ants(&["modules", "-s", s]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&ty.to_string()[..16]))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], len.to_string(), "module bytes: {out}");
+    assert_eq!(cells[3], "1", "runs: {out}");
+    let (ok, json, _) = ants(&["modules", "-s", s, "--json"]);
+    assert!(ok);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows[0]["type"], ty.to_string());
+    assert_eq!(rows[0]["cached"], true);
+    assert!(code_dir.join(format!("{ty}.wasm")).is_file());
+
+    // Evict: gone from memory and from the code directory; a second evict finds nothing.
+    let (ok, out, err) = ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), format!("evicted {ty}"));
+    assert!(!code_dir.join(format!("{ty}.wasm")).exists());
+    assert!(!code_dir.join(format!("{ty}.cwasm")).exists());
+    let st = node.stats().unwrap();
+    assert!(st.cached_types.is_empty(), "{st:?}");
+    let (ok, _, err) = ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
+    assert!(!ok);
+    assert!(err.contains("no module of type"), "{err}");
+    // The module is needed again: injected with its code, it loads and runs.
+    app.inject(&inj).expect("inject again");
+    app.recv_timeout(Duration::from_secs(20))
+        .expect("app socket")
+        .expect("delivered after the evict");
+    let (ok, _, err) = ants(&["modules", "-s", s, "--evict", "not-a-type"]);
+    assert!(!ok);
+    assert!(err.contains("--evict"), "{err}");
+    node.shutdown().expect("stop");
+}

@@ -190,12 +190,26 @@ impl AppClientBuilder {
 /// Ask the node at `path` for its counters without registering an app id — what
 /// `ants status` and `ants drops` do: one `Stats` request, its answer within `timeout`.
 pub fn query_stats(path: impl AsRef<Path>, timeout: Duration) -> Result<String, ClientError> {
-    let path = path.as_ref();
+    unregistered(path.as_ref(), timeout)?.stats()
+}
+
+/// Ask the node at `path` to drop `capsule_type`'s module without registering an app id
+/// (`ants modules --evict`); whether it had it.
+pub fn evict_module(
+    path: impl AsRef<Path>,
+    capsule_type: CapsuleType,
+    timeout: Duration,
+) -> Result<bool, ClientError> {
+    unregistered(path.as_ref(), timeout)?.evict(capsule_type)
+}
+
+/// A connection that has not claimed an app id, for the requests that need none.
+fn unregistered(path: &Path, timeout: Duration) -> Result<AppClient, ClientError> {
     let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
         path: path.to_owned(),
         source,
     })?;
-    let mut client = AppClient {
+    let client = AppClient {
         stream,
         app: u32::MAX,
         accept: Vec::new(),
@@ -206,7 +220,7 @@ pub fn query_stats(path: impl AsRef<Path>, timeout: Duration) -> Result<String, 
         dropped: 0,
         reply_timeout: timeout,
     };
-    client.stats()
+    Ok(client)
 }
 
 /// A blocking connection to the local node's app socket, registered as one app id.
@@ -338,6 +352,18 @@ impl AppClient {
         })
     }
 
+    /// Ask the node to drop `capsule_type`'s module; whether it had it.
+    pub fn evict(&mut self, capsule_type: CapsuleType) -> Result<bool, ClientError> {
+        self.send(&AppFrame::Evict { capsule_type })?;
+        self.await_reply("Evicted", |f| match f {
+            NodeFrame::Evicted {
+                capsule_type: t,
+                removed,
+            } if t == capsule_type => Ok(Some(removed)),
+            other => Err(unexpected(&other, "Evicted")),
+        })
+    }
+
     /// Check that the node answers.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         self.send(&AppFrame::Ping)?;
@@ -373,7 +399,12 @@ impl AppClient {
                     return Err(ClientError::NodeError { message });
                 }
                 // Late answers to requests that timed out.
-                Some(NodeFrame::Pong | NodeFrame::Injected { .. } | NodeFrame::Stats { .. }) => {}
+                Some(
+                    NodeFrame::Pong
+                    | NodeFrame::Injected { .. }
+                    | NodeFrame::Stats { .. }
+                    | NodeFrame::Evicted { .. },
+                ) => {}
                 Some(other) => return Err(unexpected(&other, "a delivery")),
             }
         }
@@ -508,6 +539,7 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Error { .. } => "Error",
         NodeFrame::Pong => "Pong",
         NodeFrame::Stats { .. } => "Stats",
+        NodeFrame::Evicted { .. } => "Evicted",
     }
 }
 

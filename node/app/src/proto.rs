@@ -42,6 +42,9 @@ pub mod frame_type {
     pub const PING: u8 = 0x03;
     /// App → node: the node's counters, please (allowed before registering).
     pub const STATS: u8 = 0x04;
+    /// App → node: drop a capsule type's module from memory and the code directory
+    /// (allowed before registering; the socket is the node owner's).
+    pub const EVICT: u8 = 0x05;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -54,6 +57,8 @@ pub mod frame_type {
     pub const PONG: u8 = 0x85;
     /// Node → app: answer to `Stats`: the counters as one JSON object (UTF-8).
     pub const STATS_REPLY: u8 = 0x86;
+    /// Node → app: answer to `Evict`: the type, and whether the node had anything of it.
+    pub const EVICTED: u8 = 0x87;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -116,6 +121,16 @@ pub enum DecodeError {
         frame: &'static str,
         /// How many.
         extra: usize,
+    },
+    /// A boolean byte that is neither 0 nor 1.
+    #[error("{frame} frame: {field} is {value}, must be 0 or 1")]
+    BadBool {
+        /// Frame name.
+        frame: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// The byte.
+        value: u8,
     },
     /// Unknown flag bits in an `Inject`, or code length without the code flag.
     #[error("inject frame: bad flags 0x{flags:02x} with code length {code_len}")]
@@ -350,6 +365,13 @@ pub enum AppFrame {
     /// Ask for the node's counters; answered by `Stats`. Needs no registration: it is how
     /// `ants status` and `ants drops` look into a running node.
     Stats,
+    /// Drop a type's module (verified code, compiled code, instances, its files in the code
+    /// directory); the next capsule of the type loads it again. Answered by `Evicted`. Needs
+    /// no registration (`ants modules --evict`).
+    Evict {
+        /// The type.
+        capsule_type: CapsuleType,
+    },
 }
 
 /// A frame a node sends to an app.
@@ -381,6 +403,13 @@ pub enum NodeFrame {
     Stats {
         /// The JSON text.
         json: String,
+    },
+    /// Answer to `Evict`.
+    Evicted {
+        /// The type.
+        capsule_type: CapsuleType,
+        /// Whether the node had its module (in memory or on disk).
+        removed: bool,
     },
 }
 
@@ -552,6 +581,11 @@ impl AppFrame {
             }
             AppFrame::Ping => FrameWriter::begin(out, frame_type::PING, 0)?.finish(),
             AppFrame::Stats => FrameWriter::begin(out, frame_type::STATS, 0)?.finish(),
+            AppFrame::Evict { capsule_type } => {
+                let mut w = FrameWriter::begin(out, frame_type::EVICT, CapsuleType::LEN)?;
+                w.put(capsule_type.as_bytes());
+                w.finish();
+            }
         }
         Ok(())
     }
@@ -571,6 +605,12 @@ impl AppFrame {
             frame_type::INJECT => decode_inject(body).map(AppFrame::Inject),
             frame_type::PING => Body::new("ping", body).finish().map(|()| AppFrame::Ping),
             frame_type::STATS => Body::new("stats", body).finish().map(|()| AppFrame::Stats),
+            frame_type::EVICT => {
+                let mut b = Body::new("evict", body);
+                let capsule_type = b.capsule_type()?;
+                b.finish()?;
+                Ok(AppFrame::Evict { capsule_type })
+            }
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
                 direction: "app-to-node",
@@ -705,6 +745,14 @@ impl NodeFrame {
                 w.put(json.as_bytes());
                 w.finish();
             }
+            NodeFrame::Evicted {
+                capsule_type,
+                removed,
+            } => {
+                let mut w = FrameWriter::begin(out, frame_type::EVICTED, CapsuleType::LEN + 1)?;
+                w.put(capsule_type.as_bytes()).put(&[u8::from(*removed)]);
+                w.finish();
+            }
         }
         Ok(())
     }
@@ -760,6 +808,26 @@ impl NodeFrame {
             frame_type::ERROR => text(body).map(|message| NodeFrame::Error { message }),
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
             frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
+            frame_type::EVICTED => {
+                let mut b = Body::new("evicted", body);
+                let capsule_type = b.capsule_type()?;
+                let removed = match b.u8()? {
+                    0 => false,
+                    1 => true,
+                    value => {
+                        return Err(DecodeError::BadBool {
+                            frame: "evicted",
+                            field: "removed",
+                            value,
+                        });
+                    }
+                };
+                b.finish()?;
+                Ok(NodeFrame::Evicted {
+                    capsule_type,
+                    removed,
+                })
+            }
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
                 direction: "node-to-app",

@@ -56,7 +56,8 @@ enum Command {
     /// last run, and peers quarantined for repeated traps.
     ///
     /// A type appears once it has run or its module is in the code cache. --json prints
-    /// one object per type.
+    /// one object per type. --evict TYPE drops a module from the node's memory and code
+    /// directory instead (the next capsule of the type loads it again).
     ///
     /// Example: ants modules -s /tmp/ants-demo/n3.sock
     Modules(status::ModulesArgs),

@@ -22,9 +22,12 @@ pub(crate) struct NodeSocket {
 }
 
 impl NodeSocket {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0))
+    }
+
     fn query(&self) -> anyhow::Result<Value> {
-        let timeout = Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0));
-        let text = ants_app::query_stats(&self.socket, timeout)
+        let text = ants_app::query_stats(&self.socket, self.timeout())
             .with_context(|| format!("asking the node on {}", self.socket.display()))?;
         serde_json::from_str(&text).context("the node's answer is not JSON")
     }
@@ -181,6 +184,11 @@ pub(crate) struct ModulesArgs {
     /// Print a JSON array, one object per type.
     #[arg(long)]
     json: bool,
+    /// Drop this type's module (64 hex digits) from the node's memory and code directory
+    /// instead of listing; the next capsule of the type loads it again. Exits 1 if the node
+    /// had no module of it.
+    #[arg(long, value_name = "TYPE")]
+    evict: Option<ants_wire::CapsuleType>,
 }
 
 /// One row per capsule type the node has run or caches, from its counters' JSON, sorted by
@@ -261,6 +269,16 @@ pub(crate) fn render_modules(rows: &[Value]) -> String {
 
 impl ModulesArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(ty) = self.evict {
+            let removed = ants_app::evict_module(&self.node.socket, ty, self.node.timeout())
+                .with_context(|| format!("asking the node on {}", self.node.socket.display()))?;
+            if removed {
+                println!("evicted {ty}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("the node has no module of type {ty}");
+            return Ok(ExitCode::FAILURE);
+        }
         let s = self.node.query()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -552,6 +552,15 @@ impl Driver {
             AppRequest::Stats { reply } => {
                 let _ = reply.send(Ok(self.snapshot(io).to_json().to_string()));
             }
+            AppRequest::Evict { ty, reply } => {
+                let mut removed = self.node.evict(&ty);
+                removed |= self.exec.unload(&ty);
+                if let Some(store) = &mut self.store {
+                    removed |= store.evict(&ty);
+                }
+                info!(%ty, removed, "module evicted on request");
+                let _ = reply.send(Ok(removed));
+            }
             AppRequest::Inject { app, inject, reply } => {
                 let inj = Injection {
                     ty: inject.capsule_type,

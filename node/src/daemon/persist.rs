@@ -398,6 +398,14 @@ impl CodeStore {
         }
     }
 
+    /// Drop `ty` from the index and remove its files; whether it was indexed.
+    pub(crate) fn evict(&mut self, ty: &CapsuleType) -> bool {
+        let had = self.index.contains_key(ty);
+        self.forget(ty);
+        remove(&self.dir, ty);
+        had
+    }
+
     /// Remove least recently used types until the directory is within `max_bytes`; returns
     /// the types removed.
     pub(crate) fn prune(&mut self) -> Vec<CapsuleType> {

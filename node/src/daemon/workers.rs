@@ -238,6 +238,11 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard) {
                 let _ = w.apps.send(AppRequest::Disconnected { app }).await;
             }
         }
+        AppRequest::Evict { ty, reply } => {
+            if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
+                let _ = w.apps.send(AppRequest::Evict { ty, reply }).await;
+            }
+        }
         AppRequest::Inject { app, inject, reply } => {
             let owner = shard.owner_of_type(&inject.capsule_type);
             if let Some(w) = workers.get(owner) {

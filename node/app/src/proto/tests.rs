@@ -33,6 +33,21 @@ fn register_layout() {
     assert_eq!(AppFrame::Stats.to_bytes().unwrap(), [0, 0, 0, 1, 0x04]);
     let stats = NodeFrame::Stats { json: "{}".into() };
     assert_eq!(stats.to_bytes().unwrap(), [0, 0, 0, 3, 0x86, b'{', b'}']);
+    let evict = AppFrame::Evict {
+        capsule_type: CapsuleType([7; 32]),
+    };
+    let b = evict.to_bytes().unwrap();
+    assert_eq!(&b[..5], [0, 0, 0, 33, 0x05]);
+    assert_eq!(decode_app(&b).unwrap(), evict);
+    let evicted = NodeFrame::Evicted {
+        capsule_type: CapsuleType([7; 32]),
+        removed: true,
+    };
+    let b = evicted.to_bytes().unwrap();
+    assert_eq!((&b[..5], b[37]), (&[0, 0, 0, 34, 0x87][..], 1));
+    let mut bad = b.clone();
+    bad[37] = 2;
+    assert!(NodeFrame::decode(&bad[4..]).is_err(), "removed is 0 or 1");
 }
 
 #[test]
@@ -258,6 +273,7 @@ fn app_frame() -> impl Strategy<Value = AppFrame> {
             .prop_map(|(app, accept)| AppFrame::Register { app, accept }),
         Just(AppFrame::Ping),
         Just(AppFrame::Stats),
+        capsule_type().prop_map(|capsule_type| AppFrame::Evict { capsule_type }),
         (
             prop::option::of(bytes(300)),
             capsule_type(),
@@ -286,6 +302,10 @@ fn node_frame() -> impl Strategy<Value = NodeFrame> {
         ".{0,80}".prop_map(|message| NodeFrame::Error { message }),
         Just(NodeFrame::Pong),
         "[ -~]{0,64}".prop_map(|json| NodeFrame::Stats { json }),
+        (capsule_type(), any::<bool>()).prop_map(|(capsule_type, removed)| NodeFrame::Evicted {
+            capsule_type,
+            removed
+        }),
         (
             capsule_type(),
             (address(), address(), address()),

@@ -664,6 +664,15 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         &self.counters
     }
 
+    /// Forget `ty`'s module: its verified code (what the node serves) and its place in the
+    /// driver's store; the driver drops the compiled module. A load in progress goes on.
+    /// Whether the node had either.
+    pub fn evict(&mut self, ty: &CapsuleType) -> bool {
+        let code = self.code.remove(ty).is_some();
+        let stored = self.stored.remove(ty);
+        code || stored
+    }
+
     /// Peers quarantined at `now` (repeated traps), by type.
     pub fn quarantined(&self, now: Duration) -> Vec<(CapsuleType, usize)> {
         self.quarantine.active(now)
