@@ -167,34 +167,55 @@ fn bare_capsule(ty: &CapsuleType) -> Vec<u8> {
 
 #[test]
 fn a_gso_buffer_of_mixed_types_is_split_between_the_workers() {
-    // One UDP GSO send carrying a capsule of type a then one of type b: the kernel steers the
-    // whole buffer by a's type; the worker of a hands b's capsule to the worker of b, whose
-    // node judges it (here: a stranger's, dropped and counted there).
-    let line = Topology::start_with(1, &[], "", "workers = 2\n");
+    // One UDP GSO send from a neighbour carrying a capsule of type a then one of type b: the
+    // kernel steers the whole buffer by a's type; the worker of a hands b's capsule to the
+    // worker of b, whose node holds it and fetches b's code from the neighbour. A stranger's
+    // buffer is dropped where it lands, never copied to another worker.
     let [(_, a), (_, b)] = two_types_on_different_workers();
     let cfg = ants_node::udp::UdpConfig::default();
-    let sock = ants_node::udp::BatchSocket::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    let mut batch = ants_node::udp::SendBatch::new(&cfg);
-    let to = line.local_addr(1);
-    assert!(batch.push(to, &bare_capsule(&a)));
-    assert!(batch.push(to, &bare_capsule(&b)));
-    assert_eq!(sock.send_batch(&mut batch).unwrap(), 2);
-    assert_eq!(batch.gso_sends(), 1, "one GSO send");
-    let end = Instant::now() + Duration::from_secs(10);
-    let s = loop {
-        let s = line.stats(1);
-        if s.node.drops_of(ants_core::node::DropReason::Stranger) >= 2 || Instant::now() > end {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(
-        s.node.drops_of(ants_core::node::DropReason::Stranger),
-        2,
-        "{s:?}"
+    let neighbour =
+        ants_node::udp::BatchSocket::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let stranger = ants_node::udp::BatchSocket::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let text = format!(
+        "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
+         [[neighbour]]\naddress = \"198.18.0.9\"\nendpoint = \"{}\"\n",
+        neighbour.local_addr().unwrap()
     );
+    let node = ants_node::daemon::spawn(ants_node::config::Config::parse(&text, "w.toml").unwrap())
+        .expect("node");
+    let send_both = |sock: &ants_node::udp::BatchSocket| {
+        let mut batch = ants_node::udp::SendBatch::new(&cfg);
+        assert!(batch.push(node.local_addr(), &bare_capsule(&a)));
+        assert!(batch.push(node.local_addr(), &bare_capsule(&b)));
+        assert_eq!(sock.send_batch(&mut batch).unwrap(), 2);
+        assert_eq!(batch.gso_sends(), 1, "one GSO send");
+    };
+    let wait = |done: &dyn Fn(&ants_node::daemon::Stats) -> bool| {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = node.stats().unwrap();
+            if done(&s) || Instant::now() > end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    send_both(&neighbour);
+    let s = wait(&|s| s.node.held >= 2);
+    assert_eq!(s.node.held, 2, "{s:?}");
     assert_eq!((s.handed_off, s.handoff_dropped), (1, 0));
     assert_eq!(s.workers[owner(&a)].datagrams_in, 1);
     assert_eq!(s.workers[owner(&b)].datagrams_in, 1);
     assert_eq!(s.workers[owner(&a)].handed_off, 1);
+    assert_eq!(
+        s.loader.fetches_started, 2,
+        "each worker fetches its own type"
+    );
+    send_both(&stranger);
+    let stranger_drops =
+        |s: &ants_node::daemon::Stats| s.node.drops_of(ants_core::node::DropReason::Stranger);
+    let s = wait(&|s| stranger_drops(s) >= 2);
+    assert_eq!(stranger_drops(&s), 2, "{s:?}");
+    assert_eq!(s.handed_off, 1, "nothing of the stranger's was handed over");
+    assert_eq!(s.workers[owner(&a)].datagrams_in, 3);
 }

@@ -591,7 +591,11 @@ impl Driver {
     /// Feed one received datagram to the node (fault injection applies here), or stage it
     /// for the worker that runs its type.
     fn datagram(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
-        if !self.fault.drop_code(data) && !self.steer.foreign(from, data) {
+        if self.fault.drop_code(data) {
+            return;
+        }
+        // A stranger's datagram is dropped and counted here, never copied to another worker.
+        if !(self.node.accepts(&from) && self.steer.foreign(from, data)) {
             self.node.handle_datagram(now, from, data, &mut self.exec);
         }
     }
