@@ -95,6 +95,14 @@ pub enum AppRequest {
         /// The JSON text, or why not.
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// A connection (registered or not) asks for the soft-store's entries: one type's, or
+    /// every one's (`{"namespaces": [...], "truncated": bool}`).
+    StoreDump {
+        /// One namespace, or all.
+        ty: Option<CapsuleType>,
+        /// The entries, or why not.
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
     /// A connection (registered or not) asks the node to drop a type's module.
     Evict {
         /// The type.
@@ -682,6 +690,19 @@ impl Session {
                     Err(message) => self.reply_error(message).await,
                 }
             }
+            AppFrame::StoreDump { capsule_type } => {
+                let ty = capsule_type;
+                match self
+                    .ask(|reply| AppRequest::StoreDump { ty, reply })
+                    .await?
+                {
+                    Ok(v) => {
+                        let json = v.to_string();
+                        self.reply(NodeFrame::StoreDump { json }).await
+                    }
+                    Err(message) => self.reply_error(message).await,
+                }
+            }
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
@@ -879,6 +900,9 @@ mod tests {
                     }
                     AppRequest::Evict { reply, .. } => {
                         let _ = reply.send(Ok(false));
+                    }
+                    AppRequest::StoreDump { reply, .. } => {
+                        let _ = reply.send(Ok(serde_json::json!({"namespaces": []})));
                     }
                 }
             }

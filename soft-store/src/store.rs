@@ -400,6 +400,16 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
         self.spaces.len()
     }
 
+    /// The namespaces holding at least one entry, sorted. For display: it allocates.
+    pub fn namespaces(&self) -> Vec<&N>
+    where
+        N: Ord,
+    {
+        let mut v: Vec<&N> = self.spaces.keys().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Namespace `ns`'s live entries (as of the latest `now` seen), sorted by key. For display
     /// and tests: it allocates and does not touch recency.
     pub fn entries(&self, ns: &N) -> Vec<EntryView<'_>> {

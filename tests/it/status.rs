@@ -148,3 +148,66 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
     assert!(err.contains("--evict"), "{err}");
     node.shutdown().expect("stop");
 }
+
+#[test]
+fn store_dump_shows_a_protocols_entries_with_their_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("n.sock");
+    let text = format!(
+        "[node]\naddress = \"198.18.0.72\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
+        sock.display()
+    );
+    let node = daemon::spawn(Config::parse(&text, "n.toml").unwrap()).expect("node");
+    let s = sock.to_str().unwrap();
+    let (ok, out, _) = ants(&["store", "dump", "-s", s]);
+    assert!(ok);
+    assert_eq!(out.trim(), "the soft-store is empty");
+    // keeper stores "hello" under key "k" for 10 minutes at its destination (this node).
+    let mut app = AppClient::connect(&sock, 0).expect("app");
+    let put = Inject::with_code(
+        crate::support::hostile("keeper"),
+        addr("198.18.0.72"),
+        8,
+        vec![],
+        b"Phello".to_vec(),
+    );
+    let ty = app.inject(&put).expect("inject");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while node.stats().unwrap().node.runs == 0 {
+        assert!(std::time::Instant::now() < end, "keeper did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, out, err) = ants(&["store", "dump", "-s", s]);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    let head = lines.next().unwrap();
+    assert!(
+        head.starts_with(&format!("type {ty}: 1 entries, ")),
+        "{out}"
+    );
+    let entry = lines.next().unwrap();
+    let ttl = entry
+        .strip_prefix("  key 6b  value 68656c6c6f (5 bytes)  ttl ")
+        .and_then(|t| t.strip_suffix(" s"))
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!((590.0..=600.0).contains(&ttl), "{out}");
+    let (ok, json, _) = ants(&[
+        "store",
+        "dump",
+        "-s",
+        s,
+        "--type",
+        &ty.to_string(),
+        "--json",
+    ]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["namespaces"][0]["entries"][0]["value_len"], 5);
+    assert_eq!(v["truncated"], false);
+    let other = "00".repeat(32);
+    let (ok, out, _) = ants(&["store", "dump", "-s", s, "--type", &other]);
+    assert!(ok);
+    assert_eq!(out.trim(), "the soft-store is empty");
+    node.shutdown().expect("stop");
+}

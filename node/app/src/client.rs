@@ -203,6 +203,16 @@ pub fn evict_module(
     unregistered(path.as_ref(), timeout)?.evict(capsule_type)
 }
 
+/// Ask the node at `path` for its soft-store's entries (of one namespace, or all) without
+/// registering an app id (`ants store dump`).
+pub fn store_dump(
+    path: impl AsRef<Path>,
+    capsule_type: Option<CapsuleType>,
+    timeout: Duration,
+) -> Result<String, ClientError> {
+    unregistered(path.as_ref(), timeout)?.store_dump(capsule_type)
+}
+
 /// A connection that has not claimed an app id, for the requests that need none.
 fn unregistered(path: &Path, timeout: Duration) -> Result<AppClient, ClientError> {
     let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
@@ -364,6 +374,15 @@ impl AppClient {
         })
     }
 
+    /// The soft-store's entries (of one namespace, or all) as one JSON object.
+    pub fn store_dump(&mut self, capsule_type: Option<CapsuleType>) -> Result<String, ClientError> {
+        self.send(&AppFrame::StoreDump { capsule_type })?;
+        self.await_reply("StoreDump", |f| match f {
+            NodeFrame::StoreDump { json } => Ok(Some(json)),
+            other => Err(unexpected(&other, "StoreDump")),
+        })
+    }
+
     /// Check that the node answers.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         self.send(&AppFrame::Ping)?;
@@ -403,7 +422,8 @@ impl AppClient {
                     NodeFrame::Pong
                     | NodeFrame::Injected { .. }
                     | NodeFrame::Stats { .. }
-                    | NodeFrame::Evicted { .. },
+                    | NodeFrame::Evicted { .. }
+                    | NodeFrame::StoreDump { .. },
                 ) => {}
                 Some(other) => return Err(unexpected(&other, "a delivery")),
             }
@@ -540,6 +560,7 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Pong => "Pong",
         NodeFrame::Stats { .. } => "Stats",
         NodeFrame::Evicted { .. } => "Evicted",
+        NodeFrame::StoreDump { .. } => "StoreDump",
     }
 }
 

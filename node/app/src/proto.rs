@@ -45,6 +45,9 @@ pub mod frame_type {
     /// App → node: drop a capsule type's module from memory and the code directory
     /// (allowed before registering; the socket is the node owner's).
     pub const EVICT: u8 = 0x05;
+    /// App → node: the soft-store's entries, of one type or all (allowed before
+    /// registering).
+    pub const STORE_DUMP: u8 = 0x06;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -59,6 +62,8 @@ pub mod frame_type {
     pub const STATS_REPLY: u8 = 0x86;
     /// Node → app: answer to `Evict`: the type, and whether the node had anything of it.
     pub const EVICTED: u8 = 0x87;
+    /// Node → app: answer to `StoreDump`: the entries as one JSON object (UTF-8).
+    pub const STORE_DUMP_REPLY: u8 = 0x88;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -372,6 +377,12 @@ pub enum AppFrame {
         /// The type.
         capsule_type: CapsuleType,
     },
+    /// Ask for the soft-store's entries — of `capsule_type`'s namespace, or of every one;
+    /// answered by `StoreDump`. Needs no registration (`ants store dump`).
+    StoreDump {
+        /// One namespace, or all.
+        capsule_type: Option<CapsuleType>,
+    },
 }
 
 /// A frame a node sends to an app.
@@ -401,6 +412,11 @@ pub enum NodeFrame {
     /// Answer to `Stats`: the node's counters as one JSON object (the form of
     /// `ants run --stats-json`).
     Stats {
+        /// The JSON text.
+        json: String,
+    },
+    /// Answer to `StoreDump`: the entries as one JSON object.
+    StoreDump {
         /// The JSON text.
         json: String,
     },
@@ -586,6 +602,12 @@ impl AppFrame {
                 w.put(capsule_type.as_bytes());
                 w.finish();
             }
+            AppFrame::StoreDump { capsule_type } => {
+                let ty = capsule_type.as_ref().map_or(&[][..], |t| &t.as_bytes()[..]);
+                let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP, ty.len())?;
+                w.put(ty);
+                w.finish();
+            }
         }
         Ok(())
     }
@@ -610,6 +632,16 @@ impl AppFrame {
                 let capsule_type = b.capsule_type()?;
                 b.finish()?;
                 Ok(AppFrame::Evict { capsule_type })
+            }
+            frame_type::STORE_DUMP => {
+                let mut b = Body::new("store dump", body);
+                let capsule_type = if body.is_empty() {
+                    None
+                } else {
+                    Some(b.capsule_type()?)
+                };
+                b.finish()?;
+                Ok(AppFrame::StoreDump { capsule_type })
             }
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
@@ -745,6 +777,11 @@ impl NodeFrame {
                 w.put(json.as_bytes());
                 w.finish();
             }
+            NodeFrame::StoreDump { json } => {
+                let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP_REPLY, json.len())?;
+                w.put(json.as_bytes());
+                w.finish();
+            }
             NodeFrame::Evicted {
                 capsule_type,
                 removed,
@@ -808,6 +845,7 @@ impl NodeFrame {
             frame_type::ERROR => text(body).map(|message| NodeFrame::Error { message }),
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
             frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
+            frame_type::STORE_DUMP_REPLY => text(body).map(|json| NodeFrame::StoreDump { json }),
             frame_type::EVICTED => {
                 let mut b = Body::new("evicted", body);
                 let capsule_type = b.capsule_type()?;

@@ -61,6 +61,11 @@ enum Command {
     ///
     /// Example: ants modules -s /tmp/ants-demo/n3.sock
     Modules(status::ModulesArgs),
+    /// Look into a running node's soft-store.
+    ///
+    /// Example: ants store dump -s /tmp/ants-demo/n3.sock --type ee5d3ee4…
+    #[command(subcommand)]
+    Store(status::StoreCommand),
     /// Trace the active path to a node, like traceroute(8).
     ///
     /// Registers as an app on the source node (--socket), injects `traceroute` capsules
@@ -104,6 +109,7 @@ impl Cli {
             Command::Status(a) => a.run(),
             Command::Drops(a) => a.run(),
             Command::Modules(a) => a.run(),
+            Command::Store(c) => c.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
         }

@@ -295,6 +295,92 @@ impl ModulesArgs {
     }
 }
 
+/// `ants store …`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum StoreCommand {
+    /// List the soft-store's live entries with their remaining TTL, by capsule type (the
+    /// store's namespaces), like `bpftool map dump`.
+    ///
+    /// At most 2,000 entries per worker are listed and values are cut to 64 bytes (their
+    /// full length shown).
+    ///
+    /// Example: ants store dump -s /tmp/ants-demo/n3.sock
+    Dump(StoreDumpArgs),
+}
+
+/// `ants store dump`.
+#[derive(Debug, Args)]
+pub(crate) struct StoreDumpArgs {
+    #[command(flatten)]
+    node: NodeSocket,
+    /// Only this capsule type's entries (64 hex digits).
+    #[arg(long = "type", value_name = "TYPE")]
+    ty: Option<ants_wire::CapsuleType>,
+    /// Print the node's answer as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl StoreCommand {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            StoreCommand::Dump(a) => a.run(),
+        }
+    }
+}
+
+/// The entries of a store dump as text: a line per namespace, one per entry.
+pub(crate) fn render_store(v: &Value) -> String {
+    let mut out = String::new();
+    for ns in v["namespaces"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "type {}: {} entries, {} bytes",
+            ns["type"].as_str().unwrap_or("?"),
+            u(&ns["count"]),
+            u(&ns["bytes"])
+        );
+        for e in ns["entries"].as_array().into_iter().flatten() {
+            let value = e["value"].as_str().unwrap_or("");
+            let len = u(&e["value_len"]);
+            let cut = if (value.len() / 2) < len as usize {
+                "…"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  key {}  value {value}{cut} ({len} bytes)  ttl {:.1} s",
+                e["key"].as_str().unwrap_or(""),
+                e["ttl_ms"].as_f64().unwrap_or(0.0) / 1e3
+            );
+        }
+    }
+    if v["truncated"] == true {
+        let _ = writeln!(
+            out,
+            "(more entries than one dump lists; ask for one --type)"
+        );
+    }
+    out
+}
+
+impl StoreDumpArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let text = ants_app::store_dump(&self.node.socket, self.ty, self.node.timeout())
+            .with_context(|| format!("asking the node on {}", self.node.socket.display()))?;
+        let v: Value = serde_json::from_str(&text).context("the node's answer is not JSON")?;
+        if self.json {
+            println!("{v}");
+        } else if v["namespaces"].as_array().is_none_or(Vec::is_empty) {
+            println!("the soft-store is empty");
+        } else {
+            print!("{}", render_store(&v));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 /// `ants drops`.
 #[derive(Debug, Args)]
 pub(crate) struct DropsArgs {
@@ -392,6 +478,20 @@ mod tests {
         let all = drop_rows(&s, true);
         assert!(all.len() > 40);
         assert!(all.contains(&("router.ttl_exceeded".to_string(), 0)));
+    }
+
+    #[test]
+    fn a_store_dump_reads_like_bpftool() {
+        let v = json!({"namespaces": [{"type": "ab", "count": 2, "bytes": 90, "entries": [
+            {"key": "6b", "value": "0102", "value_len": 2, "ttl_ms": 4200.0},
+            {"key": "6c", "value": "ff", "value_len": 300, "ttl_ms": 10.0},
+        ]}], "truncated": true});
+        assert_eq!(
+            render_store(&v),
+            "type ab: 2 entries, 90 bytes\n  key 6b  value 0102 (2 bytes)  ttl 4.2 s\n  \
+             key 6c  value ff… (300 bytes)  ttl 0.0 s\n(more entries than one dump lists; ask \
+             for one --type)\n"
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ use workers::{Shard, Steering, WorkerLink};
 
 use crate::udp::BatchSocket;
 
+/// Soft-store entries one dump lists (per worker).
+pub const STORE_DUMP_ENTRIES: usize = 2000;
+/// Value bytes a dump shows per entry (the rest is cut; the full length is given).
+pub const STORE_DUMP_VALUE_BYTES: usize = 64;
+
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
 /// Time one turn of input may take before the loop serves timers, apps and a stop request
@@ -552,6 +557,9 @@ impl Driver {
             AppRequest::Stats { reply } => {
                 let _ = reply.send(Ok(self.snapshot(io).to_json().to_string()));
             }
+            AppRequest::StoreDump { ty, reply } => {
+                let _ = reply.send(Ok(self.store_dump(ty)));
+            }
             AppRequest::Evict { ty, reply } => {
                 let mut removed = self.node.evict(&ty);
                 removed |= self.exec.unload(&ty);
@@ -575,6 +583,49 @@ impl Driver {
                 let _ = reply.send(r.map(|()| inject.capsule_type).map_err(|e| e.to_string()));
             }
         }
+    }
+
+    /// The soft-store's live entries of `ty` (or of every type this worker runs) as JSON:
+    /// at most [`STORE_DUMP_ENTRIES`] entries, values cut to [`STORE_DUMP_VALUE_BYTES`] (their
+    /// full length given), so a dump stays well inside one app frame.
+    fn store_dump(&self, ty: Option<CapsuleType>) -> serde_json::Value {
+        let store = self.node.store();
+        let now = self.now();
+        let spaces: Vec<[u8; 32]> = match ty {
+            Some(t) => vec![t.0],
+            None => store.namespaces().into_iter().copied().collect(),
+        };
+        let mut left = STORE_DUMP_ENTRIES;
+        let mut truncated = false;
+        let mut namespaces = Vec::new();
+        for ns in spaces {
+            let entries = store.entries(&ns);
+            if entries.is_empty() {
+                continue;
+            }
+            truncated |= entries.len() > left;
+            let shown: Vec<serde_json::Value> = entries
+                .iter()
+                .take(left)
+                .map(|e| {
+                    let value = &e.value[..e.value.len().min(STORE_DUMP_VALUE_BYTES)];
+                    serde_json::json!({
+                        "key": hex::encode(e.key),
+                        "value": hex::encode(value),
+                        "value_len": e.value.len(),
+                        "ttl_ms": e.expires_at.saturating_sub(now).as_secs_f64() * 1e3,
+                    })
+                })
+                .collect();
+            left -= shown.len();
+            namespaces.push(serde_json::json!({
+                "type": CapsuleType(ns).to_string(),
+                "count": entries.len(),
+                "bytes": store.namespace_bytes(&ns),
+                "entries": shown,
+            }));
+        }
+        serde_json::json!({"namespaces": namespaces, "truncated": truncated})
     }
 
     /// Hand the node's deliveries to the app server (never blocks; drops are counted there).

@@ -238,6 +238,42 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard) {
                 let _ = w.apps.send(AppRequest::Disconnected { app }).await;
             }
         }
+        AppRequest::StoreDump {
+            ty: Some(ty),
+            reply,
+        } => {
+            if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
+                let req = AppRequest::StoreDump {
+                    ty: Some(ty),
+                    reply,
+                };
+                let _ = w.apps.send(req).await;
+            }
+        }
+        AppRequest::StoreDump { ty: None, reply } => {
+            // Every worker's namespaces (each type lives on one), in one object.
+            let mut namespaces = Vec::new();
+            let mut truncated = false;
+            for w in workers {
+                let (tx, rx) = oneshot::channel();
+                let req = AppRequest::StoreDump {
+                    ty: None,
+                    reply: tx,
+                };
+                if w.apps.send(req).await.is_err() {
+                    continue;
+                }
+                if let Ok(Ok(v)) = rx.await {
+                    truncated |= v["truncated"] == true;
+                    if let Some(a) = v["namespaces"].as_array() {
+                        namespaces.extend(a.iter().cloned());
+                    }
+                }
+            }
+            namespaces.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
+            let v = serde_json::json!({"namespaces": namespaces, "truncated": truncated});
+            let _ = reply.send(Ok(v));
+        }
         AppRequest::Evict { ty, reply } => {
             if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
                 let _ = w.apps.send(AppRequest::Evict { ty, reply }).await;

@@ -45,6 +45,8 @@ fn register_layout() {
     };
     let b = evicted.to_bytes().unwrap();
     assert_eq!((&b[..5], b[37]), (&[0, 0, 0, 34, 0x87][..], 1));
+    let all = AppFrame::StoreDump { capsule_type: None };
+    assert_eq!(all.to_bytes().unwrap(), [0, 0, 0, 1, 0x06]);
     let mut bad = b.clone();
     bad[37] = 2;
     assert!(NodeFrame::decode(&bad[4..]).is_err(), "removed is 0 or 1");
@@ -274,6 +276,8 @@ fn app_frame() -> impl Strategy<Value = AppFrame> {
         Just(AppFrame::Ping),
         Just(AppFrame::Stats),
         capsule_type().prop_map(|capsule_type| AppFrame::Evict { capsule_type }),
+        prop::option::of(capsule_type())
+            .prop_map(|capsule_type| AppFrame::StoreDump { capsule_type }),
         (
             prop::option::of(bytes(300)),
             capsule_type(),
@@ -302,6 +306,7 @@ fn node_frame() -> impl Strategy<Value = NodeFrame> {
         ".{0,80}".prop_map(|message| NodeFrame::Error { message }),
         Just(NodeFrame::Pong),
         "[ -~]{0,64}".prop_map(|json| NodeFrame::Stats { json }),
+        "[ -~]{0,64}".prop_map(|json| NodeFrame::StoreDump { json }),
         (capsule_type(), any::<bool>()).prop_map(|(capsule_type, removed)| NodeFrame::Evicted {
             capsule_type,
             removed
