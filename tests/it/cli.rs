@@ -186,3 +186,65 @@ fn test_reports_neighbours_to_flooding_capsules() {
         .collect();
     assert_eq!(hops, ["198.18.0.3", "198.18.0.4"]);
 }
+
+#[test]
+fn capsule_new_makes_a_crate_that_tests_builds_and_runs_outside_the_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("my hops");
+    let crate_dir = krate.to_str().unwrap();
+    let out = ants(&["capsule", "new", crate_dir]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("created capsule crate my-hops"),
+        "{out:?}"
+    );
+    for f in ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
+        assert!(krate.join(f).is_file(), "{f}");
+    }
+    // Again into the same (now not empty) directory: refused.
+    let again = ants(&["capsule", "new", crate_dir]);
+    assert!(!again.status.success());
+    // Its unit tests pass against the mock host (a target directory of this workspace's
+    // target keeps the second run fast).
+    let test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .arg("test")
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", root().join("target/capsule-new-test"))
+        .output()
+        .expect("cargo test");
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(text.contains("test result: ok. 3 passed"), "{text}");
+    // It builds to wasm, and the module counts its hop.
+    let built = ants(&["capsule", "build", crate_dir, "--quiet"]);
+    assert!(built.status.success(), "{built:?}");
+    let line = stdout(&built);
+    let wasm = line
+        .trim_end()
+        .split_once("  ")
+        .expect("type  path")
+        .1
+        .to_owned();
+    assert!(wasm.ends_with("my_hops.wasm"), "{line}");
+    let run = ants(&[
+        "capsule",
+        "test",
+        &wasm,
+        "--node",
+        "198.18.0.9",
+        "--dst",
+        "198.18.0.9",
+        "--payload",
+        "hi",
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        stdout(&run).contains("-> app 0  dst=198.18.0.9 header=0x01 payload=\"hi\""),
+        "{}",
+        stdout(&run)
+    );
+}

@@ -41,6 +41,21 @@ pub(crate) enum CapsuleCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Create a capsule crate at PATH, anywhere: Cargo.toml (the SDK as a path dependency on
+    /// the ants-rs sources this `ants` was built from, or --sdk), src/lib.rs (a hop-counting
+    /// capsule with unit tests against the SDK's mock host), README.md and .gitignore.
+    ///
+    /// Example: ants capsule new ~/hops && cd ~/hops && cargo test && ants capsule build .
+    New {
+        /// Directory to create (it must not exist, or be empty).
+        path: PathBuf,
+        /// Crate name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The SDK's directory (default: `capsule-sdk` in the sources `ants` was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Print the capsule type of a module: `<type>  <path>`, the same hex as sha256sum.
     Hash {
         /// Module files (.wasm, or .wat text, hashed after assembly).
@@ -195,6 +210,16 @@ impl CapsuleCommand {
                     built.toolchain
                 );
                 println!("{}  {}", CapsuleType(built.sha256), built.path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            CapsuleCommand::New { path, name, sdk } => {
+                let made = super::template::create(&path, name.as_deref(), sdk.as_deref())?;
+                println!(
+                    "created capsule crate {} in {}\nnext: cd {} && cargo test && ants capsule build .",
+                    made.name,
+                    path.display(),
+                    path.display()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             CapsuleCommand::Hash { files } => {

@@ -4,6 +4,7 @@ mod capsule;
 mod node;
 mod sim;
 mod status;
+mod template;
 mod traceroute;
 
 use std::process::ExitCode;
