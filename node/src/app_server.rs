@@ -103,6 +103,15 @@ pub enum AppRequest {
         /// The entries, or why not.
         reply: oneshot::Sender<Result<serde_json::Value, String>>,
     },
+    /// A connection (registered or not) asks for copies of the node's datagrams: on `Ok`
+    /// the node has queued `CaptureStarted` on `out` and streams `Captured` frames into it
+    /// until the connection closes.
+    Capture {
+        /// The connection's outgoing queue.
+        out: mpsc::Sender<NodeFrame>,
+        /// `Ok`, or why not (another capture runs).
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A connection (registered or not) asks the node to drop a type's module.
     Evict {
         /// The type.
@@ -690,6 +699,13 @@ impl Session {
                     Err(message) => self.reply_error(message).await,
                 }
             }
+            AppFrame::Capture => {
+                let out = self.out.clone();
+                match self.ask(|reply| AppRequest::Capture { out, reply }).await? {
+                    Ok(()) => Ok(()),
+                    Err(message) => self.reply_error(message).await,
+                }
+            }
             AppFrame::StoreDump { capsule_type } => {
                 let ty = capsule_type;
                 match self
@@ -900,6 +916,9 @@ mod tests {
                     }
                     AppRequest::Evict { reply, .. } => {
                         let _ = reply.send(Ok(false));
+                    }
+                    AppRequest::Capture { reply, .. } => {
+                        let _ = reply.send(Err("no captures here".into()));
                     }
                     AppRequest::StoreDump { reply, .. } => {
                         let _ = reply.send(Ok(serde_json::json!({"namespaces": []})));

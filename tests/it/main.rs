@@ -8,6 +8,7 @@ mod afpacket;
 mod afxdp;
 mod anycast;
 mod capsules;
+mod capture;
 mod cli;
 mod fastpath;
 mod hostile;

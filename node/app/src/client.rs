@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use ants_wire::{Address, CapsuleType};
 
-use crate::proto::{self, AppFrame, DecodeError, Delivery, EncodeError, Inject, NodeFrame};
+use crate::proto::{
+    self, AppFrame, Captured, DecodeError, Delivery, EncodeError, Inject, NodeFrame,
+};
 
 /// How long a client waits for `Registered`, `Injected` or `Pong` unless told otherwise.
 /// Generous: the first inject of a module makes the node compile it.
@@ -211,6 +213,37 @@ pub fn store_dump(
     timeout: Duration,
 ) -> Result<String, ClientError> {
     unregistered(path.as_ref(), timeout)?.store_dump(capsule_type)
+}
+
+/// Start capturing the node's datagrams (`ants capture`): a [`Capture`] that yields them.
+pub fn capture(path: impl AsRef<Path>, timeout: Duration) -> Result<Capture, ClientError> {
+    let mut client = unregistered(path.as_ref(), timeout)?;
+    client.send(&AppFrame::Capture)?;
+    client.await_reply("CaptureStarted", |f| match f {
+        NodeFrame::CaptureStarted => Ok(Some(())),
+        other => Err(unexpected(&other, "CaptureStarted")),
+    })?;
+    Ok(Capture { client })
+}
+
+/// A running capture; dropping it (closing the connection) ends it at the node.
+#[derive(Debug)]
+pub struct Capture {
+    client: AppClient,
+}
+
+impl Capture {
+    /// The next captured datagram, waiting up to `timeout` (`None` = forever); `Ok(None)`
+    /// when the time ran out.
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<Captured>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.client.next_frame(deadline)? {
+            None => Ok(None),
+            Some(NodeFrame::Captured(c)) => Ok(Some(c)),
+            Some(NodeFrame::Error { message }) => Err(ClientError::NodeError { message }),
+            Some(other) => Err(unexpected(&other, "Captured")),
+        }
+    }
 }
 
 /// A connection that has not claimed an app id, for the requests that need none.
@@ -423,7 +456,9 @@ impl AppClient {
                     | NodeFrame::Injected { .. }
                     | NodeFrame::Stats { .. }
                     | NodeFrame::Evicted { .. }
-                    | NodeFrame::StoreDump { .. },
+                    | NodeFrame::StoreDump { .. }
+                    | NodeFrame::CaptureStarted
+                    | NodeFrame::Captured(_),
                 ) => {}
                 Some(other) => return Err(unexpected(&other, "a delivery")),
             }
@@ -561,6 +596,8 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Stats { .. } => "Stats",
         NodeFrame::Evicted { .. } => "Evicted",
         NodeFrame::StoreDump { .. } => "StoreDump",
+        NodeFrame::CaptureStarted => "CaptureStarted",
+        NodeFrame::Captured(_) => "Captured",
     }
 }
 

@@ -32,8 +32,11 @@ pub mod client;
 pub mod proto;
 
 pub use cli::format_delivery_json;
-pub use client::{AppClient, AppClientBuilder, ClientError, evict_module, query_stats, store_dump};
+pub use client::{
+    AppClient, AppClientBuilder, Capture, ClientError, capture, evict_module, query_stats,
+    store_dump,
+};
 pub use proto::{
-    AppFrame, DecodeError, Delivery, EncodeError, Inject, MAX_ACCEPT_TYPES, NodeFrame,
+    AppFrame, Captured, DecodeError, Delivery, EncodeError, Inject, MAX_ACCEPT_TYPES, NodeFrame,
     capsule_type_of,
 };

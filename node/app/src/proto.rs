@@ -48,6 +48,9 @@ pub mod frame_type {
     /// App → node: the soft-store's entries, of one type or all (allowed before
     /// registering).
     pub const STORE_DUMP: u8 = 0x06;
+    /// App → node: stream copies of the datagrams the node sends and receives (allowed
+    /// before registering; one capture at a time).
+    pub const CAPTURE: u8 = 0x07;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -64,6 +67,10 @@ pub mod frame_type {
     pub const EVICTED: u8 = 0x87;
     /// Node → app: answer to `StoreDump`: the entries as one JSON object (UTF-8).
     pub const STORE_DUMP_REPLY: u8 = 0x88;
+    /// Node → app: a datagram the node sent or received (after `Capture`).
+    pub const CAPTURED: u8 = 0x89;
+    /// Node → app: the capture has started; `Captured` frames follow.
+    pub const CAPTURE_STARTED: u8 = 0x8a;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -313,6 +320,35 @@ impl fmt::Debug for Inject {
     }
 }
 
+/// A datagram a node sent or received, streamed to `ants capture`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Node time, ns since the Unix epoch.
+    pub ts_ns: u64,
+    /// Sent by the node (else received).
+    pub outbound: bool,
+    /// The other end.
+    pub peer: std::net::SocketAddr,
+    /// The node's end.
+    pub local: std::net::SocketAddr,
+    /// Datagrams the node could not hand to this capture since the previous frame (the
+    /// connection's queue was full).
+    pub lost: u32,
+    /// The datagram (UDP payload).
+    pub data: Vec<u8>,
+}
+
+/// Fixed part of a `Captured` body: time, direction, lost, two endpoints.
+const CAPTURED_FIXED: usize = 8 + 1 + 4 + 2 * 18;
+
+fn put_endpoint(w: &mut FrameWriter<'_>, a: &std::net::SocketAddr) {
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    };
+    w.put(&ip.octets()).put(&a.port().to_be_bytes());
+}
+
 /// A capsule delivered to an app (`deliver_to_app` in capsule code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -383,6 +419,10 @@ pub enum AppFrame {
         /// One namespace, or all.
         capsule_type: Option<CapsuleType>,
     },
+    /// Start streaming the node's datagrams to this connection (`ants capture`): answered by
+    /// `CaptureStarted`, then `Captured` frames until the connection closes. Needs no
+    /// registration; one capture at a time.
+    Capture,
 }
 
 /// A frame a node sends to an app.
@@ -415,6 +455,10 @@ pub enum NodeFrame {
         /// The JSON text.
         json: String,
     },
+    /// Answer to `Capture`: `Captured` frames follow.
+    CaptureStarted,
+    /// A datagram the node sent or received.
+    Captured(Captured),
     /// Answer to `StoreDump`: the entries as one JSON object.
     StoreDump {
         /// The JSON text.
@@ -535,6 +579,22 @@ impl<'a> Body<'a> {
         self.array().map(CapsuleType)
     }
 
+    fn endpoint(&mut self) -> Result<std::net::SocketAddr, DecodeError> {
+        let ip = std::net::Ipv6Addr::from(self.array::<16>()?);
+        let port = self.u16()?;
+        Ok(match ip.to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::from((v4, port)),
+            None => std::net::SocketAddr::from((ip, port)),
+        })
+    }
+
+    /// Everything left.
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.at..];
+        self.at = self.buf.len();
+        s
+    }
+
     fn bytes16(&mut self, len: u16) -> Result<Vec<u8>, DecodeError> {
         self.take(usize::from(len)).map(<[u8]>::to_vec)
     }
@@ -602,6 +662,7 @@ impl AppFrame {
                 w.put(capsule_type.as_bytes());
                 w.finish();
             }
+            AppFrame::Capture => FrameWriter::begin(out, frame_type::CAPTURE, 0)?.finish(),
             AppFrame::StoreDump { capsule_type } => {
                 let ty = capsule_type.as_ref().map_or(&[][..], |t| &t.as_bytes()[..]);
                 let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP, ty.len())?;
@@ -633,6 +694,9 @@ impl AppFrame {
                 b.finish()?;
                 Ok(AppFrame::Evict { capsule_type })
             }
+            frame_type::CAPTURE => Body::new("capture", body)
+                .finish()
+                .map(|()| AppFrame::Capture),
             frame_type::STORE_DUMP => {
                 let mut b = Body::new("store dump", body);
                 let capsule_type = if body.is_empty() {
@@ -777,6 +841,20 @@ impl NodeFrame {
                 w.put(json.as_bytes());
                 w.finish();
             }
+            NodeFrame::CaptureStarted => {
+                FrameWriter::begin(out, frame_type::CAPTURE_STARTED, 0)?.finish();
+            }
+            NodeFrame::Captured(c) => {
+                let mut w =
+                    FrameWriter::begin(out, frame_type::CAPTURED, CAPTURED_FIXED + c.data.len())?;
+                w.put(&c.ts_ns.to_be_bytes())
+                    .put(&[u8::from(c.outbound)])
+                    .put(&c.lost.to_be_bytes());
+                put_endpoint(&mut w, &c.peer);
+                put_endpoint(&mut w, &c.local);
+                w.put(&c.data);
+                w.finish();
+            }
             NodeFrame::StoreDump { json } => {
                 let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP_REPLY, json.len())?;
                 w.put(json.as_bytes());
@@ -846,6 +924,36 @@ impl NodeFrame {
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
             frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
             frame_type::STORE_DUMP_REPLY => text(body).map(|json| NodeFrame::StoreDump { json }),
+            frame_type::CAPTURE_STARTED => Body::new("capture started", body)
+                .finish()
+                .map(|()| NodeFrame::CaptureStarted),
+            frame_type::CAPTURED => {
+                let mut b = Body::new("captured", body);
+                let ts_ns = b.u64()?;
+                let outbound = match b.u8()? {
+                    0 => false,
+                    1 => true,
+                    value => {
+                        return Err(DecodeError::BadBool {
+                            frame: "captured",
+                            field: "outbound",
+                            value,
+                        });
+                    }
+                };
+                let lost = b.u32()?;
+                let peer = b.endpoint()?;
+                let local = b.endpoint()?;
+                let data = b.rest().to_vec();
+                Ok(NodeFrame::Captured(Captured {
+                    ts_ns,
+                    outbound,
+                    peer,
+                    local,
+                    lost,
+                    data,
+                }))
+            }
             frame_type::EVICTED => {
                 let mut b = Body::new("evicted", body);
                 let capsule_type = b.capsule_type()?;

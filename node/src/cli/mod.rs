@@ -1,6 +1,7 @@
 //! Command-line surface. Each subcommand group lives in its own module.
 
 mod capsule;
+mod capture;
 mod node;
 mod sim;
 mod status;
@@ -62,6 +63,15 @@ enum Command {
     ///
     /// Example: ants modules -s /tmp/ants-demo/n3.sock
     Modules(status::ModulesArgs),
+    /// Write the datagrams a running node sends and receives (capsules and code transfer) to
+    /// a pcapng file, as UDP between the node's endpoint and its peers.
+    ///
+    /// Decode it with the dissector in tools/wireshark/ants.lua:
+    /// tshark -X lua_script:tools/wireshark/ants.lua -r FILE -Y ants. One capture per node
+    /// at a time; datagrams this client is too slow for are counted, not queued.
+    ///
+    /// Example: ants capture -s /tmp/ants-demo/n3.sock -w n3.pcapng --count 100
+    Capture(capture::CaptureArgs),
     /// Look into a running node's soft-store.
     ///
     /// Example: ants store dump -s /tmp/ants-demo/n3.sock --type ee5d3ee4…
@@ -111,6 +121,7 @@ impl Cli {
             Command::Drops(a) => a.run(),
             Command::Modules(a) => a.run(),
             Command::Store(c) => c.run(),
+            Command::Capture(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
         }

@@ -25,6 +25,7 @@ mod overlay;
 mod persist;
 mod router;
 mod stats;
+mod tap;
 mod workers;
 
 use std::net::SocketAddr;
@@ -328,6 +329,8 @@ struct Driver {
     apps: Option<AppDeliverer>,
     /// Which types this worker runs, and the other workers' inboxes.
     steer: Steering,
+    /// `ants capture`.
+    tap: Arc<tap::Tap>,
     /// Capsule log lines written (one "peer": the node).
     log_budget: PeerBudgets<()>,
     logs_suppressed: u64,
@@ -374,6 +377,7 @@ impl Driver {
             compile_times: Vec::new(),
             apps: common.apps.clone(),
             steer: Steering::new(shard, common.inboxes.clone()),
+            tap: Arc::clone(&common.tap),
             log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
             logs_suppressed: 0,
         };
@@ -560,6 +564,10 @@ impl Driver {
             AppRequest::StoreDump { ty, reply } => {
                 let _ = reply.send(Ok(self.store_dump(ty)));
             }
+            // The hub starts captures; a worker asked directly does the same.
+            AppRequest::Capture { out, reply } => {
+                let _ = reply.send(self.tap.start(out));
+            }
             AppRequest::Evict { ty, reply } => {
                 let mut removed = self.node.evict(&ty);
                 removed |= self.exec.unload(&ty);
@@ -642,6 +650,9 @@ impl Driver {
     /// Feed one received datagram to the node (fault injection applies here), or stage it
     /// for the worker that runs its type.
     fn datagram(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
+        if self.tap.on() {
+            self.tap.offer(now, false, from, data);
+        }
         if self.fault.drop_code(data) {
             return;
         }
@@ -654,9 +665,13 @@ impl Driver {
     /// Hand up to `max` of the node's datagrams to `send` (fault injection applies here);
     /// returns how many the node still holds.
     fn drain_transmits(&mut self, max: usize, mut send: impl FnMut(SocketAddr, &[u8])) -> usize {
-        let fault = &mut self.fault;
+        let (fault, tap) = (&mut self.fault, &self.tap);
+        let now = self.clock.now();
         self.node.drain_transmits_up_to(max, |to, bytes| {
             if !fault.drop_code(bytes) {
+                if tap.on() {
+                    tap.offer(now, true, to, bytes);
+                }
                 send(to, bytes);
             }
         })
@@ -757,7 +772,13 @@ async fn serve(
     if let Some(r) = ready {
         let _ = r.send(Ok(local));
     }
-    tokio::spawn(workers::hub(stats_rx, app_rx, links, shard));
+    tokio::spawn(workers::hub(
+        stats_rx,
+        app_rx,
+        links,
+        shard,
+        Arc::clone(&common.tap),
+    ));
     let mut total = main.run().await?;
     // Keep the app server until every worker has stopped delivering.
     for t in threads {
@@ -780,6 +801,7 @@ struct Common {
     apps: Option<AppDeliverer>,
     clock: Clock,
     inboxes: Arc<[mpsc::Sender<workers::Handoff>]>,
+    tap: Arc<tap::Tap>,
 }
 
 /// One worker's own parts, made before any worker runs.
@@ -880,6 +902,7 @@ impl Setup {
                 apps: apps.as_ref().map(AppHandle::deliverer),
                 clock: Clock::start(),
                 inboxes: senders.into(),
+                tap: Arc::new(tap::Tap::new(local)),
             },
             seeds,
             inboxes,

@@ -26,6 +26,7 @@ use ants_wire::CapsuleType;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
+use super::tap::Tap;
 use super::{Stats, recv_opt};
 use crate::app_server::AppRequest;
 
@@ -189,6 +190,7 @@ pub(super) async fn hub(
     mut app_rx: Option<mpsc::Receiver<AppRequest>>,
     workers: Vec<WorkerLink>,
     shard: Shard,
+    tap: Arc<Tap>,
 ) {
     loop {
         tokio::select! {
@@ -197,14 +199,21 @@ pub(super) async fn hub(
                     let _ = reply.send(s);
                 }
             }
-            Some(req) = recv_opt(&mut app_rx) => app_request(req, &workers, shard).await,
+            Some(req) = recv_opt(&mut app_rx) => app_request(req, &workers, shard, &tap).await,
             else => break,
         }
     }
 }
 
-async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard) {
+async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap: &Tap) {
     match req {
+        AppRequest::Capture { out, reply } => {
+            let r = tap.start(out);
+            if r.is_ok() {
+                tracing::info!("capture started");
+            }
+            let _ = reply.send(r);
+        }
         AppRequest::Register {
             app,
             accept,

@@ -275,6 +275,7 @@ fn app_frame() -> impl Strategy<Value = AppFrame> {
             .prop_map(|(app, accept)| AppFrame::Register { app, accept }),
         Just(AppFrame::Ping),
         Just(AppFrame::Stats),
+        Just(AppFrame::Capture),
         capsule_type().prop_map(|capsule_type| AppFrame::Evict { capsule_type }),
         prop::option::of(capsule_type())
             .prop_map(|capsule_type| AppFrame::StoreDump { capsule_type }),
@@ -307,6 +308,27 @@ fn node_frame() -> impl Strategy<Value = NodeFrame> {
         Just(NodeFrame::Pong),
         "[ -~]{0,64}".prop_map(|json| NodeFrame::Stats { json }),
         "[ -~]{0,64}".prop_map(|json| NodeFrame::StoreDump { json }),
+        Just(NodeFrame::CaptureStarted),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u32>(),
+            (any::<[u8; 4]>(), any::<u16>()),
+            (any::<[u8; 16]>(), any::<u16>()),
+            bytes(300)
+        )
+            .prop_map(|(ts_ns, outbound, lost, (v4, p4), (mut v6, p6), data)| {
+                // A v4-mapped IPv6 address reads back as IPv4: keep this one IPv6.
+                v6[0] |= 0x20;
+                NodeFrame::Captured(Captured {
+                    ts_ns,
+                    outbound,
+                    lost,
+                    peer: std::net::SocketAddr::from((v4, p4)),
+                    local: std::net::SocketAddr::from((std::net::Ipv6Addr::from(v6), p6)),
+                    data,
+                })
+            }),
         (capsule_type(), any::<bool>()).prop_map(|(capsule_type, removed)| NodeFrame::Evicted {
             capsule_type,
             removed
