@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ants_app::{AppClient, Inject};
 
-use crate::netns::{require_root, require_tools};
+use crate::netns::tool_or_root;
 use crate::support::{addr, capsule_bytes, root};
 use crate::topology::Topology;
 
@@ -62,14 +62,9 @@ fn tshark_fields(pcapng: &[u8], fields: &[&str]) -> Vec<Vec<String>> {
 
 #[test]
 fn a_capture_of_a_real_run_decodes_with_the_shipped_dissector() {
-    let on_path = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !on_path && !require_root("decoding a capture with tshark (installs Debian's tshark)") {
+    if !tool_or_root("tshark", "tshark", "decoding a capture with tshark") {
         return;
     }
-    require_tools(&[("tshark", "tshark")]);
     let line = Topology::line(3, "");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("n2.pcapng");

@@ -12,7 +12,7 @@ use ants_app::{AppClient, Inject};
 use ants_node::config::Config;
 use ants_node::daemon;
 
-use crate::netns::{require_root, require_tools};
+use crate::netns::tool_or_root;
 use crate::support::{addr, capsule_bytes};
 
 /// A free loopback port (bound and released; the node binds it right after).
@@ -37,14 +37,9 @@ fn http(at: SocketAddr, request: &[u8]) -> String {
 /// root; otherwise the check is skipped with a message (a failure when
 /// `ANTS_REQUIRE_ROOT_TESTS=1`, as in CI).
 pub(crate) fn promtool_check(text: &str) {
-    let on_path = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !on_path && !require_root("promtool check metrics (installs Debian's prometheus)") {
+    if !tool_or_root("promtool", "prometheus", "promtool check metrics") {
         return;
     }
-    require_tools(&[("promtool", "prometheus")]);
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

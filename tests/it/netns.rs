@@ -90,6 +90,21 @@ pub(crate) fn require_tools(tools: &[(&str, &str)]) {
     );
 }
 
+/// Whether `program` (from Debian's `package`) can run for `test`: on PATH, or installed
+/// now as root. Not root and missing: the test is skipped with a message (a failure when
+/// `ANTS_REQUIRE_ROOT_TESTS=1`, as in CI).
+pub(crate) fn tool_or_root(program: &str, package: &str, test: &str) -> bool {
+    let on_path = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !on_path && !require_root(&format!("{test} (installs Debian's {package})")) {
+        return false;
+    }
+    require_tools(&[(program, package)]);
+    true
+}
+
 /// Run `program args…`; `Err` with its stderr when it fails.
 fn try_cmd(program: &str, args: &[&str]) -> io::Result<String> {
     let out = Command::new(program)

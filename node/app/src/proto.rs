@@ -559,6 +559,19 @@ impl<'a> Body<'a> {
         Ok(self.array::<1>()?[0])
     }
 
+    /// A byte that must be 0 or 1.
+    fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::BadBool {
+                frame: self.frame,
+                field,
+                value,
+            }),
+        }
+    }
+
     fn u16(&mut self) -> Result<u16, DecodeError> {
         self.array().map(u16::from_be_bytes)
     }
@@ -930,17 +943,7 @@ impl NodeFrame {
             frame_type::CAPTURED => {
                 let mut b = Body::new("captured", body);
                 let ts_ns = b.u64()?;
-                let outbound = match b.u8()? {
-                    0 => false,
-                    1 => true,
-                    value => {
-                        return Err(DecodeError::BadBool {
-                            frame: "captured",
-                            field: "outbound",
-                            value,
-                        });
-                    }
-                };
+                let outbound = b.bool("outbound")?;
                 let lost = b.u32()?;
                 let peer = b.endpoint()?;
                 let local = b.endpoint()?;
@@ -957,17 +960,7 @@ impl NodeFrame {
             frame_type::EVICTED => {
                 let mut b = Body::new("evicted", body);
                 let capsule_type = b.capsule_type()?;
-                let removed = match b.u8()? {
-                    0 => false,
-                    1 => true,
-                    value => {
-                        return Err(DecodeError::BadBool {
-                            frame: "evicted",
-                            field: "removed",
-                            value,
-                        });
-                    }
-                };
+                let removed = b.bool("removed")?;
                 b.finish()?;
                 Ok(NodeFrame::Evicted {
                     capsule_type,
