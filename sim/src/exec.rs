@@ -212,6 +212,7 @@ impl<E: Executor> Executor for NodeView<'_, E> {
             return RunReport {
                 result: RunResult::NotLoaded,
                 fuel_used: 0,
+                nanos: None,
             };
         }
         self.shared.run(e)

@@ -80,6 +80,7 @@ impl Executor for Chaos {
         RunReport {
             result: RunResult::Returned(0),
             fuel_used: 10,
+            nanos: None,
         }
     }
 }

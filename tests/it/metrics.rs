@@ -116,6 +116,19 @@ fn a_running_node_serves_metrics_that_promtool_accepts() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(worker_runs, 1, "{body}");
+    // Fuel per run as a histogram: one run, counted in every bucket from its own up.
+    let fuel_count = format!("ants_capsule_fuel_count{{protocol=\"{ty}\"}} 1");
+    assert!(body.contains(&fuel_count), "{body}");
+    let inf = format!("ants_capsule_fuel_bucket{{le=\"+Inf\",protocol=\"{ty}\"}} 1");
+    let inf_other_order = format!("ants_capsule_fuel_bucket{{protocol=\"{ty}\",le=\"+Inf\"}} 1");
+    assert!(
+        body.contains(&inf) || body.contains(&inf_other_order),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE ants_capsule_exec_seconds histogram"),
+        "{body}"
+    );
     promtool_check(body);
     // Bad requests: a clear status, and the node goes on serving.
     assert!(http(at, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));

@@ -135,6 +135,9 @@ pub struct RunReport {
     pub result: RunResult,
     /// Fuel consumed (roughly, wasm instructions executed).
     pub fuel_used: u64,
+    /// Wall time of the execution in nanoseconds, when the executor measured it (a sample of
+    /// the runs: reading the clock costs a noticeable share of a short run).
+    pub nanos: Option<u64>,
 }
 
 /// Runs capsule code.

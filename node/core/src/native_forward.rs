@@ -38,6 +38,7 @@ impl Executor for NativeForward {
             return RunReport {
                 result: RunResult::NotLoaded,
                 fuel_used: 0,
+                nanos: None,
             };
         }
         let dst = e.capsule.dst;
@@ -49,6 +50,7 @@ impl Executor for NativeForward {
         RunReport {
             result: RunResult::Returned(code.min(0)),
             fuel_used: 10,
+            nanos: None,
         }
     }
 }

@@ -47,6 +47,19 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// "p50/p99" of a histogram's JSON (the tops of their power-of-two buckets), or "-".
+fn quantiles(hist: &Value, show: impl Fn(u64) -> String) -> String {
+    let mut h = ants_core::node::Log2Hist::default();
+    let buckets = hist["buckets"].as_array().into_iter().flatten();
+    for (slot, v) in h.buckets.iter_mut().zip(buckets) {
+        *slot = u(v);
+    }
+    match (h.quantile(0.5), h.quantile(0.99)) {
+        (Some(a), Some(b)) => format!("{}/{}", show(a), show(b)),
+        _ => "-".to_owned(),
+    }
+}
+
 /// The human-readable status of a node from its counters' JSON.
 pub(crate) fn render_status(s: &Value) -> String {
     let mut out = String::new();
@@ -104,21 +117,33 @@ pub(crate) fn render_status(s: &Value) -> String {
     if let Some(protocols) = s["protocols"].as_object().filter(|m| !m.is_empty()) {
         let _ = writeln!(
             out,
-            "\n{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14}",
-            "PROTOCOL", "RUNS", "SENT", "DELIVERED", "TRAPS", "ERRORS", "FUEL"
+            "\n{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14} {:>13} {:>15}",
+            "PROTOCOL",
+            "RUNS",
+            "SENT",
+            "DELIVERED",
+            "TRAPS",
+            "ERRORS",
+            "FUEL",
+            "FUEL p50/p99",
+            "µs p50/p99"
         );
         for (ty, c) in protocols {
             let short: String = ty.chars().take(16).collect();
+            let fuel = quantiles(&c["fuel_hist"], |v| v.to_string());
+            let time = quantiles(&c["time_hist"], |v| format!("{:.1}", v as f64 / 1e3));
             let _ = writeln!(
                 out,
-                "{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14}",
+                "{:<18} {:>10} {:>10} {:>10} {:>7} {:>7} {:>14} {:>13} {:>15}",
                 format!("{short}…"),
                 u(&c["runs"]),
                 u(&c["sent"]),
                 u(&c["delivered"]),
                 u(&c["traps"]),
                 u(&c["errors"]),
-                u(&c["fuel"])
+                u(&c["fuel"]),
+                fuel,
+                time
             );
         }
     }
@@ -530,7 +555,9 @@ mod tests {
             "node": {"runs": 7, "drops": {}},
             "workers": [{"index": 0, "protocols": 1, "runs": 7}, {"index": 1}],
             "handed_off": 3,
-            "protocols": {"ab".repeat(32): {"runs": 7, "sent": 6}},
+            "protocols": {"ab".repeat(32): {"runs": 7, "sent": 6,
+                "fuel_hist": {"buckets": [0, 0, 0, 0, 0, 0, 0, 0, 6, 1]},
+                "time_hist": {"buckets": [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]}}},
             "router": {"forwarded": 9, "fast_path": {"forwarded": 4, "native": true},
                        "interfaces": [{"name": "r1-h1", "kernel_frames": 10}]},
         });
@@ -542,6 +569,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("abababababababab…"), "{text}");
+        assert!(
+            text.contains("255/511         0.5/0.5"),
+            "fuel and time quantiles: {text}"
+        );
         assert!(text.contains("forwarded 9"), "{text}");
         assert!(text.contains("native XDP"), "{text}");
         assert!(text.contains("r1-h1"), "{text}");

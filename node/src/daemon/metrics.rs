@@ -23,10 +23,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ants_core::node::Log2Hist;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,6 +52,64 @@ fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Lab
     let f = Family::<Labels, Counter>::default();
     registry.register(name, help, f.clone());
     f
+}
+
+/// A histogram whose buckets were counted elsewhere (a [`Log2Hist`] of the node core),
+/// encoded as a Prometheus histogram with fixed bounds: the tops of the power-of-two
+/// buckets times `scale`, then `+Inf`.
+#[derive(Debug, Default)]
+struct Bucketed(std::sync::Mutex<BucketedValue>);
+
+/// Sum, count, and (top, count) per bucket.
+#[derive(Debug, Default)]
+struct BucketedValue {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl Bucketed {
+    fn set(&self, h: &Log2Hist, scale: f64) {
+        let buckets = h
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let top = match Log2Hist::upper_bound(i) {
+                    u64::MAX => f64::INFINITY,
+                    b => b as f64 * scale,
+                };
+                (top, *n)
+            })
+            .collect();
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = BucketedValue {
+            sum: h.sum as f64 * scale,
+            count: h.count(),
+            buckets,
+        };
+    }
+}
+
+impl TypedMetric for Bucketed {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Bucketed {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        encoder.encode_histogram::<NoLabelSet>(g.sum, g.count, &g.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Register a gauge set to `value`.
@@ -107,6 +168,24 @@ pub fn render(stats: &Stats) -> String {
         }
         fuel.get_or_create(&labels(&[("protocol", &p)]))
             .inc_by(c.fuel);
+    }
+    let fuel_hist = Family::<Labels, Bucketed>::default();
+    r.register(
+        "capsule_fuel",
+        "Fuel per capsule execution, by type (power-of-two buckets)",
+        fuel_hist.clone(),
+    );
+    let time_hist = Family::<Labels, Bucketed>::default();
+    r.register(
+        "capsule_exec_seconds",
+        "Wall time per capsule execution, by type; one run in 64 is timed (power-of-two \
+         nanosecond buckets)",
+        time_hist.clone(),
+    );
+    for (ty, c) in &stats.protocols {
+        let l = labels(&[("protocol", &ty.to_string())]);
+        fuel_hist.get_or_create(&l).set(&c.fuel_hist, 1.0);
+        time_hist.get_or_create(&l).set(&c.time_hist, 1e-9);
     }
     let quarantines = counter_family(
         &mut r,

@@ -74,6 +74,67 @@ impl DropReason {
     }
 }
 
+/// A histogram with power-of-two buckets: bucket 0 counts zeros, bucket `i` (1 to 30) the
+/// values from `2^(i-1)` to `2^i - 1`, bucket 31 everything from `2^30` up. Recording is
+/// a leading-zeros count, an increment and an add.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Log2Hist {
+    /// Values counted per bucket.
+    pub buckets: [u64; 32],
+    /// The sum of the values (saturating).
+    pub sum: u64,
+}
+
+impl Log2Hist {
+    /// Count `value`.
+    pub fn record(&mut self, value: u64) {
+        let i = (64 - value.leading_zeros() as usize).min(31);
+        self.buckets[i] += 1;
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The largest value bucket `i` holds (`u64::MAX` for the last).
+    pub fn upper_bound(i: usize) -> u64 {
+        match i {
+            0 => 0,
+            1..=30 => (1u64 << i) - 1,
+            _ => u64::MAX,
+        }
+    }
+
+    /// An upper bound of the `q` quantile (0 to 1): the top of the bucket it falls in;
+    /// `None` if nothing was counted.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(Self::upper_bound(i));
+            }
+        }
+        Some(u64::MAX)
+    }
+}
+
+impl std::ops::AddAssign for Log2Hist {
+    fn add_assign(&mut self, other: Log2Hist) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+}
+
 /// Counters of one protocol (capsule type) on this node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, derive_more::AddAssign)]
 pub struct ProtocolCounters {
@@ -102,6 +163,10 @@ pub struct ProtocolCounters {
     /// Node time of the last run, ns since the Unix epoch (0: never). Each type runs on one
     /// worker, so summing workers' counters keeps it.
     pub last_run_ns: u64,
+    /// Fuel per run.
+    pub fuel_hist: Log2Hist,
+    /// Wall time per run in nanoseconds, of the runs the executor timed (a sample).
+    pub time_hist: Log2Hist,
 }
 
 /// Counters of the whole node.
@@ -231,5 +296,33 @@ impl ProtocolTable {
     /// The bucket of protocols past the table's bound.
     pub fn other(&self) -> &ProtocolCounters {
         &self.other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_buckets_and_quantiles() {
+        let mut h = Log2Hist::default();
+        for v in [0, 1, 2, 3, 4, 1000, 1 << 40] {
+            h.record(v);
+        }
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[2], 2, "2 and 3");
+        assert_eq!(h.buckets[3], 1);
+        assert_eq!(h.buckets[10], 1, "1000 is in 512..=1023");
+        assert_eq!(h.buckets[31], 1);
+        assert_eq!(h.count(), 7);
+        assert_eq!(h.sum, 1010 + (1 << 40));
+        assert_eq!(h.quantile(0.5), Some(3));
+        assert_eq!(h.quantile(0.85), Some(1023));
+        assert_eq!(h.quantile(1.0), Some(u64::MAX));
+        assert_eq!(Log2Hist::default().quantile(0.5), None);
+        let mut sum = h;
+        sum += h;
+        assert_eq!(sum.count(), 14);
     }
 }

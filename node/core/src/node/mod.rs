@@ -43,7 +43,7 @@ use ants_wire::{
 use sha2::{Digest, Sha256};
 
 pub use config::{AcceptFrom, NodeConfig};
-pub use counters::{DropReason, NodeCounters, ProtocolCounters, ProtocolTable};
+pub use counters::{DropReason, Log2Hist, NodeCounters, ProtocolCounters, ProtocolTable};
 pub use io::{AppDelivery, Event, InjectError, Injection, LoadTiming};
 use quarantine::Quarantine;
 pub use quarantine::QuarantineConfig;
@@ -284,6 +284,10 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         let (no_route, resource_refusals) = (effects.no_route, effects.resource_refusals);
         let stats = self.protocols.entry(ty);
         stats.runs += 1;
+        stats.fuel_hist.record(report.fuel_used);
+        if let Some(ns) = report.nanos {
+            stats.time_hist.record(ns);
+        }
         stats.last_run_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         stats.fuel += report.fuel_used;
         stats.limit_hits += u64::from(limit_hits);

@@ -481,6 +481,7 @@ impl Executor for Trapper {
             return crate::RunReport {
                 result: RunResult::Trapped(TrapReason::Unreachable),
                 fuel_used: 10,
+                nanos: None,
             };
         }
         self.0.run(e)
