@@ -112,6 +112,19 @@ fn two_workers_run_each_type_on_one_worker_and_lose_nothing() {
         s.workers.iter().all(|w| w.runs > 0),
         "both workers ran capsules"
     );
+    // Both neighbours were heard from (n1 sent capsules, n3 asked for code), recently.
+    assert_eq!(s.neighbours.len(), 2, "{:?}", s.neighbours);
+    for n in &s.neighbours {
+        let heard = n.last_heard.unwrap_or_else(|| panic!("{n:?} never heard"));
+        assert!(heard < Duration::from_secs(60), "{n:?}");
+    }
+    let n1 = line.stats(1);
+    assert_eq!(
+        n1.routes,
+        [("198.18.0.3/32".to_string(), "198.18.0.2".to_string())],
+        "n1 routes to n3 via n2"
+    );
+    assert!(n1.uptime > Duration::ZERO);
     assert_eq!(s.handoff_dropped, 0);
     eprintln!(
         "n2: {} datagrams handed between workers; per worker {:?}",

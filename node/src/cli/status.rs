@@ -71,9 +71,30 @@ pub(crate) fn render_status(s: &Value) -> String {
     let n = &s["node"];
     let _ = writeln!(
         out,
-        "node {} ({mode})",
-        s["address"].as_str().unwrap_or("?")
+        "node {} ({mode}), up {:.1} s",
+        s["address"].as_str().unwrap_or("?"),
+        s["uptime_s"].as_f64().unwrap_or(0.0)
     );
+    for nb in s["neighbours"].as_array().into_iter().flatten() {
+        let heard = nb["last_heard_s"].as_f64().map_or_else(
+            || "never heard".to_owned(),
+            |t| format!("heard {t:.1} s ago"),
+        );
+        let _ = writeln!(
+            out,
+            "neighbour {} at {}  {heard}",
+            nb["address"].as_str().unwrap_or("?"),
+            nb["endpoint"].as_str().unwrap_or("?")
+        );
+    }
+    for r in s["routes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "route     {} via {}",
+            r["dst"].as_str().unwrap_or("?"),
+            r["via"].as_str().unwrap_or("?")
+        );
+    }
     let _ = writeln!(
         out,
         "capsules  in {}  injected {}  runs {}  sent {}  delivered {}  held {}",
@@ -554,6 +575,10 @@ mod tests {
             "address": "198.18.0.1",
             "node": {"runs": 7, "drops": {}},
             "workers": [{"index": 0, "protocols": 1, "runs": 7}, {"index": 1}],
+            "uptime_s": 12.34,
+            "neighbours": [{"address": "198.18.0.2", "endpoint": "127.0.0.1:7102", "last_heard_s": 0.25},
+                           {"address": "198.18.0.4", "endpoint": "127.0.0.1:7104", "last_heard_s": null}],
+            "routes": [{"dst": "198.18.0.5/32", "via": "198.18.0.4"}],
             "handed_off": 3,
             "protocols": {"ab".repeat(32): {"runs": 7, "sent": 6,
                 "fuel_hist": {"buckets": [0, 0, 0, 0, 0, 0, 0, 0, 6, 1]},
@@ -562,7 +587,15 @@ mod tests {
                        "interfaces": [{"name": "r1-h1", "kernel_frames": 10}]},
         });
         let text = render_status(&s);
-        assert!(text.starts_with("node 198.18.0.1 (router mode)"), "{text}");
+        assert!(
+            text.starts_with(
+                "node 198.18.0.1 (router mode), up 12.3 s\n\
+                 neighbour 198.18.0.2 at 127.0.0.1:7102  heard 0.2 s ago\n\
+                 neighbour 198.18.0.4 at 127.0.0.1:7104  never heard\n\
+                 route     198.18.0.5/32 via 198.18.0.4\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("runs 7"), "{text}");
         assert!(
             text.contains("workers   2  (#0 1 types 7 runs, #1 0 types 0 runs)  handed over 3"),

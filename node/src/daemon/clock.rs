@@ -21,6 +21,11 @@ impl Clock {
         }
     }
 
+    /// Time since the node started.
+    pub(super) fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     /// Now, in node time.
     pub(super) fn now(&self) -> Duration {
         self.wall_at_start.saturating_add(self.start.elapsed())

@@ -71,7 +71,7 @@ pub const MAX_TURN_TIME: Duration = Duration::from_millis(20);
 pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
 pub use router::RouterStats;
-pub use stats::{Stats, WorkerSummary};
+pub use stats::{NeighbourInfo, Stats, WorkerSummary};
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -331,6 +331,8 @@ struct Driver {
     steer: Steering,
     /// `ants capture`.
     tap: Arc<tap::Tap>,
+    /// The configured routes, as written (for status).
+    routes: Arc<[(String, String)]>,
     /// Capsule log lines written (one "peer": the node).
     log_budget: PeerBudgets<()>,
     logs_suppressed: u64,
@@ -378,6 +380,11 @@ impl Driver {
             apps: common.apps.clone(),
             steer: Steering::new(shard, common.inboxes.clone()),
             tap: Arc::clone(&common.tap),
+            routes: cfg
+                .routes
+                .iter()
+                .map(|r| (r.dst.to_string(), r.via.to_string()))
+                .collect(),
             log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
             logs_suppressed: 0,
         };
@@ -397,8 +404,21 @@ impl Driver {
     }
 
     fn stats(&self) -> Stats {
+        let now = self.now();
         Stats {
             address: self.node.address(),
+            uptime: self.clock.uptime(),
+            neighbours: self
+                .node
+                .neighbours()
+                .into_iter()
+                .map(|(address, endpoint, heard)| NeighbourInfo {
+                    address,
+                    endpoint,
+                    last_heard: heard.map(|t| now.saturating_sub(t)),
+                })
+                .collect(),
+            routes: self.routes.to_vec(),
             node: self.node.counters().clone(),
             loader: self.node.loader_counters().clone(),
             protocols: self
@@ -656,8 +676,13 @@ impl Driver {
         if self.fault.drop_code(data) {
             return;
         }
-        // A stranger's datagram is dropped and counted here, never copied to another worker.
-        if !(self.node.accepts(&from) && self.steer.foreign(from, data)) {
+        // Another worker's, from a peer the node accepts: hand it over. A stranger's is
+        // dropped and counted here, never copied to another worker.
+        if let Some(owner) = self.steer.foreign_owner(data)
+            && self.node.accepts(&from)
+        {
+            self.steer.stage(owner, from, data);
+        } else {
             self.node.handle_datagram(now, from, data, &mut self.exec);
         }
     }

@@ -26,11 +26,28 @@ pub struct WorkerSummary {
     pub protocols: Vec<CapsuleType>,
 }
 
+/// A configured neighbour as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourInfo {
+    /// Its active address.
+    pub address: ants_wire::Address,
+    /// Its endpoint.
+    pub endpoint: std::net::SocketAddr,
+    /// How long ago a datagram last came from it (`None`: never).
+    pub last_heard: Option<Duration>,
+}
+
 /// A snapshot of a running node's counters.
 #[derive(Debug, Clone)]
 pub struct Stats {
     /// The node's active address.
     pub address: ants_wire::Address,
+    /// Time since the node started.
+    pub uptime: Duration,
+    /// The configured neighbours, with when each was last heard from.
+    pub neighbours: Vec<NeighbourInfo>,
+    /// The configured routes: destination prefix and next hop, as written.
+    pub routes: Vec<(String, String)>,
     /// Node counters.
     pub node: NodeCounters,
     /// Code loader counters.
@@ -80,6 +97,9 @@ impl Stats {
         // Destructured without `..`: a new field does not compile until it is merged here.
         let Stats {
             address: _,
+            uptime,
+            neighbours,
+            routes: _,
             node,
             loader,
             protocols,
@@ -100,6 +120,19 @@ impl Stats {
             handed_off,
             handoff_dropped,
         } = o;
+        self.uptime = self.uptime.max(uptime);
+        // Every worker has every neighbour: keep the most recent hearing.
+        for n in neighbours {
+            match self.neighbours.iter_mut().find(|m| m.address == n.address) {
+                Some(m) => {
+                    m.last_heard = match (m.last_heard, n.last_heard) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                None => self.neighbours.push(n),
+            }
+        }
         self.node.add(&node);
         self.loader += loader;
         for (ty, c) in protocols {
@@ -208,6 +241,13 @@ impl Stats {
         });
         json!({
             "address": self.address.to_string(),
+            "uptime_s": self.uptime.as_secs_f64(),
+            "neighbours": self.neighbours.iter().map(|n| json!({
+                "address": n.address.to_string(),
+                "endpoint": n.endpoint.to_string(),
+                "last_heard_s": n.last_heard.map(|d| d.as_secs_f64()),
+            })).collect::<Vec<_>>(),
+            "routes": self.routes.iter().map(|(dst, via)| json!({"dst": dst, "via": via})).collect::<Vec<_>>(),
             "node": self.node,
             "loader": self.loader,
             "protocols": protocols,

@@ -111,18 +111,32 @@ impl Steering {
         }
     }
 
-    /// `true` if the datagram is another worker's: it is staged for that worker (and sent
-    /// with the next [`flush`](Self::flush), or now if the stage is full).
-    pub(super) fn foreign(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
+    /// The worker that owns `datagram`, if not this one.
+    pub(super) fn foreign_owner(&self, datagram: &[u8]) -> Option<usize> {
         if self.shard.count <= 1 {
-            return false;
+            return None;
         }
         let owner = self.shard.owner_of_datagram(datagram);
-        if owner == self.shard.index {
-            return false;
+        (owner != self.shard.index).then_some(owner)
+    }
+
+    /// `true` if the datagram is another worker's: it is staged for that worker (and sent
+    /// with the next [`flush`](Self::flush), or now if the stage is full).
+    #[cfg(test)]
+    fn foreign(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
+        match self.foreign_owner(datagram) {
+            Some(owner) => {
+                self.stage(owner, from, datagram);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Stage `datagram` for worker `owner`.
+    pub(super) fn stage(&mut self, owner: usize, from: SocketAddr, datagram: &[u8]) {
         let Some(stage) = self.staged.get_mut(owner) else {
-            return false;
+            return;
         };
         let start = stage.data.len();
         stage.data.extend_from_slice(datagram);
@@ -130,7 +144,6 @@ impl Steering {
         if stage.data.len() >= HANDOFF_BYTES {
             self.send(owner);
         }
-        true
     }
 
     /// Send everything staged.

@@ -66,6 +66,8 @@ pub struct Node<P> {
     /// Neighbour active address → underlay endpoint, and back.
     peers: BTreeMap<Address, P>,
     endpoints: HashMap<P, Address>,
+    /// When each neighbour endpoint was last heard from (node time), by endpoint.
+    last_heard: HashMap<P, Duration>,
     accept_from: AcceptFrom<P>,
     loader: CodeLoader<P>,
     code: CodeCache,
@@ -106,6 +108,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             cx: Box::new(Execution::new(node, config.host)),
             peers,
             endpoints,
+            last_heard: HashMap::new(),
             accept_from: config.accept_from,
             loader: CodeLoader::new(config.loader),
             code: CodeCache::new(config.code_cache_bytes),
@@ -161,7 +164,25 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     ) {
         self.tick(now);
         self.counters.datagrams_in += 1;
-        if !self.accepts(&from) {
+        // A neighbour's datagram: note when it was heard (the one lookup also admits it).
+        let neighbour = match self.last_heard.get_mut(&from) {
+            Some(t) => {
+                *t = now;
+                true
+            }
+            None if self.endpoints.contains_key(&from) => {
+                self.last_heard.insert(from, now);
+                true
+            }
+            None => false,
+        };
+        let accepted = neighbour
+            || match &self.accept_from {
+                AcceptFrom::Any => true,
+                AcceptFrom::Neighbours => false,
+                AcceptFrom::NeighboursAnd(also) => also(&from),
+            };
+        if !accepted {
             return self.counters.drop(DropReason::Stranger, 1);
         }
         let now = self.now();
@@ -675,6 +696,15 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         let code = self.code.remove(ty).is_some();
         let stored = self.stored.remove(ty);
         code || stored
+    }
+
+    /// The configured neighbours: active address, endpoint, and when a datagram last came
+    /// from it (node time; `None`: never).
+    pub fn neighbours(&self) -> Vec<(Address, P, Option<Duration>)> {
+        self.peers
+            .iter()
+            .map(|(a, p)| (*a, *p, self.last_heard.get(p).copied()))
+            .collect()
     }
 
     /// Peers quarantined at `now` (repeated traps), by type.
