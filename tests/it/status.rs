@@ -211,3 +211,56 @@ fn store_dump_shows_a_protocols_entries_with_their_ttl() {
     assert_eq!(out.trim(), "the soft-store is empty");
     node.shutdown().expect("stop");
 }
+
+#[test]
+fn top_prints_rates_between_refreshes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("n.sock");
+    let text = format!(
+        "[node]\naddress = \"198.18.0.73\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
+        sock.display()
+    );
+    let node = daemon::spawn(Config::parse(&text, "n.toml").unwrap()).expect("node");
+    let mut app = AppClient::connect(&sock, 0).expect("app");
+    let first = Inject::with_code(
+        capsule_bytes("forward"),
+        addr("198.18.0.73"),
+        8,
+        vec![],
+        b"hi".to_vec(),
+    );
+    let ty = app.inject(&first).expect("inject");
+    // Keep capsules flowing while top samples.
+    let sender = std::thread::spawn(move || {
+        for _ in 0..60 {
+            let inj = Inject {
+                code: None,
+                ..first.clone()
+            };
+            app.inject(&inj).expect("inject");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        app
+    });
+    let s = sock.to_str().unwrap();
+    let (ok, out, err) = ants(&[
+        "top",
+        "-s",
+        s,
+        "--plain",
+        "--iterations",
+        "2",
+        "--interval",
+        "0.25",
+    ]);
+    let _app = sender.join().unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("node 198.18.0.73, up ").count(), 2, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&ty.to_string()[..16]))
+        .unwrap_or_else(|| panic!("no protocol row: {out}"));
+    let runs_per_s: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(runs_per_s > 0.0, "{out}");
+    node.shutdown().expect("stop");
+}

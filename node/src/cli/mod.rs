@@ -6,6 +6,7 @@ mod node;
 mod sim;
 mod status;
 mod template;
+mod top;
 mod traceroute;
 
 use std::process::ExitCode;
@@ -72,6 +73,15 @@ enum Command {
     ///
     /// Example: ants capture -s /tmp/ants-demo/n3.sock -w n3.pcapng --count 100
     Capture(capture::CaptureArgs),
+    /// Watch a running node's rates: capsules in, runs, sends, deliveries and drops per
+    /// second, per protocol (with fuel p50/p99) and per worker, and when each neighbour was
+    /// last heard.
+    ///
+    /// Draws in place (q quits); prints plain frames when stdout is not a terminal or with
+    /// --plain.
+    ///
+    /// Example: ants top -s /tmp/ants-demo/n3.sock
+    Top(top::TopArgs),
     /// Look into a running node's soft-store.
     ///
     /// Example: ants store dump -s /tmp/ants-demo/n3.sock --type ee5d3ee4…
@@ -121,6 +131,7 @@ impl Cli {
             Command::Drops(a) => a.run(),
             Command::Modules(a) => a.run(),
             Command::Store(c) => c.run(),
+            Command::Top(a) => a.run(),
             Command::Capture(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),

@@ -26,7 +26,7 @@ impl NodeSocket {
         Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0))
     }
 
-    fn query(&self) -> anyhow::Result<Value> {
+    pub(crate) fn query(&self) -> anyhow::Result<Value> {
         let text = ants_app::query_stats(&self.socket, self.timeout())
             .with_context(|| format!("asking the node on {}", self.socket.display()))?;
         serde_json::from_str(&text).context("the node's answer is not JSON")
@@ -43,12 +43,12 @@ pub(crate) struct StatusArgs {
     json: bool,
 }
 
-fn u(v: &Value) -> u64 {
+pub(crate) fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
 /// "p50/p99" of a histogram's JSON (the tops of their power-of-two buckets), or "-".
-fn quantiles(hist: &Value, show: impl Fn(u64) -> String) -> String {
+pub(crate) fn quantiles(hist: &Value, show: impl Fn(u64) -> String) -> String {
     let mut h = ants_core::node::Log2Hist::default();
     let buckets = hist["buckets"].as_array().into_iter().flatten();
     for (slot, v) in h.buckets.iter_mut().zip(buckets) {
