@@ -1,5 +1,6 @@
 //! `ants status` and `ants drops` against a running node, over its app socket.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,17 +22,25 @@ fn ants(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn status_and_drops_show_what_a_running_node_did() {
+/// A node at `address` with an app socket (`n.sock`) in a fresh directory; `extra` is more
+/// of its `[node]` table, where `{dir}` stands for the directory.
+fn node_at(address: &str, extra: &str) -> (tempfile::TempDir, PathBuf, daemon::DaemonHandle) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("n.sock");
     let text = format!(
-        "[node]\naddress = \"198.18.0.70\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-        sock.display()
+        "[node]\naddress = \"{address}\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n{}",
+        sock.display(),
+        extra.replace("{dir}", &dir.path().display().to_string())
     );
     let path = dir.path().join("n.toml");
     std::fs::write(&path, text).unwrap();
     let node = daemon::spawn(Config::load(&path).unwrap()).expect("node");
+    (dir, sock, node)
+}
+
+#[test]
+fn status_and_drops_show_what_a_running_node_did() {
+    let (_dir, sock, node) = node_at("198.18.0.70", "");
     // One capsule delivered here, one to an address the node has no route to.
     let mut app = AppClient::connect(&sock, 0).expect("app");
     let first = Inject::with_code(
@@ -90,18 +99,8 @@ fn status_and_drops_show_what_a_running_node_did() {
 
 #[test]
 fn modules_lists_and_evicts_a_running_nodes_types() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sock = dir.path().join("n.sock");
+    let (dir, sock, node) = node_at("198.18.0.71", "code_cache_dir = \"{dir}/code\"\n");
     let code_dir = dir.path().join("code");
-    let text = format!(
-        "[node]\naddress = \"198.18.0.71\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n\
-         code_cache_dir = \"{}\"\n",
-        sock.display(),
-        code_dir.display()
-    );
-    let path = dir.path().join("n.toml");
-    std::fs::write(&path, text).unwrap();
-    let node = daemon::spawn(Config::load(&path).unwrap()).expect("node");
     let code = capsule_bytes("forward");
     let len = code.len();
     let mut app = AppClient::connect(&sock, 0).expect("app");
@@ -151,13 +150,7 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
 
 #[test]
 fn store_dump_shows_a_protocols_entries_with_their_ttl() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sock = dir.path().join("n.sock");
-    let text = format!(
-        "[node]\naddress = \"198.18.0.72\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-        sock.display()
-    );
-    let node = daemon::spawn(Config::parse(&text, "n.toml").unwrap()).expect("node");
+    let (_dir, sock, node) = node_at("198.18.0.72", "");
     let s = sock.to_str().unwrap();
     let (ok, out, _) = ants(&["store", "dump", "-s", s]);
     assert!(ok);
@@ -214,13 +207,7 @@ fn store_dump_shows_a_protocols_entries_with_their_ttl() {
 
 #[test]
 fn top_prints_rates_between_refreshes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sock = dir.path().join("n.sock");
-    let text = format!(
-        "[node]\naddress = \"198.18.0.73\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-        sock.display()
-    );
-    let node = daemon::spawn(Config::parse(&text, "n.toml").unwrap()).expect("node");
+    let (_dir, sock, node) = node_at("198.18.0.73", "");
     let mut app = AppClient::connect(&sock, 0).expect("app");
     let first = Inject::with_code(
         capsule_bytes("forward"),
