@@ -251,3 +251,49 @@ fn top_prints_rates_between_refreshes() {
     assert!(runs_per_s > 0.0, "{out}");
     node.shutdown().expect("stop");
 }
+
+#[test]
+fn a_store_dump_of_a_full_store_is_cut_to_fit_one_answer() {
+    // Two protocols each fill their 1 MiB namespace with ~990 entries of 1,000 bytes: one
+    // worker lists 1,000 entries, values cut to 64 bytes, and says the list is cut.
+    // A deadline long enough for a debug build to finish each flood.
+    let extra = "workers = 1\n[limits]\nmax_exec_time = \"500ms\"\n";
+    let (_dir, sock, node) = node_at("198.18.0.74", extra);
+    let mut app = AppClient::connect(&sock, 0).expect("app");
+    for tag in [b'a', b'b'] {
+        let mut code = crate::support::hostile("store_flood");
+        code.extend_from_slice(&[0, 3, 1, b'v', tag]); // a custom section: another type
+        let inj = Inject::with_code(code, addr("198.18.0.74"), 8, vec![], vec![]);
+        app.inject(&inj).expect("inject");
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while node.stats().unwrap().node.runs < 2 {
+        assert!(std::time::Instant::now() < end, "the floods did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, json, err) = ants(&["store", "dump", "-s", sock.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    assert!(json.len() < 1 << 20, "{} bytes", json.len());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let counts: Vec<_> = v["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["count"].clone(), n["entries"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(v["truncated"], true, "{counts:?}");
+    let spaces = v["namespaces"].as_array().unwrap();
+    let listed: usize = spaces
+        .iter()
+        .map(|n| n["entries"].as_array().unwrap().len())
+        .sum();
+    let counted: u64 = spaces.iter().map(|n| n["count"].as_u64().unwrap()).sum();
+    assert_eq!(listed, 1000);
+    assert!(counted > 1900, "both namespaces nearly full: {counted}");
+    let e = &spaces[0]["entries"][0];
+    assert_eq!(
+        (e["value_len"].as_u64(), e["value"].as_str().unwrap().len()),
+        (Some(1000), 128)
+    );
+    node.shutdown().expect("stop");
+}

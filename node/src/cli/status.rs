@@ -347,8 +347,8 @@ pub(crate) enum StoreCommand {
     /// List the soft-store's live entries with their remaining TTL, by capsule type (the
     /// store's namespaces), like `bpftool map dump`.
     ///
-    /// At most 2,000 entries per worker are listed and values are cut to 64 bytes (their
-    /// full length shown).
+    /// At most 1,000 entries per worker (and 512 KiB in all) are listed, keys and values cut
+    /// to 64 bytes (their full lengths shown).
     ///
     /// Example: ants store dump -s /tmp/ants-demo/n3.sock
     Dump(StoreDumpArgs),
@@ -387,17 +387,18 @@ pub(crate) fn render_store(v: &Value) -> String {
             u(&ns["bytes"])
         );
         for e in ns["entries"].as_array().into_iter().flatten() {
-            let value = e["value"].as_str().unwrap_or("");
-            let len = u(&e["value_len"]);
-            let cut = if (value.len() / 2) < len as usize {
-                "…"
-            } else {
-                ""
+            // Hex, with "…" where the node cut it.
+            let shown = |field: &str, len: &str| {
+                let hex = e[field].as_str().unwrap_or("");
+                let cut = hex.len() / 2 < u(&e[len]) as usize;
+                format!("{hex}{}", if cut { "…" } else { "" })
             };
             let _ = writeln!(
                 out,
-                "  key {}  value {value}{cut} ({len} bytes)  ttl {:.1} s",
-                e["key"].as_str().unwrap_or(""),
+                "  key {}  value {} ({} bytes)  ttl {:.1} s",
+                shown("key", "key_len"),
+                shown("value", "value_len"),
+                u(&e["value_len"]),
                 e["ttl_ms"].as_f64().unwrap_or(0.0) / 1e3
             );
         }
@@ -529,8 +530,8 @@ mod tests {
     #[test]
     fn a_store_dump_reads_like_bpftool() {
         let v = json!({"namespaces": [{"type": "ab", "count": 2, "bytes": 90, "entries": [
-            {"key": "6b", "value": "0102", "value_len": 2, "ttl_ms": 4200.0},
-            {"key": "6c", "value": "ff", "value_len": 300, "ttl_ms": 10.0},
+            {"key": "6b", "key_len": 1, "value": "0102", "value_len": 2, "ttl_ms": 4200.0},
+            {"key": "6c", "key_len": 1, "value": "ff", "value_len": 300, "ttl_ms": 10.0},
         ]}], "truncated": true});
         assert_eq!(
             render_store(&v),

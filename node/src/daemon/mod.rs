@@ -57,9 +57,11 @@ use workers::{Shard, Steering, WorkerLink};
 use crate::udp::BatchSocket;
 
 /// Soft-store entries one dump lists (per worker).
-pub const STORE_DUMP_ENTRIES: usize = 2000;
-/// Value bytes a dump shows per entry (the rest is cut; the full length is given).
+pub const STORE_DUMP_ENTRIES: usize = 1000;
+/// Key and value bytes a dump shows per entry (the rest is cut; the full lengths are given).
 pub const STORE_DUMP_VALUE_BYTES: usize = 64;
+/// JSON bytes of one whole dump (all workers): well inside one app frame (1.06 MiB).
+pub const STORE_DUMP_BYTES: usize = 512 << 10;
 
 /// Batches read per wake-up before the loop serves timers, apps and compilations.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
@@ -614,8 +616,8 @@ impl Driver {
     }
 
     /// The soft-store's live entries of `ty` (or of every type this worker runs) as JSON:
-    /// at most [`STORE_DUMP_ENTRIES`] entries, values cut to [`STORE_DUMP_VALUE_BYTES`] (their
-    /// full length given), so a dump stays well inside one app frame.
+    /// at most [`STORE_DUMP_ENTRIES`] entries, keys and values cut to
+    /// [`STORE_DUMP_VALUE_BYTES`] (their full lengths given): at most ~300 KiB.
     fn store_dump(&self, ty: Option<CapsuleType>) -> serde_json::Value {
         let store = self.node.store();
         let now = self.now();
@@ -637,8 +639,10 @@ impl Driver {
                 .take(left)
                 .map(|e| {
                     let value = &e.value[..e.value.len().min(STORE_DUMP_VALUE_BYTES)];
+                    let key = &e.key[..e.key.len().min(STORE_DUMP_VALUE_BYTES)];
                     serde_json::json!({
-                        "key": hex::encode(e.key),
+                        "key": hex::encode(key),
+                        "key_len": e.key.len(),
                         "value": hex::encode(value),
                         "value_len": e.value.len(),
                         "ttl_ms": e.expires_at.saturating_sub(now).as_secs_f64() * 1e3,

@@ -275,7 +275,7 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
         AppRequest::StoreDump { ty: None, reply } => {
             // Every worker's namespaces (each type lives on one), in one object.
             let mut namespaces = Vec::new();
-            let mut truncated = false;
+            let (mut truncated, mut bytes) = (false, 0usize);
             for w in workers {
                 let (tx, rx) = oneshot::channel();
                 let req = AppRequest::StoreDump {
@@ -287,8 +287,15 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
                 }
                 if let Ok(Ok(v)) = rx.await {
                     truncated |= v["truncated"] == true;
-                    if let Some(a) = v["namespaces"].as_array() {
-                        namespaces.extend(a.iter().cloned());
+                    // The whole answer must fit one app frame: stop at the byte budget.
+                    for ns in v["namespaces"].as_array().into_iter().flatten() {
+                        let len = ns.to_string().len();
+                        if bytes + len > super::STORE_DUMP_BYTES {
+                            truncated = true;
+                            break;
+                        }
+                        bytes += len;
+                        namespaces.push(ns.clone());
                     }
                 }
             }
