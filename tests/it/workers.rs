@@ -117,6 +117,7 @@ fn two_workers_run_each_type_on_one_worker_and_lose_nothing() {
     for n in &s.neighbours {
         let heard = n.last_heard.unwrap_or_else(|| panic!("{n:?} never heard"));
         assert!(heard < Duration::from_secs(60), "{n:?}");
+        assert!(n.datagrams > 0, "{n:?}");
     }
     let n1 = line.stats(1);
     assert_eq!(

@@ -82,9 +82,10 @@ pub(crate) fn render_status(s: &Value) -> String {
         );
         let _ = writeln!(
             out,
-            "neighbour {} at {}  {heard}",
+            "neighbour {} at {}  {} datagrams, {heard}",
             nb["address"].as_str().unwrap_or("?"),
-            nb["endpoint"].as_str().unwrap_or("?")
+            nb["endpoint"].as_str().unwrap_or("?"),
+            u(&nb["datagrams"])
         );
     }
     for r in s["routes"].as_array().into_iter().flatten() {
@@ -577,7 +578,7 @@ mod tests {
             "node": {"runs": 7, "drops": {}},
             "workers": [{"index": 0, "protocols": 1, "runs": 7}, {"index": 1}],
             "uptime_s": 12.34,
-            "neighbours": [{"address": "198.18.0.2", "endpoint": "127.0.0.1:7102", "last_heard_s": 0.25},
+            "neighbours": [{"address": "198.18.0.2", "endpoint": "127.0.0.1:7102", "last_heard_s": 0.25, "datagrams": 7},
                            {"address": "198.18.0.4", "endpoint": "127.0.0.1:7104", "last_heard_s": null}],
             "routes": [{"dst": "198.18.0.5/32", "via": "198.18.0.4"}],
             "handed_off": 3,
@@ -591,8 +592,8 @@ mod tests {
         assert!(
             text.starts_with(
                 "node 198.18.0.1 (router mode), up 12.3 s\n\
-                 neighbour 198.18.0.2 at 127.0.0.1:7102  heard 0.2 s ago\n\
-                 neighbour 198.18.0.4 at 127.0.0.1:7104  never heard\n\
+                 neighbour 198.18.0.2 at 127.0.0.1:7102  7 datagrams, heard 0.2 s ago\n\
+                 neighbour 198.18.0.4 at 127.0.0.1:7104  0 datagrams, never heard\n\
                  route     198.18.0.5/32 via 198.18.0.4\n"
             ),
             "{text}"

@@ -111,13 +111,18 @@ pub(crate) fn render_top(prev: &Value, cur: &Value, dt: f64) -> Vec<String> {
         lines.push(format!("runs/s by worker: {}", workers.join("  ")));
     }
     for nb in cur["neighbours"].as_array().into_iter().flatten() {
+        let address = nb["address"].as_str().unwrap_or("?");
         let heard = nb["last_heard_s"].as_f64().map_or_else(
             || "never heard".to_owned(),
             |t| format!("heard {t:.1} s ago"),
         );
+        let before = prev["neighbours"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["address"].as_str() == Some(address)))
+            .map_or(0, |p| u(&p["datagrams"]));
+        let per_s = u(&nb["datagrams"]).saturating_sub(before) as f64 / dt.max(1e-9);
         lines.push(format!(
-            "neighbour {} {heard}",
-            nb["address"].as_str().unwrap_or("?")
+            "neighbour {address} {per_s:.0} datagrams/s, {heard}"
         ));
     }
     lines
@@ -200,7 +205,7 @@ mod tests {
             "node": {"runs": 400, "datagrams_in": 250, "drops": {"no-route": 5}},
             "protocols": {a.clone(): {"runs": 150, "fuel": 1000}, b.clone(): {"runs": 250, "traps": 2}},
             "workers": [{"index": 0, "runs": 150}, {"index": 1, "runs": 250}],
-            "neighbours": [{"address": "198.18.0.1", "last_heard_s": 0.5}],
+            "neighbours": [{"address": "198.18.0.1", "last_heard_s": 0.5, "datagrams": 90}],
         });
         let lines = render_top(&prev, &cur, 2.0);
         assert_eq!(lines[0], "node 198.18.0.2, up 61 s, 2 workers");
@@ -220,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             lines.last().unwrap(),
-            "neighbour 198.18.0.1 heard 0.5 s ago"
+            "neighbour 198.18.0.1 45 datagrams/s, heard 0.5 s ago"
         );
     }
 }

@@ -414,10 +414,11 @@ impl Driver {
                 .node
                 .neighbours()
                 .into_iter()
-                .map(|(address, endpoint, heard)| NeighbourInfo {
+                .map(|(address, endpoint, heard, datagrams)| NeighbourInfo {
                     address,
                     endpoint,
                     last_heard: heard.map(|t| now.saturating_sub(t)),
+                    datagrams,
                 })
                 .collect(),
             routes: self.routes.to_vec(),

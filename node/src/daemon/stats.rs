@@ -35,6 +35,8 @@ pub struct NeighbourInfo {
     pub endpoint: std::net::SocketAddr,
     /// How long ago a datagram last came from it (`None`: never).
     pub last_heard: Option<Duration>,
+    /// Datagrams received from it.
+    pub datagrams: u64,
 }
 
 /// A snapshot of a running node's counters.
@@ -125,6 +127,7 @@ impl Stats {
         for n in neighbours {
             match self.neighbours.iter_mut().find(|m| m.address == n.address) {
                 Some(m) => {
+                    m.datagrams += n.datagrams;
                     m.last_heard = match (m.last_heard, n.last_heard) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -246,6 +249,7 @@ impl Stats {
                 "address": n.address.to_string(),
                 "endpoint": n.endpoint.to_string(),
                 "last_heard_s": n.last_heard.map(|d| d.as_secs_f64()),
+                "datagrams": n.datagrams,
             })).collect::<Vec<_>>(),
             "routes": self.routes.iter().map(|(dst, via)| json!({"dst": dst, "via": via})).collect::<Vec<_>>(),
             "node": self.node,

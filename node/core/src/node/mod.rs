@@ -66,8 +66,9 @@ pub struct Node<P> {
     /// Neighbour active address → underlay endpoint, and back.
     peers: BTreeMap<Address, P>,
     endpoints: HashMap<P, Address>,
-    /// When each neighbour endpoint was last heard from (node time), by endpoint.
-    last_heard: HashMap<P, Duration>,
+    /// When each neighbour endpoint was last heard from (node time), and datagrams from it,
+    /// by endpoint.
+    last_heard: HashMap<P, (Duration, u64)>,
     accept_from: AcceptFrom<P>,
     loader: CodeLoader<P>,
     code: CodeCache,
@@ -166,12 +167,13 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         self.counters.datagrams_in += 1;
         // A neighbour's datagram: note when it was heard (the one lookup also admits it).
         let neighbour = match self.last_heard.get_mut(&from) {
-            Some(t) => {
+            Some((t, n)) => {
                 *t = now;
+                *n += 1;
                 true
             }
             None if self.endpoints.contains_key(&from) => {
-                self.last_heard.insert(from, now);
+                self.last_heard.insert(from, (now, 1));
                 true
             }
             None => false,
@@ -698,12 +700,15 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         code || stored
     }
 
-    /// The configured neighbours: active address, endpoint, and when a datagram last came
-    /// from it (node time; `None`: never).
-    pub fn neighbours(&self) -> Vec<(Address, P, Option<Duration>)> {
+    /// The configured neighbours: active address, endpoint, when a datagram last came from
+    /// it (node time; `None`: never) and how many have.
+    pub fn neighbours(&self) -> Vec<(Address, P, Option<Duration>, u64)> {
         self.peers
             .iter()
-            .map(|(a, p)| (*a, *p, self.last_heard.get(p).copied()))
+            .map(|(a, p)| {
+                let heard = self.last_heard.get(p);
+                (*a, *p, heard.map(|h| h.0), heard.map_or(0, |h| h.1))
+            })
             .collect()
     }
 
