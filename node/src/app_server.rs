@@ -682,24 +682,21 @@ impl Session {
     async fn handle(&mut self, frame: AppFrame) -> Result<(), End> {
         match frame {
             AppFrame::Ping => self.reply(NodeFrame::Pong).await,
-            AppFrame::Stats => match self.ask(|reply| AppRequest::Stats { reply }).await? {
-                Ok(json) => self.reply(NodeFrame::Stats { json }).await,
-                Err(message) => self.reply_error(message).await,
-            },
+            AppFrame::Stats => {
+                let r = self.ask(|reply| AppRequest::Stats { reply }).await?;
+                self.answer(r, |json| NodeFrame::Stats { json }).await
+            }
             AppFrame::Evict { capsule_type } => {
                 let ty = capsule_type;
-                match self.ask(|reply| AppRequest::Evict { ty, reply }).await? {
-                    Ok(removed) => {
-                        self.reply(NodeFrame::Evicted {
-                            capsule_type,
-                            removed,
-                        })
-                        .await
-                    }
-                    Err(message) => self.reply_error(message).await,
-                }
+                let r = self.ask(|reply| AppRequest::Evict { ty, reply }).await?;
+                self.answer(r, |removed| NodeFrame::Evicted {
+                    capsule_type,
+                    removed,
+                })
+                .await
             }
             AppFrame::Capture => {
+                // On `Ok` the node has queued `CaptureStarted` itself, ahead of any datagram.
                 let out = self.out.clone();
                 match self.ask(|reply| AppRequest::Capture { out, reply }).await? {
                     Ok(()) => Ok(()),
@@ -708,16 +705,13 @@ impl Session {
             }
             AppFrame::StoreDump { capsule_type } => {
                 let ty = capsule_type;
-                match self
+                let r = self
                     .ask(|reply| AppRequest::StoreDump { ty, reply })
-                    .await?
-                {
-                    Ok(v) => {
-                        let json = v.to_string();
-                        self.reply(NodeFrame::StoreDump { json }).await
-                    }
-                    Err(message) => self.reply_error(message).await,
-                }
+                    .await?;
+                self.answer(r, |v| NodeFrame::StoreDump {
+                    json: v.to_string(),
+                })
+                .await
             }
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
@@ -726,14 +720,24 @@ impl Session {
                         .reply_error("register an app id before injecting".to_owned())
                         .await;
                 };
-                let answer = self
+                let r = self
                     .ask(|reply| AppRequest::Inject { app, inject, reply })
                     .await?;
-                match answer {
-                    Ok(capsule_type) => self.reply(NodeFrame::Injected { capsule_type }).await,
-                    Err(message) => self.reply_error(message).await,
-                }
+                self.answer(r, |capsule_type| NodeFrame::Injected { capsule_type })
+                    .await
             }
+        }
+    }
+
+    /// Reply with the node's answer as `frame`, or with an `Error` naming why not.
+    async fn answer<T>(
+        &mut self,
+        r: Result<T, String>,
+        frame: impl FnOnce(T) -> NodeFrame,
+    ) -> Result<(), End> {
+        match r {
+            Ok(v) => self.reply(frame(v)).await,
+            Err(message) => self.reply_error(message).await,
         }
     }
 

@@ -482,12 +482,19 @@ const TYPE_OFFSET: usize = 8;
 /// `count`, or 0 for a datagram too short to have them. The kernel's steering program
 /// computes exactly this.
 pub fn steer(datagram: &[u8], count: usize) -> usize {
-    let Some(word) = datagram.get(TYPE_OFFSET..TYPE_OFFSET + 4) else {
+    datagram
+        .get(TYPE_OFFSET..)
+        .map_or(0, |ty| steer_type(ty, count))
+}
+
+/// The socket of a group of `count` that a capsule type (its bytes) is steered to: the
+/// rule of [`steer`] applied to the type itself (0 for fewer than 4 bytes).
+pub fn steer_type(ty: &[u8], count: usize) -> usize {
+    let Some(word) = ty.first_chunk::<4>() else {
         return 0;
     };
     let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
-    let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-    (word % count) as usize
+    (u32::from_be_bytes(*word) % count) as usize
 }
 
 /// Attach the classic BPF program of [`steer`] to a reuseport group

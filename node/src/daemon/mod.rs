@@ -437,7 +437,7 @@ impl Driver {
                 .sizes()
                 .map(|(t, n)| (*t, n))
                 .collect(),
-            quarantined: self.node.quarantined(self.now()),
+            quarantined: self.node.quarantined(now),
             persisted: self.persisted,
             disk: self
                 .store
@@ -695,12 +695,11 @@ impl Driver {
     /// Hand up to `max` of the node's datagrams to `send` (fault injection applies here);
     /// returns how many the node still holds.
     fn drain_transmits(&mut self, max: usize, mut send: impl FnMut(SocketAddr, &[u8])) -> usize {
-        let (fault, tap) = (&mut self.fault, &self.tap);
-        let now = self.clock.now();
+        let (fault, tap, clock) = (&mut self.fault, &self.tap, &self.clock);
         self.node.drain_transmits_up_to(max, |to, bytes| {
             if !fault.drop_code(bytes) {
                 if tap.on() {
-                    tap.offer(now, true, to, bytes);
+                    tap.offer(clock.now(), true, to, bytes);
                 }
                 send(to, bytes);
             }
@@ -771,7 +770,7 @@ async fn serve(
                 .enable_all()
                 .build()
                 .context("cannot start a worker's tokio runtime")?;
-            rt.block_on(worker(&common, seed, channels, Some(up_tx)))
+            rt.block_on(worker(&common, seed, channels, up_tx))
         });
         match thread {
             Ok(t) => threads.push(t),
@@ -949,21 +948,16 @@ async fn worker(
     common: &Common,
     seed: Seed,
     channels: Channels,
-    up: Option<oneshot::Sender<anyhow::Result<()>>>,
+    up: oneshot::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<Stats> {
     match Worker::start(common, seed, channels) {
         Ok(w) => {
-            if let Some(up) = up {
-                let _ = up.send(Ok(()));
-            }
+            let _ = up.send(Ok(()));
             w.run().await
         }
         Err(e) => {
-            if let Some(up) = up {
-                let _ = up.send(Err(e));
-                return Err(anyhow::anyhow!("worker did not start"));
-            }
-            Err(e)
+            let _ = up.send(Err(e));
+            Err(anyhow::anyhow!("worker did not start"))
         }
     }
 }
@@ -1066,6 +1060,8 @@ async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Re
                 false
             }
             Some(req) = app_rx.recv() => { driver.app_request(req, &mut io); false }
+            // Another worker received these (and captured them, and applied fault injection):
+            // straight to the node.
             Some(handoff) = inbox.recv() => {
                 let now = driver.now();
                 for (from, data) in handoff.iter() {

@@ -52,9 +52,7 @@ impl Shard {
 
     /// The worker that owns `ty`.
     pub(super) fn owner_of_type(&self, ty: &CapsuleType) -> usize {
-        let b = ty.as_bytes();
-        let word = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        (word % u32::try_from(self.count.max(1)).unwrap_or(u32::MAX)) as usize
+        crate::udp::steer_type(ty.as_bytes(), self.count)
     }
 
     /// Whether this worker owns `ty`.
@@ -120,20 +118,8 @@ impl Steering {
         (owner != self.shard.index).then_some(owner)
     }
 
-    /// `true` if the datagram is another worker's: it is staged for that worker (and sent
-    /// with the next [`flush`](Self::flush), or now if the stage is full).
-    #[cfg(test)]
-    fn foreign(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
-        match self.foreign_owner(datagram) {
-            Some(owner) => {
-                self.stage(owner, from, datagram);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Stage `datagram` for worker `owner`.
+    /// Stage `datagram` for worker `owner` (sent with the next [`flush`](Self::flush), or
+    /// now if the stage is full).
     pub(super) fn stage(&mut self, owner: usize, from: SocketAddr, datagram: &[u8]) {
         let Some(stage) = self.staged.get_mut(owner) else {
             return;
@@ -162,8 +148,10 @@ impl Steering {
             return;
         }
         let n = stage.items.len() as u64;
+        // `split` keeps the buffer's spare room for the next turn; its memory comes back to
+        // this stage once the owner has dropped the handoff.
         let handoff = Handoff {
-            data: std::mem::take(&mut stage.data).freeze(),
+            data: stage.data.split().freeze(),
             items: std::mem::take(&mut stage.items),
         };
         match inbox.try_send(handoff) {
@@ -218,7 +206,33 @@ pub(super) async fn hub(
     }
 }
 
+/// The type whose worker answers `req` alone (an injection, an eviction, one namespace's
+/// dump); `None` for the requests every worker (or the hub) answers.
+fn routed_type(req: &AppRequest) -> Option<CapsuleType> {
+    match req {
+        AppRequest::Inject { inject, .. } => Some(inject.capsule_type),
+        AppRequest::Evict { ty, .. } | AppRequest::StoreDump { ty: Some(ty), .. } => Some(*ty),
+        _ => None,
+    }
+}
+
+/// Ask worker `w` and wait for its answer; `None` if it has stopped.
+async fn ask<T>(
+    w: &WorkerLink,
+    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> AppRequest,
+) -> Option<Result<T, String>> {
+    let (tx, rx) = oneshot::channel();
+    w.apps.send(make(tx)).await.ok()?;
+    rx.await.ok()
+}
+
 async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap: &Tap) {
+    if let Some(ty) = routed_type(&req) {
+        if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
+            let _ = w.apps.send(req).await;
+        }
+        return;
+    }
     match req {
         AppRequest::Capture { out, reply } => {
             let r = tap.start(out);
@@ -236,21 +250,17 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
             // Every worker keeps the registration table: any of them may deliver.
             let mut result = Ok(());
             for w in workers {
-                let (tx, rx) = oneshot::channel();
-                let req = AppRequest::Register {
+                let accept = accept.clone();
+                let answer = ask(w, |reply| AppRequest::Register {
                     app,
-                    accept: accept.clone(),
+                    accept,
                     conn,
-                    reply: tx,
-                };
-                if w.apps.send(req).await.is_err() {
-                    result = Err("the node is stopping".to_string());
-                    continue;
-                }
-                match rx.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => result = Err(e),
-                    Err(_) => result = Err("the node is stopping".to_string()),
+                    reply,
+                });
+                match answer.await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => result = Err(e),
+                    None => result = Err("the node is stopping".to_string()),
                 }
             }
             let _ = reply.send(result);
@@ -260,59 +270,28 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
                 let _ = w.apps.send(AppRequest::Disconnected { app }).await;
             }
         }
-        AppRequest::StoreDump {
-            ty: Some(ty),
-            reply,
-        } => {
-            if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
-                let req = AppRequest::StoreDump {
-                    ty: Some(ty),
-                    reply,
-                };
-                let _ = w.apps.send(req).await;
-            }
-        }
-        AppRequest::StoreDump { ty: None, reply } => {
+        AppRequest::StoreDump { reply, .. } => {
             // Every worker's namespaces (each type lives on one), in one object.
             let mut namespaces = Vec::new();
             let (mut truncated, mut bytes) = (false, 0usize);
             for w in workers {
-                let (tx, rx) = oneshot::channel();
-                let req = AppRequest::StoreDump {
-                    ty: None,
-                    reply: tx,
-                };
-                if w.apps.send(req).await.is_err() {
-                    continue;
-                }
-                if let Ok(Ok(v)) = rx.await {
-                    truncated |= v["truncated"] == true;
-                    // The whole answer must fit one app frame: stop at the byte budget.
-                    for ns in v["namespaces"].as_array().into_iter().flatten() {
-                        let len = ns.to_string().len();
-                        if bytes + len > super::STORE_DUMP_BYTES {
-                            truncated = true;
-                            break;
-                        }
-                        bytes += len;
-                        namespaces.push(ns.clone());
+                let answer = ask(w, |reply| AppRequest::StoreDump { ty: None, reply });
+                let Some(Ok(v)) = answer.await else { continue };
+                truncated |= v["truncated"] == true;
+                // The whole answer must fit one app frame: stop at the byte budget.
+                for ns in v["namespaces"].as_array().into_iter().flatten() {
+                    let len = ns.to_string().len();
+                    if bytes + len > super::STORE_DUMP_BYTES {
+                        truncated = true;
+                        break;
                     }
+                    bytes += len;
+                    namespaces.push(ns.clone());
                 }
             }
             namespaces.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
             let v = serde_json::json!({"namespaces": namespaces, "truncated": truncated});
             let _ = reply.send(Ok(v));
-        }
-        AppRequest::Evict { ty, reply } => {
-            if let Some(w) = workers.get(shard.owner_of_type(&ty)) {
-                let _ = w.apps.send(AppRequest::Evict { ty, reply }).await;
-            }
-        }
-        AppRequest::Inject { app, inject, reply } => {
-            let owner = shard.owner_of_type(&inject.capsule_type);
-            if let Some(w) = workers.get(owner) {
-                let _ = w.apps.send(AppRequest::Inject { app, inject, reply }).await;
-            }
         }
         AppRequest::Stats { reply } => {
             let r = gather(workers)
@@ -321,6 +300,8 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
                 .ok_or_else(|| "the node is stopping".to_string());
             let _ = reply.send(r);
         }
+        // Routed above.
+        AppRequest::Inject { .. } | AppRequest::Evict { .. } => {}
     }
 }
 
@@ -355,18 +336,26 @@ mod tests {
         let inboxes: Arc<[mpsc::Sender<Handoff>]> = vec![own_tx, tx].into();
         let mut s = Steering::new(Shard { index: 0, count: 2 }, inboxes);
         let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // What a worker does with a datagram it received: stage it if it is another's.
+        let hand = |s: &mut Steering, d: &[u8]| match s.foreign_owner(d) {
+            Some(owner) => {
+                s.stage(owner, from, d);
+                true
+            }
+            None => false,
+        };
         let mut mine = vec![0u8; 40];
         mine[11] = 2; // type word 2: worker 0
         let mut theirs = vec![0u8; 40];
         theirs[11] = 3; // type word 3: worker 1
-        assert!(!s.foreign(from, &mine));
-        assert!(s.foreign(from, &theirs));
+        assert!(!hand(&mut s, &mine));
+        assert!(hand(&mut s, &theirs));
         theirs[39] = 7;
-        assert!(s.foreign(from, &theirs));
+        assert!(hand(&mut s, &theirs));
         s.flush();
         assert_eq!(s.handed_off, 2);
         // The inbox holds one handoff: the next is dropped and counted, never waited for.
-        assert!(s.foreign(from, &theirs));
+        assert!(hand(&mut s, &theirs));
         s.flush();
         assert_eq!((s.handed_off, s.handoff_dropped), (2, 1));
         let h = rx.try_recv().unwrap();

@@ -57,18 +57,25 @@ use tx::TxQueue;
 /// Load timings kept (most recent); older ones are dropped.
 const MAX_LOAD_TIMINGS: usize = 64;
 
+/// What a node heard from one neighbour endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+struct Heard {
+    /// When the last datagram came (node time).
+    last: Option<Duration>,
+    /// Datagrams received.
+    datagrams: u64,
+}
+
 /// One active node. See the module documentation.
 #[derive(Debug)]
 pub struct Node<P> {
     /// The capsule being run, the node as capsules see it, the outputs and limits: lent to the
     /// executor for each run.
     cx: Box<Execution>,
-    /// Neighbour active address → underlay endpoint, and back.
+    /// Neighbour active address → underlay endpoint.
     peers: BTreeMap<Address, P>,
-    endpoints: HashMap<P, Address>,
-    /// When each neighbour endpoint was last heard from (node time), and datagrams from it,
-    /// by endpoint.
-    last_heard: HashMap<P, (Duration, u64)>,
+    /// Neighbour endpoints, with what was heard from each.
+    endpoints: HashMap<P, Heard>,
     accept_from: AcceptFrom<P>,
     loader: CodeLoader<P>,
     code: CodeCache,
@@ -100,7 +107,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         for (addr, ep) in &config.neighbours {
             node.neighbours.insert(*addr);
             peers.insert(*addr, *ep);
-            endpoints.insert(*ep, *addr);
+            endpoints.insert(*ep, Heard::default());
         }
         for (prefix, via) in &config.routes {
             node.routes.insert(*prefix, *via);
@@ -109,7 +116,6 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             cx: Box::new(Execution::new(node, config.host)),
             peers,
             endpoints,
-            last_heard: HashMap::new(),
             accept_from: config.accept_from,
             loader: CodeLoader::new(config.loader),
             code: CodeCache::new(config.code_cache_bytes),
@@ -148,10 +154,17 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
 
     /// Whether datagrams from `from` are looked at (see [`AcceptFrom`]).
     pub fn accepts(&self, from: &P) -> bool {
+        matches!(self.accept_from, AcceptFrom::Any)
+            || self.endpoints.contains_key(from)
+            || self.accepts_stranger(from)
+    }
+
+    /// Whether datagrams from `from`, not a neighbour, are looked at.
+    fn accepts_stranger(&self, from: &P) -> bool {
         match &self.accept_from {
             AcceptFrom::Any => true,
-            AcceptFrom::Neighbours => self.endpoints.contains_key(from),
-            AcceptFrom::NeighboursAnd(also) => self.endpoints.contains_key(from) || also(from),
+            AcceptFrom::Neighbours => false,
+            AcceptFrom::NeighboursAnd(also) => also(from),
         }
     }
 
@@ -165,26 +178,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     ) {
         self.tick(now);
         self.counters.datagrams_in += 1;
-        // A neighbour's datagram: note when it was heard (the one lookup also admits it).
-        let neighbour = match self.last_heard.get_mut(&from) {
-            Some((t, n)) => {
-                *t = now;
-                *n += 1;
-                true
-            }
-            None if self.endpoints.contains_key(&from) => {
-                self.last_heard.insert(from, (now, 1));
-                true
-            }
-            None => false,
-        };
-        let accepted = neighbour
-            || match &self.accept_from {
-                AcceptFrom::Any => true,
-                AcceptFrom::Neighbours => false,
-                AcceptFrom::NeighboursAnd(also) => also(&from),
-            };
-        if !accepted {
+        // A neighbour's datagram: note it (the one lookup also admits it).
+        let neighbour = self.endpoints.get_mut(&from).map(|h| {
+            h.last = Some(now);
+            h.datagrams += 1;
+        });
+        if neighbour.is_none() && !self.accepts_stranger(&from) {
             return self.counters.drop(DropReason::Stranger, 1);
         }
         let now = self.now();
@@ -201,7 +200,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 true
             }
             Kind::CodeRequest => CodeRequest::parse(data).is_ok_and(|req| {
-                let trusted = self.endpoints.contains_key(&from);
+                let trusted = neighbour.is_some();
                 self.loader
                     .handle_request(now, from, &req, trusted, &mut self.code);
                 true
@@ -706,8 +705,8 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         self.peers
             .iter()
             .map(|(a, p)| {
-                let heard = self.last_heard.get(p);
-                (*a, *p, heard.map(|h| h.0), heard.map_or(0, |h| h.1))
+                let heard = self.endpoints.get(p).copied().unwrap_or_default();
+                (*a, *p, heard.last, heard.datagrams)
             })
             .collect()
     }
