@@ -1,6 +1,7 @@
 //! The ANTS-rs node: the wasmtime [`executor`], the overlay [`daemon`] (`ants run`) with its
 //! [`udp`] socket, [`config`] file and local [`app_server`], the capsule test bench
-//! ([`testbench`]), and the `ants` command-line tool built on them.
+//! ([`testbench`]), the picture of a deployment ([`map`]), and the `ants` command-line tool
+//! built on them.
 
 pub mod afpacket;
 pub mod afxdp;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod fastpath;
+pub mod map;
 mod mmsg;
 mod sys;
 pub mod testbench;

@@ -129,6 +129,10 @@ pub struct Sim<E> {
     pub(crate) log: VecDeque<Delivered>,
     pub(crate) trace: Trace,
     pub(crate) stats: NetStats,
+    /// Capsules that arrived over each directed link (by edge index), once
+    /// [`Sim::count_link_capsules`] turned counting on; empty otherwise, so large runs pay
+    /// nothing for it.
+    link_capsules: Vec<u64>,
     pub(crate) config: SimConfig,
 }
 
@@ -159,6 +163,7 @@ impl<E: Executor> Sim<E> {
             log: VecDeque::new(),
             trace: Trace::off(),
             stats: NetStats::default(),
+            link_capsules: Vec::new(),
             topo,
             config,
         };
@@ -262,6 +267,19 @@ impl<E: Executor> Sim<E> {
     /// Network counters.
     pub fn stats(&self) -> &NetStats {
         &self.stats
+    }
+
+    /// Count the capsules that arrive over each directed link from now on (for a picture of
+    /// the run, `ants sim --map`): one `u64` per directed edge.
+    pub fn count_link_capsules(&mut self) {
+        self.link_capsules = vec![0; self.topo.edge_count() * 2];
+    }
+
+    /// Capsules handed to `to` over the link from `from` since
+    /// [`Sim::count_link_capsules`]; `None` when counting is off or there is no such link.
+    pub fn link_capsules(&self, from: u32, to: u32) -> Option<u64> {
+        let k = self.topo.edge_index(from, to)?;
+        self.link_capsules.get(k as usize).copied()
     }
 
     /// Every app that was registered, by (node, app id).
@@ -408,6 +426,9 @@ impl<E: Executor> Sim<E> {
         let data = self.pool.get(buf);
         if data.get(3) == Some(&(Kind::Capsule as u8)) {
             self.stats.capsule_hops += 1;
+            if let Some(c) = self.link_capsules.get_mut(l as usize) {
+                *c += 1;
+            }
         }
         if self.trace.is_on() {
             let (kind, _) = crate::drain::describe(data);

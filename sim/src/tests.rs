@@ -84,6 +84,27 @@ fn demand_loading_happens_hop_by_hop_with_one_shared_executor() {
 }
 
 #[test]
+fn capsules_are_counted_per_directed_link_when_asked() {
+    let mut sim = line(3, SimConfig::default());
+    let code = module(100, 3);
+    send(&mut sim, 0, 2, &code, b"before counting");
+    sim.run_until(Duration::from_secs(2));
+    assert_eq!(sim.link_capsules(0, 1), None, "off by default");
+    sim.count_link_capsules();
+    for k in 0..5u32 {
+        send(&mut sim, 0, 2, &code, &k.to_be_bytes());
+    }
+    send(&mut sim, 2, 1, &code, b"back");
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(delivered_to(&sim, 2), 6);
+    assert_eq!(sim.link_capsules(0, 1), Some(5));
+    assert_eq!(sim.link_capsules(1, 2), Some(5));
+    assert_eq!(sim.link_capsules(2, 1), Some(1));
+    assert_eq!(sim.link_capsules(1, 0), Some(0));
+    assert_eq!(sim.link_capsules(0, 2), None, "no such link");
+}
+
+#[test]
 fn a_partition_drops_traffic_until_repaired() {
     let mut sim = line(3, SimConfig::default());
     let code = module(100, 2);

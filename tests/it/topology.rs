@@ -1,6 +1,7 @@
 //! Real nodes on loopback in any topology: give edges, get running `ants` nodes with
 //! shortest-path routes (BFS, ties broken by lowest node number), an app socket and a code
-//! cache directory each. Node `i` (1-based) has active address 198.18.0.i.
+//! cache directory each. Node `i` (1-based) has active address 198.18.0.i; its config is
+//! also written to `n{i}.toml` in [`Topology::dir`] (a topology directory for `ants map`).
 
 use std::collections::VecDeque;
 use std::net::UdpSocket;
@@ -116,6 +117,7 @@ impl Topology {
                     }
                 }
                 t += extra;
+                std::fs::write(dir.path().join(format!("n{i}.toml")), &t).expect("write config");
                 Config::parse(&t, &format!("n{i}.toml")).unwrap_or_else(|e| panic!("{e}\n{t}"))
             })
             .collect();
@@ -128,6 +130,11 @@ impl Topology {
             configs,
             dir,
         }
+    }
+
+    /// The directory of the nodes' configs (`n{i}.toml`), sockets and code caches.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// The app socket of node `i`.

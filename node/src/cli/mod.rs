@@ -2,6 +2,7 @@
 
 mod capsule;
 mod capture;
+mod map;
 mod node;
 mod sim;
 mod status;
@@ -82,6 +83,12 @@ enum Command {
     ///
     /// Example: ants top -s /tmp/ants-demo/n3.sock
     Top(top::TopArgs),
+    /// Draw a deployment: nodes coloured by health, links labelled with the traffic of each
+    /// direction — a live web page, an SVG or an HTML file.
+    ///
+    /// Example: ants map --dir examples/line5   (then open http://127.0.0.1:9330/)
+    #[command(long_about = map::LONG_HELP)]
+    Map(Box<map::MapArgs>),
     /// Look into a running node's soft-store.
     ///
     /// Example: ants store dump -s /tmp/ants-demo/n3.sock --type ee5d3ee4…
@@ -132,6 +139,7 @@ impl Cli {
             Command::Modules(a) => a.run(),
             Command::Store(c) => c.run(),
             Command::Top(a) => a.run(),
+            Command::Map(a) => a.run(),
             Command::Capture(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),

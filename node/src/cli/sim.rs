@@ -58,7 +58,16 @@ pub(crate) struct SimArgs {
     /// Print only the trace hash line (no progress, no build messages).
     #[arg(long, short)]
     quiet: bool,
+    /// Draw the topology at the end of the run, as `ants map` draws a live one: SVG, or an
+    /// HTML page when FILE ends in .html. Links are labelled with the capsules that crossed
+    /// them in each direction, nodes with their capsules and drops (amber: some dropped, red:
+    /// down at the end). At most 1,000 nodes.
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
 }
+
+/// Most nodes `ants sim --map` draws (the layout is quadratic in nodes).
+const MAX_MAP_NODES: u32 = 1000;
 
 impl SimArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
@@ -101,6 +110,13 @@ impl SimArgs {
             None => Trace::off(),
         };
         sim.set_trace(trace);
+        if self.map.is_some() {
+            let n = sim.topology().len();
+            if n > MAX_MAP_NODES {
+                bail!("--map draws at most {MAX_MAP_NODES} nodes; this topology has {n}");
+            }
+            sim.count_link_capsules();
+        }
         if !self.quiet && !self.json {
             eprintln!(
                 "simulating {} for {:?} virtual, seed {seed}",
@@ -121,6 +137,14 @@ impl SimArgs {
             bail!("writing the trace failed: {e}");
         }
 
+        if let Some(path) = &self.map {
+            write_map(
+                &sim,
+                path,
+                scenario.name.as_deref().unwrap_or(&origin),
+                seed,
+            )?;
+        }
         let nodes = sim.topology().len();
         let report = Report::new(
             &sim,
@@ -160,6 +184,25 @@ impl SimArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The picture of the run (`--map`): SVG, or a page when `path` ends in `.html`.
+fn write_map<E: ants_core::Executor>(
+    sim: &ants_sim::Sim<E>,
+    path: &Path,
+    name: &str,
+    seed: u64,
+) -> anyhow::Result<()> {
+    use ants_node::map::Map;
+    use ants_node::map::svg::{Refresh, render_page, render_svg};
+    let map = Map::from_sim(sim, &format!("ants sim {name}, seed {seed}"));
+    let svg = render_svg(&map);
+    let text = if path.extension().is_some_and(|e| e == "html") {
+        render_page(&map, &svg, Refresh::Never)
+    } else {
+        svg
+    };
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `--json` output: the report, then what varies between runs.
