@@ -42,6 +42,7 @@ fn setup(name: &str, config: ExecutorConfig) -> (WasmExecutor, CapsuleState) {
         prev: addr("198.18.0.1"),
         header: &[],
         payload: &payload,
+        trace: None,
     };
     (exec, CapsuleState::from_repr(&repr))
 }
@@ -223,6 +224,7 @@ fn fuel_rate(c: &mut Criterion) {
             prev: addr("198.18.0.1"),
             header: &[],
             payload: &payload,
+            trace: None,
         };
         let mut e = Box::new(Execution::new(node, limits));
         g.bench_function(name, |b| {

@@ -248,6 +248,7 @@ pub(crate) fn capsule_datagrams(ty: CapsuleType, payload_len: usize, count: usiz
                 prev: addr(GEN_ADDR),
                 header: &[],
                 payload: &payload,
+                trace: None,
             });
             let mut buf = vec![0u8; m.buffer_len()];
             m.emit(&mut buf).expect("capsule encodes");

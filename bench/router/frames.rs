@@ -116,6 +116,7 @@ pub(crate) fn capsule_frame(
         prev: src,
         header: &[],
         payload: &body,
+        trace: None,
     };
     let mut buf = vec![0u8; repr.buffer_len()];
     let n = repr

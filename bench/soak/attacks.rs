@@ -55,6 +55,7 @@ fn capsule(ty: CapsuleType, resource: u16, payload: &[u8]) -> Vec<u8> {
         prev: addr(A),
         header: &[],
         payload,
+        trace: None,
     }))
 }
 

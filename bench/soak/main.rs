@@ -246,6 +246,7 @@ fn main() -> Result<()> {
                     resource: 64,
                     header: vec![],
                     payload: seq.to_be_bytes().to_vec(),
+                    trace: None,
                 };
                 if tx.inject(&inj).is_ok() {
                     sent.fetch_add(1, Ordering::Relaxed);

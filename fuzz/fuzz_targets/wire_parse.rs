@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 
 /// The input with the bytes the parser ignores set to zero (see `docs/wire-format.md`,
 /// "Reserved and ignored bytes"): prefix byte 5 always; flags (byte 4) of the code messages;
-/// bytes 6–7 of a code-request; byte 7 of a code-nack.
+/// bytes 6–7 of a code-request; byte 7 of a code-nack; flags of a trace report.
 fn canonical(input: &[u8], kind: Kind) -> Vec<u8> {
     let mut v = input.to_vec();
     v[5] = 0;
@@ -23,6 +23,7 @@ fn canonical(input: &[u8], kind: Kind) -> Vec<u8> {
             v[4] = 0;
             v[7] = 0;
         }
+        Kind::TraceReport => v[4] = 0,
     }
     v
 }
@@ -58,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = CodeRequest::parse(data);
     let _ = CodeChunk::parse(data);
     let _ = CodeNack::parse(data);
+    let _ = ants_wire::TraceReport::parse(data).map(|r| r.events().count());
 
     let capsule = CapsuleRepr::parse(data);
     match CapsulePacket::new_checked(data.to_vec()) {

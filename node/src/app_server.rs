@@ -103,6 +103,15 @@ pub enum AppRequest {
         /// The entries, or why not.
         reply: oneshot::Sender<Result<serde_json::Value, String>>,
     },
+    /// A connection (registered or not) asks for the traces this node started: the list
+    /// (`{"traces": [...]}`), or one trace with its events (`{"trace": {...}}`, `null` when
+    /// unknown).
+    Traces {
+        /// One trace, or the list.
+        id: Option<u64>,
+        /// The JSON, or why not.
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
     /// A connection (registered or not) asks for copies of the node's datagrams: on `Ok`
     /// the node has queued `CaptureStarted` on `out` and streams `Captured` frames into it
     /// until the connection closes.
@@ -713,6 +722,13 @@ impl Session {
                 })
                 .await
             }
+            AppFrame::Traces { id } => {
+                let r = self.ask(|reply| AppRequest::Traces { id, reply }).await?;
+                self.answer(r, |v| NodeFrame::Traces {
+                    json: v.to_string(),
+                })
+                .await
+            }
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
@@ -926,6 +942,9 @@ mod tests {
                     }
                     AppRequest::StoreDump { reply, .. } => {
                         let _ = reply.send(Ok(serde_json::json!({"namespaces": []})));
+                    }
+                    AppRequest::Traces { reply, .. } => {
+                        let _ = reply.send(Ok(serde_json::json!({"traces": []})));
                     }
                 }
             }

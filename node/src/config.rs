@@ -57,6 +57,28 @@ pub struct Config {
     pub router: Option<RouterSection>,
     /// `[metrics]`: Prometheus metrics over HTTP; `None` = not served.
     pub metrics: Option<MetricsSection>,
+    /// `[trace]`: capsule tracing.
+    pub trace: TraceSection,
+}
+
+/// `[trace]`: which capsules the node traces on its own, and how many reports it sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceSection {
+    /// Fraction (0–1) of the capsules local apps send that the node traces without being
+    /// asked (`ants send --trace` asks); default 0.
+    pub sample: f64,
+    /// Trace reports the node sends or forwards per second (default 1000; 0 = none).
+    pub reports_per_sec: u64,
+}
+
+impl Default for TraceSection {
+    fn default() -> Self {
+        let d = ants_core::node::TraceConfig::default();
+        TraceSection {
+            sample: d.sample,
+            reports_per_sec: d.reports_per_sec,
+        }
+    }
 }
 
 /// `[metrics]`: where `GET /metrics` is served.
@@ -203,6 +225,7 @@ impl<'a> Source<'a> {
         let code = self.code(&raw.code, router.is_some())?;
         let fault = self.fault(&raw.fault, node.seed)?;
         let metrics = raw.metrics.as_ref().map(|m| self.metrics(m)).transpose()?;
+        let trace = self.trace(&raw.trace)?;
         Ok(Config {
             node,
             neighbours,
@@ -212,6 +235,42 @@ impl<'a> Source<'a> {
             fault,
             router,
             metrics,
+            trace,
+        })
+    }
+
+    fn trace(&self, raw: &raw::RawTrace) -> Result<TraceSection> {
+        const S: &str = "[trace]";
+        let d = TraceSection::default();
+        let sample = match &raw.sample {
+            None => d.sample,
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    S,
+                    "sample",
+                    v.get_ref(),
+                    "must be a fraction from 0 to 1 (0.01 traces one capsule in a hundred)",
+                ));
+            }
+        };
+        let reports_per_sec = match &raw.reports_per_sec {
+            None => d.reports_per_sec,
+            Some(v) if *v.get_ref() <= 1_000_000 => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    S,
+                    "reports_per_sec",
+                    v.get_ref(),
+                    "must be at most 1000000",
+                ));
+            }
+        };
+        Ok(TraceSection {
+            sample,
+            reports_per_sec,
         })
     }
 

@@ -87,6 +87,7 @@ impl<E: Executor> Sim<E> {
             resource: plan.resource,
             header: &header,
             payload: &payload,
+            trace: None,
         };
         if self.inject(i, plan.app, inj).is_ok() && hand_over {
             plan.handed = epoch;

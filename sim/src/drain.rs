@@ -204,6 +204,7 @@ pub(crate) fn describe(data: &[u8]) -> (&'static str, Option<ants_wire::CapsuleT
         Ok(Message::CodeRequest(r)) => ("code-request", Some(r.capsule_type)),
         Ok(Message::CodeChunk(c)) => ("code-chunk", Some(c.capsule_type)),
         Ok(Message::CodeNack(n)) => ("code-nack", Some(n.capsule_type)),
+        Ok(Message::TraceReport(r)) => ("trace-report", Some(r.capsule_type)),
         Err(_) => ("malformed", None),
     }
 }

@@ -104,6 +104,7 @@ fn transmissions(n: u32, seed: u64, resource: u16) -> u64 {
         resource,
         header: &[],
         payload: &seed.to_le_bytes(),
+        trace: None,
     };
     sim.inject(0, 7, inj).expect("inject");
     sim.run_until(Duration::from_secs(120));

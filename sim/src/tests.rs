@@ -35,6 +35,7 @@ fn send(sim: &mut Sim<NativeForward>, from: u32, to: u32, code: &[u8], payload: 
         resource: 64,
         header: &[],
         payload,
+        trace: None,
     };
     sim.inject(from, 7, inj).expect("inject");
 }
@@ -145,6 +146,7 @@ fn a_crashed_node_drops_traffic_and_restarts_with_or_without_its_code() {
             resource: 8,
             header: &[],
             payload: &[],
+            trace: None,
         };
         assert_eq!(
             sim.inject(1, 3, inj),

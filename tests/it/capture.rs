@@ -83,18 +83,19 @@ fn a_capture_of_a_real_run_decodes_with_the_shipped_dissector() {
     assert!(first.starts_with("capturing the node on"), "{first}");
     let started = Instant::now();
 
-    // Five capsules from n1 to n3 through n2, the first with its code: n2 loads it from n1
-    // and serves it to n3.
+    // Six capsules from n1 to n3 through n2, the first with its code: n2 loads it from n1
+    // and serves it to n3. The last is traced: n2 and n3 report to n1 (n3 through n2).
     let mut rx = AppClient::connect(line.sock(3), 0).unwrap();
     let mut tx = AppClient::connect(line.sock(1), 7).unwrap();
     let code = capsule_bytes("forward");
     let first_inject = Inject::with_code(code, addr("198.18.0.3"), 64, vec![], b"0".to_vec());
     let ty = tx.inject(&first_inject).unwrap();
-    for k in 0..5u8 {
+    for k in 0..6u8 {
         if k > 0 {
             let inj = Inject {
                 code: None,
                 payload: vec![b'0' + k],
+                trace: (k == 5).then_some(0xabc),
                 ..first_inject.clone()
             };
             tx.inject(&inj).unwrap();
@@ -125,6 +126,9 @@ fn a_capture_of_a_real_run_decodes_with_the_shipped_dissector() {
             "ants.resource",
             "ants.chunk.offset",
             "ants.chunk.total",
+            "ants.trace.id",
+            "ants.report.origin",
+            "ants.report.reporter",
         ],
     );
     let mut kinds: BTreeMap<(String, bool), usize> = BTreeMap::new();
@@ -149,13 +153,31 @@ fn a_capture_of_a_real_run_decodes_with_the_shipped_dissector() {
                 assert_eq!(r[8], capsule_bytes("forward").len().to_string());
             }
             "code-request" => {}
+            "trace-report" => {
+                assert_eq!(r[9], "0x0000000000000abc", "{r:?}");
+                assert_eq!(r[10], "198.18.0.1", "reports go to the origin: {r:?}");
+                // In: n3's; out: n2's own, or n3's passed on.
+                let from: &[&str] = if inbound {
+                    &["198.18.0.3"]
+                } else {
+                    &["198.18.0.2", "198.18.0.3"]
+                };
+                assert!(from.contains(&r[11].as_str()), "{r:?}");
+            }
             other => panic!("unexpected {other}: {r:?}"),
         }
     }
     let count =
         |kind: &str, inbound: bool| kinds.get(&(kind.into(), inbound)).copied().unwrap_or(0);
-    assert_eq!(count("capsule", true), 5, "{kinds:?}");
-    assert_eq!(count("capsule", false), 5, "{kinds:?}");
+    assert_eq!(count("capsule", true), 6, "{kinds:?}");
+    assert_eq!(count("capsule", false), 6, "{kinds:?}");
+    let traced = rows
+        .iter()
+        .filter(|r| r[1] == "capsule" && !r[9].is_empty());
+    assert_eq!(traced.count(), 2, "the traced capsule in and out");
+    // In: n3's report; out: n2's own and n3's, forwarded.
+    assert_eq!(count("trace-report", true), 1, "{kinds:?}");
+    assert_eq!(count("trace-report", false), 2, "{kinds:?}");
     for inbound in [true, false] {
         // A request each way (n2 to n1, n3 to n2), a chunk each way; retries may add more.
         assert!(count("code-request", inbound) >= 1, "{kinds:?}");

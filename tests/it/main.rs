@@ -23,5 +23,6 @@ mod sim;
 mod status;
 mod support;
 mod topology;
+mod trace;
 mod traceroute;
 mod workers;

@@ -189,6 +189,7 @@ fn a_lying_neighbour_is_caught_and_the_honest_path_completes() {
         prev: addr("198.18.0.3"),
         header: &[],
         payload: b"from the liar",
+        trace: None,
     });
     liar.send_to(&encode(&capsule), t.local_addr()).unwrap();
     let mut buf = [0u8; 4096];

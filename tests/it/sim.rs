@@ -47,6 +47,7 @@ fn send(
         resource: 64,
         header,
         payload,
+        trace: None,
     };
     s.inject(node, app, inj)
         .expect("the node accepts the capsule");

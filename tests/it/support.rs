@@ -57,6 +57,7 @@ pub(crate) fn capsule_to<'a>(ty: CapsuleType, dst: &str, payload: &'a [u8]) -> C
         prev: addr("198.18.0.1"),
         header: &[],
         payload,
+        trace: None,
     }
 }
 

@@ -1,17 +1,22 @@
--- Wireshark / tshark dissector for the ANTS wire format v1 (docs/wire-format.md): capsules,
--- code requests, code chunks and code nacks, one message per UDP datagram.
+-- Wireshark / tshark dissector for the ANTS wire format (docs/wire-format.md): capsules,
+-- code requests, code chunks and code nacks (version 1), traced capsules with their trace
+-- extension and trace reports with their events (version 2), one message per UDP datagram.
 --
 --   tshark -X lua_script:tools/wireshark/ants.lua -r capture.pcapng -Y ants
 --   wireshark -X lua_script:tools/wireshark/ants.lua capture.pcapng
 --
 -- or copy this file into Wireshark's personal Lua plugins directory. It registers on UDP
 -- port 3322 (the default capsule port) and as a heuristic UDP dissector (magic A7 5C,
--- version 1, kind 1-4), so overlay nodes on any port are decoded too. Note: Wireshark does
+-- version 1 kind 1-4 or version 2 kind 1 or 5), so overlay nodes on any port are decoded
+-- too. Note: Wireshark does
 -- not run -X lua_script scripts when started as root; run it as a user.
 
 local ants = Proto("ants", "ANTS active network")
 
-local kinds = { [1] = "capsule", [2] = "code-request", [3] = "code-chunk", [4] = "code-nack" }
+local kinds = { [1] = "capsule", [2] = "code-request", [3] = "code-chunk", [4] = "code-nack",
+  [5] = "trace-report" }
+local events = { [1] = "injected", [2] = "received", [3] = "held-for-code", [4] = "code-ready",
+  [5] = "ran", [6] = "sent", [7] = "delivered", [8] = "dropped", [9] = "truncated" }
 local reasons = { [1] = "not-found", [2] = "rate-limited", [3] = "too-large" }
 
 local f = {
@@ -39,6 +44,20 @@ local f = {
   index = ProtoField.uint32("ants.chunk.index", "Chunk index"),
   chunk = ProtoField.bytes("ants.chunk.bytes", "Chunk bytes"),
   reason = ProtoField.uint8("ants.nack.reason", "Reason", base.DEC, reasons),
+  trace_id = ProtoField.uint64("ants.trace.id", "Trace id", base.HEX),
+  trace_clock = ProtoField.uint64("ants.trace.clock", "Lamport time of the send"),
+  hops = ProtoField.uint8("ants.report.hops", "Hops left"),
+  event_count = ProtoField.uint8("ants.report.events", "Events"),
+  origin = ProtoField.string("ants.report.origin", "Origin (the traced capsule's source)"),
+  reporter = ProtoField.string("ants.report.reporter", "Reporter"),
+  event = ProtoField.uint8("ants.event.kind", "Event", base.DEC, events),
+  event_detail = ProtoField.uint8("ants.event.detail", "Detail"),
+  event_resource = ProtoField.uint16("ants.event.resource", "Resource"),
+  event_a = ProtoField.uint32("ants.event.a", "Value a"),
+  event_b = ProtoField.uint32("ants.event.b", "Value b"),
+  event_clock = ProtoField.uint64("ants.event.clock", "Lamport time"),
+  event_time = ProtoField.uint64("ants.event.time_ns", "Reporter's clock (ns)"),
+  event_peer = ProtoField.string("ants.event.peer", "Peer"),
 }
 ants.fields = {}
 for _, field in pairs(f) do
@@ -70,9 +89,10 @@ end
 -- Whether `tvb` starts like an ANTS message.
 local function looks_like_ants(tvb)
   if tvb:len() < 6 then return false end
-  if tvb(0, 2):uint() ~= 0xA75C or tvb(2, 1):uint() ~= 1 then return false end
-  local kind = tvb(3, 1):uint()
-  return kind >= 1 and kind <= 4
+  if tvb(0, 2):uint() ~= 0xA75C then return false end
+  local version, kind = tvb(2, 1):uint(), tvb(3, 1):uint()
+  if version == 1 then return kind >= 1 and kind <= 4 end
+  return version == 2 and (kind == 1 or kind == 5)
 end
 
 local function malformed(tree, why)
@@ -93,10 +113,12 @@ local function dissect_one(tvb, tree, infos)
   local len
   local flags = t:add(f.flags, tvb(4, 1))
   flags:add(f.trace, tvb(4, 1))
+  local version = tvb(2, 1):uint()
   if kind == 1 then
     if tvb:len() < 92 then return malformed(t, "capsule shorter than 92 bytes") end
     local hl, pl = tvb(88, 2):uint(), tvb(90, 2):uint()
-    len = 92 + hl + pl
+    local ext = version == 2 and 16 or 0
+    len = 92 + hl + pl + ext
     if tvb:len() < len then return malformed(t, "capsule longer than the datagram") end
     local ty, src, dst, prev = hex(tvb(8, 32)), address(tvb(40, 16)), address(tvb(56, 16)),
       address(tvb(72, 16))
@@ -111,6 +133,13 @@ local function dissect_one(tvb, tree, infos)
     if pl > 0 then t:add(f.payload, tvb(92 + hl, pl)) end
     info = string.format("capsule %s %s -> %s via %s rl=%d", string.sub(ty, 1, 12),
       src, dst, prev, tvb(6, 2):uint())
+    if ext > 0 then
+      local at = 92 + hl + pl
+      t:add(f.trace_id, tvb(at, 8))
+      t:add(f.trace_clock, tvb(at + 8, 8))
+      info = info .. string.format(" [trace %s clock %s]", tostring(tvb(at, 8):uint64():tohex()),
+        tostring(tvb(at + 8, 8):uint64()))
+    end
   elseif kind == 2 then
     if tvb:len() < 46 then return malformed(t, "code-request shorter than 46 bytes") end
     local bl = tvb(44, 2):uint()
@@ -137,6 +166,31 @@ local function dissect_one(tvb, tree, infos)
     if cl > 0 then t:add(f.chunk, tvb(48, cl)) end
     info = string.format("code-chunk %s bytes %d..%d of %d", string.sub(ty, 1, 12),
       off, off + cl, tvb(40, 4):uint())
+  elseif kind == 5 then
+    if tvb:len() < 80 then return malformed(t, "trace-report shorter than 80 bytes") end
+    local n = tvb(7, 1):uint()
+    len = 80 + 44 * n
+    if n > 24 or tvb:len() < len then return malformed(t, "trace-report length mismatch") end
+    local ty, origin, reporter = hex(tvb(8, 32)), address(tvb(40, 16)), address(tvb(56, 16))
+    t:add(f.hops, tvb(6, 1))
+    t:add(f.event_count, tvb(7, 1))
+    t:add(f.type, tvb(8, 32), ty)
+    t:add(f.origin, tvb(40, 16), origin)
+    t:add(f.reporter, tvb(56, 16), reporter)
+    t:add(f.trace_id, tvb(72, 8))
+    for i = 0, n - 1 do
+      local e = tvb(80 + 44 * i, 44)
+      local et = t:add(f.event, e(0, 1))
+      et:add(f.event_detail, e(1, 1))
+      et:add(f.event_resource, e(2, 2))
+      et:add(f.event_a, e(4, 4))
+      et:add(f.event_b, e(8, 4))
+      et:add(f.event_clock, e(12, 8))
+      et:add(f.event_time, e(20, 8))
+      et:add(f.event_peer, e(28, 16), address(e(28, 16)))
+    end
+    info = string.format("trace-report %s from %s to %s: %d events",
+      tostring(tvb(72, 8):uint64():tohex()), reporter, origin, n)
   else
     len = 40
     if tvb:len() < len then return malformed(t, "code-nack shorter than 40 bytes") end

@@ -6,7 +6,8 @@
 //!  |  6     | u16      | 32   | 16  | 16  | 16   | u16     | u16      | n      | m       |
 //! ```
 //!
-//! The datagram length must equal `92 + hdr len + pay len` exactly. [`CapsulePacket`] is the
+//! The datagram length must equal `92 + hdr len + pay len` exactly (plus 16 for the trace
+//! extension of a version 2, traced capsule: [`crate::trace`]). [`CapsulePacket`] is the
 //! zero-copy view the forwarding path uses (decrement the resource, set `prev`, send the same
 //! buffer on); [`CapsuleRepr`] is the owned-fields form with `parse`/`emit`.
 
@@ -14,7 +15,8 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::message::{FLAG_TRACE, Kind, Prefix, check_min, check_out};
-use crate::{Address, CapsuleType, WireError, be16};
+use crate::trace::{TRACE_LEN, Trace};
+use crate::{Address, BASE_VERSION, CapsuleType, VERSION, WireError, be16};
 
 mod field {
     use core::ops::Range;
@@ -48,9 +50,17 @@ impl<T: AsRef<[u8]>> CapsulePacket<T> {
             });
         }
         check_min(buf, Kind::Capsule, FIXED_LEN)?;
+        let traced = prefix.version == VERSION;
+        if traced && prefix.flags & FLAG_TRACE == 0 {
+            return Err(WireError::InvalidField {
+                kind: Kind::Capsule,
+                field: "flags (a version 2 capsule is traced)",
+            });
+        }
         let declared = FIXED_LEN
             + usize::from(be16(buf, field::HEADER_LEN.start))
-            + usize::from(be16(buf, field::PAYLOAD_LEN.start));
+            + usize::from(be16(buf, field::PAYLOAD_LEN.start))
+            + if traced { TRACE_LEN } else { 0 };
         if declared != buf.len() {
             return Err(WireError::LengthMismatch {
                 kind: Kind::Capsule,
@@ -76,7 +86,17 @@ impl<T: AsRef<[u8]>> CapsulePacket<T> {
 
     fn payload_range(&self) -> Range<usize> {
         let start = self.header_range().end;
-        start..self.b().len()
+        start..self.b().len() - self.trace_len()
+    }
+
+    fn trace_len(&self) -> usize {
+        if self.b()[2] == VERSION { TRACE_LEN } else { 0 }
+    }
+
+    /// The trace extension of a traced (version 2) capsule.
+    pub fn trace(&self) -> Option<Trace> {
+        let b = self.b();
+        (self.trace_len() != 0).then(|| Trace::parse(&b[b.len() - TRACE_LEN..]))
     }
 
     /// Flag bits.
@@ -130,6 +150,7 @@ impl<T: AsRef<[u8]>> CapsulePacket<T> {
             prev: self.prev(),
             header: self.header(),
             payload: self.payload(),
+            trace: self.trace(),
         }
     }
 }
@@ -192,6 +213,9 @@ pub struct CapsuleRepr<'a> {
     pub header: &'a [u8],
     /// Payload bytes.
     pub payload: &'a [u8],
+    /// The trace extension: `Some` makes the capsule a traced, version 2 capsule (with
+    /// [`FLAG_TRACE`] set on emit).
+    pub trace: Option<Trace>,
 }
 
 impl<'a> CapsuleRepr<'a> {
@@ -207,12 +231,16 @@ impl<'a> CapsuleRepr<'a> {
             prev: p.prev(),
             header: &buf[p.header_range()],
             payload: &buf[p.payload_range()],
+            trace: p.trace(),
         })
     }
 
     /// Bytes [`CapsuleRepr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
-        FIXED_LEN + self.header.len() + self.payload.len()
+        FIXED_LEN
+            + self.header.len()
+            + self.payload.len()
+            + if self.trace.is_some() { TRACE_LEN } else { 0 }
     }
 
     /// Serialize into the front of `buf`; returns the length written.
@@ -229,9 +257,14 @@ impl<'a> CapsuleRepr<'a> {
         })?;
         let len = self.buffer_len();
         check_out(buf, len)?;
+        let (version, flags) = match self.trace {
+            Some(_) => (VERSION, self.flags | FLAG_TRACE),
+            None => (BASE_VERSION, self.flags),
+        };
         Prefix {
+            version,
             kind: Kind::Capsule,
-            flags: self.flags,
+            flags,
         }
         .emit(buf);
         buf[field::RESOURCE].copy_from_slice(&self.resource.to_be_bytes());
@@ -243,7 +276,11 @@ impl<'a> CapsuleRepr<'a> {
         buf[field::PAYLOAD_LEN].copy_from_slice(&plen.to_be_bytes());
         let h_end = FIXED_LEN + self.header.len();
         buf[FIXED_LEN..h_end].copy_from_slice(self.header);
-        buf[h_end..len].copy_from_slice(self.payload);
+        let p_end = h_end + self.payload.len();
+        buf[h_end..p_end].copy_from_slice(self.payload);
+        if let Some(t) = self.trace {
+            t.emit(&mut buf[p_end..len]);
+        }
         Ok(len)
     }
 }
@@ -262,7 +299,9 @@ impl fmt::Display for CapsuleRepr<'_> {
             self.header.len(),
             self.payload.len()
         )?;
-        if self.flags & FLAG_TRACE != 0 {
+        if let Some(t) = self.trace {
+            write!(f, " [trace {:016x} clock {}]", t.id, t.clock)?;
+        } else if self.flags & FLAG_TRACE != 0 {
             f.write_str(" [trace]")?;
         }
         Ok(())
@@ -285,7 +324,40 @@ mod tests {
             prev: Address::UNSPECIFIED,
             header: b"hdr",
             payload: b"hello",
+            trace: None,
         }
+    }
+
+    #[test]
+    fn traced_capsules_are_version_2_with_the_extension() {
+        let c = CapsuleRepr {
+            flags: 0,
+            trace: Some(Trace { id: 9, clock: 4 }),
+            ..sample()
+        };
+        let mut buf = vec![0u8; c.buffer_len()];
+        assert_eq!(c.emit(&mut buf).unwrap(), 100 + TRACE_LEN);
+        assert_eq!((buf[2], buf[4]), (VERSION, FLAG_TRACE));
+        let p = CapsuleRepr::parse(&buf).unwrap();
+        assert_eq!(p.trace, c.trace);
+        assert_eq!((p.header, p.payload), (&b"hdr"[..], &b"hello"[..]));
+        assert!(p.to_string().ends_with("[trace 0000000000000009 clock 4]"));
+        // Version 2 without the flag, or without the extension's bytes, is refused.
+        buf[4] = 0;
+        assert!(matches!(
+            CapsuleRepr::parse(&buf),
+            Err(WireError::InvalidField { .. })
+        ));
+        buf[4] = FLAG_TRACE;
+        assert!(matches!(
+            CapsuleRepr::parse(&buf[..buf.len() - 1]),
+            Err(WireError::LengthMismatch { .. })
+        ));
+        // Untraced: version 1, and the old flag bit is still carried.
+        let mut v1 = vec![0u8; sample().buffer_len()];
+        sample().emit(&mut v1).unwrap();
+        assert_eq!((v1[2], v1[4]), (BASE_VERSION, FLAG_TRACE));
+        assert_eq!(CapsuleRepr::parse(&v1).unwrap().trace, None);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use core::fmt;
 
 use crate::message::{Kind, PREFIX_LEN, Prefix, check_min, check_out};
-use crate::{CapsuleType, WireError, be16, be32};
+use crate::{BASE_VERSION, CapsuleType, WireError, be16, be32};
 
 /// Size of every chunk but the last.
 pub const CHUNK_LEN: usize = 1024;
@@ -341,7 +341,12 @@ fn expect_kind(buf: &[u8], kind: Kind) -> Result<(), WireError> {
 }
 
 fn emit_prefix(buf: &mut [u8], kind: Kind) {
-    Prefix { kind, flags: 0 }.emit(buf);
+    Prefix {
+        version: BASE_VERSION,
+        kind,
+        flags: 0,
+    }
+    .emit(buf);
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 
 use core::fmt;
 
-use crate::{CapsuleRepr, CodeChunk, CodeNack, CodeRequest, MAGIC, VERSION, WireError, be16};
+use crate::{
+    BASE_VERSION, CapsuleRepr, CodeChunk, CodeNack, CodeRequest, MAGIC, TraceReport, VERSION,
+    WireError, be16,
+};
 
 /// Length of the common prefix.
 pub const PREFIX_LEN: usize = 6;
@@ -17,8 +20,9 @@ pub const PREFIX_LEN: usize = 6;
 /// Offset of the flags byte.
 pub(crate) const FLAGS_AT: usize = 4;
 
-/// Flag bit reserved for path tracing (the sender asks nodes to record the capsule's path).
-/// Nodes carry it but do not act on it yet.
+/// Capsule flag bit: the capsule is traced. In a version 2 capsule it says that the trace
+/// extension ([`crate::Trace`]) follows the payload; in a version 1 capsule it is carried and
+/// means nothing.
 pub const FLAG_TRACE: u8 = 0x01;
 
 /// What a message is.
@@ -33,6 +37,8 @@ pub enum Kind {
     CodeChunk = 3,
     /// "I do not have (or will not send) that module."
     CodeNack = 4,
+    /// What a node did with a traced capsule, on its way to the trace's origin (version 2).
+    TraceReport = 5,
 }
 
 impl Kind {
@@ -43,6 +49,7 @@ impl Kind {
             2 => Kind::CodeRequest,
             3 => Kind::CodeChunk,
             4 => Kind::CodeNack,
+            5 => Kind::TraceReport,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -54,6 +61,7 @@ impl Kind {
             Kind::CodeRequest => "code-request",
             Kind::CodeChunk => "code-chunk",
             Kind::CodeNack => "code-nack",
+            Kind::TraceReport => "trace-report",
         }
     }
 }
@@ -67,6 +75,9 @@ impl fmt::Display for Kind {
 /// The validated common prefix of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefix {
+    /// The wire version: 1 ([`BASE_VERSION`]) for what version 1 can express, 2 ([`VERSION`])
+    /// for a traced capsule and a trace report.
+    pub version: u8,
     /// The message kind.
     pub kind: Kind,
     /// Flag bits ([`FLAG_TRACE`]); unknown bits are carried, not interpreted.
@@ -74,7 +85,8 @@ pub struct Prefix {
 }
 
 impl Prefix {
-    /// Check magic, version and kind.
+    /// Check magic, version and kind. Version 1 has kinds 1–4; version 2 is a traced capsule
+    /// (kind 1) or a trace report (kind 5); anything else is refused.
     pub fn parse(buf: &[u8]) -> Result<Prefix, WireError> {
         if buf.len() < PREFIX_LEN {
             return Err(WireError::Truncated {
@@ -86,11 +98,21 @@ impl Prefix {
         if buf[0..2] != MAGIC {
             return Err(WireError::BadMagic(be16(buf, 0)));
         }
-        if buf[2] != VERSION {
-            return Err(WireError::UnsupportedVersion(buf[2]));
+        let version = buf[2];
+        if version != BASE_VERSION && version != VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let kind = Kind::from_u8(buf[3])?;
+        match (version, kind) {
+            (BASE_VERSION, Kind::TraceReport) => return Err(WireError::UnknownKind(buf[3])),
+            (VERSION, Kind::CodeRequest | Kind::CodeChunk | Kind::CodeNack) => {
+                return Err(WireError::UnsupportedVersion(version));
+            }
+            _ => {}
         }
         Ok(Prefix {
-            kind: Kind::from_u8(buf[3])?,
+            version,
+            kind,
             flags: buf[4],
         })
     }
@@ -98,7 +120,7 @@ impl Prefix {
     /// Write the prefix into `buf[..PREFIX_LEN]`; callers have checked the length.
     pub(crate) fn emit(self, buf: &mut [u8]) {
         buf[0..2].copy_from_slice(&MAGIC);
-        buf[2] = VERSION;
+        buf[2] = self.version;
         buf[3] = self.kind as u8;
         buf[4] = self.flags;
         buf[5] = 0;
@@ -116,6 +138,8 @@ pub enum Message<'a> {
     CodeChunk(CodeChunk<'a>),
     /// A code nack.
     CodeNack(CodeNack),
+    /// A trace report.
+    TraceReport(TraceReport<'a>),
 }
 
 impl<'a> Message<'a> {
@@ -126,6 +150,7 @@ impl<'a> Message<'a> {
             Kind::CodeRequest => Message::CodeRequest(CodeRequest::parse(buf)?),
             Kind::CodeChunk => Message::CodeChunk(CodeChunk::parse(buf)?),
             Kind::CodeNack => Message::CodeNack(CodeNack::parse(buf)?),
+            Kind::TraceReport => Message::TraceReport(TraceReport::parse(buf)?),
         })
     }
 
@@ -136,6 +161,7 @@ impl<'a> Message<'a> {
             Message::CodeRequest(m) => m.buffer_len(),
             Message::CodeChunk(m) => m.buffer_len(),
             Message::CodeNack(m) => m.buffer_len(),
+            Message::TraceReport(m) => m.buffer_len(),
         }
     }
 
@@ -146,6 +172,7 @@ impl<'a> Message<'a> {
             Message::CodeRequest(m) => m.emit(buf),
             Message::CodeChunk(m) => m.emit(buf),
             Message::CodeNack(m) => m.emit(buf),
+            Message::TraceReport(m) => m.emit(buf),
         }
     }
 }
@@ -157,6 +184,7 @@ impl fmt::Display for Message<'_> {
             Message::CodeRequest(m) => m.fmt(f),
             Message::CodeChunk(m) => m.fmt(f),
             Message::CodeNack(m) => m.fmt(f),
+            Message::TraceReport(m) => m.fmt(f),
         }
     }
 }

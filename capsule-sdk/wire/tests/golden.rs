@@ -65,10 +65,81 @@ fn golden_capsule_hex_dump() {
         prev: "198.18.0.2".parse::<Address>().unwrap(),
         header: &[0x00, 0x07],
         payload: b"hello",
+        trace: None,
     };
     let mut buf = vec![0u8; c.buffer_len()];
     c.emit(&mut buf).unwrap();
     let dump = hexdump(&buf);
     println!("{c}\n{dump}");
     assert_eq!(dump, EXPECTED);
+}
+
+const EXPECTED_TRACED: &str = "\
+0000: a75c 0201 0100 0040 93a4 4bbb 96c7 5121  .\\.....@..K...Q!
+0010: 8e4c 00d4 79e4 c143 5812 2a38 9acc a162  .L..y..CX.*8...b
+0020: 05b1 e4d0 dc5f 9476 0000 0000 0000 0000  ....._.v........
+0030: 0000 ffff c612 0001 0000 0000 0000 0000  ................
+0040: 0000 ffff c612 0005 0000 0000 0000 0000  ................
+0050: 0000 ffff c612 0002 0002 0005 0007 6865  ..............he
+0060: 6c6c 6f00 0000 0000 00ab cd00 0000 0000  llo.............
+0070: 0000 03                                  ...
+";
+
+const EXPECTED_REPORT: &str = "\
+0000: a75c 0205 0000 4001 93a4 4bbb 96c7 5121  .\\....@...K...Q!
+0010: 8e4c 00d4 79e4 c143 5812 2a38 9acc a162  .L..y..CX.*8...b
+0020: 05b1 e4d0 dc5f 9476 0000 0000 0000 0000  ....._.v........
+0030: 0000 ffff c612 0001 0000 0000 0000 0000  ................
+0040: 0000 ffff c612 0002 0000 0000 0000 abcd  ................
+0050: 0600 003f 0000 0000 0000 0000 0000 0000  ...?............
+0060: 0000 0005 0000 0000 0000 03e8 0000 0000  ................
+0070: 0000 0000 0000 ffff c612 0003            ............
+";
+
+/// The same capsule traced (wire version 2): trace id `0xabcd`, sent at Lamport time 3.
+#[test]
+fn golden_traced_capsule_and_report_hex_dumps() {
+    use ants_wire::trace::{REPORT_HOPS, emit_report};
+    use ants_wire::{Trace, TraceEvent, TraceEventKind, TraceReport};
+
+    let capsule_type: CapsuleType = EMPTY_MODULE_SHA256.parse().unwrap();
+    let c = CapsuleRepr {
+        flags: 0,
+        resource: 64,
+        capsule_type,
+        src: "198.18.0.1".parse::<Address>().unwrap(),
+        dst: "198.18.0.5".parse::<Address>().unwrap(),
+        prev: "198.18.0.2".parse::<Address>().unwrap(),
+        header: &[0x00, 0x07],
+        payload: b"hello",
+        trace: Some(Trace {
+            id: 0xabcd,
+            clock: 3,
+        }),
+    };
+    let mut buf = vec![0u8; c.buffer_len()];
+    c.emit(&mut buf).unwrap();
+    let dump = hexdump(&buf);
+    println!("{c}\n{dump}");
+    assert_eq!(dump, EXPECTED_TRACED);
+
+    // Node 198.18.0.2 reports to the origin 198.18.0.1: it sent a copy to 198.18.0.3 with
+    // resource 63 at Lamport time 5, 1 µs after the epoch of its clock.
+    let head = TraceReport {
+        hops: REPORT_HOPS,
+        capsule_type,
+        origin: c.src,
+        reporter: c.prev,
+        trace_id: 0xabcd,
+        events: &[],
+    };
+    let mut sent = TraceEvent::new(TraceEventKind::Sent, 5, 1_000);
+    sent.resource = 63;
+    sent.peer = "198.18.0.3".parse().unwrap();
+    let mut buf = vec![0u8; 200];
+    let n = emit_report(&mut buf, &head, &[sent]).unwrap();
+    let r = TraceReport::parse(&buf[..n]).unwrap();
+    let dump = hexdump(&buf[..n]);
+    println!("{r}\n{dump}");
+    assert_eq!(dump, EXPECTED_REPORT);
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use ants_wire::code::{CHUNK_LEN, MAX_BITMAP_LEN, MAX_MODULE_LEN};
 use ants_wire::{
     Address, CapsulePacket, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest, Kind,
-    Message, NackReason, WireError,
+    Message, NackReason, TraceReport, WireError,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -49,6 +49,7 @@ fn canonical(input: &[u8]) -> Vec<u8> {
             v[4] = 0;
             v[7] = 0;
         }
+        Kind::TraceReport => v[4] = 0,
     }
     v
 }
@@ -78,15 +79,18 @@ fn check_any_bytes(input: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(p.prev(), c.prev);
         prop_assert_eq!(p.header(), c.header);
         prop_assert_eq!(p.payload(), c.payload);
+        prop_assert_eq!(p.trace(), c.trace);
     }
     let request = CodeRequest::parse(input);
     let chunk = CodeChunk::parse(input);
     let nack = CodeNack::parse(input);
+    let report = TraceReport::parse(input);
     match &parsed {
         Ok(Message::Capsule(m)) => prop_assert_eq!(Ok(*m), capsule),
         Ok(Message::CodeRequest(m)) => prop_assert_eq!(Ok(*m), request),
         Ok(Message::CodeChunk(m)) => prop_assert_eq!(Ok(*m), chunk),
         Ok(Message::CodeNack(m)) => prop_assert_eq!(Ok(*m), nack),
+        Ok(Message::TraceReport(m)) => prop_assert_eq!(Ok(*m), report),
         Err(e) => {
             assert_one_line(&e.to_string());
             // Whichever parser the prefix selects reports the same error.
@@ -96,6 +100,7 @@ fn check_any_bytes(input: &[u8]) -> Result<(), TestCaseError> {
                     Kind::CodeRequest => request.err(),
                     Kind::CodeChunk => chunk.err(),
                     Kind::CodeNack => nack.err(),
+                    Kind::TraceReport => report.err(),
                 };
                 prop_assert_eq!(Some(*e), same);
             }
@@ -287,6 +292,7 @@ proptest! {
             Message::CodeRequest(r) => { assert_one_line(&r.to_string()); "code-request " }
             Message::CodeChunk(r) => { assert_one_line(&r.to_string()); "code-chunk " }
             Message::CodeNack(r) => { assert_one_line(&r.to_string()); "code-nack " }
+            Message::TraceReport(r) => { assert_one_line(&r.to_string()); "trace-report " }
         };
         prop_assert!(s.starts_with(kind), "{s}");
 
@@ -314,6 +320,7 @@ fn emit_rejects_what_parse_would_reject() {
         prev: Address::UNSPECIFIED,
         header: &big,
         payload: &[],
+        trace: None,
     };
     assert!(matches!(
         c.emit(&mut out),
@@ -434,6 +441,7 @@ fn reserved_bytes_are_ignored_and_emitted_zero() {
         prev: Address::UNSPECIFIED,
         header: &[],
         payload: &[],
+        trace: None,
     };
     let buf = encode(&Message::Capsule(c));
     assert_eq!(buf[4], 0xFE);

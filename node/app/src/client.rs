@@ -215,6 +215,21 @@ pub fn store_dump(
     unregistered(path.as_ref(), timeout)?.store_dump(capsule_type)
 }
 
+/// Ask the node at `path` for the traces it started (`None`: the list; `Some(id)`: one
+/// trace with its events) without registering an app id (`ants trace`).
+pub fn traces(
+    path: impl AsRef<Path>,
+    id: Option<u64>,
+    timeout: Duration,
+) -> Result<String, ClientError> {
+    let mut client = unregistered(path.as_ref(), timeout)?;
+    client.send(&AppFrame::Traces { id })?;
+    client.await_reply("Traces", |f| match f {
+        NodeFrame::Traces { json } => Ok(Some(json)),
+        other => Err(unexpected(&other, "Traces")),
+    })
+}
+
 /// Start capturing the node's datagrams (`ants capture`): a [`Capture`] that yields them.
 pub fn capture(path: impl AsRef<Path>, timeout: Duration) -> Result<Capture, ClientError> {
     let mut client = unregistered(path.as_ref(), timeout)?;
@@ -596,6 +611,7 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Stats { .. } => "Stats",
         NodeFrame::Evicted { .. } => "Evicted",
         NodeFrame::StoreDump { .. } => "StoreDump",
+        NodeFrame::Traces { .. } => "Traces",
         NodeFrame::CaptureStarted => "CaptureStarted",
         NodeFrame::Captured(_) => "Captured",
     }

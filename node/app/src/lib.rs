@@ -34,7 +34,7 @@ pub mod proto;
 pub use cli::format_delivery_json;
 pub use client::{
     AppClient, AppClientBuilder, Capture, ClientError, capture, evict_module, query_stats,
-    store_dump,
+    store_dump, traces,
 };
 pub use proto::{
     AppFrame, Captured, DecodeError, Delivery, EncodeError, Inject, MAX_ACCEPT_TYPES, NodeFrame,

@@ -51,6 +51,9 @@ pub mod frame_type {
     /// App → node: stream copies of the datagrams the node sends and receives (allowed
     /// before registering; one capture at a time).
     pub const CAPTURE: u8 = 0x07;
+    /// App → node: the traces this node started, or one of them with its events (allowed
+    /// before registering).
+    pub const TRACES: u8 = 0x08;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -71,6 +74,8 @@ pub mod frame_type {
     pub const CAPTURED: u8 = 0x89;
     /// Node → app: the capture has started; `Captured` frames follow.
     pub const CAPTURE_STARTED: u8 = 0x8a;
+    /// Node → app: answer to `Traces`: one JSON object (UTF-8).
+    pub const TRACES_REPLY: u8 = 0x8b;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -82,6 +87,9 @@ pub const MAX_ACCEPT_TYPES: usize = 64;
 
 /// `Inject` flag bit: a module follows (`code` is `Some`).
 pub const INJECT_FLAG_CODE: u8 = 0x01;
+/// `Inject` flag bit: trace the capsule; an 8-byte trace id follows the fixed part (0: the
+/// node picks one).
+pub const INJECT_FLAG_TRACE: u8 = 0x02;
 
 /// A `Register` body without an accept list (the original frame): the app id alone.
 const REGISTER_ANY: usize = 4;
@@ -256,6 +264,8 @@ pub struct Inject {
     pub header: Vec<u8>,
     /// Payload (at most 65 535 bytes).
     pub payload: Vec<u8>,
+    /// Trace the capsule with this id (`ants send --trace`; 0: the node picks one).
+    pub trace: Option<u64>,
 }
 
 impl Inject {
@@ -274,6 +284,7 @@ impl Inject {
             resource,
             header,
             payload,
+            trace: None,
         }
     }
 
@@ -295,11 +306,13 @@ impl Inject {
             prev: Address::UNSPECIFIED,
             header: &self.header,
             payload: &self.payload,
+            trace: None,
         }
     }
 
     fn body_len(&self) -> usize {
         INJECT_FIXED
+            + if self.trace.is_some() { 8 } else { 0 }
             + self.code.as_ref().map_or(0, Vec::len)
             + self.header.len()
             + self.payload.len()
@@ -316,6 +329,7 @@ impl fmt::Debug for Inject {
             .field("resource", &self.resource)
             .field("header_len", &self.header.len())
             .field("payload_len", &self.payload.len())
+            .field("trace", &self.trace)
             .finish()
     }
 }
@@ -419,6 +433,12 @@ pub enum AppFrame {
         /// One namespace, or all.
         capsule_type: Option<CapsuleType>,
     },
+    /// Ask for the traces this node started: a list (`None`), or one trace with every
+    /// event reported for it. Answered by `Traces`. Needs no registration (`ants trace`).
+    Traces {
+        /// One trace id, or the list.
+        id: Option<u64>,
+    },
     /// Start streaming the node's datagrams to this connection (`ants capture`): answered by
     /// `CaptureStarted`, then `Captured` frames until the connection closes. Needs no
     /// registration; one capture at a time.
@@ -461,6 +481,11 @@ pub enum NodeFrame {
     Captured(Captured),
     /// Answer to `StoreDump`: the entries as one JSON object.
     StoreDump {
+        /// The JSON text.
+        json: String,
+    },
+    /// Answer to `Traces`: one JSON object.
+    Traces {
         /// The JSON text.
         json: String,
     },
@@ -650,11 +675,15 @@ impl AppFrame {
                     })?,
                     None => 0,
                 };
-                let flags = if i.code.is_some() {
+                let mut flags = if i.code.is_some() {
                     INJECT_FLAG_CODE
                 } else {
                     0
                 };
+                if i.trace.is_some() {
+                    flags |= INJECT_FLAG_TRACE;
+                }
+                let trace_len = if i.trace.is_some() { 8 } else { 0 };
                 let mut w = FrameWriter::begin(out, frame_type::INJECT, i.body_len())?;
                 w.put(i.capsule_type.as_bytes())
                     .put(&i.dst.octets())
@@ -663,6 +692,7 @@ impl AppFrame {
                     .put(&code_len.to_be_bytes())
                     .put(&header_len)
                     .put(&payload_len)
+                    .put(&i.trace.map(u64::to_be_bytes).unwrap_or_default()[..trace_len])
                     .put(i.code.as_deref().unwrap_or_default())
                     .put(&i.header)
                     .put(&i.payload);
@@ -676,6 +706,13 @@ impl AppFrame {
                 w.finish();
             }
             AppFrame::Capture => FrameWriter::begin(out, frame_type::CAPTURE, 0)?.finish(),
+            AppFrame::Traces { id } => {
+                let id = id.map(u64::to_be_bytes);
+                let id = id.as_ref().map_or(&[][..], |b| &b[..]);
+                let mut w = FrameWriter::begin(out, frame_type::TRACES, id.len())?;
+                w.put(id);
+                w.finish();
+            }
             AppFrame::StoreDump { capsule_type } => {
                 let ty = capsule_type.as_ref().map_or(&[][..], |t| &t.as_bytes()[..]);
                 let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP, ty.len())?;
@@ -719,6 +756,16 @@ impl AppFrame {
                 };
                 b.finish()?;
                 Ok(AppFrame::StoreDump { capsule_type })
+            }
+            frame_type::TRACES => {
+                let mut b = Body::new("traces", body);
+                let id = if body.is_empty() {
+                    None
+                } else {
+                    Some(b.u64()?)
+                };
+                b.finish()?;
+                Ok(AppFrame::Traces { id })
             }
             other => Err(DecodeError::UnknownFrameType {
                 frame_type: other,
@@ -788,10 +835,15 @@ fn decode_inject(body: &[u8]) -> Result<Inject, DecodeError> {
     let code_len = b.u32()?;
     let header_len = b.u16()?;
     let payload_len = b.u16()?;
-    let has_code = match flags {
+    let has_code = match flags & !INJECT_FLAG_TRACE {
         INJECT_FLAG_CODE => true,
         0 if code_len == 0 => false,
         _ => return Err(DecodeError::BadInjectFlags { flags, code_len }),
+    };
+    let trace = if flags & INJECT_FLAG_TRACE != 0 {
+        Some(b.u64()?)
+    } else {
+        None
     };
     let code = if has_code {
         let n = usize::try_from(code_len).unwrap_or(usize::MAX);
@@ -809,6 +861,7 @@ fn decode_inject(body: &[u8]) -> Result<Inject, DecodeError> {
         resource,
         header,
         payload,
+        trace,
     })
 }
 
@@ -870,6 +923,11 @@ impl NodeFrame {
             }
             NodeFrame::StoreDump { json } => {
                 let mut w = FrameWriter::begin(out, frame_type::STORE_DUMP_REPLY, json.len())?;
+                w.put(json.as_bytes());
+                w.finish();
+            }
+            NodeFrame::Traces { json } => {
+                let mut w = FrameWriter::begin(out, frame_type::TRACES_REPLY, json.len())?;
                 w.put(json.as_bytes());
                 w.finish();
             }
@@ -937,6 +995,7 @@ impl NodeFrame {
             frame_type::PONG => Body::new("pong", body).finish().map(|()| NodeFrame::Pong),
             frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
             frame_type::STORE_DUMP_REPLY => text(body).map(|json| NodeFrame::StoreDump { json }),
+            frame_type::TRACES_REPLY => text(body).map(|json| NodeFrame::Traces { json }),
             frame_type::CAPTURE_STARTED => Body::new("capture started", body)
                 .finish()
                 .map(|()| NodeFrame::CaptureStarted),

@@ -1,6 +1,6 @@
 //! A capsule's fields while it is being executed.
 
-use ants_wire::{Address, CapsuleRepr, CapsuleType};
+use ants_wire::{Address, CapsuleRepr, CapsuleType, Trace};
 
 /// The mutable state of one capsule during an execution. Buffers are reused between
 /// executions ([`CapsuleState::load`]) so the forwarding path does not allocate.
@@ -22,6 +22,9 @@ pub struct CapsuleState {
     pub header: Vec<u8>,
     /// Payload.
     pub payload: Vec<u8>,
+    /// The trace extension of a traced capsule (invisible to capsule code; the node sets
+    /// its clock on every copy it sends).
+    pub trace: Option<Trace>,
 }
 
 impl CapsuleState {
@@ -44,6 +47,7 @@ impl CapsuleState {
         self.header.extend_from_slice(repr.header);
         self.payload.clear();
         self.payload.extend_from_slice(repr.payload);
+        self.trace = repr.trace;
     }
 
     /// Borrow as a wire representation (for emitting).
@@ -57,6 +61,7 @@ impl CapsuleState {
             prev: self.prev,
             header: &self.header,
             payload: &self.payload,
+            trace: self.trace,
         }
     }
 }

@@ -219,6 +219,7 @@ impl Effects {
             prev: sender,
             header: self.header(&send.snapshot),
             payload: self.payload(&send.snapshot),
+            trace: base.trace,
         }
     }
 
@@ -233,6 +234,7 @@ impl Effects {
             prev: base.prev,
             header: self.header(&d.snapshot),
             payload: self.payload(&d.snapshot),
+            trace: base.trace,
         }
     }
 }

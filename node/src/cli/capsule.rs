@@ -287,6 +287,7 @@ impl TestArgs {
             prev: self.prev.unwrap_or(self.src),
             header: &header,
             payload: &payload,
+            trace: None,
         };
         let mut node = TestNode::new(self.node, self.seed);
         for (dst, via) in &self.route {

@@ -8,6 +8,7 @@ mod sim;
 mod status;
 mod template;
 mod top;
+mod trace;
 mod traceroute;
 
 use std::process::ExitCode;
@@ -94,6 +95,20 @@ enum Command {
     /// Example: ants store dump -s /tmp/ants-demo/n3.sock --type ee5d3ee4…
     #[command(subcommand)]
     Store(status::StoreCommand),
+    /// Show a traced capsule's causal timeline, from the node that sent it.
+    ///
+    /// `ants send --trace` marks capsules for tracing (and `[trace] sample` in a node's config
+    /// traces a fraction of what its apps send). Every node that handles a traced capsule or
+    /// one of its copies reports what it did to the sending node: received, held while its
+    /// code was fetched, ran (fuel and time), sent to whom, delivered, dropped and why. Events
+    /// are stamped with Lamport clocks carried in the capsules, so the order printed is the
+    /// happened-before order across nodes whatever their clocks say; `ms` is each event's own
+    /// node clock since the trace began (comparable across nodes only if their clocks agree).
+    ///
+    /// Without an id, lists the traces the node started (the most recent 64).
+    ///
+    /// Example: ants trace -s /tmp/ants-demo/n1.sock 5f0c7a3e9b214d88 --wait 0.5
+    Trace(trace::TraceArgs),
     /// Trace the active path to a node, like traceroute(8).
     ///
     /// Registers as an app on the source node (--socket), injects `traceroute` capsules
@@ -141,6 +156,7 @@ impl Cli {
             Command::Top(a) => a.run(),
             Command::Map(a) => a.run(),
             Command::Capture(a) => a.run(),
+            Command::Trace(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
         }

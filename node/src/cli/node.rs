@@ -66,6 +66,10 @@ pub(crate) struct SendArgs {
     /// Capsules per second when --count > 1 (0 = as fast as the node acknowledges).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Trace each capsule: every node that handles it (or a copy) reports what it did to
+    /// this node; `ants trace` prints the timeline. Prints each trace id.
+    #[arg(long)]
+    trace: bool,
 }
 
 impl SendArgs {
@@ -84,17 +88,27 @@ impl SendArgs {
                 resource: self.resource,
                 header,
                 payload,
+                trace: None,
             },
             (None, None) => bail!("give --code FILE or --type HEX"),
         };
         let mut client = AppClient::connect(&self.socket, self.app)?;
         let gap = (self.rate > 0).then(|| Duration::from_secs_f64(1.0 / self.rate as f64));
         let start = Instant::now();
+        let first_id = fresh_trace_id();
         for i in 0..self.count {
+            let id = first_id.wrapping_add(i).max(1);
+            inject.trace = self.trace.then_some(id);
             let ty = client.inject(&inject)?;
             if i == 0 {
                 println!("sent {ty} from {} to {}", client.node(), self.dst);
                 inject.code = None; // the node has it now
+            }
+            if self.trace && (i < 10 || i + 1 == self.count) {
+                println!(
+                    "trace {id:016x}: ants trace -s {} {id:016x}",
+                    self.socket.display()
+                );
             }
             if let Some(gap) = gap {
                 let due = start + gap.mul_f64((i + 1) as f64);
@@ -110,6 +124,13 @@ impl SendArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// A trace id unlikely to repeat: the process's random hasher over the time and pid.
+fn fresh_trace_id() -> u64 {
+    use std::hash::BuildHasher;
+    let seed = (std::time::SystemTime::now(), std::process::id());
+    std::collections::hash_map::RandomState::new().hash_one(seed)
 }
 
 /// `ants listen`.

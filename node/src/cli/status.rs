@@ -15,14 +15,14 @@ use serde_json::Value;
 pub(crate) struct NodeSocket {
     /// The node's app socket (`app_socket` in the `[node]` section of its config).
     #[arg(short, long)]
-    socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// Seconds to wait for the node's answer.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
 }
 
 impl NodeSocket {
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0))
     }
 

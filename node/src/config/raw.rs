@@ -20,6 +20,16 @@ pub(super) struct RawConfig {
     pub(super) fault: RawFault,
     pub(super) router: Option<RawRouter>,
     pub(super) metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub(super) trace: RawTrace,
+}
+
+/// `[trace]`: capsule tracing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrace {
+    pub(super) sample: Option<Spanned<f64>>,
+    pub(super) reports_per_sec: Option<Spanned<u64>>,
 }
 
 /// `[metrics]`: present = serve Prometheus metrics.

@@ -408,3 +408,23 @@ fn workers_default_to_the_cpus_and_are_bounded() {
         &["[node] workers = 65", "between 1 and 64"],
     );
 }
+
+#[test]
+fn trace_sampling_and_report_rate_are_checked() {
+    let base = BASE;
+    let c = parse(base).unwrap();
+    assert_eq!((c.trace.sample, c.trace.reports_per_sec), (0.0, 1000));
+    let c = parse(&format!("{base}[trace]\nsample = 0.25\nreports_per_sec = 10\n")).unwrap();
+    assert_eq!((c.trace.sample, c.trace.reports_per_sec), (0.25, 10));
+    assert_error(
+        &format!("{base}[trace]\nsample = 1.5\n"),
+        5,
+        &["[trace]", "sample", "fraction from 0 to 1"],
+    );
+    assert_error(
+        &format!("{base}[trace]\nreports_per_sec = 2000000\n"),
+        5,
+        &["reports_per_sec", "at most 1000000"],
+    );
+    assert_error(&format!("{base}[trace]\nrate = 1\n"), 5, &["rate"]);
+}

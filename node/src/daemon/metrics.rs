@@ -245,6 +245,28 @@ pub fn render(stats: &Stats) -> String {
     handoffs
         .get_or_create(&labels(&[("outcome", "dropped")]))
         .inc_by(stats.handoff_dropped);
+    let traces = counter_family(
+        &mut r,
+        "trace_reports",
+        "Capsule trace reports, by outcome (sent: about this node's handling; forwarded \
+         toward their origin; received: kept here as the origin; rate_limited and \
+         undeliverable: dropped)",
+    );
+    let t = &stats.trace;
+    for (outcome, n) in [
+        ("sent", t.reports_sent),
+        ("forwarded", t.reports_forwarded),
+        ("received", t.reports_received),
+        ("rate_limited", t.reports_rate_limited),
+        ("undeliverable", t.reports_undeliverable),
+    ] {
+        traces
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(n);
+    }
+    counter_family(&mut r, "traces_started", "Capsule traces this node started")
+        .get_or_create(&labels(&[]))
+        .inc_by(t.started);
     let runs = counter_family(&mut r, "worker_runs", "Capsules run, by worker");
     for w in &stats.workers {
         runs.get_or_create(&labels(&[("worker", &w.index.to_string())]))

@@ -26,6 +26,7 @@ mod persist;
 mod router;
 mod stats;
 mod tap;
+mod trace_json;
 mod workers;
 
 use std::net::SocketAddr;
@@ -96,6 +97,8 @@ pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
     n.quarantine.traps = l.quarantine_traps;
     n.quarantine.window = l.quarantine_window;
     n.quarantine.hold = l.quarantine_time;
+    n.trace.sample = cfg.trace.sample;
+    n.trace.reports_per_sec = cfg.trace.reports_per_sec;
     n.store.max_bytes = l.store_bytes;
     n.store.namespace_quota = l.store_namespace_bytes;
     n.code_cache_bytes = l.code_cache_bytes;
@@ -460,6 +463,7 @@ impl Driver {
             }],
             handed_off: self.steer.handed_off,
             handoff_dropped: self.steer.handoff_dropped,
+            trace: *self.node.trace_counters(),
         }
     }
 
@@ -587,6 +591,9 @@ impl Driver {
             AppRequest::StoreDump { ty, reply } => {
                 let _ = reply.send(Ok(self.store_dump(ty)));
             }
+            AppRequest::Traces { id, reply } => {
+                let _ = reply.send(Ok(trace_json::traces(&self.node, id)));
+            }
             // The hub starts captures; a worker asked directly does the same.
             AppRequest::Capture { out, reply } => {
                 let _ = reply.send(self.tap.start(out));
@@ -608,6 +615,7 @@ impl Driver {
                     resource: inject.resource,
                     header: &inject.header,
                     payload: &inject.payload,
+                    trace: inject.trace,
                 };
                 let now = self.now();
                 let r = self.node.inject(now, app, inj, &mut self.exec);

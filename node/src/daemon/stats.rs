@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ants_core::loader::LoaderCounters;
-use ants_core::node::{LoadTiming, NodeCounters, ProtocolCounters};
+use ants_core::node::{LoadTiming, NodeCounters, ProtocolCounters, TraceCounters};
 use ants_wire::CapsuleType;
 use serde_json::{Value, json};
 
@@ -90,6 +90,8 @@ pub struct Stats {
     pub handed_off: u64,
     /// Such datagrams dropped because the owner's inbox was full.
     pub handoff_dropped: u64,
+    /// Capsule trace counters (traces started, reports sent, forwarded, received, dropped).
+    pub trace: TraceCounters,
 }
 
 impl Stats {
@@ -121,6 +123,7 @@ impl Stats {
             workers,
             handed_off,
             handoff_dropped,
+            trace,
         } = o;
         self.uptime = self.uptime.max(uptime);
         // Every worker has every neighbour: keep the most recent hearing.
@@ -165,6 +168,7 @@ impl Stats {
         self.workers.sort_by_key(|w| w.index);
         self.handed_off += handed_off;
         self.handoff_dropped += handoff_dropped;
+        self.trace += trace;
     }
 
     /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
@@ -273,6 +277,7 @@ impl Stats {
             })).collect::<Vec<_>>(),
             "handed_off": self.handed_off,
             "handoff_dropped": self.handoff_dropped,
+            "trace": self.trace,
             "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>(),
             "router": router,
         })

@@ -293,6 +293,33 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
             let v = serde_json::json!({"namespaces": namespaces, "truncated": truncated});
             let _ = reply.send(Ok(v));
         }
+        AppRequest::Traces { id, reply } => {
+            // A trace lives on the worker of its capsule type: ask each, keep what they know.
+            let mut list = Vec::new();
+            let mut found = serde_json::Value::Null;
+            for w in workers {
+                let Some(Ok(v)) = ask(w, |reply| AppRequest::Traces { id, reply }).await else {
+                    continue;
+                };
+                list.extend(v["traces"].as_array().into_iter().flatten().cloned());
+                if !v["trace"].is_null() {
+                    found = v["trace"].clone();
+                }
+            }
+            let v = match id {
+                Some(_) => serde_json::json!({ "trace": found }),
+                None => {
+                    list.sort_by(|a, b| {
+                        a["started_s"]
+                            .as_f64()
+                            .partial_cmp(&b["started_s"].as_f64())
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                    });
+                    serde_json::json!({ "traces": list })
+                }
+            };
+            let _ = reply.send(Ok(v));
+        }
         AppRequest::Stats { reply } => {
             let r = gather(workers)
                 .await

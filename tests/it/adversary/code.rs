@@ -55,6 +55,7 @@ pub(super) fn legit_new_type_arrives(a: &Attack, code: Vec<u8>, within: Duration
             resource: 8,
             header: vec![],
             payload: k.to_be_bytes().to_vec(),
+            trace: None,
         };
         let _ = tx.inject(&again);
     }

@@ -61,6 +61,7 @@ pub(crate) fn capsule(ty: CapsuleType, dst: &str, resource: u16, payload: &[u8])
         prev: addr(A),
         header: &[],
         payload,
+        trace: None,
     }))
 }
 
@@ -459,6 +460,7 @@ impl Field {
                 resource: 64,
                 header: Vec::new(),
                 payload: seq.to_be_bytes().to_vec(),
+                trace: None,
             };
             tx.inject(&inj).expect("legit inject");
             seq += 1;

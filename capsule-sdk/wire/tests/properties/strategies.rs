@@ -5,9 +5,11 @@
 use std::net::Ipv4Addr;
 
 use ants_wire::code::{CHUNK_LEN, MAX_BITMAP_LEN, MAX_MODULE_LEN};
+use ants_wire::message::FLAG_TRACE;
+use ants_wire::trace::{EVENT_LEN, MAX_REPORT_EVENTS};
 use ants_wire::{
-    Address, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest, MAGIC, Message,
-    NackReason, VERSION,
+    Address, BASE_VERSION, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest, MAGIC,
+    Message, NackReason, Trace, TraceEvent, TraceReport, VERSION,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -26,6 +28,7 @@ pub(crate) struct OwnedCapsule {
     pub(crate) prev: Address,
     pub(crate) header: Vec<u8>,
     pub(crate) payload: Vec<u8>,
+    pub(crate) trace: Option<Trace>,
 }
 
 impl OwnedCapsule {
@@ -39,6 +42,30 @@ impl OwnedCapsule {
             prev: self.prev,
             header: &self.header,
             payload: &self.payload,
+            trace: self.trace,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedReport {
+    pub(crate) hops: u8,
+    pub(crate) capsule_type: CapsuleType,
+    pub(crate) origin: Address,
+    pub(crate) reporter: Address,
+    pub(crate) trace_id: u64,
+    pub(crate) events: Vec<u8>,
+}
+
+impl OwnedReport {
+    pub(crate) fn repr(&self) -> TraceReport<'_> {
+        TraceReport {
+            hops: self.hops,
+            capsule_type: self.capsule_type,
+            origin: self.origin,
+            reporter: self.reporter,
+            trace_id: self.trace_id,
+            events: &self.events,
         }
     }
 }
@@ -85,6 +112,7 @@ pub(crate) enum OwnedMessage {
     Request(OwnedRequest),
     Chunk(OwnedChunk),
     Nack(CodeNack),
+    Report(OwnedReport),
 }
 
 impl OwnedMessage {
@@ -94,6 +122,7 @@ impl OwnedMessage {
             OwnedMessage::Request(r) => Message::CodeRequest(r.repr()),
             OwnedMessage::Chunk(c) => Message::CodeChunk(c.repr()),
             OwnedMessage::Nack(n) => Message::CodeNack(*n),
+            OwnedMessage::Report(r) => Message::TraceReport(r.repr()),
         }
     }
 }
@@ -124,19 +153,74 @@ pub(crate) fn arb_capsule() -> impl Strategy<Value = OwnedCapsule> {
         arb_address(),
         prop::collection::vec(any::<u8>(), 0..64),
         prop::collection::vec(any::<u8>(), 0..1500),
+        prop::option::of(any::<(u64, u64)>()),
     )
         .prop_map(
-            |(flags, resource, capsule_type, src, dst, prev, header, payload)| OwnedCapsule {
-                flags,
-                resource,
-                capsule_type,
-                src,
-                dst,
-                prev,
-                header,
-                payload,
+            |(flags, resource, capsule_type, src, dst, prev, header, payload, trace)| {
+                let trace = trace.map(|(id, clock)| Trace { id, clock });
+                OwnedCapsule {
+                    // A traced capsule always has the trace flag (emit sets it).
+                    flags: if trace.is_some() {
+                        flags | FLAG_TRACE
+                    } else {
+                        flags
+                    },
+                    resource,
+                    capsule_type,
+                    src,
+                    dst,
+                    prev,
+                    header,
+                    payload,
+                    trace,
+                }
             },
         )
+}
+
+pub(crate) fn arb_event() -> impl Strategy<Value = TraceEvent> {
+    (
+        any::<(u8, u8, u16, u32, u32)>(),
+        any::<(u64, u64)>(),
+        arb_address(),
+    )
+        .prop_map(
+            |((kind, detail, resource, a, b), (clock, time_ns), peer)| TraceEvent {
+                kind,
+                detail,
+                resource,
+                a,
+                b,
+                clock,
+                time_ns,
+                peer,
+            },
+        )
+}
+
+pub(crate) fn arb_report() -> impl Strategy<Value = OwnedReport> {
+    (
+        any::<u8>(),
+        arb_type(),
+        arb_address(),
+        arb_address(),
+        any::<u64>(),
+        prop::collection::vec(arb_event(), 0..=MAX_REPORT_EVENTS),
+    )
+        .prop_map(|(hops, capsule_type, origin, reporter, trace_id, events)| {
+            let mut bytes = vec![0u8; events.len() * EVENT_LEN];
+            for (e, out) in events.iter().zip(bytes.chunks_exact_mut(EVENT_LEN)) {
+                e.emit(out);
+            }
+            OwnedReport {
+                hops,
+                capsule_type,
+                origin,
+                reporter,
+                trace_id,
+                events: bytes,
+            }
+        })
 }
 
 pub(crate) fn arb_first_chunk() -> impl Strategy<Value = u32> {
@@ -211,6 +295,7 @@ pub(crate) fn arb_message() -> impl Strategy<Value = OwnedMessage> {
         arb_request().prop_map(OwnedMessage::Request),
         arb_chunk().prop_map(OwnedMessage::Chunk),
         arb_nack().prop_map(OwnedMessage::Nack),
+        arb_report().prop_map(OwnedMessage::Report),
     ]
 }
 
@@ -314,11 +399,13 @@ pub(crate) fn fix_lengths(buf: &mut [u8]) {
     }
     let len = buf.len();
     match buf[3] {
-        1 if len >= 92 => {
-            let hdr = usize::from(u16::from_be_bytes([buf[88], buf[89]])).min(len - 92);
+        1 if len >= 92 + 16 || (len >= 92 && buf[2] != VERSION) => {
+            let ext = if buf[2] == VERSION { 16 } else { 0 };
+            let hdr = usize::from(u16::from_be_bytes([buf[88], buf[89]])).min(len - 92 - ext);
             put16(buf, 88, hdr);
-            put16(buf, 90, len - 92 - hdr);
+            put16(buf, 90, len - 92 - ext - hdr);
         }
+        5 if len >= 80 => buf[7] = ((len - 80) / EVENT_LEN).min(MAX_REPORT_EVENTS) as u8,
         2 if len >= 46 => put16(buf, 44, len - 46),
         3 if len >= 48 => put16(buf, 6, len - 48),
         _ => {}
@@ -331,11 +418,12 @@ pub(crate) fn arb_prefixed_bytes() -> impl Strategy<Value = Vec<u8>> {
         0..=6u8,
         any::<u8>(),
         any::<u8>(),
-        prop::collection::vec(any::<u8>(), 0..200),
+        prop::collection::vec(any::<u8>(), 0..400),
         any::<bool>(),
+        prop_oneof![Just(BASE_VERSION), Just(VERSION)],
     )
-        .prop_map(|(kind, flags, reserved, tail, fix)| {
-            let mut v = vec![MAGIC[0], MAGIC[1], VERSION, kind, flags, reserved];
+        .prop_map(|(kind, flags, reserved, tail, fix, version)| {
+            let mut v = vec![MAGIC[0], MAGIC[1], version, kind, flags, reserved];
             v.extend(tail);
             if fix {
                 fix_lengths(&mut v);

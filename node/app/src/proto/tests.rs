@@ -165,13 +165,14 @@ fn inject_flags_are_checked() {
         resource: 1,
         header: vec![],
         payload: vec![],
+        trace: None,
     };
     let mut b = AppFrame::Inject(i).to_bytes().unwrap();
-    b[55] = 0x02;
+    b[55] = 0x04;
     assert_eq!(
         decode_app(&b),
         Err(DecodeError::BadInjectFlags {
-            flags: 2,
+            flags: 4,
             code_len: 0
         })
     );
@@ -205,6 +206,7 @@ fn oversized_fields_are_refused_without_writing() {
         resource: 0,
         header: vec![0; 70_000],
         payload: vec![],
+        trace: None,
     };
     assert!(matches!(
         AppFrame::Inject(i).encode(&mut out),
@@ -217,6 +219,7 @@ fn oversized_fields_are_refused_without_writing() {
         resource: 0,
         header: vec![],
         payload: vec![],
+        trace: None,
     };
     assert!(matches!(
         AppFrame::Inject(big).encode(&mut out),
@@ -285,18 +288,22 @@ fn app_frame() -> impl Strategy<Value = AppFrame> {
             address(),
             any::<u16>(),
             bytes(100),
-            bytes(300)
+            bytes(300),
+            prop::option::of(any::<u64>()),
         )
-            .prop_map(|(code, capsule_type, dst, resource, header, payload)| {
-                AppFrame::Inject(Inject {
-                    code,
-                    capsule_type,
-                    dst,
-                    resource,
-                    header,
-                    payload,
-                })
-            }),
+            .prop_map(
+                |(code, capsule_type, dst, resource, header, payload, trace)| {
+                    AppFrame::Inject(Inject {
+                        code,
+                        capsule_type,
+                        dst,
+                        resource,
+                        header,
+                        payload,
+                        trace,
+                    })
+                }
+            ),
     ]
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ants_soft_store::Config as StoreConfig;
 use ants_wire::Address;
 
-use super::QuarantineConfig;
+use super::{QuarantineConfig, TraceConfig};
 use crate::loader::LoaderConfig;
 use crate::{HostLimits, Prefix};
 
@@ -51,6 +51,8 @@ pub struct NodeConfig<P> {
     pub max_budget_peers: usize,
     /// The failure policy for repeated traps.
     pub quarantine: QuarantineConfig,
+    /// Trace sampling and report limits.
+    pub trace: TraceConfig,
 }
 
 /// Whose datagrams (capsules and code messages) a node accepts.
@@ -97,6 +99,7 @@ impl<P> NodeConfig<P> {
             peer_fuel_burst: 20_000_000,
             max_budget_peers: 1024,
             quarantine: QuarantineConfig::default(),
+            trace: TraceConfig::default(),
         }
     }
 }

@@ -54,6 +54,22 @@ impl DropReason {
         DropReason::Quarantined,
     ];
 
+    /// The reason's code in trace reports (docs/wire-format.md): its place in
+    /// [`DropReason::ALL`], from 1.
+    pub fn code(self) -> u8 {
+        DropReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .map_or(0, |i| i as u8 + 1)
+    }
+
+    /// The reason of a trace report's drop code.
+    pub fn from_code(code: u8) -> Option<DropReason> {
+        DropReason::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
+    }
+
     /// Kebab-case name.
     pub fn name(self) -> &'static str {
         match self {

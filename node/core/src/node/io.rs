@@ -89,6 +89,9 @@ pub struct Injection<'a> {
     pub header: &'a [u8],
     /// Payload.
     pub payload: &'a [u8],
+    /// Trace the capsule: `Some(id)` with the app's trace id (0: the node picks one); `None`
+    /// traces it only if the node's sampling rate picks it.
+    pub trace: Option<u64>,
 }
 
 /// Why an app's request was refused.

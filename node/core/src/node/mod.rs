@@ -23,6 +23,7 @@ mod config;
 mod counters;
 mod io;
 mod quarantine;
+mod trace;
 mod tx;
 
 #[cfg(test)]
@@ -38,7 +39,7 @@ use ants_soft_store::SoftStore;
 use ants_wire::message::Kind;
 use ants_wire::{
     Address, CapsulePacket, CapsuleRepr, CapsuleType, CodeChunk, CodeNack, CodeRequest,
-    Prefix as WirePrefix,
+    Prefix as WirePrefix, Trace, TraceEventKind, TraceReport,
 };
 use sha2::{Digest, Sha256};
 
@@ -47,6 +48,8 @@ pub use counters::{DropReason, Log2Hist, NodeCounters, ProtocolCounters, Protoco
 pub use io::{AppDelivery, Event, InjectError, Injection, LoadTiming};
 use quarantine::Quarantine;
 pub use quarantine::QuarantineConfig;
+use trace::Tracer;
+pub use trace::{TraceConfig, TraceCounters, TraceRecord, TracedEvent};
 
 use crate::budget::PeerBudgets;
 use crate::code_cache::CodeCache;
@@ -85,6 +88,8 @@ pub struct Node<P> {
     fuel: PeerBudgets<P>,
     /// Peers whose capsules of a type keep trapping.
     quarantine: Quarantine<P>,
+    /// The Lamport clock, the traced capsule being handled and the traces started here.
+    tracer: Tracer,
     tx: TxQueue<P>,
     deliveries: VecDeque<AppDelivery>,
     events: VecDeque<Event>,
@@ -126,6 +131,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 config.max_budget_peers,
             ),
             quarantine: Quarantine::new(config.quarantine),
+            tracer: Tracer::new(config.trace, config.seed),
             tx: TxQueue::new(config.max_tx_datagrams, config.max_tx_datagrams * 2048),
             deliveries: VecDeque::new(),
             events: VecDeque::new(),
@@ -191,7 +197,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             Ok(p) => p.kind,
             Err(_) => return self.counters.drop(DropReason::Malformed, 1),
         };
-        if kind != Kind::Capsule {
+        if !matches!(kind, Kind::Capsule | Kind::TraceReport) {
             self.counters.code_messages_in += 1;
         }
         let ok = match kind {
@@ -213,6 +219,10 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 self.loader.handle_nack(now, from, &n);
                 true
             }),
+            Kind::TraceReport => TraceReport::parse(data).is_ok_and(|r| {
+                self.trace_report(&r, data);
+                true
+            }),
         };
         if !ok {
             self.counters.drop(DropReason::Malformed, 1);
@@ -224,8 +234,29 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         let Ok(pkt) = CapsulePacket::new_checked(data) else {
             return self.counters.drop(DropReason::Malformed, 1);
         };
+        if let Some(t) = pkt.trace() {
+            self.open_trace(t, pkt.src(), pkt.capsule_type());
+            let (prev, resource) = (pkt.prev(), pkt.resource());
+            self.tracer
+                .record(self.now(), TraceEventKind::Received, |e| {
+                    e.peer = prev;
+                    e.resource = resource;
+                    e.b = u32::try_from(t.clock).unwrap_or(u32::MAX);
+                });
+        }
+        self.handle_checked(from, &pkt, data, exec);
+        self.close_trace();
+    }
+
+    fn handle_checked(
+        &mut self,
+        from: Option<P>,
+        pkt: &CapsulePacket<&[u8]>,
+        data: &[u8],
+        exec: &mut dyn Executor,
+    ) {
         if pkt.header().len() + pkt.payload().len() > self.max_capsule_bytes {
-            return self.counters.drop(DropReason::TooLarge, 1);
+            return self.dropped(DropReason::TooLarge, 1);
         }
         self.counters.capsules_in += 1;
         let ty = pkt.capsule_type();
@@ -233,6 +264,50 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             return self.run(from, &pkt.repr(), exec);
         }
         self.hold(ty, from, data);
+    }
+
+    /// Count a drop, and record it in the open trace.
+    fn dropped(&mut self, reason: DropReason, n: u64) {
+        self.counters.drop(reason, n);
+        trace_drop(&mut self.tracer, self.cx.node.now, reason, n);
+    }
+
+    fn open_trace(&mut self, t: Trace, origin: Address, ty: CapsuleType) {
+        self.tracer.open(t.id, origin, ty, t.clock);
+    }
+
+    /// Send the open trace's report toward its origin (or keep it, at the origin).
+    fn close_trace(&mut self) {
+        if !self.tracer.is_open() {
+            return;
+        }
+        let me = self.address();
+        if let Some((origin, report)) = self.tracer.close(me, self.now()) {
+            self.send_toward(origin, &report);
+        }
+    }
+
+    /// Queue a trace report to the next hop toward `origin`.
+    fn send_toward(&mut self, origin: Address, report: &[u8]) {
+        let to = self
+            .cx
+            .node
+            .next_hop(&origin)
+            .and_then(|hop| self.peers.get(&hop).copied());
+        match to {
+            Some(to) if self.tx.push(to, report) => {}
+            _ => self.tracer.undeliverable(),
+        }
+    }
+
+    /// A trace report from a neighbour: keep it (a trace started here) or pass it on.
+    fn trace_report(&mut self, r: &TraceReport<'_>, data: &[u8]) {
+        let me = self.address();
+        if self.tracer.arrived(r, me, self.now()) {
+            let mut copy = data.to_vec();
+            ants_wire::trace::take_report_hop(&mut copy);
+            self.send_toward(r.origin, &copy);
+        }
     }
 
     /// Keep a capsule until its code is installed: compile the code if the node has it (in
@@ -250,9 +325,16 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             Admit::Held => {}
             Admit::Compile => self.start_compile(ty),
             Admit::Refused(_) => {
-                self.counters.drop(DropReason::PendingRefused, 1);
+                self.dropped(DropReason::PendingRefused, 1);
                 return false;
             }
+        }
+        if self.tracer.is_open() {
+            let prev = CapsulePacket::new_checked(data).map_or(Address::UNSPECIFIED, |p| p.prev());
+            self.tracer.record(now, TraceEventKind::HeldForCode, |e| {
+                e.peer = prev;
+                e.detail = u8::from(local);
+            });
         }
         self.counters.held += 1;
         self.timing_start(ty);
@@ -281,14 +363,14 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         if let Some(p) = from
             && !self.fuel.allows(now, p)
         {
-            return self.counters.drop(DropReason::PeerOverBudget, 1);
+            return self.dropped(DropReason::PeerOverBudget, 1);
         }
         let ty = capsule.capsule_type;
         if let Some(p) = from
             && self.quarantine.blocks(now, p, &ty)
         {
             self.protocols.entry(ty).quarantined += 1;
-            return self.counters.drop(DropReason::Quarantined, 1);
+            return self.dropped(DropReason::Quarantined, 1);
         }
         self.cx.capsule.load(capsule);
         if self.cx.capsule.resource > self.max_resource {
@@ -300,6 +382,23 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             self.fuel.charge(now, p, report.fuel_used);
         }
         self.counters.runs += 1;
+        if self.tracer.is_open() {
+            let outcome = match report.result {
+                RunResult::Returned(0) => 0,
+                RunResult::Returned(_) => 1,
+                RunResult::Trapped(_) => 2,
+                RunResult::NotLoaded => 3,
+            };
+            let resource = self.cx.capsule.resource;
+            self.tracer.record(now, TraceEventKind::Ran, |e| {
+                e.a = u32::try_from(report.fuel_used).unwrap_or(u32::MAX);
+                e.b = report
+                    .nanos
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+                e.detail = outcome;
+                e.resource = resource;
+            });
+        }
         let (sent, delivered) = self.flush_effects(ty);
         let effects = &self.cx.effects;
         let (limit_hits, app_refusals) = (effects.limit_hits, effects.app_refusals);
@@ -322,7 +421,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             RunResult::Trapped(reason) => {
                 stats.traps += 1;
                 stats.deadline_traps += u64::from(reason == TrapReason::Deadline);
-                self.counters.drop(DropReason::Trapped, 1);
+                self.dropped(DropReason::Trapped, 1);
                 self.push_event(Event::Trapped { ty, reason });
                 if let Some(p) = from
                     && self.quarantine.trapped(now, p, ty)
@@ -335,11 +434,10 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                     });
                 }
             }
-            RunResult::NotLoaded => self.counters.drop(DropReason::CodeUnavailable, 1),
+            RunResult::NotLoaded => self.dropped(DropReason::CodeUnavailable, 1),
         }
-        self.counters.drop(DropReason::NoRoute, u64::from(no_route));
-        self.counters
-            .drop(DropReason::ResourceExhausted, u64::from(resource_refusals));
+        self.dropped(DropReason::NoRoute, u64::from(no_route));
+        self.dropped(DropReason::ResourceExhausted, u64::from(resource_refusals));
     }
 
     /// Turn the effects of the last run into transmits, deliveries and log events; returns
@@ -352,9 +450,19 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         for send in &cx.effects.sends {
             let Some(&to) = self.peers.get(&send.next_hop) else {
                 self.counters.drop(DropReason::NoNeighbour, 1);
+                trace_drop(&mut self.tracer, now, DropReason::NoNeighbour, 1);
                 continue;
             };
-            let repr = cx.effects.send_repr(send, &cx.capsule, me);
+            let mut repr = cx.effects.send_repr(send, &cx.capsule, me);
+            if let Some(t) = repr.trace.as_mut() {
+                // Each copy carries the Lamport time of its own send.
+                let (hop, resource) = (send.next_hop, send.resource);
+                let sent = self.tracer.record(now, TraceEventKind::Sent, |e| {
+                    e.peer = hop;
+                    e.resource = resource;
+                });
+                t.clock = sent.unwrap_or(t.clock);
+            }
             if self
                 .tx
                 .push_with(to, repr.buffer_len(), |buf| repr.emit(buf))
@@ -365,17 +473,22 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 sent += 1;
             } else {
                 self.counters.drop(DropReason::TxQueueFull, 1);
+                trace_drop(&mut self.tracer, now, DropReason::TxQueueFull, 1);
             }
         }
         for d in &cx.effects.deliveries {
             if self.deliveries.len() >= self.max_deliveries {
                 self.counters.drop(DropReason::DeliveryQueueFull, 1);
+                trace_drop(&mut self.tracer, now, DropReason::DeliveryQueueFull, 1);
                 continue;
             }
             let repr = cx.effects.delivery_repr(d, &cx.capsule);
             let mut capsule = vec![0u8; repr.buffer_len()];
             if repr.emit(&mut capsule).is_ok() {
                 delivered += 1;
+                let app = d.app;
+                self.tracer
+                    .record(now, TraceEventKind::Delivered, |e| e.a = app);
                 self.deliveries.push_back(AppDelivery {
                     app: d.app,
                     capsule,
@@ -469,10 +582,21 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             Ok(()) => {
                 self.counters.modules_installed += 1;
                 for (from, c) in self.loader.take_held(&ty) {
-                    match CapsuleRepr::parse(&c) {
-                        Ok(repr) => self.run(from, &repr, exec),
-                        Err(_) => self.counters.drop(DropReason::Malformed, 1),
+                    let Ok(repr) = CapsuleRepr::parse(&c) else {
+                        self.counters.drop(DropReason::Malformed, 1);
+                        continue;
+                    };
+                    if let Some(t) = repr.trace {
+                        self.open_trace(t, repr.src, ty);
+                        let waited = self.timings.iter().rev().find(|t| t.ty == ty);
+                        let waited =
+                            waited.map_or(0, |t| now.saturating_sub(t.held_at).as_micros());
+                        self.tracer.record(now, TraceEventKind::CodeReady, |e| {
+                            e.a = u32::try_from(waited).unwrap_or(u32::MAX);
+                        });
                     }
+                    self.run(from, &repr, exec);
+                    self.close_trace();
                 }
             }
             Err(e) => {
@@ -628,16 +752,6 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 return Err(InjectError::CodeTooLarge);
             }
         }
-        let repr = CapsuleRepr {
-            flags: 0,
-            resource: inj.resource,
-            capsule_type: inj.ty,
-            src: self.cx.node.address,
-            dst: inj.dst,
-            prev: Address::UNSPECIFIED,
-            header: inj.header,
-            payload: inj.payload,
-        };
         let loaded = exec.is_loaded(&inj.ty);
         if !loaded
             && !self.code.contains(&inj.ty)
@@ -647,16 +761,57 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
             return Err(InjectError::UnknownType(inj.ty));
         }
         self.counters.injected += 1;
-        if loaded {
+        let me = self.cx.node.address;
+        let trace = self.tracer.id_for_injection(inj.trace).map(|id| {
+            let now = self.now();
+            self.tracer.start(id, inj.ty, now);
+            self.tracer.open(id, me, inj.ty, 0);
+            let clock = self.tracer.record(now, TraceEventKind::Injected, |e| {
+                e.a = app;
+                e.b = u32::from(inj.trace.is_none());
+                e.resource = inj.resource;
+            });
+            Trace {
+                id,
+                clock: clock.unwrap_or(0),
+            }
+        });
+        let repr = CapsuleRepr {
+            flags: 0,
+            resource: inj.resource,
+            capsule_type: inj.ty,
+            src: me,
+            dst: inj.dst,
+            prev: Address::UNSPECIFIED,
+            header: inj.header,
+            payload: inj.payload,
+            trace,
+        };
+        let result = if loaded {
             self.run(None, &repr, exec);
+            Ok(())
         } else {
             let mut bytes = vec![0u8; repr.buffer_len()];
             if repr.emit(&mut bytes).is_err() || !self.hold(inj.ty, None, &bytes) {
-                return Err(InjectError::Busy(inj.ty));
+                Err(InjectError::Busy(inj.ty))
+            } else {
+                Ok(())
             }
-        }
+        };
+        self.close_trace();
         self.pump_loader();
-        Ok(())
+        result
+    }
+
+    /// Traces started at this node (by `inject` with a trace id, or sampled), oldest first,
+    /// with the reports received for them.
+    pub fn traces(&self) -> impl Iterator<Item = &TraceRecord> {
+        self.tracer.traces()
+    }
+
+    /// Trace counters.
+    pub fn trace_counters(&self) -> &TraceCounters {
+        &self.tracer.counters
     }
 
     /// Hand every queued datagram to `f` (`to`, bytes) and empty the queue.
@@ -744,5 +899,15 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     /// Peers with an execution (fuel) budget.
     pub fn budget_peers(&self) -> usize {
         self.fuel.len()
+    }
+}
+
+/// Record a drop in the open trace (if any): one event per reason, `a` = how many.
+fn trace_drop(tracer: &mut Tracer, now: Duration, reason: DropReason, n: u64) {
+    if n > 0 && tracer.is_open() {
+        tracer.record(now, TraceEventKind::Dropped, |e| {
+            e.detail = reason.code();
+            e.a = u32::try_from(n).unwrap_or(u32::MAX);
+        });
     }
 }

@@ -138,6 +138,18 @@ impl Net {
     }
 
     fn inject(&mut self, at: u8, code: Option<&[u8]>, ty: CapsuleType, dst: u8, payload: &[u8]) {
+        self.inject_traced(at, code, ty, dst, payload, None);
+    }
+
+    fn inject_traced(
+        &mut self,
+        at: u8,
+        code: Option<&[u8]>,
+        ty: CapsuleType,
+        dst: u8,
+        payload: &[u8],
+        trace: Option<u64>,
+    ) {
         let inj = Injection {
             ty,
             code,
@@ -145,6 +157,7 @@ impl Net {
             resource: 64,
             header: &[],
             payload,
+            trace,
         };
         let (n, e) = (&mut self.nodes[at as usize], &mut self.execs[at as usize]);
         n.inject(self.now, 0, inj, e).expect("inject");
@@ -253,6 +266,7 @@ fn capsule(ty: CapsuleType, dst: u8, resource: u16, payload: &[u8]) -> Vec<u8> {
         prev: addr(9),
         header: &[],
         payload,
+        trace: None,
     };
     let mut b = vec![0u8; repr.buffer_len()];
     repr.emit(&mut b).unwrap();
@@ -392,6 +406,7 @@ fn the_allow_list_applies_to_app_injects_and_added_code() {
         resource: 8,
         header: &[],
         payload: b"",
+        trace: None,
     };
     assert_eq!(
         node.inject(Duration::from_secs(1), 0, inj, &mut exec),
@@ -522,6 +537,7 @@ fn a_peer_whose_capsules_keep_trapping_is_quarantined_for_that_type_only() {
         resource: 8,
         header: &[],
         payload: b"good",
+        trace: None,
     };
     node.inject(t, 0, inj, &mut exec).unwrap();
     assert_eq!(node.counters().runs, 5);
@@ -530,4 +546,159 @@ fn a_peer_whose_capsules_keep_trapping_is_quarantined_for_that_type_only() {
     node.handle_datagram(later, 0, &capsule(ty, 2, 8, b"good"), &mut exec);
     assert_eq!(node.counters().runs, 6);
     assert!(node.quarantined(later).is_empty());
+}
+
+/// The events of trace `id` kept at node `at`, in Lamport order, as (node index, kind, peer).
+fn timeline(net: &Net, at: u8, id: u64) -> Vec<(u8, TraceEventKind, Option<u8>, u64)> {
+    let rec = net.nodes[at as usize]
+        .traces()
+        .find(|t| t.id == id)
+        .expect("the origin keeps the trace");
+    let index = |a: Address| (0..net.nodes.len() as u8).find(|i| addr(*i) == a);
+    let mut ev: Vec<_> = rec
+        .events
+        .iter()
+        .map(|e| {
+            (
+                index(e.node).expect("a node of the net"),
+                e.event.event_kind().expect("a known kind"),
+                index(e.event.peer),
+                e.event.clock,
+            )
+        })
+        .collect();
+    ev.sort_by_key(|e| (e.3, e.0));
+    ev
+}
+
+fn tc(net: &Net, i: usize) -> TraceCounters {
+    *net.nodes[i].trace_counters()
+}
+
+#[test]
+fn a_traced_capsule_reports_every_hop_in_happened_before_order() {
+    use TraceEventKind::*;
+    let mut net = Net::line(4);
+    let code = module(3000, 4);
+    let ty = ty_of(&code);
+    net.inject_traced(0, Some(&code), ty, 3, b"first", Some(77));
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 1);
+    let got: Vec<_> = timeline(&net, 0, 77)
+        .into_iter()
+        .map(|(n, k, p, _)| (n, k, p))
+        .collect();
+    // The origin compiled the app's module, every other node fetched it from its previous
+    // hop; then each ran it. A held capsule reports twice (when held, when run).
+    let want = [
+        (0, Injected, None),
+        (0, HeldForCode, None),
+        (0, CodeReady, None),
+        (0, Ran, None),
+        (0, Sent, Some(1)),
+        (1, Received, Some(0)),
+        (1, HeldForCode, Some(0)),
+        (1, CodeReady, None),
+        (1, Ran, None),
+        (1, Sent, Some(2)),
+        (2, Received, Some(1)),
+        (2, HeldForCode, Some(1)),
+        (2, CodeReady, None),
+        (2, Ran, None),
+        (2, Sent, Some(3)),
+        (3, Received, Some(2)),
+        (3, HeldForCode, Some(2)),
+        (3, CodeReady, None),
+        (3, Ran, None),
+        (3, Delivered, None),
+    ];
+    assert_eq!(got, want);
+    // The origin's own report and two from each other hop; hops forward the farther ones.
+    assert_eq!(tc(&net, 0).reports_received, 8);
+    assert_eq!(
+        (tc(&net, 1).reports_sent, tc(&net, 1).reports_forwarded),
+        (2, 4)
+    );
+    assert_eq!(
+        (tc(&net, 2).reports_sent, tc(&net, 2).reports_forwarded),
+        (2, 2)
+    );
+    assert_eq!(
+        (tc(&net, 3).reports_sent, tc(&net, 3).reports_forwarded),
+        (2, 0)
+    );
+    // The delivered capsule still carries the trace; untraced capsules stay version 1.
+    assert_eq!(net.delivered[0].1.capsule[2], ants_wire::VERSION);
+    net.inject(0, None, ty, 3, b"untraced");
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered[1].1.capsule[2], ants_wire::BASE_VERSION);
+    assert_eq!(
+        tc(&net, 0).reports_received,
+        8,
+        "untraced capsules report nothing"
+    );
+
+    // With the code in place, one report per hop; a fresh id when the app passes 0.
+    net.inject_traced(0, None, ty, 3, b"second", Some(0));
+    net.settle(Duration::from_secs(10));
+    let id = net.nodes[0].traces().last().unwrap().id;
+    assert_ne!(id, 77);
+    let second = timeline(&net, 0, id);
+    assert_eq!(second.len(), 2 + 3 * 3 + 1);
+    assert_eq!(tc(&net, 0).reports_received, 8 + 4);
+}
+
+#[test]
+fn trace_reports_are_rate_limited_and_only_kept_by_their_origin() {
+    let mut net = Net::line(3);
+    let code = module(2000, 5);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 2, b"load");
+    net.settle(Duration::from_secs(10));
+    // Node 1 may send or forward one report per second.
+    net.nodes[1].tracer = Tracer::new(
+        TraceConfig {
+            reports_per_sec: 1,
+            ..TraceConfig::default()
+        },
+        1,
+    );
+    for k in 0..5u64 {
+        net.inject_traced(0, None, ty, 2, b"t", Some(100 + k));
+    }
+    net.settle(Duration::from_millis(100));
+    let n1 = *net.nodes[1].trace_counters();
+    assert_eq!(n1.reports_sent + n1.reports_forwarded, 1);
+    assert_eq!(n1.reports_rate_limited, 9);
+    assert_eq!(
+        net.delivered.len(),
+        6,
+        "capsules are not held back by tracing"
+    );
+
+    // A report for a trace the node did not start, or one out of hops, is dropped.
+    let mut buf = vec![0u8; 200];
+    let head = TraceReport {
+        hops: 0,
+        capsule_type: ty,
+        origin: addr(0),
+        reporter: addr(2),
+        trace_id: 999,
+        events: &[],
+    };
+    let n = ants_wire::trace::emit_report(&mut buf, &head, &[]).unwrap();
+    let before = *net.nodes[0].trace_counters();
+    net.nodes[0].handle_datagram(net.now, 1, &buf[..n], &mut net.execs[0]);
+    assert_eq!(
+        net.nodes[0].trace_counters().reports_undeliverable,
+        before.reports_undeliverable + 1
+    );
+    assert!(net.nodes[0].traces().all(|t| t.id != 999));
+    let before = *net.nodes[1].trace_counters();
+    net.nodes[1].handle_datagram(net.now, 2, &buf[..n], &mut net.execs[1]);
+    assert_eq!(
+        net.nodes[1].trace_counters().reports_undeliverable,
+        before.reports_undeliverable + 1
+    );
+    assert_eq!(net.nodes[1].pending_transmits(), 0);
 }
