@@ -702,3 +702,29 @@ fn trace_reports_are_rate_limited_and_only_kept_by_their_origin() {
     );
     assert_eq!(net.nodes[1].pending_transmits(), 0);
 }
+
+#[test]
+fn a_hostile_clock_saturates_instead_of_wrapping() {
+    let mut net = Net::line(3);
+    let code = module(2000, 6);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 2, b"load");
+    net.settle(Duration::from_secs(10));
+    let plain = capsule(ty, 2, 8, b"x");
+    let repr = CapsuleRepr::parse(&plain).unwrap();
+    let traced = CapsuleRepr {
+        src: addr(0),
+        prev: addr(0),
+        trace: Some(Trace {
+            id: 5,
+            clock: u64::MAX,
+        }),
+        ..repr
+    };
+    let mut c = vec![0u8; traced.buffer_len()];
+    traced.emit(&mut c).unwrap();
+    net.nodes[1].handle_datagram(net.now, 0, &c, &mut net.execs[1]);
+    net.settle(Duration::from_secs(1));
+    assert_eq!(net.delivered.len(), 2, "the capsule still goes through");
+    assert_eq!(net.nodes[1].trace_counters().reports_sent, 1);
+}

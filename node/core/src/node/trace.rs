@@ -197,7 +197,8 @@ impl Tracer {
         f: impl FnOnce(&mut TraceEvent),
     ) -> Option<u64> {
         let open = self.open.as_mut()?;
-        self.clock += 1;
+        // Saturating: a neighbour may send any clock, u64::MAX included.
+        self.clock = self.clock.saturating_add(1);
         if open.events.len() + 1 < MAX_REPORT_EVENTS {
             let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
             let mut e = TraceEvent::new(kind, self.clock, ns);
