@@ -414,7 +414,10 @@ fn trace_sampling_and_report_rate_are_checked() {
     let base = BASE;
     let c = parse(base).unwrap();
     assert_eq!((c.trace.sample, c.trace.reports_per_sec), (0.0, 1000));
-    let c = parse(&format!("{base}[trace]\nsample = 0.25\nreports_per_sec = 10\n")).unwrap();
+    let c = parse(&format!(
+        "{base}[trace]\nsample = 0.25\nreports_per_sec = 10\n"
+    ))
+    .unwrap();
     assert_eq!((c.trace.sample, c.trace.reports_per_sec), (0.25, 10));
     assert_error(
         &format!("{base}[trace]\nsample = 1.5\n"),
