@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod fastpath;
+pub mod http;
 pub mod map;
 mod mmsg;
 mod sys;

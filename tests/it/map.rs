@@ -14,20 +14,8 @@ use std::time::Duration;
 use ants_app::{AppClient, Inject};
 
 use crate::netns::tool_or_root;
-use crate::support::{addr, capsule_bytes, root};
+use crate::support::{addr, capsule_bytes, root, run_ants};
 use crate::topology::Topology;
-
-fn ants(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(args)
-        .output()
-        .expect("run ants");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Node 1's app sends `forward` capsules to the last node of a line, about 200 a second,
 /// and the last node's app takes them, until dropped.
@@ -135,7 +123,7 @@ fn map_once_draws_every_node_and_the_traffic_of_a_running_line() {
     let traffic = Traffic::start(&line, 4);
     let out = line.dir().join("map.svg");
     let dir = line.dir().to_str().unwrap();
-    let (ok, _, err) = ants(&[
+    let (ok, _, err) = run_ants(&[
         "map",
         "--dir",
         dir,
@@ -179,7 +167,7 @@ fn map_once_draws_every_node_and_the_traffic_of_a_running_line() {
         args.extend(["-s", s.as_str()]);
     }
     args.extend(["-s", "/nonexistent/ants-map.sock"]);
-    let (ok, svg, err) = ants(&args);
+    let (ok, svg, err) = run_ants(&args);
     drop(traffic);
     assert!(ok, "{err}");
     assert!(err.contains("5 nodes: 4 up, 1 unreachable"), "{err}");
@@ -197,11 +185,11 @@ fn map_once_draws_every_node_and_the_traffic_of_a_running_line() {
 
 #[test]
 fn map_errors_name_what_is_wrong() {
-    let (ok, _, err) = ants(&["map", "--once"]);
+    let (ok, _, err) = run_ants(&["map", "--once"]);
     assert!(!ok);
     assert!(err.contains("no nodes given"), "{err}");
 
-    let (ok, _, err) = ants(&["map", "--dir", "/nonexistent/topology", "--once"]);
+    let (ok, _, err) = run_ants(&["map", "--dir", "/nonexistent/topology", "--once"]);
     assert!(!ok);
     assert!(
         err.contains("cannot read the topology directory /nonexistent/topology"),
@@ -209,7 +197,7 @@ fn map_errors_name_what_is_wrong() {
     );
 
     let d = tempfile::tempdir().unwrap();
-    let (ok, _, err) = ants(&["map", "--dir", d.path().to_str().unwrap(), "--once"]);
+    let (ok, _, err) = run_ants(&["map", "--dir", d.path().to_str().unwrap(), "--once"]);
     assert!(!ok);
     assert!(err.contains("has no .toml node configs"), "{err}");
 
@@ -218,18 +206,18 @@ fn map_errors_name_what_is_wrong() {
         "[node]\naddress = \"198.18.0.1\"\nlisten = 7\n",
     )
     .unwrap();
-    let (ok, _, err) = ants(&["map", "--dir", d.path().to_str().unwrap(), "--once"]);
+    let (ok, _, err) = run_ants(&["map", "--dir", d.path().to_str().unwrap(), "--once"]);
     assert!(!ok);
     assert!(err.contains("n1.toml line 3"), "the file and line: {err}");
 
-    let (ok, _, err) = ants(&["map", "-s", "x.sock", "--listen", "0.0.0.0:0"]);
+    let (ok, _, err) = run_ants(&["map", "-s", "x.sock", "--listen", "0.0.0.0:0"]);
     assert!(!ok);
     assert!(
         err.contains("not a loopback address") && err.contains("--public"),
         "{err}"
     );
 
-    let (ok, help, _) = ants(&["map", "--help"]);
+    let (ok, help, _) = run_ants(&["map", "--help"]);
     assert!(ok);
     assert!(help.contains("Example") && help.contains("ants map --dir examples/line5"));
 }
@@ -239,7 +227,7 @@ fn sim_map_draws_the_simulated_line_with_capsules_per_link() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("sim.svg");
     let scenario = root().join("examples/sim/line-loss-crash.toml");
-    let (ok, _, err) = ants(&[
+    let (ok, _, err) = run_ants(&[
         "sim",
         scenario.to_str().unwrap(),
         "--quiet",

@@ -1,26 +1,13 @@
 //! `ants status` and `ants drops` against a running node, over its app socket.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use ants_app::{AppClient, Inject};
 use ants_node::config::Config;
 use ants_node::daemon;
 
-use crate::support::{addr, capsule_bytes};
-
-fn ants(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(args)
-        .output()
-        .expect("run ants");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{addr, capsule_bytes, run_ants};
 
 /// A node at `address` with an app socket (`n.sock`) in a fresh directory; `extra` is more
 /// of its `[node]` table, where `{dir}` stands for the directory.
@@ -66,24 +53,24 @@ fn status_and_drops_show_what_a_running_node_did() {
     std::thread::sleep(Duration::from_millis(200));
 
     let s = sock.to_str().unwrap();
-    let (ok, out, err) = ants(&["status", "-s", s]);
+    let (ok, out, err) = run_ants(&["status", "-s", s]);
     assert!(ok, "{err}");
     assert!(out.starts_with("node 198.18.0.70 (UDP overlay)"), "{out}");
     assert!(
         out.contains(&ty.to_string()[..16]),
         "the protocol table: {out}"
     );
-    let (ok, json, err) = ants(&["status", "-s", s, "--json"]);
+    let (ok, json, err) = run_ants(&["status", "-s", s, "--json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(v["address"], "198.18.0.70");
     assert_eq!(v["protocols"][ty.to_string()]["runs"], 2);
-    let (ok, drops, err) = ants(&["drops", "-s", s]);
+    let (ok, drops, err) = run_ants(&["drops", "-s", s]);
     assert!(ok, "{err}");
     assert!(drops.contains("node.no-route"), "{drops}");
     assert!(drops.contains("node.stranger"), "{drops}");
     assert!(!drops.contains("node.trapped"), "zero rows hidden: {drops}");
-    let (ok, all, _) = ants(&["drops", "-s", s, "--all", "--json"]);
+    let (ok, all, _) = run_ants(&["drops", "-s", s, "--all", "--json"]);
     assert!(ok);
     let all: serde_json::Value = serde_json::from_str(&all).expect("JSON");
     assert_eq!(all["node.trapped"], 0);
@@ -91,7 +78,7 @@ fn status_and_drops_show_what_a_running_node_did() {
     // The registered app was not disturbed.
     app.ping().expect("app still connected");
     // A socket nobody listens on: a clear error, not a hang.
-    let (ok, _, err) = ants(&["status", "-s", "/nonexistent/ants.sock"]);
+    let (ok, _, err) = run_ants(&["status", "-s", "/nonexistent/ants.sock"]);
     assert!(!ok);
     assert!(err.contains("/nonexistent/ants.sock"), "{err}");
     node.shutdown().expect("stop");
@@ -110,7 +97,7 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
         .expect("app socket")
         .expect("delivered");
     let s = sock.to_str().unwrap();
-    let (ok, out, err) = ants(&["modules", "-s", s]);
+    let (ok, out, err) = run_ants(&["modules", "-s", s]);
     assert!(ok, "{err}");
     let row = out
         .lines()
@@ -119,7 +106,7 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[1], len.to_string(), "module bytes: {out}");
     assert_eq!(cells[3], "1", "runs: {out}");
-    let (ok, json, _) = ants(&["modules", "-s", s, "--json"]);
+    let (ok, json, _) = run_ants(&["modules", "-s", s, "--json"]);
     assert!(ok);
     let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(rows[0]["type"], ty.to_string());
@@ -127,14 +114,14 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
     assert!(code_dir.join(format!("{ty}.wasm")).is_file());
 
     // Evict: gone from memory and from the code directory; a second evict finds nothing.
-    let (ok, out, err) = ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
+    let (ok, out, err) = run_ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
     assert!(ok, "{out}{err}");
     assert_eq!(out.trim(), format!("evicted {ty}"));
     assert!(!code_dir.join(format!("{ty}.wasm")).exists());
     assert!(!code_dir.join(format!("{ty}.cwasm")).exists());
     let st = node.stats().unwrap();
     assert!(st.cached_types.is_empty(), "{st:?}");
-    let (ok, _, err) = ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
+    let (ok, _, err) = run_ants(&["modules", "-s", s, "--evict", &ty.to_string()]);
     assert!(!ok);
     assert!(err.contains("no module of type"), "{err}");
     // The module is needed again: injected with its code, it loads and runs.
@@ -142,7 +129,7 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
     app.recv_timeout(Duration::from_secs(20))
         .expect("app socket")
         .expect("delivered after the evict");
-    let (ok, _, err) = ants(&["modules", "-s", s, "--evict", "not-a-type"]);
+    let (ok, _, err) = run_ants(&["modules", "-s", s, "--evict", "not-a-type"]);
     assert!(!ok);
     assert!(err.contains("--evict"), "{err}");
     node.shutdown().expect("stop");
@@ -152,7 +139,7 @@ fn modules_lists_and_evicts_a_running_nodes_types() {
 fn store_dump_shows_a_protocols_entries_with_their_ttl() {
     let (_dir, sock, node) = node_at("198.18.0.72", "");
     let s = sock.to_str().unwrap();
-    let (ok, out, _) = ants(&["store", "dump", "-s", s]);
+    let (ok, out, _) = run_ants(&["store", "dump", "-s", s]);
     assert!(ok);
     assert_eq!(out.trim(), "the soft-store is empty");
     // keeper stores "hello" under key "k" for 10 minutes at its destination (this node).
@@ -170,7 +157,7 @@ fn store_dump_shows_a_protocols_entries_with_their_ttl() {
         assert!(std::time::Instant::now() < end, "keeper did not run");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (ok, out, err) = ants(&["store", "dump", "-s", s]);
+    let (ok, out, err) = run_ants(&["store", "dump", "-s", s]);
     assert!(ok, "{err}");
     let mut lines = out.lines();
     let head = lines.next().unwrap();
@@ -185,7 +172,7 @@ fn store_dump_shows_a_protocols_entries_with_their_ttl() {
         .and_then(|t| t.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("{out}"));
     assert!((590.0..=600.0).contains(&ttl), "{out}");
-    let (ok, json, _) = ants(&[
+    let (ok, json, _) = run_ants(&[
         "store",
         "dump",
         "-s",
@@ -199,7 +186,7 @@ fn store_dump_shows_a_protocols_entries_with_their_ttl() {
     assert_eq!(v["namespaces"][0]["entries"][0]["value_len"], 5);
     assert_eq!(v["truncated"], false);
     let other = "00".repeat(32);
-    let (ok, out, _) = ants(&["store", "dump", "-s", s, "--type", &other]);
+    let (ok, out, _) = run_ants(&["store", "dump", "-s", s, "--type", &other]);
     assert!(ok);
     assert_eq!(out.trim(), "the soft-store is empty");
     node.shutdown().expect("stop");
@@ -230,7 +217,7 @@ fn top_prints_rates_between_refreshes() {
         app
     });
     let s = sock.to_str().unwrap();
-    let (ok, out, err) = ants(&[
+    let (ok, out, err) = run_ants(&[
         "top",
         "-s",
         s,
@@ -271,7 +258,7 @@ fn a_store_dump_of_a_full_store_is_cut_to_fit_one_answer() {
         assert!(std::time::Instant::now() < end, "the floods did not run");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (ok, json, err) = ants(&["store", "dump", "-s", sock.to_str().unwrap(), "--json"]);
+    let (ok, json, err) = run_ants(&["store", "dump", "-s", sock.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
     assert!(json.len() < 1 << 20, "{} bytes", json.len());
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

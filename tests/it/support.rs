@@ -107,3 +107,17 @@ pub(crate) fn fresh_forward(tag: &str, pad: usize) -> Vec<u8> {
     code.extend_from_slice(&body);
     code
 }
+
+/// Run the `ants` binary from the workspace root: (success, stdout, stderr).
+pub(crate) fn run_ants(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run ants");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

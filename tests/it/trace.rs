@@ -2,7 +2,6 @@
 //! fetches a traced capsule causes, read back from the origin with `ants trace`.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,19 +10,6 @@ use serde_json::Value;
 
 use crate::support::*;
 use crate::topology::{Topology, node_addr};
-
-fn ants(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run ants");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Node `i`'s trace `id` as JSON, once `done` holds for it (polled for up to 10 s).
 fn trace_when(topo: &Topology, i: usize, id: u64, done: impl Fn(&[Value]) -> bool) -> Value {
@@ -169,7 +155,7 @@ fn a_traced_multicast_capsule_reports_its_fan_out_in_happened_before_order() {
 
     // The CLI prints the same story in Lamport order.
     let sock = tree.sock(1);
-    let (ok, out, err) = ants(&["trace", "-s", sock.to_str().unwrap(), "feed"]);
+    let (ok, out, err) = run_ants(&["trace", "-s", sock.to_str().unwrap(), "feed"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("trace 000000000000feed"), "{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -182,7 +168,7 @@ fn a_traced_multicast_capsule_reports_its_fan_out_in_happened_before_order() {
     assert!(at("sent by app 1") < at("sent to 198.18.0.2"));
     assert!(at("sent to 198.18.0.2") < at("received from 198.18.0.1"));
     assert!(at("received from 198.18.0.3") < at("delivered to app 50"));
-    let (ok, list, _) = ants(&["trace", "-s", sock.to_str().unwrap()]);
+    let (ok, list, _) = run_ants(&["trace", "-s", sock.to_str().unwrap()]);
     assert!(ok && list.contains("000000000000feed"), "{list}");
     assert_eq!(tree.stats(1).trace.started, 1);
     assert_eq!(tree.stats(1).trace.reports_received, 7);
@@ -193,7 +179,7 @@ fn the_first_traced_capsule_shows_each_hop_fetching_the_code() {
     let line = Topology::line(3, "");
     let forward = capsule("forward");
     let sock = line.sock(1);
-    let (ok, out, err) = ants(&[
+    let (ok, out, err) = run_ants(&[
         "send",
         "-s",
         sock.to_str().unwrap(),
@@ -233,12 +219,12 @@ fn the_first_traced_capsule_shows_each_hop_fetching_the_code() {
     // Held, then run: two reports from each of nodes 2 and 3, two of the origin's own.
     assert_eq!(t["reports"], 6, "{t:#}");
     check_causality(events);
-    let (ok, text, err) = ants(&["trace", "-s", sock.to_str().unwrap(), &format!("{id:016x}")]);
+    let (ok, text, err) = run_ants(&["trace", "-s", sock.to_str().unwrap(), &format!("{id:016x}")]);
     assert!(ok, "{err}");
     assert!(
         text.contains("held: fetching its code from 198.18.0.1"),
         "{text}"
     );
-    let (ok, _, err) = ants(&["trace", "-s", sock.to_str().unwrap(), "12345"]);
+    let (ok, _, err) = run_ants(&["trace", "-s", sock.to_str().unwrap(), "12345"]);
     assert!(!ok && err.contains("no trace 0000000000012345"), "{err}");
 }

@@ -15,14 +15,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use ants_node::http::{Request, Response};
 use ants_node::map::svg::{Refresh, render_page, render_svg};
 use ants_node::map::{Health, Map, NodeSource, Poll, read_topology_dir};
 use anyhow::{Context, bail};
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tokio::net::TcpListener;
+use tracing::warn;
 
 /// The long help of `ants map` (clap shows it for `--help`).
 pub(crate) const LONG_HELP: &str = "\
@@ -67,14 +66,6 @@ docs/map.md.";
 
 /// Where the page is served when no file is named.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9330";
-/// Most bytes of a request read.
-const MAX_REQUEST: usize = 8 << 10;
-/// Time a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Time a client has to take the answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 8;
 /// Nodes asked at once.
 const POLL_THREADS: usize = 32;
 
@@ -318,99 +309,37 @@ async fn bind(listen: SocketAddr, public: bool) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-/// Answer requests on `listener` until the task is dropped.
+/// Answer requests on `listener` until the task is dropped (bounds: [`ants_node::http`]).
 async fn serve(listener: TcpListener, latest: Arc<Mutex<Latest>>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (conn, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("map: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    ants_node::http::serve(listener, "map", move |r: Request| {
         let latest = latest.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(conn, &latest).await {
-                debug!(%peer, "map: {e}");
-            }
-            drop(permit);
-        });
-    }
+        async move {
+            let l = latest.lock().unwrap_or_else(PoisonError::into_inner);
+            route(r.method.as_deref(), r.path.as_deref(), &l)
+        }
+    })
+    .await;
 }
 
-/// The status, content type and body for a request line's method and target.
-fn route(
-    method: Option<&str>,
-    target: Option<&str>,
-    latest: &Latest,
-) -> (&'static str, &'static str, String) {
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
+/// The page may run its own inline script and fetch from where it came, nothing else.
+const PAGE_CSP: &str =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'";
+
+/// The answer to a request line's method and path.
+fn route(method: Option<&str>, path: Option<&str>, latest: &Latest) -> Response {
     match (method, path) {
-        (Some("GET"), Some("/" | "/index.html")) => {
-            ("200 OK", "text/html; charset=utf-8", latest.page.clone())
-        }
-        (Some("GET"), Some("/map.svg")) => ("200 OK", "image/svg+xml", latest.svg.clone()),
-        (Some("GET"), Some("/map.json")) => ("200 OK", "application/json", latest.json.clone()),
-        (Some("GET"), Some(_)) => (
+        (Some("GET"), Some("/" | "/index.html")) => Response {
+            csp: Some(PAGE_CSP),
+            ..Response::ok("text/html; charset=utf-8", latest.page.clone())
+        },
+        (Some("GET"), Some("/map.svg")) => Response::ok("image/svg+xml", latest.svg.clone()),
+        (Some("GET"), Some("/map.json")) => Response::ok("application/json", latest.json.clone()),
+        (Some("GET"), Some(_)) => Response::error(
             "404 Not Found",
-            "text/plain",
-            "only /, /map.svg and /map.json are served here\n".to_owned(),
+            "only /, /map.svg and /map.json are served here",
         ),
-        _ => (
-            "400 Bad Request",
-            "text/plain",
-            "expected GET /, /map.svg or /map.json\n".to_owned(),
-        ),
+        _ => Response::error("400 Bad Request", "expected GET /, /map.svg or /map.json"),
     }
-}
-
-/// Read one request (bounded in bytes and time) and answer it.
-async fn answer(mut conn: TcpStream, latest: &Mutex<Latest>) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_REQUEST];
-    let mut len = 0;
-    let read = async {
-        while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = conn.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-        }
-        std::io::Result::Ok(())
-    };
-    let timed_out = tokio::time::timeout(REQUEST_TIMEOUT, read).await.is_err();
-    let request = std::str::from_utf8(&buf[..len]).unwrap_or("");
-    let mut words = request.lines().next().unwrap_or("").split_whitespace();
-    let (status, ctype, body) = if timed_out {
-        (
-            "408 Request Timeout",
-            "text/plain",
-            "request timed out\n".to_owned(),
-        )
-    } else {
-        let l = latest.lock().unwrap_or_else(PoisonError::into_inner);
-        route(words.next(), words.next(), &l)
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-         X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; \
-         script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    let write = async {
-        conn.write_all(head.as_bytes()).await?;
-        conn.write_all(body.as_bytes()).await?;
-        conn.shutdown().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, write)
-        .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 #[cfg(test)]
@@ -424,16 +353,24 @@ mod tests {
             svg: "<svg>".into(),
             json: "{}".into(),
         };
-        assert_eq!(route(Some("GET"), Some("/"), &l).2, "<html>");
-        assert_eq!(route(Some("GET"), Some("/?x=1"), &l).0, "200 OK");
-        assert_eq!(route(Some("GET"), Some("/map.svg"), &l).1, "image/svg+xml");
-        assert_eq!(route(Some("GET"), Some("/map.json"), &l).2, "{}");
+        let page = route(Some("GET"), Some("/"), &l);
+        assert_eq!((page.body.as_str(), page.csp), ("<html>", Some(PAGE_CSP)));
+        let query = ants_node::http::parse_request(b"GET /?x=1 HTTP/1.1\r\n\r\n");
         assert_eq!(
-            route(Some("GET"), Some("/etc/passwd"), &l).0,
+            route(query.method.as_deref(), query.path.as_deref(), &l).status,
+            "200 OK"
+        );
+        assert_eq!(
+            route(Some("GET"), Some("/map.svg"), &l).content_type,
+            "image/svg+xml"
+        );
+        assert_eq!(route(Some("GET"), Some("/map.json"), &l).body, "{}");
+        assert_eq!(
+            route(Some("GET"), Some("/etc/passwd"), &l).status,
             "404 Not Found"
         );
-        assert_eq!(route(Some("POST"), Some("/"), &l).0, "400 Bad Request");
-        assert_eq!(route(None, None, &l).0, "400 Bad Request");
+        assert_eq!(route(Some("POST"), Some("/"), &l).status, "400 Bad Request");
+        assert_eq!(route(None, None, &l).status, "400 Bad Request");
     }
 
     #[test]

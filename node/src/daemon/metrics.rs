@@ -20,8 +20,6 @@
 //! kernel's accept queue), and binds loopback unless `public = true` says otherwise.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use ants_core::node::Log2Hist;
 use prometheus_client::encoding::text::encode;
@@ -32,19 +30,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
 use super::Stats;
-
-/// Most bytes of a request read.
-const MAX_REQUEST: usize = 8 << 10;
-/// Time a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 8;
+use crate::http::{Request, Response};
 
 type Labels = Vec<(String, String)>;
 
@@ -414,95 +405,31 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped, asking the node's loop for
-/// a snapshot per scrape through `stats`.
+/// a snapshot per scrape through `stats` (bounds: [`crate::http`]).
 pub(super) async fn serve(listener: TcpListener, stats: mpsc::Sender<oneshot::Sender<Stats>>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (conn, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("metrics: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::http::serve(listener, "metrics", move |r: Request| {
         let stats = stats.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(conn, &stats).await {
-                debug!(%peer, "metrics: {e}");
-            }
-            drop(permit);
-        });
-    }
+        async move { route(r, &stats).await }
+    })
+    .await;
 }
 
-/// Read one request (bounded in bytes and time) and answer it.
-async fn answer(
-    mut conn: TcpStream,
-    stats: &mpsc::Sender<oneshot::Sender<Stats>>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_REQUEST];
-    let mut len = 0;
-    let read = async {
-        while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = conn.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-        }
-        std::io::Result::Ok(())
-    };
-    let timed_out = tokio::time::timeout(REQUEST_TIMEOUT, read).await.is_err();
-    let request = std::str::from_utf8(&buf[..len]).unwrap_or("");
-    let line = request.lines().next().unwrap_or("");
-    let mut words = line.split_whitespace();
-    let (status, ctype, body) = match (timed_out, words.next(), words.next()) {
-        (true, ..) => (
-            "408 Request Timeout",
-            "text/plain",
-            "request timed out\n".to_string(),
-        ),
-        (false, Some("GET"), Some("/metrics")) => {
+async fn route(r: Request, stats: &mpsc::Sender<oneshot::Sender<Stats>>) -> Response {
+    match (r.method.as_deref(), r.path.as_deref()) {
+        (Some("GET"), Some("/metrics")) => {
             let (tx, rx) = oneshot::channel();
             let snapshot = match stats.send(tx).await {
                 Ok(()) => rx.await.ok(),
                 Err(_) => None,
             };
             match snapshot {
-                Some(s) => (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    render(&s),
-                ),
-                None => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "the node is stopping\n".to_string(),
-                ),
+                Some(s) => Response::ok("text/plain; version=0.0.4; charset=utf-8", render(&s)),
+                None => Response::error("503 Service Unavailable", "the node is stopping"),
             }
         }
-        (false, Some("GET"), Some(_)) => (
-            "404 Not Found",
-            "text/plain",
-            "only /metrics is served here\n".to_string(),
-        ),
-        _ => (
-            "400 Bad Request",
-            "text/plain",
-            "expected GET /metrics\n".to_string(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
+        (Some("GET"), Some(_)) => Response::error("404 Not Found", "only /metrics is served here"),
+        _ => Response::error("400 Bad Request", "expected GET /metrics"),
+    }
 }
 
 /// Bind the metrics listener, refusing a non-loopback address unless `public`.
