@@ -12,6 +12,7 @@ mod capture;
 mod cli;
 mod fastpath;
 mod hostile;
+mod lifecycle;
 mod map;
 mod metrics;
 mod multicast;

@@ -15,13 +15,36 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `ants --version` prints: exactly what runs.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nrevision: ",
+    env!("ANTS_GIT_REV"),
+    "\nwire format: versions 1 and 2 (traces)\ncapsule ABI: 2\nwasmtime: ",
+    env!("ANTS_WASMTIME_VERSION"),
+);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_long_version_names_the_wire_and_abi_this_build_speaks() {
+        assert!(super::LONG_VERSION.contains(&format!(
+            "wire format: versions {} and {}",
+            ants_wire::BASE_VERSION,
+            ants_wire::VERSION
+        )));
+        let abi = format!("capsule ABI: {}", ants_wire::abi::ABI_VERSION);
+        assert!(super::LONG_VERSION.contains(&abi));
+    }
+}
+
 /// ANTS-rs: an active-network capsule router.
 ///
 /// Packets carry a capsule header naming their forwarding routine by the SHA-256 of a wasm
 /// module; nodes run that routine in a fuel-limited sandbox and fetch code they lack from the
 /// previous hop. Start with `ants capsule --help`.
 #[derive(Debug, Parser)]
-#[command(name = "ants", version, propagate_version = true)]
+#[command(name = "ants", version, long_version = LONG_VERSION, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +60,11 @@ enum Command {
     ///
     /// Example: RUST_LOG=info ants run --config examples/line5/n1.toml
     Run(node::RunArgs),
+    /// Check configuration files without starting a node: print a summary of each, or its
+    /// first error with file and line; the exit status is 1 if any is bad.
+    ///
+    /// Example: ants check-config examples/line5/*.toml
+    CheckConfig(node::CheckConfigArgs),
     /// Send capsules from a local app through a running node.
     ///
     /// Example: ants send -s /tmp/ants-demo/n1.sock --code forward.wasm --dst 198.18.0.5 --payload hi
@@ -147,6 +175,7 @@ impl Cli {
         match self.command {
             Command::Capsule(c) => c.run(),
             Command::Run(a) => a.run(),
+            Command::CheckConfig(a) => a.run(),
             Command::Send(a) => a.run(),
             Command::Listen(a) => a.run(),
             Command::Status(a) => a.run(),

@@ -37,6 +37,49 @@ impl RunArgs {
     }
 }
 
+/// `ants check-config`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The configuration files to check (see docs/config.md).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+impl CheckConfigArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let mut bad = 0;
+        for path in &self.files {
+            match Config::load(path) {
+                Ok(c) => println!(
+                    "{}: ok — node {} ({}), {} neighbours, {} routes, {} workers{}",
+                    path.display(),
+                    c.node.address,
+                    if c.router.is_some() {
+                        "router mode".to_owned()
+                    } else {
+                        format!("UDP overlay on {}", c.node.listen)
+                    },
+                    c.neighbours.len(),
+                    c.routes.len(),
+                    c.node.workers,
+                    c.metrics
+                        .as_ref()
+                        .map_or_else(String::new, |m| format!(", metrics on {}", m.listen)),
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    bad += 1;
+                }
+            }
+        }
+        Ok(if bad == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
 /// `ants send`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {

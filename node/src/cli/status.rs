@@ -468,10 +468,15 @@ pub(crate) fn drop_rows(s: &Value, all: bool) -> Vec<(String, u64)> {
     for key in [
         "udp_dropped",
         "handoff_dropped",
+        "drain_dropped",
         "compiles_refused",
         "capsule_logs_suppressed",
     ] {
         rows.push((key.to_string(), u(&s[key])));
+    }
+    let t = &s["trace"];
+    for key in ["reports_rate_limited", "reports_undeliverable"] {
+        rows.push((format!("trace.{key}"), u(&t[key])));
     }
     if !all {
         rows.retain(|(_, n)| *n > 0);

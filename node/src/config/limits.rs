@@ -63,6 +63,9 @@ pub struct Limits {
     pub quarantine_window: Duration,
     /// How long a quarantine lasts.
     pub quarantine_time: Duration,
+    /// On SIGTERM, how long the node keeps going to finish capsules held for their code and
+    /// flush its transmits before it exits (0: exit at once).
+    pub drain_time: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +97,7 @@ impl Default for Limits {
             quarantine_traps: 8,
             quarantine_window: Duration::from_secs(10),
             quarantine_time: Duration::from_secs(60),
+            drain_time: Duration::from_secs(2),
         }
     }
 }
@@ -394,6 +398,13 @@ impl Source<'_> {
                 d.quarantine_time,
                 Duration::from_millis(1),
                 Duration::from_secs(86_400),
+            )?,
+            drain_time: self.duration(
+                "drain_time",
+                raw.drain_time.as_ref(),
+                d.drain_time,
+                Duration::ZERO,
+                Duration::from_secs(60),
             )?,
         };
         self.not_above(

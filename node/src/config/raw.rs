@@ -95,6 +95,7 @@ pub(super) struct RawLimits {
     pub(super) quarantine_traps: Option<Spanned<u64>>,
     pub(super) quarantine_window: Option<Spanned<String>>,
     pub(super) quarantine_time: Option<Spanned<String>>,
+    pub(super) drain_time: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -163,11 +163,24 @@ pub fn executor_config(cfg: &Config) -> ExecutorConfig {
     e
 }
 
+/// How a node is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep running.
+    Run,
+    /// Stop taking new work (apps' injections are refused) and exit once no capsule is held
+    /// for its code and the transmit queue is empty, or after `[limits] drain_time`; what is
+    /// still held then is counted (`drain_dropped`).
+    Drain,
+    /// Exit between two turns of the loop.
+    Now,
+}
+
 /// A node running on its own thread.
 #[derive(Debug)]
 pub struct DaemonHandle {
     local: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     stats: mpsc::Sender<oneshot::Sender<Stats>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<Stats>>>,
 }
@@ -191,8 +204,17 @@ impl DaemonHandle {
     }
 
     /// Stop the node and return its final counters.
-    pub fn shutdown(mut self) -> anyhow::Result<Stats> {
-        let _ = self.stop.send(true);
+    pub fn shutdown(self) -> anyhow::Result<Stats> {
+        self.stop_with(Stop::Now)
+    }
+
+    /// Drain the node (as on SIGTERM, see [`Stop::Drain`]) and return its final counters.
+    pub fn drain(self) -> anyhow::Result<Stats> {
+        self.stop_with(Stop::Drain)
+    }
+
+    fn stop_with(mut self, how: Stop) -> anyhow::Result<Stats> {
+        let _ = self.stop.send(how);
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => anyhow::bail!("node thread panicked"),
@@ -203,7 +225,7 @@ impl DaemonHandle {
 
 impl Drop for DaemonHandle {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Stop::Now);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -225,7 +247,7 @@ impl StatsProbe {
 
 /// Start a node on its own thread; returns once it is bound (or failed to start).
 pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(Stop::Run);
     let (stats, stats_rx) = mpsc::channel(4);
     let stats_tx = stats.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -257,33 +279,44 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
 
 /// Run a node in the foreground until SIGINT or SIGTERM; logs and returns final counters.
 ///
-/// The node answers a signal between two turns of its loop, and a turn is bounded in time
-/// ([`MAX_TURN_TIME`] plus one execution deadline), whatever capsules do; compiles still
-/// running are abandoned, not waited for.
+/// The first signal drains the node ([`Stop::Drain`], at most `[limits] drain_time`); a
+/// second one stops it at once. The node answers a signal between two turns of its loop,
+/// and a turn is bounded in time ([`MAX_TURN_TIME`] plus one execution deadline), whatever
+/// capsules do; compiles still running are abandoned, not waited for.
 pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let result = rt.block_on(async move {
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(Stop::Run);
         let (stats_tx, stats_rx) = mpsc::channel(4);
+        let drain = config.limits.drain_time;
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
+            for how in [Stop::Drain, Stop::Now] {
+                let term = async {
+                    match term.as_mut() {
+                        Some(t) => {
+                            t.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
-                    None => std::future::pending::<()>().await,
+                };
+                let name = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    () = term => "SIGTERM",
+                };
+                match how {
+                    Stop::Drain => info!(
+                        "{name}: draining for at most {drain:?} (finishing held capsules); \
+                         send it again to stop at once"
+                    ),
+                    _ => info!("{name}: stopping now"),
                 }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-                () = term => info!("SIGTERM: shutting down"),
+                let _ = stop.send(how);
             }
-            let _ = stop.send(true);
         });
         let stats = serve(config, stop_rx, stats_tx, stats_rx, None).await?;
         info!(?stats, "stopped");
@@ -341,6 +374,12 @@ struct Driver {
     /// Capsule log lines written (one "peer": the node).
     log_budget: PeerBudgets<()>,
     logs_suppressed: u64,
+    /// Draining ([`Stop::Drain`]): apps' injections are refused.
+    draining: bool,
+    /// How long a drain may take (`[limits] drain_time`).
+    drain_time: Duration,
+    /// Capsules still held for their code when a drain ran out of time.
+    drain_dropped: u64,
 }
 
 impl Driver {
@@ -392,8 +431,29 @@ impl Driver {
                 .collect(),
             log_budget: PeerBudgets::new(CAPSULE_LOG_LINES_PER_SEC, CAPSULE_LOG_LINES_PER_SEC, 1),
             logs_suppressed: 0,
+            draining: false,
+            drain_time: cfg.limits.drain_time,
+            drain_dropped: 0,
         };
         Ok((driver, compiled_rx))
+    }
+
+    /// While draining: `true` when the worker may exit — nothing is held for its code and
+    /// nothing waits to be sent — or `out_of_time` (what is still held is then counted).
+    fn drained(&mut self, out_of_time: bool) -> bool {
+        let held = self.node.loader_occupancy().held;
+        if held == 0 && self.node.pending_transmits() == 0 {
+            info!("drained");
+            return true;
+        }
+        if out_of_time {
+            self.drain_dropped += held as u64;
+            warn!(
+                held,
+                "drain time over: capsules still held for their code are dropped"
+            );
+        }
+        out_of_time
     }
 
     /// Node time now (monotonic).
@@ -464,6 +524,7 @@ impl Driver {
             handed_off: self.steer.handed_off,
             handoff_dropped: self.steer.handoff_dropped,
             trace: *self.node.trace_counters(),
+            drain_dropped: self.drain_dropped,
         }
     }
 
@@ -607,6 +668,9 @@ impl Driver {
                 info!(%ty, removed, "module evicted on request");
                 let _ = reply.send(Ok(removed));
             }
+            AppRequest::Inject { reply, .. } if self.draining => {
+                let _ = reply.send(Err("the node is stopping (draining)".to_owned()));
+            }
             AppRequest::Inject { app, inject, reply } => {
                 let inj = Injection {
                     ty: inject.capsule_type,
@@ -724,7 +788,7 @@ impl Driver {
 /// all of them on the calling runtime.
 async fn serve(
     cfg: Config,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
     stats: mpsc::Sender<oneshot::Sender<Stats>>,
     stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     ready: Option<Ready>,
@@ -851,7 +915,7 @@ struct Seed {
 
 /// The channels a worker serves.
 struct Channels {
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
     stats: mpsc::Receiver<oneshot::Sender<Stats>>,
     apps: mpsc::Receiver<AppRequest>,
     inbox: mpsc::Receiver<workers::Handoff>,
@@ -1046,16 +1110,38 @@ async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Re
         compiled: mut compiled_rx,
     } = lp;
     let mut more = false;
+    // When draining: the time by which the node exits whatever is still held.
+    let mut drain_until: Option<Duration> = None;
     loop {
         let deadline = match (driver.node.poll_timeout(), io.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let deadline = match (deadline, drain_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let now = driver.now();
+        if let Some(until) = drain_until
+            && driver.drained(now >= until)
+        {
+            break;
+        }
         let sleep = deadline.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
         let input = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            r = stop.changed() => {
+                let how = if r.is_ok() { *stop.borrow_and_update() } else { Stop::Now };
+                match how {
+                    Stop::Run => {}
+                    Stop::Drain => {
+                        drain_until.get_or_insert(now + driver.drain_time);
+                        driver.draining = true;
+                    }
+                    Stop::Now => break,
+                }
+                false
+            }
             Some(reply) = stats_rx.recv() => {
                 let _ = reply.send(driver.snapshot(&mut io));
                 false

@@ -92,6 +92,8 @@ pub struct Stats {
     pub handoff_dropped: u64,
     /// Capsule trace counters (traces started, reports sent, forwarded, received, dropped).
     pub trace: TraceCounters,
+    /// Capsules still held for their code when a drain (SIGTERM) ran out of time.
+    pub drain_dropped: u64,
 }
 
 impl Stats {
@@ -124,6 +126,7 @@ impl Stats {
             handed_off,
             handoff_dropped,
             trace,
+            drain_dropped,
         } = o;
         self.uptime = self.uptime.max(uptime);
         // Every worker has every neighbour: keep the most recent hearing.
@@ -169,6 +172,7 @@ impl Stats {
         self.handed_off += handed_off;
         self.handoff_dropped += handoff_dropped;
         self.trace += trace;
+        self.drain_dropped += drain_dropped;
     }
 
     /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
@@ -278,6 +282,7 @@ impl Stats {
             "handed_off": self.handed_off,
             "handoff_dropped": self.handoff_dropped,
             "trace": self.trace,
+            "drain_dropped": self.drain_dropped,
             "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>(),
             "router": router,
         })
