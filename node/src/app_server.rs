@@ -112,6 +112,19 @@ pub enum AppRequest {
         /// The JSON, or why not.
         reply: oneshot::Sender<Result<serde_json::Value, String>>,
     },
+    /// Read the config file again and apply what can change in place (a connection's
+    /// `Reload`, or SIGHUP): what changed and what needs a restart, or the file's error.
+    Reload {
+        /// The summary, or why not.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Internal (the node to its workers): run with this config's live parts from now on.
+    Apply {
+        /// The running config with the new live parts.
+        config: Arc<crate::config::Config>,
+        /// Done.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A connection (registered or not) asks for copies of the node's datagrams: on `Ok`
     /// the node has queued `CaptureStarted` on `out` and streams `Captured` frames into it
     /// until the connection closes.
@@ -729,6 +742,10 @@ impl Session {
                 })
                 .await
             }
+            AppFrame::Reload => {
+                let r = self.ask(|reply| AppRequest::Reload { reply }).await?;
+                self.answer(r, |text| NodeFrame::Reloaded { text }).await
+            }
             AppFrame::Register { app, accept } => self.register(app, accept).await,
             AppFrame::Inject(inject) => {
                 let Some(app) = self.app else {
@@ -945,6 +962,12 @@ mod tests {
                     }
                     AppRequest::Traces { reply, .. } => {
                         let _ = reply.send(Ok(serde_json::json!({"traces": []})));
+                    }
+                    AppRequest::Reload { reply } => {
+                        let _ = reply.send(Err("no config file here".into()));
+                    }
+                    AppRequest::Apply { reply, .. } => {
+                        let _ = reply.send(Ok(()));
                     }
                 }
             }

@@ -59,6 +59,9 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// `[trace]`: capsule tracing.
     pub trace: TraceSection,
+    /// The file it was read from ([`Config::load`]); a reload (SIGHUP, `ants reload`)
+    /// reads it again.
+    pub path: Option<PathBuf>,
 }
 
 /// `[trace]`: which capsules the node traces on its own, and how many reports it sends.
@@ -191,7 +194,62 @@ impl Config {
             error,
         })?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty());
-        Source::new(&text, &path.display().to_string(), base).config()
+        let mut c = Source::new(&text, &path.display().to_string(), base).config()?;
+        c.path = Some(path.to_owned());
+        Ok(c)
+    }
+
+    /// This config with what a running node can change in place taken from `new`:
+    /// neighbours, routes, `[code]`, `[trace]`, and the `[limits]` keys `max_resource`,
+    /// `peer_fuel_per_sec`, `quarantine_traps`, `quarantine_window`, `quarantine_time` and
+    /// `drain_time`. The rest stays as it is (see [`Config::restart_needed`]).
+    pub fn with_live_changes(&self, new: &Config) -> Config {
+        let mut c = self.clone();
+        c.neighbours = new.neighbours.clone();
+        c.routes = new.routes.clone();
+        c.code = new.code.clone();
+        c.trace = new.trace;
+        let (l, n) = (&mut c.limits, &new.limits);
+        l.max_resource = n.max_resource;
+        l.peer_fuel_per_sec = n.peer_fuel_per_sec;
+        l.quarantine_traps = n.quarantine_traps;
+        l.quarantine_window = n.quarantine_window;
+        l.quarantine_time = n.quarantine_time;
+        l.drain_time = n.drain_time;
+        c
+    }
+
+    /// What differs between this running config and `new` that only a restart applies, by
+    /// section (empty when `new` can be applied entirely in place).
+    pub fn restart_needed(&self, new: &Config) -> Vec<String> {
+        let live = self.with_live_changes(new);
+        let mut out = Vec::new();
+        let (a, b) = (&live.node, &new.node);
+        for (key, same) in [
+            ("address", a.address == b.address),
+            ("listen", a.listen == b.listen),
+            ("app_socket", a.app_socket == b.app_socket),
+            ("code_cache_dir", a.code_cache_dir == b.code_cache_dir),
+            ("seed", a.seed == b.seed),
+            ("workers", a.workers == b.workers),
+        ] {
+            if !same {
+                out.push(format!("[node] {key}"));
+            }
+        }
+        if live.limits != new.limits {
+            out.push("[limits] (keys other than max_resource, peer_fuel_per_sec, quarantine_* and drain_time)".into());
+        }
+        for (section, same) in [
+            ("[router]", live.router == new.router),
+            ("[metrics]", live.metrics == new.metrics),
+            ("[fault]", live.fault == new.fault),
+        ] {
+            if !same {
+                out.push(section.into());
+            }
+        }
+        out
     }
 
     /// Validate config `text`; `origin` names it in errors (usually the file name). Paths
@@ -236,6 +294,7 @@ impl<'a> Source<'a> {
             router,
             metrics,
             trace,
+            path: None,
         })
     }
 

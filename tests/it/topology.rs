@@ -117,8 +117,9 @@ impl Topology {
                     }
                 }
                 t += extra;
-                std::fs::write(dir.path().join(format!("n{i}.toml")), &t).expect("write config");
-                Config::parse(&t, &format!("n{i}.toml")).unwrap_or_else(|e| panic!("{e}\n{t}"))
+                let file = dir.path().join(format!("n{i}.toml"));
+                std::fs::write(&file, &t).expect("write config");
+                Config::load(&file).unwrap_or_else(|e| panic!("{e}\n{t}"))
             })
             .collect();
         let nodes = configs
@@ -135,6 +136,16 @@ impl Topology {
     /// The directory of the nodes' configs (`n{i}.toml`), sockets and code caches.
     pub(crate) fn dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// Node `i`'s config file (what a reload reads).
+    pub(crate) fn config_file(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}.toml"))
+    }
+
+    /// Reload node `i`'s config file, as SIGHUP does.
+    pub(crate) fn reload(&self, i: usize) -> Result<String, String> {
+        self.nodes[i - 1].as_ref().expect("node running").reload()
     }
 
     /// The app socket of node `i`.

@@ -230,6 +230,17 @@ pub fn traces(
     })
 }
 
+/// Ask the node at `path` to read its config file again (`ants reload`): what it applied
+/// and what needs a restart; a bad file is an `Error` reply with the file's first error.
+pub fn reload(path: impl AsRef<Path>, timeout: Duration) -> Result<String, ClientError> {
+    let mut client = unregistered(path.as_ref(), timeout)?;
+    client.send(&AppFrame::Reload)?;
+    client.await_reply("Reloaded", |f| match f {
+        NodeFrame::Reloaded { text } => Ok(Some(text)),
+        other => Err(unexpected(&other, "Reloaded")),
+    })
+}
+
 /// Start capturing the node's datagrams (`ants capture`): a [`Capture`] that yields them.
 pub fn capture(path: impl AsRef<Path>, timeout: Duration) -> Result<Capture, ClientError> {
     let mut client = unregistered(path.as_ref(), timeout)?;
@@ -612,6 +623,7 @@ fn frame_name(f: &NodeFrame) -> &'static str {
         NodeFrame::Evicted { .. } => "Evicted",
         NodeFrame::StoreDump { .. } => "StoreDump",
         NodeFrame::Traces { .. } => "Traces",
+        NodeFrame::Reloaded { .. } => "Reloaded",
         NodeFrame::CaptureStarted => "CaptureStarted",
         NodeFrame::Captured(_) => "Captured",
     }

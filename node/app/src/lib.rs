@@ -33,7 +33,7 @@ pub mod proto;
 
 pub use cli::format_delivery_json;
 pub use client::{
-    AppClient, AppClientBuilder, Capture, ClientError, capture, evict_module, query_stats,
+    AppClient, AppClientBuilder, Capture, ClientError, capture, evict_module, query_stats, reload,
     store_dump, traces,
 };
 pub use proto::{

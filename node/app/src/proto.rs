@@ -54,6 +54,9 @@ pub mod frame_type {
     /// App → node: the traces this node started, or one of them with its events (allowed
     /// before registering).
     pub const TRACES: u8 = 0x08;
+    /// App → node: read the config file again and apply what can change in place (allowed
+    /// before registering; `ants reload`).
+    pub const RELOAD: u8 = 0x09;
     /// Node → app: the registration succeeded.
     pub const REGISTERED: u8 = 0x81;
     /// Node → app: a capsule delivered to this app id.
@@ -76,6 +79,8 @@ pub mod frame_type {
     pub const CAPTURE_STARTED: u8 = 0x8a;
     /// Node → app: answer to `Traces`: one JSON object (UTF-8).
     pub const TRACES_REPLY: u8 = 0x8b;
+    /// Node → app: answer to `Reload`: what changed and what needs a restart (UTF-8).
+    pub const RELOADED: u8 = 0x8c;
 }
 
 /// Most capsule types a `Register` may list as accepted.
@@ -439,6 +444,10 @@ pub enum AppFrame {
         /// One trace id, or the list.
         id: Option<u64>,
     },
+    /// Read the node's config file again and apply what can change in place; answered by
+    /// `Reloaded`, or `Error` with the file's first error (the running config stays).
+    /// Needs no registration (`ants reload`).
+    Reload,
     /// Start streaming the node's datagrams to this connection (`ants capture`): answered by
     /// `CaptureStarted`, then `Captured` frames until the connection closes. Needs no
     /// registration; one capture at a time.
@@ -488,6 +497,11 @@ pub enum NodeFrame {
     Traces {
         /// The JSON text.
         json: String,
+    },
+    /// Answer to `Reload`: what was applied, and what needs a restart.
+    Reloaded {
+        /// Human-readable summary.
+        text: String,
     },
     /// Answer to `Evict`.
     Evicted {
@@ -706,6 +720,7 @@ impl AppFrame {
                 w.finish();
             }
             AppFrame::Capture => FrameWriter::begin(out, frame_type::CAPTURE, 0)?.finish(),
+            AppFrame::Reload => FrameWriter::begin(out, frame_type::RELOAD, 0)?.finish(),
             AppFrame::Traces { id } => {
                 let id = id.map(u64::to_be_bytes);
                 let id = id.as_ref().map_or(&[][..], |b| &b[..]);
@@ -757,6 +772,9 @@ impl AppFrame {
                 b.finish()?;
                 Ok(AppFrame::StoreDump { capsule_type })
             }
+            frame_type::RELOAD => Body::new("reload", body)
+                .finish()
+                .map(|()| AppFrame::Reload),
             frame_type::TRACES => {
                 let mut b = Body::new("traces", body);
                 let id = if body.is_empty() {
@@ -931,6 +949,11 @@ impl NodeFrame {
                 w.put(json.as_bytes());
                 w.finish();
             }
+            NodeFrame::Reloaded { text } => {
+                let mut w = FrameWriter::begin(out, frame_type::RELOADED, text.len())?;
+                w.put(text.as_bytes());
+                w.finish();
+            }
             NodeFrame::Evicted {
                 capsule_type,
                 removed,
@@ -996,6 +1019,7 @@ impl NodeFrame {
             frame_type::STATS_REPLY => text(body).map(|json| NodeFrame::Stats { json }),
             frame_type::STORE_DUMP_REPLY => text(body).map(|json| NodeFrame::StoreDump { json }),
             frame_type::TRACES_REPLY => text(body).map(|json| NodeFrame::Traces { json }),
+            frame_type::RELOADED => text(body).map(|text| NodeFrame::Reloaded { text }),
             frame_type::CAPTURE_STARTED => Body::new("capture started", body)
                 .finish()
                 .map(|()| NodeFrame::CaptureStarted),

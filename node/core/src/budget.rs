@@ -49,6 +49,13 @@ impl<P: Hash + Eq + Copy> PeerBudgets<P> {
         }
     }
 
+    /// Change the rate and burst; buckets keep their balance (capped at the new burst when
+    /// they next refill).
+    pub fn set_rate(&mut self, rate: u64, burst: u64) {
+        self.rate = rate;
+        self.burst = burst;
+    }
+
     /// Whether the budget is enforced at all.
     pub fn is_enabled(&self) -> bool {
         self.rate > 0

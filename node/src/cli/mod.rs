@@ -65,6 +65,14 @@ enum Command {
     ///
     /// Example: ants check-config examples/line5/*.toml
     CheckConfig(node::CheckConfigArgs),
+    /// Make a running node read its config file again (as SIGHUP does) and apply in place
+    /// what can change without a restart — neighbours, routes, [code], [trace], and the
+    /// [limits] keys max_resource, peer_fuel_per_sec, quarantine_* and drain_time — keeping
+    /// its soft state, code and held capsules. Prints what changed and what needs a restart;
+    /// a bad file is refused with its first error and the running config stays.
+    ///
+    /// Example: ants reload -s /tmp/ants-demo/n1.sock
+    Reload(node::ReloadArgs),
     /// Send capsules from a local app through a running node.
     ///
     /// Example: ants send -s /tmp/ants-demo/n1.sock --code forward.wasm --dst 198.18.0.5 --payload hi
@@ -176,6 +184,7 @@ impl Cli {
             Command::Capsule(c) => c.run(),
             Command::Run(a) => a.run(),
             Command::CheckConfig(a) => a.run(),
+            Command::Reload(a) => a.run(),
             Command::Send(a) => a.run(),
             Command::Listen(a) => a.run(),
             Command::Status(a) => a.run(),

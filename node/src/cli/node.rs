@@ -80,6 +80,31 @@ impl CheckConfigArgs {
     }
 }
 
+/// `ants reload`.
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    #[command(flatten)]
+    node: super::status::NodeSocket,
+}
+
+impl ReloadArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match ants_app::reload(&self.node.socket, self.node.timeout()) {
+            Ok(text) => {
+                println!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ants_app::ClientError::Refused { message }) => {
+                eprintln!("reload refused, the node keeps its running config: {message}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("asking the node on {}", self.node.socket.display()))
+            }
+        }
+    }
+}
+
 /// `ants send`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {

@@ -182,6 +182,7 @@ pub struct DaemonHandle {
     local: SocketAddr,
     stop: watch::Sender<Stop>,
     stats: mpsc::Sender<oneshot::Sender<Stats>>,
+    control: mpsc::Sender<AppRequest>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<Stats>>>,
 }
 
@@ -201,6 +202,17 @@ impl DaemonHandle {
         let (tx, rx) = oneshot::channel();
         self.stats.blocking_send(tx).ok()?;
         rx.blocking_recv().ok()
+    }
+
+    /// Read the node's config file again and apply what can change in place (as SIGHUP
+    /// does): what changed and what needs a restart, or the file's error.
+    pub fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .blocking_send(AppRequest::Reload { reply: tx })
+            .map_err(|_| "the node has stopped".to_string())?;
+        rx.blocking_recv()
+            .map_err(|_| "the node has stopped".to_string())?
     }
 
     /// Stop the node and return its final counters.
@@ -250,6 +262,7 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
     let (stop, stop_rx) = watch::channel(Stop::Run);
     let (stats, stats_rx) = mpsc::channel(4);
     let stats_tx = stats.clone();
+    let (control, control_rx) = mpsc::channel(4);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let name = format!("ants-node-{}", config.node.address);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -257,13 +270,20 @@ pub fn spawn(config: Config) -> anyhow::Result<DaemonHandle> {
             .enable_all()
             .build()
             .context("cannot start the tokio runtime")?;
-        rt.block_on(serve(config, stop_rx, stats_tx, stats_rx, Some(ready_tx)))
+        let ch = Control {
+            stop: stop_rx,
+            stats: stats_tx,
+            stats_rx,
+            control: control_rx,
+        };
+        rt.block_on(serve(config, ch, Some(ready_tx)))
     })?;
     match ready_rx.recv() {
         Ok(Ok(local)) => Ok(DaemonHandle {
             local,
             stop,
             stats,
+            control,
             thread: Some(thread),
         }),
         Ok(Err(e)) => {
@@ -291,7 +311,20 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
     let result = rt.block_on(async move {
         let (stop, stop_rx) = watch::channel(Stop::Run);
         let (stats_tx, stats_rx) = mpsc::channel(4);
+        let (control, control_rx) = mpsc::channel(4);
         let drain = config.limits.drain_time;
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading the config");
+                    let (reply, _) = oneshot::channel();
+                    if control.send(AppRequest::Reload { reply }).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -318,7 +351,13 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
                 let _ = stop.send(how);
             }
         });
-        let stats = serve(config, stop_rx, stats_tx, stats_rx, None).await?;
+        let ch = Control {
+            stop: stop_rx,
+            stats: stats_tx,
+            stats_rx,
+            control: control_rx,
+        };
+        let stats = serve(config, ch, None).await?;
         info!(?stats, "stopped");
         anyhow::Ok(stats)
     });
@@ -436,6 +475,18 @@ impl Driver {
             drain_dropped: 0,
         };
         Ok((driver, compiled_rx))
+    }
+
+    /// Run with `cfg`'s live parts (a reload): the node core's neighbours, routes, policies
+    /// and limits; soft state, code and held capsules stay.
+    fn apply(&mut self, cfg: &Config) {
+        self.node.reconfigure(node_config(cfg));
+        self.routes = cfg
+            .routes
+            .iter()
+            .map(|r| (r.dst.to_string(), r.via.to_string()))
+            .collect();
+        self.drain_time = cfg.limits.drain_time;
     }
 
     /// While draining: `true` when the worker may exit — nothing is held for its code and
@@ -668,6 +719,13 @@ impl Driver {
                 info!(%ty, removed, "module evicted on request");
                 let _ = reply.send(Ok(removed));
             }
+            AppRequest::Apply { config, reply } => {
+                self.apply(&config);
+                let _ = reply.send(Ok(()));
+            }
+            AppRequest::Reload { reply } => {
+                let _ = reply.send(Err("reloads are the hub's".into()));
+            }
             AppRequest::Inject { reply, .. } if self.draining => {
                 let _ = reply.send(Err("the node is stopping (draining)".to_owned()));
             }
@@ -786,13 +844,21 @@ impl Driver {
 /// Worker 0 runs on the calling runtime, workers 1.. each on a thread of their own with a
 /// current-thread runtime; the hub (module `workers`) answers stats and app requests for
 /// all of them on the calling runtime.
-async fn serve(
-    cfg: Config,
+/// How a node is controlled from outside: stop, counters, reloads.
+struct Control {
     stop: watch::Receiver<Stop>,
     stats: mpsc::Sender<oneshot::Sender<Stats>>,
     stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
-    ready: Option<Ready>,
-) -> anyhow::Result<Stats> {
+    control: mpsc::Receiver<AppRequest>,
+}
+
+async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result<Stats> {
+    let Control {
+        stop,
+        stats,
+        stats_rx,
+        control,
+    } = ch;
     let fail = |e: anyhow::Error, ready: Option<Ready>| match ready {
         Some(r) => {
             let _ = r.send(Err(anyhow::anyhow!("{e:#}")));
@@ -876,9 +942,11 @@ async fn serve(
     tokio::spawn(workers::hub(
         stats_rx,
         app_rx,
+        control,
         links,
         shard,
         Arc::clone(&common.tap),
+        Arc::clone(&common.cfg),
     ));
     let mut total = main.run().await?;
     // Keep the app server until every worker has stopped delivering.

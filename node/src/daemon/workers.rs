@@ -25,10 +25,12 @@ use std::sync::Arc;
 use ants_wire::CapsuleType;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
 use super::tap::Tap;
 use super::{Stats, recv_opt};
 use crate::app_server::AppRequest;
+use crate::config::Config;
 
 /// Datagrams a worker's inbox holds, in handoffs (each up to [`HANDOFF_BYTES`]).
 pub(super) const INBOX_HANDOFFS: usize = 64;
@@ -189,9 +191,11 @@ pub(super) async fn gather(workers: &[WorkerLink]) -> Option<Stats> {
 pub(super) async fn hub(
     mut stats_rx: mpsc::Receiver<oneshot::Sender<Stats>>,
     mut app_rx: Option<mpsc::Receiver<AppRequest>>,
+    mut control_rx: mpsc::Receiver<AppRequest>,
     workers: Vec<WorkerLink>,
     shard: Shard,
     tap: Arc<Tap>,
+    mut running: Arc<Config>,
 ) {
     loop {
         tokio::select! {
@@ -200,10 +204,71 @@ pub(super) async fn hub(
                     let _ = reply.send(s);
                 }
             }
-            Some(req) = recv_opt(&mut app_rx) => app_request(req, &workers, shard, &tap).await,
+            Some(req) = control_rx.recv() => {
+                hub_request(req, &workers, shard, &tap, &mut running).await;
+            }
+            Some(req) = recv_opt(&mut app_rx) => {
+                hub_request(req, &workers, shard, &tap, &mut running).await;
+            }
             else => break,
         }
     }
+}
+
+/// A request to the hub: a reload here, the rest through [`app_request`].
+async fn hub_request(
+    req: AppRequest,
+    workers: &[WorkerLink],
+    shard: Shard,
+    tap: &Tap,
+    running: &mut Arc<Config>,
+) {
+    match req {
+        AppRequest::Reload { reply } => {
+            let r = reload(workers, running).await;
+            match &r {
+                Ok(text) => info!("reloaded: {text}"),
+                Err(e) => warn!("reload refused, the running config stays: {e}"),
+            }
+            let _ = reply.send(r);
+        }
+        other => app_request(other, workers, shard, tap).await,
+    }
+}
+
+/// Read the config file again; hand every worker the running config with the new live
+/// parts; say what changed and what needs a restart.
+async fn reload(workers: &[WorkerLink], running: &mut Arc<Config>) -> Result<String, String> {
+    let Some(path) = running.path.clone() else {
+        return Err("this node was not started from a config file".into());
+    };
+    let new = Config::load(&path).map_err(|e| e.to_string())?;
+    let live = Arc::new(running.with_live_changes(&new));
+    let restart = running.restart_needed(&new);
+    let changed = *live != **running;
+    for w in workers {
+        let config = Arc::clone(&live);
+        match ask(w, |reply| AppRequest::Apply { config, reply }).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err("the node is stopping".into()),
+        }
+    }
+    *running = live;
+    let mut text = format!(
+        "{}: {}",
+        path.display(),
+        if changed {
+            "applied (neighbours, routes, [code], [trace] and the live [limits] keys)"
+        } else {
+            "nothing to change in place"
+        }
+    );
+    if !restart.is_empty() {
+        text.push_str("; needs a restart to change: ");
+        text.push_str(&restart.join(", "));
+    }
+    Ok(text)
 }
 
 /// The type whose worker answers `req` alone (an injection, an eviction, one namespace's
@@ -328,6 +393,17 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
             let _ = reply.send(r);
         }
         // Routed above.
+        AppRequest::Reload { reply } => {
+            let _ = reply.send(Err("reloads are the hub's".into()));
+        }
+        AppRequest::Apply { config, reply } => {
+            // Not sent to the hub by anyone but itself; pass it on to every worker.
+            for w in workers {
+                let config = Arc::clone(&config);
+                let _ = ask(w, |reply| AppRequest::Apply { config, reply }).await;
+            }
+            let _ = reply.send(Ok(()));
+        }
         AppRequest::Inject { .. } | AppRequest::Evict { .. } => {}
     }
 }

@@ -180,6 +180,12 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
         &self.config
     }
 
+    /// Change which types the node accepts (loads in progress of a type no longer allowed
+    /// finish; new capsules of it are refused).
+    pub fn set_policy(&mut self, policy: crate::loader::CodePolicy) {
+        self.config.policy = policy;
+    }
+
     /// A capsule whose type we lack arrived from `from`: hold its bytes (owned) in arrival
     /// order and make sure a load is running; the first request goes to `from`.
     ///

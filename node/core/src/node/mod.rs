@@ -145,6 +145,38 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         }
     }
 
+    /// Apply a new configuration to a running node, keeping its soft-store, code cache,
+    /// held capsules, loads, quarantines and traces: neighbours (what was heard from an
+    /// endpoint that stays is kept), routes, who is accepted, per-execution limits, the
+    /// largest capsule, the resource cap, peer fuel budgets, the quarantine policy, the code
+    /// policy and tracing. The address, seed, soft-store, code cache and queue sizes stay as
+    /// they were (the caller reports those as needing a restart).
+    pub fn reconfigure(&mut self, config: NodeConfig<P>) {
+        let node = &mut self.cx.node;
+        node.neighbours.clear();
+        node.routes.clear();
+        self.peers.clear();
+        let mut heard = std::mem::take(&mut self.endpoints);
+        for (addr, ep) in &config.neighbours {
+            node.neighbours.insert(*addr);
+            self.peers.insert(*addr, *ep);
+            let h = heard.remove(ep).unwrap_or_default();
+            self.endpoints.insert(*ep, h);
+        }
+        for (prefix, via) in &config.routes {
+            node.routes.insert(*prefix, *via);
+        }
+        self.accept_from = config.accept_from;
+        self.cx.limits = config.host;
+        self.max_capsule_bytes = config.max_capsule_bytes;
+        self.max_resource = config.max_resource;
+        self.fuel
+            .set_rate(config.peer_fuel_per_sec, config.peer_fuel_burst);
+        self.quarantine.set_config(config.quarantine);
+        self.loader.set_policy(config.loader.policy);
+        self.tracer.set_config(config.trace);
+    }
+
     /// This node's active address.
     pub fn address(&self) -> Address {
         self.cx.node.address

@@ -71,6 +71,11 @@ impl<P: Hash + Eq + Copy> Quarantine<P> {
         }
     }
 
+    /// Change the policy; quarantines in force stay until their end.
+    pub(crate) fn set_config(&mut self, cfg: QuarantineConfig) {
+        self.cfg = cfg;
+    }
+
     /// Whether `peer`'s capsules of `ty` are quarantined at `now` (one hash lookup; nothing
     /// when no pair has trapped).
     pub(crate) fn blocks(&self, now: Duration, peer: P, ty: &CapsuleType) -> bool {

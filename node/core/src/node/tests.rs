@@ -728,3 +728,39 @@ fn a_hostile_clock_saturates_instead_of_wrapping() {
     assert_eq!(net.delivered.len(), 2, "the capsule still goes through");
     assert_eq!(net.nodes[1].trace_counters().reports_sent, 1);
 }
+
+#[test]
+fn reconfiguring_routes_takes_effect_and_keeps_the_code() {
+    let mut net = Net::line(3);
+    let code = module(2000, 7);
+    let ty = ty_of(&code);
+    net.inject(0, Some(&code), ty, 2, b"one");
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 1);
+    // Node 1 loses its neighbour 2 (and so its way to 2).
+    let mut cfg = NodeConfig::new(addr(1));
+    cfg.neighbours.push((addr(0), 0));
+    net.nodes[1].reconfigure(cfg);
+    net.inject(0, None, ty, 2, b"two");
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 1, "no way on");
+    assert_eq!(net.nodes[1].counters().drops[&DropReason::NoRoute], 1);
+    // Back as it was: the module was kept, so nothing is fetched again.
+    let mut cfg = NodeConfig::new(addr(1));
+    cfg.neighbours.push((addr(0), 0));
+    cfg.neighbours.push((addr(2), 2));
+    net.nodes[1].reconfigure(cfg);
+    net.inject(0, None, ty, 2, b"three");
+    net.settle(Duration::from_secs(10));
+    assert_eq!(net.delivered.len(), 2);
+    assert_eq!(
+        net.nodes[1].counters().held,
+        1,
+        "held once, for the first capsule only"
+    );
+    assert_eq!(net.nodes[1].neighbours().len(), 2);
+    assert!(
+        net.nodes[1].neighbours()[0].3 > 0,
+        "what was heard from node 0 is kept"
+    );
+}

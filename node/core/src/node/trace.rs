@@ -125,6 +125,14 @@ impl Tracer {
         }
     }
 
+    /// Change sampling and limits; the clock and the traces kept stay.
+    pub(super) fn set_config(&mut self, config: TraceConfig) {
+        if config.reports_per_sec != self.config.reports_per_sec {
+            self.rate = PeerBudgets::new(config.reports_per_sec, config.reports_per_sec, 1);
+        }
+        self.config = config;
+    }
+
     /// Whether a capsule is being traced now.
     pub(super) fn is_open(&self) -> bool {
         self.open.is_some()
