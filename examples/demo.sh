@@ -11,12 +11,16 @@ count=${COUNT:-1000}
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 bold "building the ants CLI and the forward capsule"
-cargo build --release --quiet -p ants-node
+echo "(the first build compiles wasmtime: about 7-8 minutes on 2 cores; later ones take seconds)"
+cargo build --release -p ants-node
 ants=target/release/ants
 fwd=$($ants capsule build capsules/forward --quiet | awk '{print $2}')
 echo "forward.wasm: $fwd"
 
 rm -rf "$run" && mkdir -p "$run"
+# The overlay needs no privilege and `ants run` refuses root unless told; a demo started
+# from a root shell says so.
+[ "$(id -u)" -ne 0 ] || export ANTS_ALLOW_ROOT=1
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT

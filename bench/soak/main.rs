@@ -157,7 +157,7 @@ fn main() -> Result<()> {
     let stats_path = dir.path().join("t-stats.json");
     let log = std::fs::File::create(dir.path().join("t.log"))?;
     let mut t: Child = Command::new(&bin)
-        .args(["run", "--config"])
+        .args(["run", "--allow-root", "--config"])
         .arg(&t_path)
         .arg("--stats-json")
         .arg(&stats_path)

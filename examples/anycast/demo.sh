@@ -31,6 +31,9 @@ code=$run/anycast.wasm
 echo "anycast.wasm: $($ants capsule build capsules/anycast --quiet -o "$code" 2>/dev/null | awk '{print $1}')"
 
 declare -A node_pid
+# The overlay needs no privilege and `ants run` refuses root unless told; a demo started
+# from a root shell says so.
+[ "$(id -u)" -ne 0 ] || export ANTS_ALLOW_ROOT=1
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT

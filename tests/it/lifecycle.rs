@@ -172,7 +172,7 @@ fn sigterm_drains_and_writes_the_final_counters() {
     )
     .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(["run", "--config"])
+        .args(["run", "--allow-root", "--config"])
         .arg(&cfg)
         .arg("--stats-json")
         .arg(&stats)
@@ -307,7 +307,7 @@ fn sighup_reloads_the_config_file() {
     );
     std::fs::write(&cfg, &base).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(["run", "--config"])
+        .args(["run", "--allow-root", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
@@ -350,4 +350,36 @@ fn sighup_reloads_the_config_file() {
         log.contains("SIGHUP: reloading") && log.contains("reloaded"),
         "{log}"
     );
+}
+
+#[test]
+fn the_overlay_refuses_root_unless_told() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("ANTS_REQUIRE_ROOT_TESTS").is_none(),
+            "CI runs this test as root"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("n.toml");
+    std::fs::write(
+        &cfg,
+        "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env_remove("ANTS_ALLOW_ROOT")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refusing to run the UDP overlay as root"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-root"), "{err}");
 }

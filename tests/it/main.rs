@@ -10,6 +10,7 @@ mod anycast;
 mod capsules;
 mod capture;
 mod cli;
+mod dist;
 mod fastpath;
 mod hostile;
 mod lifecycle;

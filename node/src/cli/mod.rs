@@ -170,6 +170,20 @@ enum Command {
     /// (The first probe's hops waited for their code. Demo: bash examples/traceroute/demo.sh)
     #[command(verbatim_doc_comment)]
     Traceroute(Box<traceroute::TracerouteArgs>),
+    /// Write shell completions to stdout (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: ants completions bash > /etc/bash_completion.d/ants
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (ants.1 and one per subcommand, ants-run.1, …) into a directory.
+    ///
+    /// Example: ants manual /usr/share/man/man1
+    Manual {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+    },
     /// Run a simulation scenario: the real node core and wasm capsules on a virtual,
     /// deterministic network of up to 100,000+ nodes.
     ///
@@ -197,6 +211,22 @@ impl Cli {
             Command::Trace(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                clap_complete::generate(shell, &mut cmd, "ants", &mut std::io::stdout());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Manual { dir } => {
+                use anyhow::Context;
+                use clap::CommandFactory;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                clap_mangen::generate_to(Cli::command(), &dir)
+                    .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+                println!("man pages written to {}", dir.display());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

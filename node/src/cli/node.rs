@@ -22,11 +22,29 @@ pub(crate) struct RunArgs {
     /// and per-protocol counters, drops by reason, loader, executor, disk, router).
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Run the UDP overlay as root anyway. It never needs root, so by default it refuses:
+    /// capsules from the network should not run in a process that owns the machine.
+    /// (Router mode needs root, or CAP_NET_RAW and CAP_NET_ADMIN, and is not refused.)
+    #[arg(long, env = "ANTS_ALLOW_ROOT")]
+    allow_root: bool,
 }
 
 impl RunArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let config = Config::load(&self.config)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root && config.router.is_none() && !self.allow_root {
+            bail!(
+                "refusing to run the UDP overlay as root: it needs no privilege, and capsules from \
+                 the network should not run in a process that owns the machine. Run it as an \
+                 unprivileged user (see dist/systemd/ants@.service), or pass --allow-root \
+                 (ANTS_ALLOW_ROOT=1) if you mean it"
+            );
+        }
+        if root && config.router.is_none() {
+            tracing::warn!("running the UDP overlay as root (--allow-root)");
+        }
         let stats = ants_node::daemon::run_until_signal(config)?;
         if let Some(path) = &self.stats_json {
             let text = serde_json::to_string_pretty(&stats.to_json())?;

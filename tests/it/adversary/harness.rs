@@ -346,7 +346,7 @@ impl Field {
         let t_stats = dir.path().join("t-stats.json");
         let log = std::fs::File::create(dir.path().join("t.log")).unwrap();
         let t = Command::new(env!("CARGO_BIN_EXE_ants"))
-            .args(["run", "--config"])
+            .args(["run", "--allow-root", "--config"])
             .arg(&t_path)
             .arg("--stats-json")
             .arg(&t_stats)
