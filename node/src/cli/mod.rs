@@ -66,8 +66,8 @@ enum Command {
     /// Example: ants check-config examples/line5/*.toml
     CheckConfig(node::CheckConfigArgs),
     /// Make a running node read its config file again (as SIGHUP does) and apply in place
-    /// what can change without a restart — neighbours, routes, [code], [trace], and the
-    /// [limits] keys max_resource, peer_fuel_per_sec, quarantine_* and drain_time — keeping
+    /// what can change without a restart — neighbours, routes, `[code]`, `[trace]`, and the
+    /// `[limits]` keys max_resource, peer_fuel_per_sec, quarantine_* and drain_time — keeping
     /// its soft state, code and held capsules. Prints what changed and what needs a restart;
     /// a bad file is refused with its first error and the running config stays.
     ///
