@@ -172,7 +172,7 @@ fn sigterm_drains_and_writes_the_final_counters() {
     )
     .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
-        .args(["run", "--allow-root", "--config"])
+        .args(["--log-format", "json", "run", "--allow-root", "--config"])
         .arg(&cfg)
         .arg("--stats-json")
         .arg(&stats)
@@ -193,8 +193,23 @@ fn sigterm_drains_and_writes_the_final_counters() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("SIGTERM: draining for at most 2s"), "{log}");
-    assert!(log.contains("drained"), "{log}");
+    // --log-format json: one object per line, for journald and log shippers.
+    let messages: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+            v["message"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("SIGTERM: draining for at most 2s")),
+        "{log}"
+    );
+    assert!(messages.iter().any(|m| m == "drained"), "{log}");
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(s["drain_dropped"], 0);

@@ -46,8 +46,20 @@ mod tests {
 #[derive(Debug, Parser)]
 #[command(name = "ants", version, long_version = LONG_VERSION, propagate_version = true)]
 pub(crate) struct Cli {
+    /// How log lines are written to stderr (their level: RUST_LOG, e.g. RUST_LOG=info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    Text,
+    /// One JSON object per line (journald, log shippers).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +205,10 @@ enum Command {
 }
 
 impl Cli {
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Capsule(c) => c.run(),
