@@ -79,6 +79,14 @@ fn the_units_command_line_runs_a_node_as_an_unprivileged_user() {
         );
         return;
     }
+    let unit = std::fs::read_to_string(root().join("dist/systemd/ants@.service")).unwrap();
+    run_unit_as_nobody(&unit, Path::new(env!("CARGO_BIN_EXE_ants")));
+}
+
+/// Run `unit`'s `ExecStartPre` and `ExecStart` command lines (with `/usr/bin/ants` = `ants`)
+/// as `nobody` over directories like the unit's, then `ExecReload` (SIGHUP, a new
+/// neighbour) and `KillSignal` (SIGTERM, drained).
+fn run_unit_as_nobody(unit: &str, ants: &Path) {
     // The state and runtime directories systemd would make, owned by the service user.
     let dir = tempfile::tempdir().unwrap();
     let top = dir.path();
@@ -105,15 +113,20 @@ fn the_units_command_line_runs_a_node_as_an_unprivileged_user() {
     std::fs::write(&cfg, &base).unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     // ExecStartPre, then ExecStart, as the unit's user.
+    let line = |key: &str| -> Vec<String> {
+        let l = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"));
+        l.replace("/usr/bin/ants", ants.to_str().unwrap())
+            .replace("/etc/ants/%i.toml", cfg.to_str().unwrap())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
     let check = Command::new("runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            env!("CARGO_BIN_EXE_ants"),
-            "check-config",
-        ])
-        .arg(&cfg)
+        .args(["-u", "nobody", "--"])
+        .args(line("ExecStartPre="))
         .output()
         .unwrap();
     assert!(
@@ -122,15 +135,8 @@ fn the_units_command_line_runs_a_node_as_an_unprivileged_user() {
         String::from_utf8_lossy(&check.stderr)
     );
     let child = Command::new("runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            env!("CARGO_BIN_EXE_ants"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
+        .args(["-u", "nobody", "--"])
+        .args(line("ExecStart="))
         .env("RUST_LOG", "info")
         .env_remove("ANTS_ALLOW_ROOT")
         .stderr(Stdio::piped())
@@ -179,4 +185,87 @@ fn the_units_command_line_runs_a_node_as_an_unprivileged_user() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("drained"), "{log}");
+}
+
+/// `dist/build-deb.sh` packaging the test's (debug) binary into `out`.
+fn build_deb(out: &Path) -> std::path::PathBuf {
+    let status = Command::new("bash")
+        .arg(root().join("dist/build-deb.sh"))
+        .args(["--no-build", "--profile", "dev", "--fast", "-o"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "dist/build-deb.sh failed");
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb")
+}
+
+#[test]
+fn the_debian_package_installs_and_its_unit_runs_the_node_unprivileged() {
+    if !tool_or_root("lintian", "lintian", "checking the Debian package")
+        || !tool_or_root("dpkg-deb", "dpkg", "reading the Debian package")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deb = build_deb(&dir.path().join("out"));
+
+    let list = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for path in [
+        "./usr/bin/ants",
+        "./usr/lib/systemd/system/ants@.service",
+        "./usr/lib/systemd/system/ants-router@.service",
+        "./usr/lib/sysusers.d/ants.conf",
+        "./etc/ants/example.toml",
+        "./usr/share/man/man1/ants.1.gz",
+        "./usr/share/man/man1/ants-run.1.gz",
+        "./usr/share/bash-completion/completions/ants",
+        "./usr/share/doc/ants/copyright",
+        "./usr/share/doc/ants/docs/install.md",
+    ] {
+        assert!(
+            list.lines().any(|l| l.ends_with(path)),
+            "{path} not in\n{list}"
+        );
+    }
+    let lint = Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&lint.stdout);
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(errors.is_empty(), "lintian errors:\n{report}");
+
+    // Into a scratch root: the binary runs, the shipped config checks.
+    let scratch = dir.path().join("root");
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&scratch)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ants = scratch.join("usr/bin/ants");
+    let v = Command::new(&ants).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).contains("capsule ABI: 2"));
+    let c = Command::new(&ants)
+        .arg("check-config")
+        .arg(scratch.join("etc/ants/example.toml"))
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    // The packaged unit's command lines, with the packaged binary, as the unit's user.
+    let unit =
+        std::fs::read_to_string(scratch.join("usr/lib/systemd/system/ants@.service")).unwrap();
+    run_unit_as_nobody(&unit, &ants);
 }
