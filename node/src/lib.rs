@@ -14,6 +14,7 @@ pub mod fastpath;
 pub mod http;
 pub mod map;
 mod mmsg;
+pub mod privdrop;
 mod sys;
 pub mod testbench;
 pub mod udp;

@@ -434,3 +434,117 @@ fn a_router_refuses_interfaces_with_kernel_addresses() {
         "what the node changed before refusing is restored"
     );
 }
+
+/// Started as root with `[router] user`, a router drops to that user once its interfaces
+/// are open, keeping only the capabilities it uses — and still forwards, and still restores
+/// its interfaces on SIGTERM.
+#[test]
+fn a_router_started_as_root_drops_to_its_user() {
+    if !require_root("a_router_started_as_root_drops_to_its_user") {
+        return;
+    }
+    let (netns, [h1, r1, r2, h2]) = line_namespaces(None);
+    for r in [&r1, &r2] {
+        netns::sysctl(r, "net.ipv4.ip_forward", "0");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = netns::read_sysctl(&r1, "net.ipv6.conf.r1-h1.disable_ipv6");
+    let configs = [
+        (
+            &r1,
+            router_config(
+                R1_H1,
+                &[("r1-h1", "198.18.1.1/24"), ("r1-r2", "198.18.2.1/24")],
+                ("198.18.3.0/24", R2_R1),
+                &[(R2_R1, R2_R1)],
+                ("198.18.3.0/24", R2_R1),
+                "user = \"nobody\"\n",
+            ),
+        ),
+        (
+            &r2,
+            router_config(
+                R2_R1,
+                &[("r2-r1", "198.18.2.2/24"), ("r2-h2", "198.18.3.1/24")],
+                ("198.18.1.0/24", R1_R2),
+                &[(R1_H1, R1_R2)],
+                ("198.18.1.0/24", R1_H1),
+                "",
+            ),
+        ),
+    ];
+    let mut children = Vec::new();
+    for (ns, text) in configs {
+        // r1 also has a code directory, which it hands to its user.
+        let code = dir.path().join(format!("{ns}-code"));
+        let text = text.replacen(
+            "\n\n[router]",
+            &format!("\ncode_cache_dir = \"{}\"\n\n[router]", code.display()),
+            1,
+        );
+        let cfg = dir.path().join(format!("{ns}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("{ns}.log"))).unwrap();
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_ants"),
+                "run",
+                "--config",
+            ])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stderr(log)
+            .spawn()
+            .expect("start ants");
+        children.push(child);
+    }
+    ping_until(&h1, H2, 64);
+    let pid = children[0].id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |s: &str, key: &str| -> String {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{s}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(field(&status, "Uid:"), "65534\t65534\t65534\t65534");
+    assert_eq!(field(&status, "NoNewPrivs:"), "1");
+    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_PERFMON (38), CAP_BPF (39), nothing else;
+    // every other thread has no more than that.
+    let kept = (1u64 << 12) | (1 << 13) | (1 << 38) | (1 << 39);
+    assert_eq!(field(&status, "CapEff:"), format!("{kept:016x}"));
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let s = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let prm = u64::from_str_radix(&field(&s, "CapPrm:"), 16).unwrap();
+        assert_eq!(prm & !kept, 0, "a thread kept more: {prm:x}");
+    }
+    let code = dir.path().join(format!("{r1}-code"));
+    let meta = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&code).unwrap());
+    assert_eq!(
+        meta, 65534,
+        "the code directory belongs to the router's user"
+    );
+    // SIGTERM: as nobody, with CAP_NET_ADMIN, it still gives the interfaces back.
+    for c in &mut children {
+        // SAFETY: `kill` with a child's pid and a valid signal has no memory effects.
+        assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGTERM) }, 0);
+    }
+    for c in &mut children {
+        let st = c.wait().unwrap();
+        let log = std::fs::read_to_string(dir.path().join(format!("{r1}.log"))).unwrap();
+        assert!(st.success(), "{log}");
+    }
+    let log = std::fs::read_to_string(dir.path().join(format!("{r1}.log"))).unwrap();
+    assert!(log.contains("privileges dropped"), "{log}");
+    assert_eq!(
+        netns::read_sysctl(&r1, "net.ipv6.conf.r1-h1.disable_ipv6"),
+        before,
+        "restored"
+    );
+    drop(h2);
+    drop(netns);
+}

@@ -73,6 +73,9 @@ pub struct RouterSection {
     pub arp_pending_per_neighbour: usize,
     /// Frames held for all unresolved next hops together.
     pub arp_pending_total: usize,
+    /// Started as root, become this user once the interfaces are open, keeping only the
+    /// capabilities router mode still uses (`ants_node::privdrop`).
+    pub user: Option<String>,
     /// `[[router.interface]]`: the interfaces the node owns, in order.
     pub interfaces: Vec<RouterInterface>,
     /// `[[router.route]]`: static IPv4 routes beyond the interfaces' own subnets.
@@ -190,6 +193,13 @@ impl Source<'_> {
                 Some((v, _)) => {
                     return Err(self.bad(S, "datapath", v, "expected \"afpacket\" or \"afxdp\""));
                 }
+            },
+            user: match &raw.user {
+                None => None,
+                Some(v) if v.get_ref().trim().is_empty() || v.get_ref().contains('\0') => {
+                    return Err(self.bad(S, "user", v, "expected a user name, e.g. \"ants\""));
+                }
+                Some(v) => Some(v.get_ref().trim().to_owned()),
             },
             icmp_per_sec: n("icmp_per_sec", &raw.icmp_per_sec, 100, (0, 1_000_000))? as u32,
             icmp_burst: n("icmp_burst", &raw.icmp_burst, 50, (1, 1_000_000))? as u32,

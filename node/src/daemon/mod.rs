@@ -1129,7 +1129,13 @@ impl Worker {
         let cfg = &common.cfg;
         let io = match (seed.socket, &cfg.router) {
             (Some(socket), _) => WorkerIo::Overlay(Box::new(Overlay::new(socket, cfg)?)),
-            (None, Some(router)) => WorkerIo::Router(Box::new(RouterIo::open(router)?)),
+            (None, Some(router)) => {
+                let io = RouterIo::open(router)?;
+                if let Some(user) = &router.user {
+                    drop_privileges(user, cfg)?;
+                }
+                WorkerIo::Router(Box::new(io))
+            }
             (None, None) => anyhow::bail!("an overlay worker without a socket"),
         };
         Ok(Worker { driver, io, lp })
@@ -1142,6 +1148,28 @@ impl Worker {
             WorkerIo::Router(io) => run(driver, *io, lp).await,
         }
     }
+}
+
+/// Router mode with `[router] user`: the interfaces are open; become `user` (keeping the
+/// capabilities [`crate::privdrop::KEPT`]) and hand it the code directory. Not root already:
+/// nothing to drop (a warning).
+fn drop_privileges(user: &str, cfg: &Config) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        warn!(
+            user,
+            "[router] user is set but the node is not root: nothing to drop"
+        );
+        return Ok(());
+    }
+    let to = crate::privdrop::lookup(user)?;
+    if let Some(dir) = &cfg.node.code_cache_dir {
+        crate::privdrop::give_dir(dir, to)?;
+    }
+    crate::privdrop::drop_to(to)?;
+    let kept: Vec<&str> = crate::privdrop::KEPT.iter().map(|(_, n)| *n).collect();
+    info!(user, uid = to.uid, kept = ?kept, "privileges dropped");
+    Ok(())
 }
 
 /// Where the node's datagrams come from and go to: the UDP overlay socket ([`Overlay`]) or
