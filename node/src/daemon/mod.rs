@@ -493,15 +493,16 @@ impl Driver {
     /// nothing waits to be sent — or `out_of_time` (what is still held is then counted).
     fn drained(&mut self, out_of_time: bool) -> bool {
         let held = self.node.loader_occupancy().held;
+        let worker = self.steer.shard.index;
         if held == 0 && self.node.pending_transmits() == 0 {
-            info!("drained");
+            info!(worker, "drained");
             return true;
         }
         if out_of_time {
             self.drain_dropped += held as u64;
             warn!(
-                held,
-                "drain time over: capsules still held for their code are dropped"
+                worker,
+                held, "drain time over: capsules still held for their code are dropped"
             );
         }
         out_of_time
