@@ -98,7 +98,7 @@ pub(crate) fn render_status(s: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "capsules  in {}  injected {}  runs {}  sent {}  delivered {}  held {}",
+        "capsules  in {}  injected {}  runs {}  sent {}  delivered {}  waited for code {}",
         u(&n["capsules_in"]),
         u(&n["injected"]),
         u(&n["runs"]),

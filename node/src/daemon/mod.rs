@@ -358,7 +358,15 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
             control: control_rx,
         };
         let stats = serve(config, ch, None).await?;
-        info!(?stats, "stopped");
+        info!(
+            uptime = ?stats.uptime,
+            runs = stats.node.runs,
+            sent = stats.node.sent,
+            delivered = stats.node.delivered,
+            dropped = stats.node.drops.values().sum::<u64>(),
+            drain_dropped = stats.drain_dropped,
+            "stopped (run with --stats-json FILE to keep every counter)"
+        );
         anyhow::Ok(stats)
     });
     // Do not wait for app connections or anything else still parked on the runtime.
