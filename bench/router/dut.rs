@@ -30,7 +30,8 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
 }
 
 /// The router-mode configuration of the dut (`ants run --config`).
-pub(crate) fn config_toml(code_dir: &Path, mode: Mode) -> String {
+pub(crate) fn config_toml(code_dir: &Path, mode: Mode, busy_poll_us: Option<u32>) -> String {
+    let busy = busy_poll_us.map_or(String::new(), |us| format!("busy_poll_us = {us}\n"));
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -41,7 +42,7 @@ code_cache_dir = "{code}"
 capsule_port = {CAPSULE_PORT}
 fast_path = "{fast_path}"
 datapath = "{datapath}"
-
+{busy}
 [[router.interface]]
 name = "{DUT_IN}"
 address = "{DUT_IN_IP}/24"
@@ -74,12 +75,13 @@ impl AntsSetup {
         binary: PathBuf,
         (forward_wasm, forward_type): (Vec<u8>, CapsuleType),
         log: PathBuf,
+        busy_poll_us: Option<u32>,
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
         let mut configs = Vec::new();
         for mode in Mode::ANTS {
             let path = topo.dir.join(format!("dut-{}.toml", mode.name()));
-            std::fs::write(&path, config_toml(&code_dir, mode))?;
+            std::fs::write(&path, config_toml(&code_dir, mode, busy_poll_us))?;
             configs.push((mode, path));
         }
         Ok(AntsSetup {
@@ -136,10 +138,11 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp);
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7));
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));
         assert!(t.contains("code_cache_dir = \"/tmp/x/dut-code\""));
+        assert!(t.contains("busy_poll_us = 7\n"));
     }
 }

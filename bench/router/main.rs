@@ -99,6 +99,10 @@ pub(crate) struct Cli {
     /// Do not run `cargo build --release -p ants-node` first.
     #[arg(long)]
     pub(crate) no_build: bool,
+    /// `[router] busy_poll_us` of the AF_XDP modes (default: the node's; 0 turns busy
+    /// polling off).
+    #[arg(long)]
+    pub(crate) busy_poll_us: Option<u32>,
     /// Give up on a point when no frame reaches the sink within this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) ready_timeout: f64,
@@ -208,7 +212,13 @@ fn main() -> Result<()> {
     let ants = match binary {
         Some((bin, forward)) => {
             let log = cli.out.join(format!("router-{stamp}-ants.log"));
-            Some(AntsSetup::prepare(&topo, bin, forward, log)?)
+            Some(AntsSetup::prepare(
+                &topo,
+                bin,
+                forward,
+                log,
+                cli.busy_poll_us,
+            )?)
         }
         None => None,
     };

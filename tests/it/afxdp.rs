@@ -114,3 +114,52 @@ fn a_multi_queue_interface_is_refused_with_the_fix() {
     );
     assert!(err.contains("ethtool -L x0 combined 1"), "{err}");
 }
+
+#[test]
+fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
+    if !require_root("busy_polling_takes_the_queue_and_gives_it_back_on_stop") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    let napi = |file: &str| {
+        netns::run_in(&r, &format!("cat /sys/class/net/x0/{file}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(napi("gro_flush_timeout"), "0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = netns::ants_router(
+        &r,
+        dir.path(),
+        "198.18.52.1",
+        "x0",
+        "datapath = \"afxdp\"\nbusy_poll_us = 750\n",
+    )
+    .env("RUST_LOG", "info")
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("run ants");
+    // While it runs: the kernel defers the queue's NAPI to the node for 750 µs.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while napi("gro_flush_timeout") != "750000" {
+        assert!(
+            std::time::Instant::now() < end && child.try_wait().expect("wait").is_none(),
+            "busy polling never set up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(napi("napi_defer_hard_irqs"), "2");
+    // Traffic to the router is answered (ARP) while the node polls.
+    netns::addr(&p, "p-x0", "198.18.52.2/24");
+    netns::run_in(&p, "ping -c 3 -i 0.2 -W 2 198.18.52.1");
+    // SAFETY: `kill` with a live child's pid and a valid signal has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("busy polling unavailable"), "{log}");
+    assert_eq!(napi("gro_flush_timeout"), "0");
+    assert_eq!(napi("napi_defer_hard_irqs"), "0");
+}

@@ -57,9 +57,10 @@ pub enum IngressDropState {
     Unavailable(String),
 }
 
-/// A sysctl changed by [`isolate`], restored on drop through the descriptor it was read by.
+/// A sysctl (or sysfs setting) changed by the router, restored on drop through the
+/// descriptor it was read by.
 #[derive(Debug)]
-struct SavedSysctl {
+pub(crate) struct SavedSysctl {
     file: File,
     previous: String,
     changed: bool,
@@ -68,7 +69,7 @@ struct SavedSysctl {
 impl SavedSysctl {
     /// Set the sysctl at `path` to `value`, remembering what it was. `Ok(None)` when the
     /// file does not exist.
-    fn set(path: &str, value: &str) -> io::Result<Option<SavedSysctl>> {
+    pub(crate) fn set(path: &str, value: &str) -> io::Result<Option<SavedSysctl>> {
         let file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -34,6 +34,7 @@ use tokio::io::unix::AsyncFd;
 
 use ring::Ring;
 
+use crate::afpacket::kernel::SavedSysctl;
 use crate::sys::{Mmap, setsockopt};
 
 /// Bytes the kernel keeps in front of a received frame in its UMEM frame.
@@ -78,6 +79,60 @@ pub struct XskStats {
     pub tx_frames: u64,
     /// Frames refused by `queue`: no free frame or TX ring full, or too long.
     pub tx_refused: u64,
+    /// [`XskSocket::busy_poll`] calls.
+    pub busy_polls: u64,
+}
+
+/// An interface's NAPI deferral for preferred busy polling (`napi_defer_hard_irqs`,
+/// `gro_flush_timeout` in `/sys/class/net/<if>/`): after a busy poll the kernel leaves the
+/// queue to the polling thread for `timeout`, taking it back (and re-arming its interrupts,
+/// or on veth its peer's wake-ups) only when the thread has not polled for that long.
+/// Restores both settings when dropped.
+#[derive(Debug)]
+pub struct NapiDeferral {
+    _defer: SavedSysctl,
+    _timeout: SavedSysctl,
+}
+
+impl NapiDeferral {
+    /// Defer `ifname`'s NAPI for `timeout` after each busy poll (twice, as the kernel's
+    /// documentation suggests, before interrupts come back). `ifindex` and `mac` identify the
+    /// interface: `/sys` shows the devices of the network namespace it was mounted in, which
+    /// for a thread that entered another namespace is not its own (`ip netns exec` mounts a
+    /// matching one), and another namespace's device of the same name must not be touched.
+    pub fn set(
+        ifname: &str,
+        ifindex: u32,
+        mac: [u8; 6],
+        timeout: std::time::Duration,
+    ) -> io::Result<NapiDeferral> {
+        let file = |name: &str| format!("/sys/class/net/{ifname}/{name}");
+        let read = |name: &str| std::fs::read_to_string(file(name)).unwrap_or_default();
+        let want_mac = mac.map(|b| format!("{b:02x}")).join(":");
+        if read("ifindex").trim() != ifindex.to_string() || read("address").trim() != want_mac {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "/sys/class/net/{ifname} is not this network namespace's {ifname} (mount                      sysfs for the namespace, as `ip netns exec` does)"
+                ),
+            ));
+        }
+        let missing = |name: &str| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: missing (kernel too old for busy polling?)", file(name)),
+            )
+        };
+        let defer = SavedSysctl::set(&file("napi_defer_hard_irqs"), "2")?
+            .ok_or_else(|| missing("napi_defer_hard_irqs"))?;
+        let ns = timeout.as_nanos().to_string();
+        let timeout = SavedSysctl::set(&file("gro_flush_timeout"), &ns)?
+            .ok_or_else(|| missing("gro_flush_timeout"))?;
+        Ok(NapiDeferral {
+            _defer: defer,
+            _timeout: timeout,
+        })
+    }
 }
 
 fn step(step: &str, ifname: &str) -> impl FnOnce(io::Error) -> io::Error {
@@ -107,6 +162,8 @@ pub struct XskSocket {
     free: Vec<u64>,
     /// TX descriptors written but not yet published.
     tx_pending: u32,
+    /// [`prefer_busy_poll`](Self::prefer_busy_poll) succeeded.
+    busy_polling: bool,
     stats: XskStats,
 }
 
@@ -220,6 +277,7 @@ impl XskSocket {
             tx,
             free,
             tx_pending: 0,
+            busy_polling: false,
             stats: XskStats::default(),
         })
     }
@@ -363,6 +421,58 @@ impl XskSocket {
         }
         self.reclaim();
         Ok(n)
+    }
+
+    /// Let this socket drive its queue's NAPI instead of the kernel (preferred busy polling,
+    /// `SO_PREFER_BUSY_POLL`): with the interface's NAPI deferral on (see
+    /// [`NapiDeferral`]), the receive work — the driver's poll, the XDP program, the copy
+    /// into the UMEM — then runs when this thread asks for it ([`busy_poll`](Self::busy_poll),
+    /// and every [`flush`](Self::flush)), `budget` frames at a time, so it cannot outrun the
+    /// thread that consumes the frames: what the thread has no time for waits in the
+    /// driver's queue and is dropped there, at the sender's cost, instead of being received,
+    /// run and copied only to be dropped at a full RX ring. Needs `CAP_NET_ADMIN`.
+    pub fn prefer_busy_poll(&mut self, budget: u16) -> io::Result<()> {
+        // Not in `libc` for every architecture; the same on all.
+        const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+        const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+        let ifname = self.ifname.clone();
+        let at = |opt: &'static str| step(opt, &ifname);
+        setsockopt(&self.fd, libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, &1i32)
+            .map_err(at("SO_PREFER_BUSY_POLL"))?;
+        // Non-blocking polls spin once whatever this is; it only has to be non-zero.
+        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &20i32)
+            .map_err(at("SO_BUSY_POLL"))?;
+        setsockopt(
+            &self.fd,
+            libc::SOL_SOCKET,
+            SO_BUSY_POLL_BUDGET,
+            &i32::from(budget),
+        )
+        .map_err(at("SO_BUSY_POLL_BUDGET"))?;
+        self.busy_polling = true;
+        Ok(())
+    }
+
+    /// Run the queue's NAPI once in this thread (a non-blocking `recvfrom`), filling the RX
+    /// ring with up to the busy-poll budget of frames; `true` when frames are waiting after
+    /// it. Without [`prefer_busy_poll`](Self::prefer_busy_poll): `false`, no syscall.
+    pub fn busy_poll(&mut self) -> bool {
+        if !self.busy_polling {
+            return false;
+        }
+        // SAFETY: a zero-length, non-blocking receive with no buffer, on a descriptor we own.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        self.stats.busy_polls += 1;
+        self.rx_ready()
     }
 
     /// The kernel's counters (`XDP_STATISTICS`) and ours.

@@ -53,6 +53,10 @@ pub struct RouterSection {
     /// How frames reach the userspace router: AF_PACKET rings (the default) or AF_XDP
     /// sockets.
     pub datapath: Datapath,
+    /// `datapath = "afxdp"`: the router thread drives each interface's receive work by
+    /// preferred busy polling, the kernel taking it back after this many microseconds
+    /// without a poll; 0 leaves it to the kernel (see `docs/router.md`).
+    pub busy_poll_us: u32,
     /// ICMP errors sent per second of each class (time exceeded, destination unreachable,
     /// fragmentation needed: one token bucket each).
     pub icmp_per_sec: u32,
@@ -194,6 +198,7 @@ impl Source<'_> {
                     return Err(self.bad(S, "datapath", v, "expected \"afpacket\" or \"afxdp\""));
                 }
             },
+            busy_poll_us: n("busy_poll_us", &raw.busy_poll_us, 0, (0, 100_000))? as u32,
             user: match &raw.user {
                 None => None,
                 Some(v) if v.get_ref().trim().is_empty() || v.get_ref().contains('\0') => {
@@ -452,6 +457,15 @@ mod tests {
             2,
             "missing field `listen`",
         );
+    }
+
+    #[test]
+    fn busy_polling_is_off_unless_asked_and_bounded() {
+        assert_eq!(parse(ROUTER).unwrap().router.unwrap().busy_poll_us, 0);
+        let on = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 1000\n");
+        assert_eq!(parse(&on).unwrap().router.unwrap().busy_poll_us, 1000);
+        let big = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 100001\n");
+        error(&big, 5, "busy_poll_us");
     }
 
     #[test]

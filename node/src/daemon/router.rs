@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{FrameMeta, PacketSocket, PacketType, RingConfig, VnetHdr};
-use crate::afxdp::{XskConfig, XskSocket};
+use crate::afxdp::{NapiDeferral, XskConfig, XskSocket};
 use crate::config::{Datapath, FastPathMode, RouterSection};
 use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOptions, XdpMode};
 
@@ -34,6 +34,8 @@ use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOpti
 const MAX_BLOCKS_PER_TURN: usize = 4;
 /// Frames read per AF_XDP socket per turn (about what 4 AF_PACKET blocks hold at 64 B).
 const MAX_XSK_FRAMES_PER_TURN: u32 = 1024;
+/// Frames one busy poll of an AF_XDP socket's queue receives at most (NAPI's usual weight).
+const XSK_BUSY_POLL_BUDGET: u16 = 64;
 
 /// One owned interface's socket: an AF_PACKET ring, or an AF_XDP socket.
 enum Port {
@@ -69,6 +71,15 @@ impl Port {
                     f(frame, meta);
                 });
             }
+        }
+    }
+
+    /// With busy polling: run the interface's receive work once in this thread; `true` if
+    /// frames are then waiting.
+    fn busy_poll(&mut self) -> bool {
+        match self {
+            Port::Packet(_) => false,
+            Port::Xsk(x) => x.get_mut().busy_poll(),
         }
     }
 
@@ -206,8 +217,10 @@ pub(super) struct RouterIo {
     stats: RouterStats,
     /// The XDP fast path and when its neighbour map was last synced.
     fast: Option<(FastPath, Duration)>,
-    // Restored (sysctls, tc ingress) when the node stops; dropped after the sockets.
+    // Restored (sysctls, tc ingress, NAPI deferral) when the node stops; dropped after the
+    // sockets.
     _isolation: Vec<Isolation>,
+    _napi: Vec<NapiDeferral>,
 }
 
 impl RouterIo {
@@ -217,6 +230,7 @@ impl RouterIo {
         let mut ports = Vec::with_capacity(r.interfaces.len());
         let mut interfaces = Vec::with_capacity(r.interfaces.len());
         let mut ifindexes = Vec::with_capacity(r.interfaces.len());
+        let mut napi = Vec::new();
         let opts = IsolateOptions {
             ingress_drop: r.kernel_ingress_drop,
         };
@@ -267,8 +281,21 @@ impl RouterIo {
                             i.name
                         );
                     }
-                    let xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
+                    let mut xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
                         .with_context(|| format!("router interface {}", i.name))?;
+                    if r.busy_poll_us > 0 {
+                        let us = Duration::from_micros(u64::from(r.busy_poll_us));
+                        let mac = interfaces.last().map_or([0; 6], |f: &Interface| f.mac);
+                        match NapiDeferral::set(&i.name, ifindex, mac, us)
+                            .and_then(|d| xsk.prefer_busy_poll(XSK_BUSY_POLL_BUDGET).map(|()| d))
+                        {
+                            Ok(d) => napi.push(d),
+                            Err(e) => warn!(
+                                interface = %i.name,
+                                "busy polling unavailable, the kernel drives receive: {e}"
+                            ),
+                        }
+                    }
                     // The largest frame: MTU + Ethernet header + a VLAN tag.
                     if usize::from(mtu) + 18 > xsk.max_rx_frame() {
                         bail!(
@@ -351,6 +378,7 @@ impl RouterIo {
             stats,
             fast: fast.map(|f| (f, Duration::ZERO)),
             _isolation: isolation,
+            _napi: napi,
         })
     }
 
@@ -611,7 +639,9 @@ impl Underlay for RouterIo {
         self.sync_fast_path(now, FAST_PATH_SYNC_BUSY);
         let mut more = false;
         for i in 0..self.ports.len() {
-            more |= self.receive_from(i, now, driver);
+            // Busy polling: frames came in this poll, so poll again before waiting.
+            let polled = self.ports[i].busy_poll();
+            more |= self.receive_from(i, now, driver) || polled;
             // Capsules may have produced transmits: send them with this interface's batch.
             self.send_all(driver);
         }
