@@ -154,11 +154,7 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
     // Traffic to the router is answered (ARP) while the node polls.
     netns::addr(&p, "p-x0", "198.18.52.2/24");
     netns::run_in(&p, "ping -c 3 -i 0.2 -W 2 198.18.52.1");
-    // SAFETY: `kill` with a live child's pid and a valid signal has no memory effects.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().expect("wait");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = crate::support::terminate(child);
     assert!(!log.contains("busy polling unavailable"), "{log}");
     assert_eq!(napi("gro_flush_timeout"), "0");
     assert_eq!(napi("napi_defer_hard_irqs"), "0");

@@ -5,7 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::netns::tool_or_root;
 use crate::support::*;
@@ -71,12 +70,7 @@ fn the_units_verify_and_the_overlay_unit_is_rated_ok() {
 
 #[test]
 fn the_units_command_line_runs_a_node_as_an_unprivileged_user() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("ANTS_REQUIRE_ROOT_TESTS").is_none(),
-            "CI runs this test as root"
-        );
+    if !crate::netns::require_root("the_units_command_line_runs_a_node_as_an_unprivileged_user") {
         return;
     }
     let unit = std::fs::read_to_string(root().join("dist/systemd/ants@.service")).unwrap();
@@ -134,56 +128,26 @@ fn run_unit_as_nobody(unit: &str, ants: &Path) {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let child = Command::new("runuser")
-        .args(["-u", "nobody", "--"])
+    // setpriv execs the node (runuser would stay its parent), so the child is the node.
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--init-groups", "--"])
         .args(line("ExecStart="))
         .env("RUST_LOG", "info")
         .env_remove("ANTS_ALLOW_ROOT")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let up = Instant::now();
-    while !sock.exists() {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "the node did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_for_socket(&mut child, &sock);
     // The node's process runs as nobody.
-    let pid = Command::new("pgrep")
-        .args(["-u", "nobody", "-f", "ants run --config"])
-        .output()
-        .unwrap();
-    let pid: i32 = String::from_utf8_lossy(&pid.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a node process owned by nobody");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let nobody = String::from_utf8_lossy(&nobody.stdout).trim().to_owned();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.split_whitespace().skip(1).all(|u| u == nobody), "{uid}");
     // ExecReload: a new neighbour, applied in place.
-    std::fs::write(
-        &cfg,
-        format!("{base}[[neighbour]]\naddress = \"198.18.0.2\"\nendpoint = \"127.0.0.1:9\"\n"),
-    )
-    .unwrap();
-    // SAFETY: `kill` with a pid and a valid signal has no memory effects.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    let t = Instant::now();
-    loop {
-        let s = ants_app::query_stats(&sock, Duration::from_secs(5)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        if v["neighbours"].as_array().is_some_and(|n| n.len() == 1) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "not reloaded: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::reload_with_a_neighbour(&cfg, &base, child.id(), &sock);
     // KillSignal=SIGTERM: drained.
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = crate::support::terminate(child);
     assert!(log.contains("drained"), "{log}");
 }
 

@@ -6,16 +6,9 @@ use std::time::Duration;
 
 use ants_node::config::Config;
 use ants_node::daemon;
-use ants_wire::code::CHUNK_LEN;
-use ants_wire::{CapsuleRepr, CapsuleType, CodeChunk, Message};
+use ants_wire::{CapsuleRepr, CapsuleType, Message};
 
 use crate::support::*;
-
-fn encode(m: &Message<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.emit(&mut buf).unwrap();
-    buf
-}
 
 /// A node (198.18.0.2) whose only neighbour, 198.18.0.1, is this test's socket; it routes
 /// 198.18.0.9 back through that neighbour.
@@ -68,15 +61,7 @@ fn a_drain_finishes_a_capsule_held_for_its_code_then_exits() {
     // SIGTERM's drain starts while the capsule waits; then the code arrives.
     let stopping = std::thread::spawn(move || node.drain().unwrap());
     std::thread::sleep(Duration::from_millis(100));
-    for (i, chunk) in code.chunks(CHUNK_LEN).enumerate() {
-        let m = Message::CodeChunk(CodeChunk {
-            capsule_type: ty,
-            total_len: code.len() as u32,
-            offset: (i * CHUNK_LEN) as u32,
-            bytes: chunk,
-        });
-        peer.send_to(&encode(&m), at).unwrap();
-    }
+    send_chunks(&peer, at, ty, &code);
     let mut buf = [0u8; 2048];
     loop {
         // Retries of the code request may come first.
@@ -171,7 +156,7 @@ fn sigterm_drains_and_writes_the_final_counters() {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
         .args(["--log-format", "json", "run", "--allow-root", "--config"])
         .arg(&cfg)
         .arg("--stats-json")
@@ -180,19 +165,8 @@ fn sigterm_drains_and_writes_the_final_counters() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let up = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "the node did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: `kill` with a child's pid and a valid signal has no memory effects.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    crate::support::wait_for_socket(&mut child, &sock);
+    let log = crate::support::terminate(child);
     // --log-format json: one object per line, for journald and log shippers.
     let messages: Vec<String> = log
         .lines()
@@ -321,46 +295,16 @@ fn sighup_reloads_the_config_file() {
         sock.display()
     );
     std::fs::write(&cfg, &base).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
         .args(["run", "--allow-root", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let up = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "the node did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::fs::write(
-        &cfg,
-        format!("{base}[[neighbour]]\naddress = \"198.18.0.2\"\nendpoint = \"127.0.0.1:9\"\n"),
-    )
-    .unwrap();
-    // SAFETY: `kill` with a child's pid and a valid signal has no memory effects.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
-    let heard = std::time::Instant::now();
-    loop {
-        let s = ants_app::query_stats(&sock, Duration::from_secs(5)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        if v["neighbours"].as_array().is_some_and(|n| n.len() == 1) {
-            break;
-        }
-        assert!(
-            heard.elapsed() < Duration::from_secs(10),
-            "not reloaded: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    crate::support::wait_for_socket(&mut child, &sock);
+    crate::support::reload_with_a_neighbour(&cfg, &base, child.id(), &sock);
+    let log = crate::support::terminate(child);
     assert!(
         log.contains("SIGHUP: reloading") && log.contains("reloaded"),
         "{log}"
@@ -369,12 +313,7 @@ fn sighup_reloads_the_config_file() {
 
 #[test]
 fn the_overlay_refuses_root_unless_told() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("ANTS_REQUIRE_ROOT_TESTS").is_none(),
-            "CI runs this test as root"
-        );
+    if !crate::netns::require_root("the_overlay_refuses_root_unless_told") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use ants_app::{AppClient, Inject};
 use ants_core::node::DropReason;
 use ants_node::config::Config;
 use ants_node::daemon;
-use ants_wire::{CapsuleRepr, CapsuleType, CodeChunk, CodeRequest, Message, code::CHUNK_LEN};
+use ants_wire::{CapsuleRepr, CapsuleType, CodeRequest, Message};
 
 use crate::support::*;
 use crate::topology::{Topology, free_ports};
@@ -114,12 +114,6 @@ fn loading_completes_with_20_percent_loss_on_code_transfer() {
     assert!(dropped > 0, "the fault injector did drop code messages");
 }
 
-fn encode(m: &Message<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.emit(&mut buf).unwrap();
-    buf
-}
-
 #[test]
 fn a_spoofed_code_request_gets_zero_bytes() {
     let line = Topology::line(2, "");
@@ -203,15 +197,7 @@ fn a_lying_neighbour_is_caught_and_the_honest_path_completes() {
     let mut bad = code.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xFF;
-    for (i, chunk) in bad.chunks(CHUNK_LEN).enumerate() {
-        let m = Message::CodeChunk(CodeChunk {
-            capsule_type: ty,
-            total_len: bad.len() as u32,
-            offset: (i * CHUNK_LEN) as u32,
-            bytes: chunk,
-        });
-        liar.send_to(&encode(&m), from).unwrap();
-    }
+    send_chunks(&liar, from, ty, &bad);
     let end = Instant::now() + Duration::from_secs(5);
     while t.stats().unwrap().loader.hash_mismatches == 0 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));

@@ -121,3 +121,93 @@ pub(crate) fn run_ants(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Wait (up to 20 s) until `child`, an `ants run`, has made its app socket `sock`; panics
+/// with its log if it exits first.
+pub(crate) fn wait_for_socket(child: &mut std::process::Child, sock: &Path) {
+    let up = std::time::Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the node exited ({status}) before making {}",
+                sock.display()
+            );
+        }
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "the node did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Send `signal` to `pid` (a process of the test's).
+pub(crate) fn signal(pid: u32, signal: libc::c_int) {
+    let pid = i32::try_from(pid).expect("pid");
+    // SAFETY: `kill` with a pid and a valid signal has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+}
+
+/// SIGTERM `child`, wait for it to exit successfully, and return its log (stderr, piped).
+pub(crate) fn terminate(child: std::process::Child) -> String {
+    signal(child.id(), libc::SIGTERM);
+    let out = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+/// Wait (up to 10 s) until the node at `sock` reports `n` neighbours (a reload applied).
+fn wait_for_neighbours(sock: &Path, n: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let s = ants_app::query_stats(sock, std::time::Duration::from_secs(5)).expect("stats");
+        let v: serde_json::Value = serde_json::from_str(&s).expect("stats JSON");
+        if v["neighbours"].as_array().is_some_and(|a| a.len() == n) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "not reloaded: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `m` as one datagram.
+pub(crate) fn encode(m: &ants_wire::Message<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.emit(&mut buf).expect("a buffer of buffer_len() bytes");
+    buf
+}
+
+/// Send `code` as the code chunks of `ty` from `from` to `to`, in order.
+pub(crate) fn send_chunks(
+    from: &std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    ty: CapsuleType,
+    code: &[u8],
+) {
+    use ants_wire::code::CHUNK_LEN;
+    for (i, chunk) in code.chunks(CHUNK_LEN).enumerate() {
+        let m = ants_wire::Message::CodeChunk(ants_wire::CodeChunk {
+            capsule_type: ty,
+            total_len: code.len() as u32,
+            offset: (i * CHUNK_LEN) as u32,
+            bytes: chunk,
+        });
+        from.send_to(&encode(&m), to).expect("send a code chunk");
+    }
+}
+
+/// Rewrite the config `cfg` as `base` plus a neighbour (198.18.0.2), SIGHUP the node `pid`,
+/// and wait until its app socket `sock` shows the neighbour: a reload applied in place.
+pub(crate) fn reload_with_a_neighbour(cfg: &Path, base: &str, pid: u32, sock: &Path) {
+    std::fs::write(
+        cfg,
+        format!("{base}[[neighbour]]\naddress = \"198.18.0.2\"\nendpoint = \"127.0.0.1:9\"\n"),
+    )
+    .expect("rewrite the config");
+    signal(pid, libc::SIGHUP);
+    wait_for_neighbours(sock, 1);
+}

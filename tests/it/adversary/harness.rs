@@ -43,12 +43,7 @@ pub(crate) fn type_of(code: &[u8]) -> CapsuleType {
     CapsuleType(Sha256::digest(code).into())
 }
 
-/// Encode a message.
-pub(crate) fn encode(m: &Message<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.emit(&mut buf).expect("encode");
-    buf
-}
+pub(crate) use crate::support::encode;
 
 /// A capsule from the attacker.
 pub(crate) fn capsule(ty: CapsuleType, dst: &str, resource: u16, payload: &[u8]) -> Vec<u8> {
