@@ -435,6 +435,51 @@ fn a_router_refuses_interfaces_with_kernel_addresses() {
     );
 }
 
+/// Started without privileges (as the router unit would be with its capabilities removed),
+/// router mode says what it needs and how to give it.
+#[test]
+fn a_router_without_capabilities_says_what_it_needs() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_root("a_router_without_capabilities_says_what_it_needs") {
+        return;
+    }
+    let mut netns = Netns::new();
+    let (a, b) = (netns.add("a"), netns.add("b"));
+    netns.veth((&a, "a-b"), (&b, "b-a"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let ok = std::process::Command::new("chown")
+        .arg("nobody")
+        .arg(&code)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cmd = netns::ants_router(&a, dir.path(), "198.18.5.1", "a-b", "");
+    let args: Vec<_> = cmd.get_args().collect();
+    // `ip netns exec NS ants run --config CFG`, with the node started as nobody.
+    let out = std::process::Command::new("ip")
+        .args(&args[..3])
+        .args([
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--init-groups",
+            "--",
+        ])
+        .args(&args[3..])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("router mode needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF")
+            && err.contains("ants-router@"),
+        "{err}"
+    );
+}
+
 /// Started as root with `[router] user`, a router drops to that user once its interfaces
 /// are open, keeping only the capabilities it uses — and still forwards, and still restores
 /// its interfaces on SIGTERM.

@@ -236,6 +236,7 @@ impl RouterIo {
         };
         for i in &r.interfaces {
             let iso = kernel::isolate_with(&i.name, &opts)
+                .map_err(needs_privilege)
                 .with_context(|| format!("router interface {}", i.name))?;
             if let Some((a, len)) = iso.kernel_ipv4_addrs().first() {
                 bail!(
@@ -254,6 +255,7 @@ impl RouterIo {
             isolation.push(iso);
             // Transmit batches take frames up to 64 KiB (super-frames), so any MTU fits.
             let sock = PacketSocket::open(&i.name, &RingConfig::default())
+                .map_err(needs_privilege)
                 .with_context(|| format!("router interface {}", i.name))?;
             let (mtu, ifindex) = (i.mtu.unwrap_or_else(|| sock.mtu()), sock.ifindex());
             interfaces.push(Interface {
@@ -516,6 +518,20 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
     Offload {
         gso_size: gso.then_some(meta.vnet.gso_size),
         csum_partial: meta.vnet.needs_csum(),
+    }
+}
+
+/// A permission error from taking an interface over, with what router mode needs and how
+/// to give it.
+fn needs_privilege(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
+        anyhow::anyhow!(
+            "{e} — router mode needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF: start it as root \
+             (with [router] user to become that user once the interfaces are open) or from \
+             the ants-router@ unit, which grants exactly these"
+        )
+    } else {
+        e.into()
     }
 }
 
