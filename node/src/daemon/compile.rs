@@ -12,7 +12,8 @@
 //!
 //! Compile threads are plain threads, not tokio's blocking pool: a node that is asked to stop
 //! does not wait for a compile in progress (the thread is left to finish on its own and its
-//! result is dropped).
+//! result is dropped, and not persisted once its worker is gone; the node prunes the code
+//! directory to its bound once more as it stops).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -144,8 +145,11 @@ fn work(rx: &Mutex<Receiver<Ticket>>, compiler: &Compiler) {
         let (ty, result, stored_bytes, reused) = match job {
             Job::Compile { ty, code, dir } => {
                 let r = compiler.compile(&code);
+                // A worker that stopped would never index (and bound) what is written now.
                 let stored = match (&dir, &r) {
-                    (Some(dir), Ok(m)) => persist::store(dir, compiler, &code, m),
+                    (Some(dir), Ok(m)) if !done.is_closed() => {
+                        persist::store(dir, compiler, &code, m)
+                    }
                     _ => 0,
                 };
                 (ty, r.map(|m| (m, code)), stored, false)

@@ -966,6 +966,20 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
             Err(_) => error!("a worker panicked"),
         }
     }
+    // A compile that finished after its worker stopped may have persisted a module no store
+    // indexed: bring the directory within its bound again, as the next start would.
+    if let Some(dir) = &cfg.node.code_cache_dir {
+        for index in 0..shard.count {
+            let s = Shard {
+                index,
+                count: shard.count,
+            };
+            let max = cfg.limits.code_cache_disk_bytes / s.count as u64;
+            if let Err(e) = CodeStore::open(dir, max, &|ty| s.owns(ty)) {
+                warn!("code cache directory {}: {e:#}", dir.display());
+            }
+        }
+    }
     drop(apps);
     Ok(total)
 }
