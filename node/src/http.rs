@@ -106,12 +106,18 @@ where
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     let read = async {
-        while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        while len < buf.len() {
             let n = conn.read(&mut buf[len..]).await?;
             if n == 0 {
                 break;
             }
+            // Look for the end of the head only in what is new (and the 3 bytes before it),
+            // so a client sending a byte at a time costs a bounded scan per read.
+            let from = len.saturating_sub(3);
             len += n;
+            if buf[from..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
         }
         std::io::Result::Ok(())
     };

@@ -59,6 +59,7 @@ fn a_drain_finishes_a_capsule_held_for_its_code_then_exits() {
     send_held_capsule(&peer, at, ty);
 
     // SIGTERM's drain starts while the capsule waits; then the code arrives.
+    let began = std::time::Instant::now();
     let stopping = std::thread::spawn(move || node.drain().unwrap());
     std::thread::sleep(Duration::from_millis(100));
     send_chunks(&peer, at, ty, &code);
@@ -74,9 +75,11 @@ fn a_drain_finishes_a_capsule_held_for_its_code_then_exits() {
             other => panic!("expected the capsule, got {other:?}"),
         }
     }
-    // It exits as soon as nothing is held (not after the 30 s drain time: the test's
-    // own time limit would catch that), and counts nothing as lost.
+    // It exits as soon as nothing is held, not after the 30 s drain time, and counts
+    // nothing as lost.
     let stats = stopping.join().unwrap();
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(10), "the drain took {took:?}");
     assert_eq!(stats.drain_dropped, 0);
     assert_eq!(stats.node.sent, 1);
 }
@@ -195,6 +198,48 @@ fn edit(topo: &crate::topology::Topology, i: usize, from: &str, to: &str) {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(from), "{from:?} not in\n{text}");
     std::fs::write(&file, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn a_reload_that_tightens_the_code_policy_evicts_code_already_loaded() {
+    use ants_app::{AppClient, Inject};
+    let topo = crate::topology::Topology::line(3, "");
+    let mut rx = AppClient::connect(topo.sock(3), 0).unwrap();
+    let mut tx = AppClient::connect(topo.sock(1), 7).unwrap();
+    let code = capsule_bytes("forward");
+    let ty = ants_wire::CapsuleType(<sha2::Sha256 as sha2::Digest>::digest(&code).into());
+    let mut inj = Inject::with_code(code, addr("198.18.0.3"), 16, vec![], b"before".to_vec());
+    tx.inject(&inj).unwrap();
+    let d = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(d.payload, b"before");
+    assert!(topo.stats(2).cached_types.contains(&ty), "n2 has the code");
+    // n2 now allows only another type: the code it holds goes, and so do the capsules.
+    let other = capsule_bytes("ping");
+    let other = ants_wire::CapsuleType(<sha2::Sha256 as sha2::Digest>::digest(&other).into());
+    let file = topo.config_file(2);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\n[code]\npolicy = \"allow-list\"\nallow = [\"{other}\"]\n"),
+    )
+    .unwrap();
+    let answer = topo.reload(2).unwrap();
+    assert!(answer.contains("applied"), "{answer}");
+    assert!(
+        !topo.stats(2).cached_types.contains(&ty),
+        "evicted on reload"
+    );
+    let runs = topo.stats(2).node.runs;
+    inj.code = None;
+    inj.payload = b"after".to_vec();
+    tx.inject(&inj).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).unwrap().is_none(),
+        "n2 no longer runs or fetches it"
+    );
+    let s = topo.stats(2);
+    assert_eq!(s.node.runs, runs, "not run at n2");
+    assert!(s.loader.policy_refusals >= 1, "{:?}", s.loader);
 }
 
 #[test]

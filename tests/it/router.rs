@@ -474,7 +474,7 @@ fn a_router_without_capabilities_says_what_it_needs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("router mode needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF")
+        err.contains("router mode needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON")
             && err.contains("ants-router@"),
         "{err}"
     );
@@ -590,6 +590,36 @@ fn a_router_started_as_root_drops_to_its_user() {
         before,
         "restored"
     );
+    // Started again as root, it takes back the directory it handed to its user.
+    let again = dir.path().join(format!("{r1}-again.log"));
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &r1,
+            env!("CARGO_BIN_EXE_ants"),
+            "run",
+            "--config",
+        ])
+        .arg(dir.path().join(format!("{r1}.toml")))
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&again).unwrap())
+        .spawn()
+        .expect("start ants again");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = std::fs::read_to_string(&again).unwrap();
+        if log.contains("privileges dropped") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end && child.try_wait().unwrap().is_none(),
+            "the second start failed:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::support::signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
     drop(h2);
     drop(netns);
 }

@@ -153,7 +153,7 @@ enum Command {
     /// happened-before order across nodes whatever their clocks say; `ms` is each event's own
     /// node clock since the trace began (comparable across nodes only if their clocks agree).
     ///
-    /// Without an id, lists the traces the node started (the most recent 64).
+    /// Without an id, lists the traces the node started (the most recent 64 per worker).
     ///
     /// Example: ants trace -s /tmp/ants-demo/n1.sock 5f0c7a3e9b214d88 --wait 0.5
     Trace(trace::TraceArgs),

@@ -24,7 +24,8 @@ pub(crate) struct RunArgs {
     stats_json: Option<PathBuf>,
     /// Run the UDP overlay as root anyway. It never needs root, so by default it refuses:
     /// capsules from the network should not run in a process that owns the machine.
-    /// (Router mode needs root, or CAP_NET_RAW and CAP_NET_ADMIN, and is not refused.)
+    /// (Router mode needs root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON, and
+    /// is not refused.)
     #[arg(long, env = "ANTS_ALLOW_ROOT")]
     allow_root: bool,
 }

@@ -240,6 +240,19 @@ impl Source<'_> {
             routes: Vec::new(),
         };
         section.routes = self.ip_routes(&raw.routes, &section)?;
+        if let Some(v) = &raw.busy_poll_us
+            && section.busy_poll_us > 0
+            && section.datapath != Datapath::AfXdp
+        {
+            return Err(self.invalid(
+                v.span(),
+                S,
+                "busy_poll_us",
+                v.get_ref(),
+                "busy polling drives AF_XDP sockets: set datapath = \"afxdp\" too, or leave \
+                 busy_poll_us out",
+            ));
+        }
         Ok(section)
     }
 
@@ -462,8 +475,13 @@ mod tests {
     #[test]
     fn busy_polling_is_off_unless_asked_and_bounded() {
         assert_eq!(parse(ROUTER).unwrap().router.unwrap().busy_poll_us, 0);
-        let on = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 1000\n");
+        let on = ROUTER.replace(
+            "[router]\n",
+            "[router]\nbusy_poll_us = 1000\ndatapath = \"afxdp\"\n",
+        );
         assert_eq!(parse(&on).unwrap().router.unwrap().busy_poll_us, 1000);
+        let packet = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 1000\n");
+        error(&packet, 5, "set datapath = \"afxdp\" too");
         let big = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 100001\n");
         error(&big, 5, "busy_poll_us");
     }

@@ -489,6 +489,23 @@ impl Driver {
     /// and limits; soft state, code and held capsules stay.
     fn apply(&mut self, cfg: &Config) {
         self.node.reconfigure(node_config(cfg));
+        // A stricter [code] policy also applies to code already here: what it refuses is
+        // evicted (module, verified code, code directory files), as `ants modules --evict`.
+        let mut known: std::collections::BTreeSet<CapsuleType> =
+            self.node.code_cache().types().copied().collect();
+        known.extend(self.exec.loaded_types());
+        if let Some(store) = &self.store {
+            known.extend(store.types().copied());
+        }
+        known.retain(|ty| !self.node.allows(ty));
+        for ty in known {
+            self.node.evict(&ty);
+            self.exec.unload(&ty);
+            if let Some(store) = &mut self.store {
+                store.evict(&ty);
+            }
+            info!(%ty, "module evicted: the reloaded [code] policy refuses it");
+        }
         self.routes = cfg
             .routes
             .iter()
@@ -1028,6 +1045,13 @@ impl Setup {
         stats: mpsc::Sender<oneshot::Sender<Stats>>,
     ) -> anyhow::Result<Setup> {
         let count = cfg.node.workers.max(1);
+        // Root with `[router] user`: an earlier run handed the code directory to that user.
+        if let Some(user) = cfg.router.as_ref().and_then(|r| r.user.as_deref())
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            && unsafe { libc::geteuid() } == 0
+        {
+            persist::also_trust_owner(crate::privdrop::lookup(user)?.uid);
+        }
         let compiler = Compiler::new(executor_config(cfg))
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
         let compiles = CompilePool::start(

@@ -45,11 +45,25 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// A second owner the node's files may have: the `[router] user` a root-started router
+/// becomes and hands the directory to, so that the next start as root finds it acceptable.
+static ALSO_OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Accept `uid` as the owner of the code directory and its files too (see [`ALSO_OWNER`]).
+pub(crate) fn also_trust_owner(uid: u32) {
+    ALSO_OWNER.store(uid, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `uid` may own the code directory and its files.
+fn ours(uid: u32) -> bool {
+    uid == euid() || uid == ALSO_OWNER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why `meta` (of `path`) may not sit above or be the code directory, if it may not: owned by
 /// someone other than us or root, or writable by others without the sticky bit.
 fn unsafe_dir(path: &Path, meta: &fs::Metadata) -> Option<String> {
     let (uid, mode) = (meta.uid(), meta.mode());
-    if uid != euid() && uid != 0 {
+    if !ours(uid) && uid != 0 {
         return Some(format!(
             "{} is owned by uid {uid}, not by this node's user ({}) or root",
             path.display(),
@@ -117,7 +131,7 @@ pub(crate) fn secure_dir(dir: &Path) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    if meta.uid() != euid() {
+    if !ours(meta.uid()) {
         bail!(
             "{} is owned by uid {}, not by this node's user ({})",
             dir.display(),
@@ -147,7 +161,7 @@ fn read_private(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     let meta = f.metadata()?;
-    if !meta.is_file() || meta.uid() != euid() {
+    if !meta.is_file() || !ours(meta.uid()) {
         return Err(io::Error::other(
             "not a regular file owned by this node's user",
         ));
@@ -323,7 +337,7 @@ impl CodeStore {
             if ext != "wasm" {
                 continue;
             }
-            if !meta.is_file() || meta.uid() != euid() {
+            if !meta.is_file() || !ours(meta.uid()) {
                 warn!(path = %path.display(), "not a regular file of this node's user; ignored");
                 continue;
             }

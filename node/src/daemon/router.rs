@@ -526,9 +526,9 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
 fn needs_privilege(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
         anyhow::anyhow!(
-            "{e} — router mode needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF: start it as root \
-             (with [router] user to become that user once the interfaces are open) or from \
-             the ants-router@ unit, which grants exactly these"
+            "{e} — router mode needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON: \
+             start it as root (with [router] user to become that user once the interfaces \
+             are open) or from the ants-router@ unit, which grants exactly these"
         )
     } else {
         e.into()

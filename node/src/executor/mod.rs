@@ -429,6 +429,11 @@ impl WasmExecutor {
         self.counters
     }
 
+    /// The types of the modules loaded.
+    pub fn loaded_types(&self) -> Vec<CapsuleType> {
+        self.modules.iter().map(|(ty, _)| *ty).collect()
+    }
+
     /// Drop a module (and its instance).
     pub fn unload(&mut self, ty: &CapsuleType) -> bool {
         self.instances.pop(ty);

@@ -251,6 +251,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
                 self.loader.handle_nack(now, from, &n);
                 true
             }),
+            // Reports travel between neighbours only: a stranger (admitted by `accept_from`
+            // for its capsules) cannot spend the report budget or write into a trace.
+            Kind::TraceReport if neighbour.is_none() => {
+                self.counters.drop(DropReason::Stranger, 1);
+                true
+            }
             Kind::TraceReport => TraceReport::parse(data).is_ok_and(|r| {
                 self.trace_report(&r, data);
                 true
@@ -839,6 +845,11 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     /// with the reports received for them.
     pub fn traces(&self) -> impl Iterator<Item = &TraceRecord> {
         self.tracer.traces()
+    }
+
+    /// This node's Lamport clock (for traces).
+    pub fn trace_clock(&self) -> u64 {
+        self.tracer.clock()
     }
 
     /// Trace counters.

@@ -319,6 +319,32 @@ fn strangers_are_dropped_before_anything_else_unless_any_is_accepted() {
 }
 
 #[test]
+fn trace_reports_come_only_from_neighbours_even_when_anyone_may_send_capsules() {
+    let (mut open, mut exec, ty) = lone(|c| c.accept_from = AcceptFrom::Any);
+    let now = Duration::from_secs(1);
+    let head = TraceReport {
+        hops: 5,
+        capsule_type: ty,
+        origin: addr(9),
+        reporter: addr(7),
+        trace_id: 1,
+        events: &[],
+    };
+    let mut buf = [0u8; 256];
+    let n = ants_wire::trace::emit_report(&mut buf, &head, &[]).unwrap();
+    open.handle_datagram(now, 7, &buf[..n], &mut exec);
+    assert_eq!(open.counters().drops_of(DropReason::Stranger), 1);
+    let t = open.trace_counters();
+    assert_eq!(
+        t.reports_forwarded + t.reports_received + t.reports_rate_limited,
+        0
+    );
+    // From a neighbour it is handled (forwarded toward the origin, or counted).
+    open.handle_datagram(now, 0, &buf[..n], &mut exec);
+    assert_eq!(open.counters().drops_of(DropReason::Stranger), 1);
+}
+
+#[test]
 fn arriving_resource_is_clamped_to_max_resource() {
     let (mut node, mut exec, ty) = lone(|c| c.max_resource = 10);
     node.handle_datagram(
@@ -727,6 +753,15 @@ fn a_hostile_clock_saturates_instead_of_wrapping() {
     net.settle(Duration::from_secs(1));
     assert_eq!(net.delivered.len(), 2, "the capsule still goes through");
     assert_eq!(net.nodes[1].trace_counters().reports_sent, 1);
+    // The liar moved the clocks by at most one bounded jump, here and downstream, so later
+    // events still order.
+    for n in 1..3 {
+        let clock = net.nodes[n].trace_clock();
+        assert!(
+            clock < 2 * super::trace::MAX_CLOCK_JUMP,
+            "node {n}: clock {clock}"
+        );
+    }
 }
 
 #[test]

@@ -16,6 +16,9 @@ use ants_wire::trace::{EVENT_LEN, MAX_REPORT_EVENTS, REPORT_FIXED_LEN, REPORT_HO
 use ants_wire::{Address, CapsuleType, TraceEvent, TraceEventKind, TraceReport};
 
 use crate::budget::PeerBudgets;
+
+/// The most a received clock moves this node's Lamport clock ahead at once.
+pub(super) const MAX_CLOCK_JUMP: u64 = 1 << 32;
 use crate::rng::SplitMix64;
 
 /// Tracing limits and the sampling rate.
@@ -184,10 +187,20 @@ impl Tracer {
         );
     }
 
+    /// The Lamport clock.
+    pub(super) fn clock(&self) -> u64 {
+        self.clock
+    }
+
     /// Begin recording the handling of a traced capsule that was sent at Lamport time
     /// `sent_at` (0 for a local app's).
     pub(super) fn open(&mut self, id: u64, origin: Address, ty: CapsuleType, sent_at: u64) {
-        self.clock = self.clock.max(sent_at);
+        // A clock far ahead of ours is a liar's, not causality: follow it at most
+        // MAX_CLOCK_JUMP at a time, so one datagram cannot pin every later event (here and
+        // downstream) at u64::MAX.
+        self.clock = self
+            .clock
+            .max(sent_at.min(self.clock.saturating_add(MAX_CLOCK_JUMP)));
         self.open = Some(Open {
             id,
             origin,
@@ -296,7 +309,7 @@ impl Tracer {
         rec.reports += 1;
         for event in events {
             if event.event_kind() == Some(TraceEventKind::Truncated) {
-                rec.omitted += u64::from(event.a);
+                rec.omitted = rec.omitted.saturating_add(u64::from(event.a));
             }
             if rec.events.len() < self.config.max_events_per_trace {
                 rec.events.push(TracedEvent {
