@@ -196,6 +196,7 @@ impl<E: Executor> Sim<E> {
         let sn = self.nodes.get_mut(i as usize).filter(|n| n.up)?;
         let mut view = NodeView {
             shared: &mut self.shared,
+            node: i,
             installed: &sn.installed,
         };
         let r = f(&mut sn.node, &mut view, now);

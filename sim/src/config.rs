@@ -22,6 +22,10 @@ pub struct SimConfig {
     /// A restarted node gets back the modules it had compiled before it crashed (like
     /// `ants run` with a `code_cache_dir`); otherwise it starts with no code at all.
     pub keep_code_on_restart: bool,
+    /// Each node runs capsules on its own wasm instances (their globals and memory kept
+    /// between its runs, as on a real node) — or, `false`, every node on one instance per
+    /// type (faster; right only for capsules that keep nothing between runs).
+    pub instance_per_node: bool,
     /// How routes are computed.
     pub routing: RoutingMode,
     /// Parameters of every link not given its own.
@@ -40,6 +44,7 @@ impl Default for SimConfig {
             seed: 1,
             compile_delay: Duration::from_millis(1),
             keep_code_on_restart: true,
+            instance_per_node: true,
             routing: RoutingMode::Auto,
             link: LinkParams::default(),
             node: node_template(),

@@ -1,8 +1,10 @@
 //! One executor for every simulated node: [`SharedExecutor`] and the per-node view
 //! [`NodeView`].
 //!
-//! A node's state is its `ants_core::Node` (routes, soft-store, code cache, loader) plus
-//! the set of types it has "installed" — not a wasm instance. The real executor (any
+//! A node's state is its `ants_core::Node` (routes, soft-store, code cache, loader), the
+//! set of types it has "installed", and — in the executor, keyed by the node's index
+//! (`Executor::set_owner`) — its own wasm instances, unless the scenario shares one per
+//! type (`[nodes] instances = "shared"`). The real executor (any
 //! [`Executor`]; `ants sim` passes the wasmtime one) compiles each module once for the
 //! whole simulation and runs every node's capsules.
 //!
@@ -43,16 +45,19 @@ pub struct SharedExecutor<E> {
     index: BTreeMap<CapsuleType, u32>,
     /// Modules compiled (cache misses).
     pub compilations: u64,
+    /// Each node runs on its own instance state (`Executor::set_owner` with its index).
+    per_node: bool,
 }
 
 impl<E: Executor> SharedExecutor<E> {
-    /// Wrap `exec`.
-    pub fn new(exec: E) -> Self {
+    /// Wrap `exec`; with `per_node`, each node's runs use its own instance state.
+    pub fn new(exec: E, per_node: bool) -> Self {
         SharedExecutor {
             exec,
             types: Vec::new(),
             index: BTreeMap::new(),
             compilations: 0,
+            per_node,
         }
     }
 
@@ -127,9 +132,11 @@ impl<E: Executor> SharedExecutor<E> {
         &self.exec
     }
 
-    /// Run on behalf of a node that has `ty` installed. If the executor evicted the module
-    /// (bounded executors do), it is loaded again from the shared bytes.
-    fn run(&mut self, e: &mut Box<Execution>) -> RunReport {
+    /// Run on behalf of node `node`, which has `ty` installed, on its own instance state.
+    /// If the executor evicted the module (bounded executors do), it is loaded again from
+    /// the shared bytes.
+    fn run(&mut self, node: u32, e: &mut Box<Execution>) -> RunReport {
+        self.exec.set_owner(if self.per_node { node } else { 0 });
         let ty = e.capsule.capsule_type;
         if !self.exec.is_loaded(&ty)
             && let Some(code) = self
@@ -188,6 +195,8 @@ impl TypeSet {
 pub struct NodeView<'a, E> {
     /// The shared executor.
     pub shared: &'a mut SharedExecutor<E>,
+    /// The node's index: its runs use its own instance state (`Executor::set_owner`).
+    pub node: u32,
     /// This node's installed types.
     pub installed: &'a TypeSet,
 }
@@ -215,7 +224,7 @@ impl<E: Executor> Executor for NodeView<'_, E> {
                 nanos: None,
             };
         }
-        self.shared.run(e)
+        self.shared.run(self.node, e)
     }
 }
 

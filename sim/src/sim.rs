@@ -156,7 +156,7 @@ impl<E: Executor> Sim<E> {
             classes: vec![config.link],
             links,
             nodes: Vec::with_capacity(topo.len() as usize),
-            shared: SharedExecutor::new(exec),
+            shared: SharedExecutor::new(exec, config.instance_per_node),
             pool: BufPool::default(),
             actions: Vec::new(),
             apps: BTreeMap::new(),
@@ -339,6 +339,7 @@ impl<E: Executor> Sim<E> {
         };
         let mut view = NodeView {
             shared: &mut self.shared,
+            node: i,
             installed: &sn.installed,
         };
         let r = sn.node.inject(now, app, inj, &mut view);
@@ -443,6 +444,7 @@ impl<E: Executor> Sim<E> {
         let sn = &mut self.nodes[to as usize];
         let mut view = NodeView {
             shared: &mut self.shared,
+            node: to,
             installed: &sn.installed,
         };
         sn.node
@@ -484,6 +486,7 @@ impl<E: Executor> Sim<E> {
         }
         let mut view = NodeView {
             shared: &mut self.shared,
+            node: i,
             installed: &sn.installed,
         };
         let took = self.config.compile_delay;

@@ -302,6 +302,37 @@ fn modules_are_checked_before_they_are_compiled() {
     assert!(e.to_string().contains("locals"), "{e}");
 }
 
+/// Instance state belongs to its owner: a module's global counts one owner's runs only (the
+/// simulator gives each node its own owner, as each real node has its own instance).
+#[test]
+fn each_owner_has_its_own_instance_state() {
+    let mut exec = executor();
+    let counter = wat::parse_str(
+        "(module (memory (export \"memory\") 1)
+           (global $n (mut i32) (i32.const 0))
+           (func (export \"ants_abi_version\") (result i32) (i32.const 2))
+           (func (export \"ants_on_capsule\") (result i32)
+             (global.set $n (i32.add (global.get $n) (i32.const 1)))
+             (global.get $n)))",
+    )
+    .unwrap();
+    let ty = exec.load(&counter).unwrap();
+    let mut node = TestNode::new(addr("198.18.0.2"), 7);
+    let c = capsule_to(ty, "198.18.0.9", b"");
+    let mut run_as = |exec: &mut WasmExecutor, owner: u32| {
+        exec.set_owner(owner);
+        run_on(exec, &mut node, &c).return_code
+    };
+    assert_eq!(run_as(&mut exec, 0), Some(1));
+    assert_eq!(run_as(&mut exec, 0), Some(2));
+    assert_eq!(run_as(&mut exec, 1), Some(1), "owner 1 starts afresh");
+    assert_eq!(run_as(&mut exec, 0), Some(3), "owner 0's state is its own");
+    assert_eq!(run_as(&mut exec, 1), Some(2));
+    // Unloading the module drops every owner's instance.
+    assert!(exec.unload(&ty));
+    assert_eq!(exec.live_instances(), 0);
+}
+
 /// Live instances (each with up to `max_memory_bytes` of memory) are bounded apart from the
 /// compiled modules; an evicted instance is rebuilt when its type runs again.
 #[test]

@@ -153,4 +153,9 @@ pub trait Executor {
     /// call (the wasmtime executor moves it into its store that way), but must leave `exec`
     /// holding the same execution when it returns.
     fn run(&mut self, exec: &mut Box<Execution>) -> RunReport;
+    /// Whose instance state the following runs use. A real node is one owner (0, the
+    /// default); the simulator runs many nodes on one executor and gives each node its own
+    /// (its index), so that a module's globals and memory are per node, as on a real
+    /// network. Executors without state between runs ignore it.
+    fn set_owner(&mut self, _owner: u32) {}
 }

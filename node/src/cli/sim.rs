@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Live wasm instances a simulation keeps (one per node and type that ran).
+const SIM_MAX_INSTANCES: usize = 1 << 20;
+
 use ants_capsule_build::BuildOptions;
 use ants_sim::{Report, Scenario, Trace};
 use anyhow::{Context, bail};
@@ -90,9 +93,14 @@ impl SimArgs {
             capsules.insert(name, bytes);
         }
         // No wall-clock deadline: a simulation must give the same result every time, so
-        // capsules are bounded by fuel alone (host calls are charged fuel too).
+        // capsules are bounded by fuel alone (host calls are charged fuel too). Each node
+        // runs on its own instances (globals and memory per node, as on a real network):
+        // memories reserve only what they use, and up to SIM_MAX_INSTANCES stay live (the
+        // least recently used is dropped and rebuilt, losing that node's state, counted).
         let config = ExecutorConfig {
             max_exec_time: None,
+            compact_memories: true,
+            max_instances: SIM_MAX_INSTANCES,
             ..ExecutorConfig::default()
         };
         let exec = WasmExecutor::with_config(config)

@@ -64,6 +64,10 @@ pub struct ExecutorConfig {
     pub max_instances: usize,
     /// Per-execution limits on host calls.
     pub host: HostLimits,
+    /// Reserve address space for a linear memory only as it grows, with a small guard,
+    /// instead of wasmtime's 4 GiB reservation per memory (bounds then checked in code,
+    /// slower per access): for the simulator, whose nodes each have their own instance.
+    pub compact_memories: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -79,6 +83,7 @@ impl Default for ExecutorConfig {
             max_compiled_bytes: 256 << 20,
             max_instances: 32,
             host: HostLimits::default(),
+            compact_memories: false,
         }
     }
 }
@@ -150,6 +155,11 @@ impl Compiler {
             .wasm_memory64(false)
             .wasm_multi_memory(false)
             .parallel_compilation(false);
+        if config.compact_memories {
+            c.memory_reservation(0)
+                .memory_reservation_for_growth(0)
+                .memory_guard_size(0);
+        }
         let engine = Engine::new(&c)?;
         let ticker = match config.max_exec_time {
             Some(t) => Some(Arc::new(Ticker::start(&engine, t)?)),
@@ -320,7 +330,10 @@ pub struct WasmExecutor {
     modules: LruCache<CapsuleType, LoadedModule, BuildHasherDefault<TypeHasher>>,
     /// Native code bytes of `modules`.
     code_bytes: usize,
-    instances: LruCache<CapsuleType, LiveInstance, BuildHasherDefault<TypeHasher>>,
+    /// Live instances by (owner, type): see [`Executor::set_owner`].
+    instances: LruCache<(u32, CapsuleType), LiveInstance, BuildHasherDefault<TypeHasher>>,
+    /// The owner of the instances the next runs use.
+    owner: u32,
     counters: ExecutorCounters,
     /// Runs so far (for sampling their time).
     runs: u64,
@@ -389,6 +402,7 @@ impl WasmExecutor {
                 capacity(c.max_instances),
                 BuildHasherDefault::default(),
             ),
+            owner: 0,
             counters: ExecutorCounters::default(),
             runs: 0,
         })
@@ -436,7 +450,7 @@ impl WasmExecutor {
 
     /// Drop a module (and its instance).
     pub fn unload(&mut self, ty: &CapsuleType) -> bool {
-        self.instances.pop(ty);
+        self.drop_instances(ty);
         match self.modules.pop(ty) {
             Some(m) => {
                 self.code_bytes -= m.code_bytes;
@@ -503,23 +517,37 @@ impl WasmExecutor {
             .iter()
             .rev()
             .map(|(ty, _)| *ty)
-            .find(|ty| !self.instances.contains(ty));
+            .find(|ty| !self.instances.iter().any(|((_, t), _)| t == ty));
         let victim = match cold {
             Some(ty) => self.modules.pop_entry(&ty),
             None => self.modules.pop_lru(),
         };
         if let Some((old, m)) = victim {
-            self.instances.pop(&old);
+            self.drop_instances(&old);
             self.code_bytes -= m.code_bytes;
             self.counters.modules_evicted += 1;
         }
     }
 
     fn keep_instance(&mut self, ty: CapsuleType, live: LiveInstance) {
-        if let Some((old, _)) = self.instances.push(ty, live)
-            && old != ty
+        let key = (self.owner, ty);
+        if let Some((old, _)) = self.instances.push(key, live)
+            && old != key
         {
             self.counters.instances_evicted += 1;
+        }
+    }
+
+    /// Drop every owner's instance of `ty`.
+    fn drop_instances(&mut self, ty: &CapsuleType) {
+        let keys: Vec<(u32, CapsuleType)> = self
+            .instances
+            .iter()
+            .filter(|((_, t), _)| t == ty)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.instances.pop(&k);
         }
     }
 }
@@ -629,6 +657,10 @@ impl Executor for WasmExecutor {
         self.modules.contains(ty)
     }
 
+    fn set_owner(&mut self, owner: u32) {
+        self.owner = owner;
+    }
+
     fn run(&mut self, exec: &mut Box<Execution>) -> RunReport {
         // One run in TIME_SAMPLE is timed: two clock reads cost a tenth of a short run or more.
         // A traced capsule's run is always timed (its trace reports the time).
@@ -654,7 +686,8 @@ impl WasmExecutor {
         let ty = exec.capsule.capsule_type;
         // Fast path: one lookup. A module with a live instance is hot; its recency lives in
         // the instance table (see `evict_module`).
-        let called = match self.instances.get_mut(&ty) {
+        let key = (self.owner, ty);
+        let called = match self.instances.get_mut(&key) {
             Some(live) => call(live, exec, fuel, self.compiler.ticker.as_deref()),
             None => {
                 let Some(module) = self.modules.get(&ty) else {
@@ -673,7 +706,7 @@ impl WasmExecutor {
                 self.counters.instantiations += 1;
                 // An instance pushed out of a full table is rebuilt when its type runs again.
                 self.keep_instance(ty, live);
-                let Some(live) = self.instances.get_mut(&ty) else {
+                let Some(live) = self.instances.get_mut(&key) else {
                     return NOT_LOADED;
                 };
                 call(live, exec, fuel, self.compiler.ticker.as_deref())
@@ -696,7 +729,7 @@ impl WasmExecutor {
                 nanos: None,
             },
             Err(e) => {
-                self.instances.pop(&ty);
+                self.instances.pop(&key);
                 let reason = classify(&e);
                 // Time is what a deadline trap used: charge that time's worth of fuel.
                 let fuel_used = match (

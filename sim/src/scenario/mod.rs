@@ -150,6 +150,10 @@ pub struct NodeSpec {
     pub pending_per_type: Option<usize>,
     /// Soft-store bytes per node (default `"16MiB"`).
     pub store: Option<String>,
+    /// `"per-node"` (default: each node's own wasm instances, as on a real network) or
+    /// `"shared"` (one instance per type for every node: faster, for capsules that keep
+    /// nothing between runs).
+    pub instances: Option<String>,
 }
 
 /// `[[listen]]`.
@@ -320,6 +324,15 @@ impl Scenario {
         }
         if let Some(k) = n.keep_code_on_restart {
             c.keep_code_on_restart = k;
+        }
+        match n.instances.as_deref() {
+            None | Some("per-node") => c.instance_per_node = true,
+            Some("shared") => c.instance_per_node = false,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "[nodes] instances: {other:?}: expected \"per-node\" or \"shared\""
+                )));
+            }
         }
         if let Some(s) = &n.code_cache {
             let b = units::size(s).map_err(|e| invalid(format!("[nodes] code_cache: {e}")))?;

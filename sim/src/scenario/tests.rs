@@ -143,6 +143,10 @@ fn mistakes_are_reported_with_where_and_why() {
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[send]]\nnode = 0\ncapsule = \"other\"",
             "capsule `other` was not provided",
         ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[nodes]\ninstances = \"one\"",
+            "[nodes] instances: \"one\": expected \"per-node\" or \"shared\"",
+        ),
     ];
     for (text, want) in cases {
         let err = Scenario::parse(text, "bad.toml")
