@@ -137,6 +137,8 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
         "x0",
         "datapath = \"afxdp\"\nbusy_poll_us = 750\n",
     )
+    .arg("--stats-json")
+    .arg(dir.path().join("stats.json"))
     .env("RUST_LOG", "info")
     .stderr(std::process::Stdio::piped())
     .spawn()
@@ -158,4 +160,10 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
     assert!(!log.contains("busy polling unavailable"), "{log}");
     assert_eq!(napi("gro_flush_timeout"), "0");
     assert_eq!(napi("napi_defer_hard_irqs"), "0");
+    // The router thread did poll the queue itself (the ping's frames came that way).
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap())
+            .unwrap();
+    let polls = &stats["router"]["interfaces"][0]["busy_polls"];
+    assert!(polls.as_u64().is_some_and(|n| n > 0), "{stats}");
 }

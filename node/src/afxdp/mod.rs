@@ -475,6 +475,11 @@ impl XskSocket {
         self.rx_ready()
     }
 
+    /// [`busy_poll`](Self::busy_poll) calls so far (no syscall).
+    pub fn busy_polls(&self) -> u64 {
+        self.stats.busy_polls
+    }
+
     /// The kernel's counters (`XDP_STATISTICS`) and ours.
     pub fn stats(&self) -> XskStats {
         // SAFETY: all-zero bytes are a valid `xdp_statistics` (integers).

@@ -382,6 +382,15 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
                 .inc_by(n);
         }
     }
+    let busy = counter_family(
+        r,
+        "interface_busy_polls",
+        "Times the router thread ran an AF_XDP queue's receive work itself (busy_poll_us)",
+    );
+    for i in &router.interfaces {
+        busy.get_or_create(&labels(&[("interface", &i.name)]))
+            .inc_by(i.busy_polls);
+    }
     if let Some(f) = &router.fast_path {
         let fp = counter_family(
             r,

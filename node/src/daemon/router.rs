@@ -122,6 +122,14 @@ impl Port {
 
     /// Kernel-side (frames offered, dropped for overload) and transmit (sent, dropped)
     /// counters.
+    /// Busy polls of this port's queue (AF_XDP with `busy_poll_us`).
+    fn busy_polls(&self) -> u64 {
+        match self {
+            Port::Packet(_) => 0,
+            Port::Xsk(x) => x.get_ref().busy_polls(),
+        }
+    }
+
     fn counters(&mut self) -> (u64, u64, u64, u64) {
         match self {
             Port::Packet(p) => {
@@ -202,6 +210,9 @@ pub struct InterfaceStats {
     pub checksums_completed: u64,
     /// Frames the transmit batch refused even after a flush (longer than 64 KiB).
     pub tx_refused: u64,
+    /// AF_XDP with `busy_poll_us`: times the router thread ran the queue's receive work
+    /// itself (0: the kernel drives it).
+    pub busy_polls: u64,
 }
 
 /// The owned interfaces, their kernel isolation, and the router.
@@ -688,6 +699,7 @@ impl Underlay for RouterIo {
         self.stats.router = self.router.counters().clone();
         for (s, p) in self.stats.interfaces.iter_mut().zip(&mut self.ports) {
             (s.kernel_frames, s.ring_drops, s.tx_frames, s.tx_dropped) = p.counters();
+            s.busy_polls = p.busy_polls();
         }
         for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {
             s.tx_refused = *n;

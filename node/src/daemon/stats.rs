@@ -235,6 +235,7 @@ impl Stats {
                     "tx_frames": i.tx_frames,
                     "tx_dropped": i.tx_dropped,
                     "tx_refused": i.tx_refused,
+                    "busy_polls": i.busy_polls,
                     "gso_frames": i.gso_frames,
                     "partial_checksums": i.partial_checksums,
                     "checksums_completed": i.checksums_completed,
@@ -283,7 +284,8 @@ impl Stats {
             "handoff_dropped": self.handoff_dropped,
             "trace": self.trace,
             "drain_dropped": self.drain_dropped,
-            "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>(),
+            // An empty f64 sum is -0.0; `+ 0.0` makes it 0.
+            "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>() + 0.0,
             "router": router,
         })
     }
