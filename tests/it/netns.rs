@@ -314,6 +314,12 @@ pub(crate) fn ants_router(
         ),
     )
     .expect("write the router config");
+    ants_run(ns, &cfg)
+}
+
+/// `ants run --config CFG` inside namespace `ns` (`ip netns exec`, which also mounts that
+/// namespace's `/sys`).
+pub(crate) fn ants_run(ns: &str, cfg: &std::path::Path) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args([
         "netns",

@@ -530,16 +530,7 @@ fn a_router_started_as_root_drops_to_its_user() {
         let cfg = dir.path().join(format!("{ns}.toml"));
         std::fs::write(&cfg, text).unwrap();
         let log = std::fs::File::create(dir.path().join(format!("{ns}.log"))).unwrap();
-        let child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_ants"),
-                "run",
-                "--config",
-            ])
-            .arg(&cfg)
+        let child = netns::ants_run(ns, &cfg)
             .env("RUST_LOG", "info")
             .stderr(log)
             .spawn()
@@ -592,16 +583,7 @@ fn a_router_started_as_root_drops_to_its_user() {
     );
     // Started again as root, it takes back the directory it handed to its user.
     let again = dir.path().join(format!("{r1}-again.log"));
-    let mut child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &r1,
-            env!("CARGO_BIN_EXE_ants"),
-            "run",
-            "--config",
-        ])
-        .arg(dir.path().join(format!("{r1}.toml")))
+    let mut child = netns::ants_run(&r1, &dir.path().join(format!("{r1}.toml")))
         .env("RUST_LOG", "info")
         .stderr(std::fs::File::create(&again).unwrap())
         .spawn()
