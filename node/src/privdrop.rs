@@ -63,6 +63,17 @@ pub fn give_dir(dir: &Path, to: Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `PR_SET_NO_NEW_PRIVS` for the calling thread and the threads it starts afterwards: no
+/// `execve` can then gain privileges (setuid binaries, file capabilities). `ants run` sets it
+/// before its first thread, so every thread of a node has it.
+pub fn no_new_privileges() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Become `to`, keeping [`KEPT`] in this thread only. Must run as root.
 pub fn drop_to(to: Target) -> anyhow::Result<()> {
     let sys = |what: &str, rc: libc::c_int| {

@@ -557,6 +557,7 @@ fn a_router_started_as_root_drops_to_its_user() {
         let s = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
         let prm = u64::from_str_radix(&field(&s, "CapPrm:"), 16).unwrap();
         assert_eq!(prm & !kept, 0, "a thread kept more: {prm:x}");
+        assert_eq!(field(&s, "NoNewPrivs:"), "1", "every thread");
     }
     let code = dir.path().join(format!("{r1}-code"));
     let meta = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&code).unwrap());

@@ -46,6 +46,8 @@ impl RunArgs {
         if root && config.router.is_none() {
             tracing::warn!("running the UDP overlay as root (--allow-root)");
         }
+        // Before the node's first thread, so that every thread has it.
+        ants_node::privdrop::no_new_privileges().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
         let stats = ants_node::daemon::run_until_signal(config)?;
         if let Some(path) = &self.stats_json {
             let text = serde_json::to_string_pretty(&stats.to_json())?;
