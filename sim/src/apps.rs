@@ -183,20 +183,22 @@ impl Hasher for Premixed {
 }
 
 impl AppStats {
-    /// Count a delivery of `payload` at `t`.
-    pub(crate) fn delivered(&mut self, t: u64, payload: &[u8]) {
+    /// Count a delivery of `payload` at `t`; `true` if it is a duplicate.
+    pub(crate) fn delivered(&mut self, t: u64, payload: &[u8]) -> bool {
         self.delivered += 1;
         self.first_ns.get_or_insert(t);
         self.last_ns = Some(t);
         let h = fnv1a(payload);
         if self.seen.contains(&h) {
             self.duplicates += 1;
+            return true;
         } else if self.seen.len() < MAX_TRACKED_PAYLOADS {
             self.seen.insert(h);
             self.distinct += 1;
         } else {
             self.untracked += 1;
         }
+        false
     }
 }
 

@@ -13,6 +13,8 @@ use crate::event::Event;
 use crate::link::LinkDrop;
 use crate::sim::{Sim, ns};
 use crate::trace::{Record, Ty};
+use crate::watch::{Violation, Watch};
+use std::time::Duration;
 
 impl<E: Executor> Sim<E> {
     pub(crate) fn link_drop(&mut self, from: u32, to: u32, r: LinkDrop) {
@@ -44,6 +46,8 @@ impl<E: Executor> Sim<E> {
             apps,
             log,
             config,
+            watches,
+            violation,
             ..
         } = self;
         let sn = &mut nodes[i as usize];
@@ -157,7 +161,8 @@ impl<E: Executor> Sim<E> {
             let Ok(repr) = CapsuleRepr::parse(&d.capsule) else {
                 continue;
             };
-            apps.entry((i, d.app))
+            let duplicate = apps
+                .entry((i, d.app))
                 .or_default()
                 .delivered(now, repr.payload);
             if trace.is_on() {
@@ -169,6 +174,19 @@ impl<E: Executor> Sim<E> {
                 };
                 trace.record(now, &rec);
             }
+            if duplicate && violation.is_none() && watches.contains(&Watch::NoDuplicateDelivery) {
+                *violation = Some(Violation {
+                    watch: Watch::NoDuplicateDelivery,
+                    at: Duration::from_nanos(now),
+                    node: i,
+                    detail: format!(
+                        "app {} received a payload it had received before ({} bytes)",
+                        d.app,
+                        repr.payload.len()
+                    ),
+                    recent: trace.tail(),
+                });
+            }
             if config.delivery_log > 0 {
                 if log.len() >= config.delivery_log {
                     log.pop_front();
@@ -179,6 +197,22 @@ impl<E: Executor> Sim<E> {
                     at: d.at,
                     capsule: d.capsule,
                 });
+            }
+        }
+        for w in watches.iter() {
+            if let Watch::MaxHeld(limit) = *w
+                && violation.is_none()
+            {
+                let held = sn.node.loader_occupancy().held;
+                if held > limit {
+                    *violation = Some(Violation {
+                        watch: *w,
+                        at: Duration::from_nanos(now),
+                        node: i,
+                        detail: format!("{held} capsules held waiting for their code"),
+                        recent: trace.tail(),
+                    });
+                }
             }
         }
         if let Some(t) = sn.node.poll_timeout() {

@@ -36,6 +36,7 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 pub mod trace;
+pub mod watch;
 
 #[cfg(test)]
 mod resource_bound;
@@ -52,3 +53,4 @@ pub use scenario::{Scenario, ScenarioError};
 pub use sim::{Action, InjectFailure, NetStats, Sim};
 pub use topology::{Topology, node_address, node_of};
 pub use trace::Trace;
+pub use watch::{Violation, Watch};

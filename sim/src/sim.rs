@@ -26,6 +26,7 @@ use crate::link::{Link, LinkDrop, LinkParams};
 use crate::routing::Routing;
 use crate::topology::Topology;
 use crate::trace::{Record, Trace, Ty};
+use crate::watch::{Violation, Watch};
 
 pub use crate::actions::Action;
 
@@ -134,6 +135,10 @@ pub struct Sim<E> {
     /// nothing for it.
     link_capsules: Vec<u64>,
     pub(crate) config: SimConfig,
+    /// Properties checked after every node input ([`Sim::set_watches`]).
+    pub(crate) watches: Vec<Watch>,
+    /// The first violation of one; the run stops there.
+    pub(crate) violation: Option<Violation>,
 }
 
 pub(crate) fn ns(d: Duration) -> u64 {
@@ -166,6 +171,8 @@ impl<E: Executor> Sim<E> {
             link_capsules: Vec::new(),
             topo,
             config,
+            watches: Vec::new(),
+            violation: None,
         };
         for i in 0..sim.topo.len() {
             let node = sim.make_node(i);
@@ -209,6 +216,23 @@ impl<E: Executor> Sim<E> {
     /// Trace into `trace` from now on (replaces the current sink).
     pub fn set_trace(&mut self, trace: Trace) {
         self.trace = trace;
+        if !self.watches.is_empty() {
+            self.trace.keep_tail();
+        }
+    }
+
+    /// Check `watches` after every node input from now on; the first violation stops the
+    /// run ([`Sim::violation`]). Keeps the last trace lines for its report.
+    pub fn set_watches(&mut self, watches: Vec<Watch>) {
+        if !watches.is_empty() {
+            self.trace.keep_tail();
+        }
+        self.watches = watches;
+    }
+
+    /// The first violation of a watch, if any: the run stopped at it.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
     }
 
     /// The trace sink (hash, line count).
@@ -381,7 +405,7 @@ impl<E: Executor> Sim<E> {
     pub fn run_until_with(&mut self, end: Duration, every: u64, mut progress: impl FnMut(&Self)) {
         let end = ns(end);
         let mut n = 0u64;
-        while self.queue.peek_time().is_some_and(|t| t <= end) {
+        while self.violation.is_none() && self.queue.peek_time().is_some_and(|t| t <= end) {
             self.step();
             n += 1;
             if n == every {
@@ -389,7 +413,9 @@ impl<E: Executor> Sim<E> {
                 progress(self);
             }
         }
-        self.now = self.now.max(end);
+        if self.violation.is_none() {
+            self.now = self.now.max(end);
+        }
     }
 
     /// Process the next event; `false` if there was none.

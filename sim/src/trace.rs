@@ -157,9 +157,14 @@ pub enum Record<'a> {
     },
 }
 
+/// Trace lines a watchpoint's report shows.
+pub const TAIL_LINES: usize = 20;
+
 /// The trace sink: off, hash only, or hash and file.
 pub struct Trace {
     on: bool,
+    /// The last [`TAIL_LINES`] lines, kept for watchpoints (also when the trace is off).
+    tail: Option<std::collections::VecDeque<String>>,
     hasher: Sha256,
     out: Option<Box<dyn Write>>,
     line: Vec<u8>,
@@ -182,6 +187,7 @@ impl Trace {
     pub fn off() -> Trace {
         Trace {
             on: false,
+            tail: None,
             hasher: Sha256::new(),
             out: None,
             line: Vec::new(),
@@ -209,12 +215,27 @@ impl Trace {
 
     /// Whether lines are produced at all (callers skip building records when not).
     pub fn is_on(&self) -> bool {
-        self.on
+        self.on || self.tail.is_some()
+    }
+
+    /// Keep the last [`TAIL_LINES`] lines (for a watchpoint's report), also when the trace
+    /// is otherwise off (then they are neither hashed nor counted).
+    pub fn keep_tail(&mut self) {
+        self.tail
+            .get_or_insert_with(|| std::collections::VecDeque::with_capacity(TAIL_LINES));
+    }
+
+    /// The last lines kept by [`keep_tail`](Self::keep_tail), oldest first.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail
+            .as_ref()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Append one event at virtual time `t` (ns).
     pub fn record(&mut self, t: u64, record: &Record<'_>) {
-        if !self.on {
+        if !self.is_on() {
             return;
         }
         // `{"t":…,` then the record's own object without its `{` (cheaper than
@@ -227,6 +248,15 @@ impl Trace {
         let _ = serde_json::to_writer(&mut self.line, record);
         if self.line.get(at) == Some(&b'{') {
             self.line.remove(at);
+        }
+        if let Some(tail) = &mut self.tail {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(String::from_utf8_lossy(&self.line).into_owned());
+        }
+        if !self.on {
+            return;
         }
         self.line.push(b'\n');
         self.hasher.update(&self.line);

@@ -356,3 +356,45 @@ fn ants_sim_gives_the_same_trace_hash_twice_and_another_for_another_seed() {
         serde_json::from_slice(bytes.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert!(first["t"].is_u64() && first["ev"].is_string(), "{first}");
 }
+
+/// `ants sim` with watchpoints: the first violation stops the run and says what, when,
+/// where, the trace lines before it and how to reproduce it — the same every time.
+#[test]
+fn a_violated_watch_stops_ants_sim_with_what_where_and_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watched.toml");
+    let base =
+        std::fs::read_to_string(crate::support::root().join("examples/sim/multicast-tree.toml"))
+            .unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[[watch]]\nproperty = \"no-duplicate-delivery\"\n\n\
+             [[watch]]\nproperty = \"max-held\"\nlimit = 2\n"
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert!(!ok, "a violation fails the run");
+    assert!(err.contains("watch violated: max-held (limit 2)"), "{err}");
+    assert!(err.contains("on node 1: 3 capsules held"), "{err}");
+    assert!(
+        err.contains("the last trace lines before it:\n    {\"t\":"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("reproduce: ants sim {p} --seed 1")),
+        "{err}"
+    );
+    let (_, _, again) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert_eq!(again, err, "the same seed stops at the same place");
+    // Within the limits, the scenario runs to its end and succeeds.
+    std::fs::write(
+        &path,
+        format!("{base}\n[[watch]]\nproperty = \"no-duplicate-delivery\"\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert!(ok, "{err}");
+}

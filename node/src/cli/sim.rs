@@ -190,6 +190,27 @@ impl SimArgs {
                 rss >> 20
             )?;
         }
+        if let Some(v) = sim.violation() {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "watch violated: {}", v.watch.describe())?;
+            writeln!(
+                err,
+                "  at {:.6} s of virtual time, on node {}: {}",
+                v.at.as_secs_f64(),
+                v.node,
+                v.detail
+            )?;
+            writeln!(err, "  the last trace lines before it:")?;
+            for line in &v.recent {
+                writeln!(err, "    {line}")?;
+            }
+            writeln!(
+                err,
+                "  reproduce: ants sim {} --seed {seed}",
+                self.scenario.display()
+            )?;
+            return Ok(ExitCode::FAILURE);
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -27,6 +27,7 @@ use crate::link::LinkParams;
 use crate::routing::RoutingMode;
 use crate::sim::{Action, Sim};
 use crate::topology::Topology;
+use crate::watch::Watch;
 
 /// A scenario that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +79,9 @@ pub struct Scenario {
     /// Crashes, restarts, partitions, repairs.
     #[serde(default)]
     pub fault: Vec<FaultSpec>,
+    /// Properties checked as the simulation runs (docs/simulation.md, "Watchpoints").
+    #[serde(default)]
+    pub watch: Vec<WatchSpec>,
     /// Output settings.
     #[serde(default)]
     pub output: OutputSpec,
@@ -154,6 +158,16 @@ pub struct NodeSpec {
     /// `"shared"` (one instance per type for every node: faster, for capsules that keep
     /// nothing between runs).
     pub instances: Option<String>,
+}
+
+/// `[[watch]]`: a property checked as the simulation runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    /// `"no-duplicate-delivery"` or `"max-held"`.
+    pub property: String,
+    /// `max-held`: the most capsules a node may hold waiting for their code.
+    pub limit: Option<u64>,
 }
 
 /// `[[listen]]`.
@@ -348,6 +362,34 @@ impl Scenario {
         Ok(c)
     }
 
+    /// The `[[watch]]` entries as properties, or what is wrong with one.
+    pub fn watches(&self) -> Result<Vec<Watch>, ScenarioError> {
+        self.watch
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                let what = format!("[[watch]] #{} ({})", k + 1, w.property);
+                match (w.property.as_str(), w.limit) {
+                    ("no-duplicate-delivery", None) => Ok(Watch::NoDuplicateDelivery),
+                    ("max-held", Some(n)) => {
+                        Ok(Watch::MaxHeld(usize::try_from(n).unwrap_or(usize::MAX)))
+                    }
+                    ("max-held", None) => Err(invalid(format!(
+                        "{what}: needs `limit`, the most capsules a node may hold"
+                    ))),
+                    ("no-duplicate-delivery", Some(_)) => {
+                        Err(invalid(format!("{what}: takes no `limit`")))
+                    }
+                    (other, _) => Err(invalid(format!(
+                        "[[watch]] #{}: unknown property {other:?} (known: \
+                         \"no-duplicate-delivery\", \"max-held\")",
+                        k + 1
+                    ))),
+                }
+            })
+            .collect()
+    }
+
     /// A ready simulation: topology, links, apps and faults, with `capsules` mapping every
     /// name of [`Scenario::capsule_names`] to its module bytes. Returns the simulation and
     /// the capsule name of each type (for reports).
@@ -357,10 +399,12 @@ impl Scenario {
         exec: E,
         capsules: &BTreeMap<String, Vec<u8>>,
     ) -> Result<(Sim<E>, BTreeMap<CapsuleType, String>), ScenarioError> {
+        let watches = self.watches()?;
         let topo = self.topology(seed)?;
         let config = self.config(seed)?;
         let n = topo.len();
         let mut sim = Sim::new(topo, config, exec);
+        sim.set_watches(watches);
         for (k, o) in self.link.iter().enumerate() {
             let [a, b] = o.between;
             let what = format!("[[link]] #{} between = [{a}, {b}]", k + 1);

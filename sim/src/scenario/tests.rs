@@ -80,6 +80,42 @@ fn a_scenario_builds_and_runs() {
 }
 
 #[test]
+fn a_watch_stops_the_run_at_its_first_violation() {
+    let watched = format!(
+        "{LINE}\n[[watch]]\nproperty = \"no-duplicate-delivery\"\n\n\
+         [[watch]]\nproperty = \"max-held\"\nlimit = 0\n"
+    );
+    let s = Scenario::parse(&watched, "line.toml").unwrap();
+    let (mut sim, _) = s
+        .build(s.seed.unwrap(), NativeForward::default(), &caps())
+        .unwrap();
+    sim.run_until(s.duration());
+    // The first capsule a node holds while it fetches the code breaks `max-held = 0`.
+    let v = sim.violation().expect("violated").clone();
+    assert_eq!(v.watch, crate::Watch::MaxHeld(0));
+    assert!(v.detail.contains("1 capsules held"), "{v:?}");
+    assert!(!v.recent.is_empty() && v.recent.len() <= crate::trace::TAIL_LINES);
+    assert!(v.recent.iter().all(|l| l.starts_with("{\"t\":")), "{v:?}");
+    assert_eq!(sim.now(), v.at, "stopped there");
+    assert!(v.at < s.duration());
+    // The same run from the same seed stops at the same place.
+    let (mut again, _) = s
+        .build(s.seed.unwrap(), NativeForward::default(), &caps())
+        .unwrap();
+    again.run_until(s.duration());
+    assert_eq!(again.violation(), Some(&v));
+    // A limit the run stays within, and no duplicates: it runs to the end.
+    let fine = watched.replace("limit = 0", "limit = 1000");
+    let s = Scenario::parse(&fine, "line.toml").unwrap();
+    let (mut sim, _) = s
+        .build(s.seed.unwrap(), NativeForward::default(), &caps())
+        .unwrap();
+    sim.run_until(s.duration());
+    assert_eq!(sim.violation(), None);
+    assert_eq!(sim.now(), s.duration());
+}
+
+#[test]
 fn every_generator_and_selector_parses() {
     for topo in [
         "kind = \"ring\"\nnodes = 6",
@@ -142,6 +178,14 @@ fn mistakes_are_reported_with_where_and_why() {
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[send]]\nnode = 0\ncapsule = \"other\"",
             "capsule `other` was not provided",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"no-loops\"",
+            "[[watch]] #1: unknown property \"no-loops\"",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-held\"",
+            "[[watch]] #1 (max-held): needs `limit`",
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[nodes]\ninstances = \"one\"",

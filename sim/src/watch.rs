@@ -1,0 +1,44 @@
+//! Watchpoints: properties of the simulated network checked as it runs, after every input a
+//! node handles. The first violation stops the run ([`crate::Sim::violation`]) with the
+//! property, the virtual time, the node and the trace lines that led there.
+//!
+//! The properties are Rust predicates compiled in, named in a scenario's `[[watch]]`
+//! entries (docs/simulation.md): checking them costs one comparison per delivery or per
+//! node input, and none when a scenario has no watch.
+
+use std::time::Duration;
+
+/// One property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// `no-duplicate-delivery`: no app receives the same payload twice.
+    NoDuplicateDelivery,
+    /// `max-held` with `limit`: no node holds more than `limit` capsules waiting for their
+    /// code.
+    MaxHeld(usize),
+}
+
+impl Watch {
+    /// The property as a scenario writes it.
+    pub fn describe(&self) -> String {
+        match self {
+            Watch::NoDuplicateDelivery => "no-duplicate-delivery".into(),
+            Watch::MaxHeld(n) => format!("max-held (limit {n})"),
+        }
+    }
+}
+
+/// The first violation of a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The property violated.
+    pub watch: Watch,
+    /// Virtual time.
+    pub at: Duration,
+    /// The node where it showed.
+    pub node: u32,
+    /// What was seen.
+    pub detail: String,
+    /// The last trace lines before it (oldest first).
+    pub recent: Vec<String>,
+}
