@@ -41,6 +41,8 @@ for r in r1 r2; do nsx "$r" sysctl -qw net.ipv4.ip_forward=0; done
 echo "r1, r2: no IPv4 addresses in the kernel, net.ipv4.ip_forward=0"
 
 bold "starting r1, r2 (router mode) and h1, h2 (overlay nodes)"
+# This demo runs as root (namespaces); the hosts' overlay nodes are told that is meant.
+export ANTS_ALLOW_ROOT=1
 for n in r1 r2 h1 h2; do
     RUST_LOG=info ip netns exec "$p$n" "$ants" run --config "examples/router/$n.toml" > "$run/$n.log" 2>&1 &
     pids+=($!)

@@ -381,4 +381,25 @@ fn the_overlay_refuses_root_unless_told() {
         "{err}"
     );
     assert!(err.contains("--allow-root"), "{err}");
+    // ANTS_ALLOW_ROOT=1, as the demo scripts set it when run as root: the node starts.
+    let sock = dir.path().join("n.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("ANTS_ALLOW_ROOT", "1")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for_socket(&mut child, &sock);
+    let log = crate::support::terminate(child);
+    assert!(log.contains("running the UDP overlay as root"), "{log}");
 }

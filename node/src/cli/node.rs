@@ -26,7 +26,8 @@ pub(crate) struct RunArgs {
     /// capsules from the network should not run in a process that owns the machine.
     /// (Router mode needs root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON, and
     /// is not refused.)
-    #[arg(long, env = "ANTS_ALLOW_ROOT")]
+    /// ANTS_ALLOW_ROOT takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "ANTS_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
     allow_root: bool,
 }
 
