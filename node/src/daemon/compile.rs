@@ -12,10 +12,12 @@
 //!
 //! Compile threads are plain threads, not tokio's blocking pool: a node that is asked to stop
 //! does not wait for a compile in progress (the thread is left to finish on its own and its
-//! result is dropped, and not persisted once its worker is gone; the node prunes the code
-//! directory to its bound once more as it stops).
+//! result is dropped, and not persisted once its worker is gone; the node waits up to a
+//! second for a write in progress and prunes the code directory to its bound once more as
+//! it stops).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +73,8 @@ type Ticket = (Job, tokio_mpsc::UnboundedSender<Done>);
 #[derive(Debug, Clone)]
 pub(super) struct CompilePool {
     jobs: SyncSender<Ticket>,
+    /// Compile threads writing into the code directory right now.
+    persisting: Arc<AtomicUsize>,
 }
 
 impl CompilePool {
@@ -82,13 +86,22 @@ impl CompilePool {
     ) -> std::io::Result<CompilePool> {
         let (jobs, rx) = mpsc::sync_channel::<Ticket>(capacity);
         let rx = Arc::new(Mutex::new(rx));
+        let persisting = Arc::new(AtomicUsize::new(0));
         for n in 0..workers.max(1) {
-            let (rx, compiler) = (rx.clone(), compiler.clone());
+            let (rx, compiler, busy) = (rx.clone(), compiler.clone(), persisting.clone());
             std::thread::Builder::new()
                 .name(format!("ants-compile-{n}"))
-                .spawn(move || work(&rx, &compiler))?;
+                .spawn(move || work(&rx, &compiler, &busy))?;
         }
-        Ok(CompilePool { jobs })
+        Ok(CompilePool { jobs, persisting })
+    }
+
+    /// Wait, at most `max`, until no compile thread is writing into the code directory.
+    pub(super) fn wait_persisted(&self, max: Duration) {
+        let end = Instant::now() + max;
+        while self.persisting.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// A queue into the pool whose results go to `done`.
@@ -133,7 +146,7 @@ impl CompileQueue {
     }
 }
 
-fn work(rx: &Mutex<Receiver<Ticket>>, compiler: &Compiler) {
+fn work(rx: &Mutex<Receiver<Ticket>>, compiler: &Compiler, persisting: &AtomicUsize) {
     loop {
         // Hold the lock only to take a job, not while compiling.
         let job = match rx.lock() {
@@ -146,9 +159,19 @@ fn work(rx: &Mutex<Receiver<Ticket>>, compiler: &Compiler) {
             Job::Compile { ty, code, dir } => {
                 let r = compiler.compile(&code);
                 // A worker that stopped would never index (and bound) what is written now.
+                // Counted as writing *before* the check: a node that stops waits for the
+                // count to reach 0 after its workers are gone, so a write it does not wait
+                // for would see the worker gone and not happen.
                 let stored = match (&dir, &r) {
-                    (Some(dir), Ok(m)) if !done.is_closed() => {
-                        persist::store(dir, compiler, &code, m)
+                    (Some(dir), Ok(m)) => {
+                        persisting.fetch_add(1, Ordering::SeqCst);
+                        let n = if done.is_closed() {
+                            0
+                        } else {
+                            persist::store(dir, compiler, &code, m)
+                        };
+                        persisting.fetch_sub(1, Ordering::SeqCst);
+                        n
                     }
                     _ => 0,
                 };

@@ -904,6 +904,7 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
         app_rx,
         local,
     } = setup;
+    let compile_pool = common.compiles.clone();
     let mut links = Vec::with_capacity(seeds.len());
     let mut threads = Vec::new();
     let mut first = None;
@@ -984,8 +985,10 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
         }
     }
     // A compile that finished after its worker stopped may have persisted a module no store
-    // indexed: bring the directory within its bound again, as the next start would.
+    // indexed: let a write in progress end (briefly), then bring the directory within its
+    // bound again, as the next start would.
     if let Some(dir) = &cfg.node.code_cache_dir {
+        compile_pool.wait_persisted(Duration::from_secs(1));
         for index in 0..shard.count {
             let s = Shard {
                 index,
