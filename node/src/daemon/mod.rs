@@ -325,21 +325,24 @@ pub fn run_until_signal(config: Config) -> anyhow::Result<Stats> {
                 }
             });
         }
+        // Registered here, before the node makes its sockets: a SIGTERM that comes as soon
+        // as the app socket exists (a service manager, a test) drains instead of killing.
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            for how in [Stop::Drain, Stop::Now] {
-                let term = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
+            async fn next(s: &mut Option<Signal>) {
+                match s.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
                     }
-                };
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            for how in [Stop::Drain, Stop::Now] {
                 let name = tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                    () = term => "SIGTERM",
+                    () = next(&mut int) => "SIGINT",
+                    () = next(&mut term) => "SIGTERM",
                 };
                 match how {
                     Stop::Drain => info!(
