@@ -14,7 +14,6 @@ use crate::link::LinkDrop;
 use crate::sim::{Sim, ns};
 use crate::trace::{Record, Ty};
 use crate::watch::{Violation, Watch};
-use std::time::Duration;
 
 impl<E: Executor> Sim<E> {
     pub(crate) fn link_drop(&mut self, from: u32, to: u32, r: LinkDrop) {
@@ -175,17 +174,18 @@ impl<E: Executor> Sim<E> {
                 trace.record(now, &rec);
             }
             if duplicate && violation.is_none() && watches.contains(&Watch::NoDuplicateDelivery) {
-                *violation = Some(Violation {
-                    watch: Watch::NoDuplicateDelivery,
-                    at: Duration::from_nanos(now),
-                    node: i,
-                    detail: format!(
-                        "app {} received a payload it had received before ({} bytes)",
-                        d.app,
-                        repr.payload.len()
-                    ),
-                    recent: trace.tail(),
-                });
+                let detail = format!(
+                    "app {} received a payload it had received before ({} bytes)",
+                    d.app,
+                    repr.payload.len()
+                );
+                *violation = Some(Violation::new(
+                    Watch::NoDuplicateDelivery,
+                    now,
+                    i,
+                    detail,
+                    trace,
+                ));
             }
             if config.delivery_log > 0 {
                 if log.len() >= config.delivery_log {
@@ -205,13 +205,8 @@ impl<E: Executor> Sim<E> {
             {
                 let held = sn.node.loader_occupancy().held;
                 if held > limit {
-                    *violation = Some(Violation {
-                        watch: *w,
-                        at: Duration::from_nanos(now),
-                        node: i,
-                        detail: format!("{held} capsules held waiting for their code"),
-                        recent: trace.tail(),
-                    });
+                    let detail = format!("{held} capsules held waiting for their code");
+                    *violation = Some(Violation::new(*w, now, i, detail, trace));
                 }
             }
         }

@@ -42,3 +42,22 @@ pub struct Violation {
     /// The last trace lines before it (oldest first).
     pub recent: Vec<String>,
 }
+
+impl Violation {
+    /// `watch` violated at virtual time `now_ns` on `node`, with the trace's last lines.
+    pub(crate) fn new(
+        watch: Watch,
+        now_ns: u64,
+        node: u32,
+        detail: String,
+        trace: &crate::trace::Trace,
+    ) -> Violation {
+        Violation {
+            watch,
+            at: Duration::from_nanos(now_ns),
+            node,
+            detail,
+            recent: trace.tail(),
+        }
+    }
+}

@@ -145,20 +145,23 @@ fn version_says_exactly_what_runs() {
     assert!(wasmtime.split('.').count() == 3, "{out}");
 }
 
+/// A one-node overlay config in `dir`: (its file, its app socket, its text).
+fn lone_node(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let cfg = dir.join("n.toml");
+    let sock = dir.join("n.sock");
+    let text = format!(
+        "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
+        sock.display()
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    (cfg, sock, text)
+}
+
 #[test]
 fn sigterm_drains_and_writes_the_final_counters() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("n.toml");
-    let sock = dir.path().join("n.sock");
+    let (cfg, sock, _) = lone_node(dir.path());
     let stats = dir.path().join("stats.json");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-            sock.display()
-        ),
-    )
-    .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
         .args(["--log-format", "json", "run", "--allow-root", "--config"])
         .arg(&cfg)
@@ -333,13 +336,7 @@ fn a_reload_moves_a_route_while_capsules_flow_and_loses_none() {
 #[test]
 fn sighup_reloads_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("n.toml");
-    let sock = dir.path().join("n.sock");
-    let base = format!(
-        "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-        sock.display()
-    );
-    std::fs::write(&cfg, &base).unwrap();
+    let (cfg, sock, base) = lone_node(dir.path());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
         .args(["run", "--allow-root", "--config"])
         .arg(&cfg)
@@ -382,15 +379,7 @@ fn the_overlay_refuses_root_unless_told() {
     );
     assert!(err.contains("--allow-root"), "{err}");
     // ANTS_ALLOW_ROOT=1, as the demo scripts set it when run as root: the node starts.
-    let sock = dir.path().join("n.sock");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[node]\naddress = \"198.18.0.1\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n",
-            sock.display()
-        ),
-    )
-    .unwrap();
+    let (cfg, sock, _) = lone_node(dir.path());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ants"))
         .args(["run", "--config"])
         .arg(&cfg)

@@ -113,7 +113,8 @@ impl NapiDeferral {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
-                    "/sys/class/net/{ifname} is not this network namespace's {ifname} (mount                      sysfs for the namespace, as `ip netns exec` does)"
+                    "/sys/class/net/{ifname} is not this network namespace's {ifname} (mount \
+                     sysfs for the namespace, as `ip netns exec` does)"
                 ),
             ));
         }

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Live wasm instances a simulation keeps (one per node and type that ran).
-const SIM_MAX_INSTANCES: usize = 1 << 20;
-
 use ants_capsule_build::BuildOptions;
 use ants_sim::{Report, Scenario, Trace};
 use anyhow::{Context, bail};
 
 use ants_node::{ExecutorConfig, WasmExecutor};
+
+/// Live wasm instances a simulation keeps (one per node and type that ran).
+const SIM_MAX_INSTANCES: usize = 1 << 20;
 
 /// The long help of `ants sim` (clap shows it for `--help`).
 pub(crate) const LONG_HELP: &str = "\

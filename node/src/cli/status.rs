@@ -114,8 +114,7 @@ pub(crate) fn render_status(s: &Value) -> String {
         out,
         "code      cached {}  compile {:.1} ms  dropped datagrams {dropped} (ants drops)",
         u(&s["cached_types"]),
-        // `+ 0.0` turns a -0.0 into 0.0.
-        s["compile_ms"].as_f64().unwrap_or(0.0).max(0.0) + 0.0
+        s["compile_ms"].as_f64().unwrap_or(0.0).max(0.0)
     );
     if let Some(workers) = s["workers"].as_array().filter(|w| !w.is_empty()) {
         let each: Vec<String> = workers

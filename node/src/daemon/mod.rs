@@ -502,11 +502,7 @@ impl Driver {
         }
         known.retain(|ty| !self.node.allows(ty));
         for ty in known {
-            self.node.evict(&ty);
-            self.exec.unload(&ty);
-            if let Some(store) = &mut self.store {
-                store.evict(&ty);
-            }
+            self.evict(&ty);
             info!(%ty, "module evicted: the reloaded [code] policy refuses it");
         }
         self.routes = cfg
@@ -515,6 +511,17 @@ impl Driver {
             .map(|r| (r.dst.to_string(), r.via.to_string()))
             .collect();
         self.drain_time = cfg.limits.drain_time;
+    }
+
+    /// Forget `ty`'s module everywhere: verified code, compiled module and instances, the
+    /// code directory's files. Whether there was any.
+    fn evict(&mut self, ty: &CapsuleType) -> bool {
+        let mut removed = self.node.evict(ty);
+        removed |= self.exec.unload(ty);
+        if let Some(store) = &mut self.store {
+            removed |= store.evict(ty);
+        }
+        removed
     }
 
     /// While draining: `true` when the worker may exit — nothing is held for its code and
@@ -740,11 +747,7 @@ impl Driver {
                 let _ = reply.send(self.tap.start(out));
             }
             AppRequest::Evict { ty, reply } => {
-                let mut removed = self.node.evict(&ty);
-                removed |= self.exec.unload(&ty);
-                if let Some(store) = &mut self.store {
-                    removed |= store.evict(&ty);
-                }
+                let removed = self.evict(&ty);
                 info!(%ty, removed, "module evicted on request");
                 let _ = reply.send(Ok(removed));
             }
@@ -990,21 +993,32 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
     // A compile that finished after its worker stopped may have persisted a module no store
     // indexed: let a write in progress end (briefly), then bring the directory within its
     // bound again, as the next start would.
-    if let Some(dir) = &cfg.node.code_cache_dir {
+    if cfg.node.code_cache_dir.is_some() {
         compile_pool.wait_persisted(Duration::from_secs(1));
         for index in 0..shard.count {
             let s = Shard {
                 index,
                 count: shard.count,
             };
-            let max = cfg.limits.code_cache_disk_bytes / s.count as u64;
-            if let Err(e) = CodeStore::open(dir, max, &|ty| s.owns(ty)) {
-                warn!("code cache directory {}: {e:#}", dir.display());
+            if let Err(e) = open_store(&cfg, s) {
+                warn!("{e:#}");
             }
         }
     }
     drop(apps);
     Ok(total)
+}
+
+/// Shard `shard`'s part of the code directory, if the node has one: indexed and pruned to
+/// its share of `code_cache_disk_bytes`.
+fn open_store(cfg: &Config, shard: Shard) -> anyhow::Result<Option<CodeStore>> {
+    let Some(dir) = &cfg.node.code_cache_dir else {
+        return Ok(None);
+    };
+    let max = cfg.limits.code_cache_disk_bytes / shard.count as u64;
+    CodeStore::open(dir, max, &|ty| shard.owns(ty))
+        .map(Some)
+        .with_context(|| format!("code cache directory {}", dir.display()))
 }
 
 /// What every worker shares.
@@ -1082,17 +1096,7 @@ impl Setup {
         let mut seeds = Vec::with_capacity(count);
         for (index, socket) in sockets.into_iter().enumerate() {
             let shard = Shard { index, count };
-            let store = match &cfg.node.code_cache_dir {
-                Some(dir) => Some(
-                    CodeStore::open(
-                        dir,
-                        cfg.limits.code_cache_disk_bytes / count as u64,
-                        &|ty| shard.owns(ty),
-                    )
-                    .with_context(|| format!("code cache directory {}", dir.display()))?,
-                ),
-                None => None,
-            };
+            let store = open_store(cfg, shard)?;
             seeds.push(Seed {
                 shard,
                 store,

@@ -120,8 +120,6 @@ impl Port {
         }
     }
 
-    /// Kernel-side (frames offered, dropped for overload) and transmit (sent, dropped)
-    /// counters.
     /// Busy polls of this port's queue (AF_XDP with `busy_poll_us`).
     fn busy_polls(&self) -> u64 {
         match self {
@@ -130,6 +128,8 @@ impl Port {
         }
     }
 
+    /// Kernel-side (frames offered, dropped for overload) and transmit (sent, dropped)
+    /// counters.
     fn counters(&mut self) -> (u64, u64, u64, u64) {
         match self {
             Port::Packet(p) => {

@@ -16,10 +16,10 @@ use ants_wire::trace::{EVENT_LEN, MAX_REPORT_EVENTS, REPORT_FIXED_LEN, REPORT_HO
 use ants_wire::{Address, CapsuleType, TraceEvent, TraceEventKind, TraceReport};
 
 use crate::budget::PeerBudgets;
+use crate::rng::SplitMix64;
 
 /// The most a received clock moves this node's Lamport clock ahead at once.
 pub(super) const MAX_CLOCK_JUMP: u64 = 1 << 32;
-use crate::rng::SplitMix64;
 
 /// Tracing limits and the sampling rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
