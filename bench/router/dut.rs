@@ -14,6 +14,8 @@ pub(crate) struct AntsSetup {
     pub(crate) forward_wasm: Vec<u8>,
     /// Where the router's output goes (appended, one header line per start).
     pub(crate) log: PathBuf,
+    /// `[node] workers`.
+    pub(crate) workers: u16,
 }
 
 /// Build `capsules/forward` and return its module and type (the SHA-256 of the module).
@@ -30,13 +32,19 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
 }
 
 /// The router-mode configuration of the dut (`ants run --config`).
-pub(crate) fn config_toml(code_dir: &Path, mode: Mode, busy_poll_us: Option<u32>) -> String {
+pub(crate) fn config_toml(
+    code_dir: &Path,
+    mode: Mode,
+    busy_poll_us: Option<u32>,
+    workers: u16,
+) -> String {
     let busy = busy_poll_us.map_or(String::new(), |us| format!("busy_poll_us = {us}\n"));
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
 address = "{DUT_IN_IP}"
 code_cache_dir = "{code}"
+workers = {workers}
 
 [router]
 capsule_port = {CAPSULE_PORT}
@@ -76,12 +84,13 @@ impl AntsSetup {
         (forward_wasm, forward_type): (Vec<u8>, CapsuleType),
         log: PathBuf,
         busy_poll_us: Option<u32>,
+        workers: u16,
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
         let mut configs = Vec::new();
         for mode in Mode::ANTS {
             let path = topo.dir.join(format!("dut-{}.toml", mode.name()));
-            std::fs::write(&path, config_toml(&code_dir, mode, busy_poll_us))?;
+            std::fs::write(&path, config_toml(&code_dir, mode, busy_poll_us, workers))?;
             configs.push((mode, path));
         }
         Ok(AntsSetup {
@@ -91,6 +100,7 @@ impl AntsSetup {
             forward_type,
             forward_wasm,
             log,
+            workers,
         })
     }
 
@@ -102,6 +112,11 @@ impl AntsSetup {
         if !wasm.is_file() {
             std::fs::write(&wasm, &self.forward_wasm)?;
         }
+        // One worker: the router's CPU; more: every CPU up to the workers' count.
+        let cpus = match self.workers {
+            1 => DUT_CPU.to_string(),
+            n => format!("0-{}", n - 1),
+        };
         let argv: Vec<String> = vec![
             "ip".into(),
             "netns".into(),
@@ -109,7 +124,7 @@ impl AntsSetup {
             topo.dut_ns.clone(),
             "taskset".into(),
             "-c".into(),
-            DUT_CPU.to_string(),
+            cpus,
             self.binary.to_string_lossy().into_owned(),
             "run".into(),
             "--config".into(),
@@ -138,11 +153,12 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7));
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7), 2);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));
         assert!(t.contains("code_cache_dir = \"/tmp/x/dut-code\""));
         assert!(t.contains("busy_poll_us = 7\n"));
+        assert!(t.contains("workers = 2\n"));
     }
 }

@@ -103,6 +103,15 @@ pub(crate) struct Cli {
     /// polling off).
     #[arg(long)]
     pub(crate) busy_poll_us: Option<u32>,
+    /// `[node] workers` of the `ants` router (one per receive queue: the router's veths get
+    /// this many queues). With more than one the `ants` process may use every CPU, the
+    /// generator's included; CPU 1's time per packet then is not the router's whole cost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) workers: u16,
+    /// Flows (UDP source ports) the generator sends round-robin; a flow's frames reach one
+    /// worker, so several workers need several flows.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) flows: u16,
     /// Give up on a point when no frame reaches the sink within this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) ready_timeout: f64,
@@ -201,7 +210,7 @@ fn main() -> Result<()> {
     pin_thread(0, GEN_CPU)?;
     cleanup_stale()?;
 
-    let topo = Topology::create()?;
+    let topo = Topology::create(usize::from(cli.workers))?;
     println!(
         "topology up: {} → {} → {} (temporary files in {})",
         topo.gen_ns,
@@ -218,6 +227,7 @@ fn main() -> Result<()> {
                 forward,
                 log,
                 cli.busy_poll_us,
+                cli.workers,
             )?)
         }
         None => None,
@@ -229,6 +239,7 @@ fn main() -> Result<()> {
         warmup: Duration::from_secs_f64(cli.warmup),
         ready_timeout: Duration::from_secs_f64(cli.ready_timeout),
         trafgen_log,
+        flows: cli.flows,
     };
     let result = run_all(&cli, &bench);
     if let Err(e) = &result

@@ -16,6 +16,8 @@ pub(crate) struct Bench {
     pub(crate) ready_timeout: Duration,
     /// Where trafgen writes its output.
     pub(crate) trafgen_log: PathBuf,
+    /// Flows the generator sends (distinct UDP source ports).
+    pub(crate) flows: u16,
 }
 
 /// The numbers of one point (one element of the JSON output).
@@ -92,26 +94,34 @@ impl Bench {
             sport,
             dport,
         };
-        let frame = match mode {
-            m if !m.capsules() => plain_frame(&stream(PLAIN_DST, 1024, 9), size)?,
-            _ => {
-                let ty = self
-                    .ants
-                    .as_ref()
-                    .map(|a| a.forward_type)
-                    .context("capsule mode without the ants setup")?;
-                let dst: Address = SINK_IP
-                    .to_string()
-                    .parse()
-                    .map_err(|_| anyhow!("bad address"))?;
-                let s = stream(DUT_IN_IP, CAPSULE_PORT, CAPSULE_PORT);
-                capsule_frame(&s, size, ty, dst)?
-            }
-        };
-        if !path.is_file() {
-            std::fs::write(&path, trafgen_config(&frame))?;
+        // One frame per flow, differing in the UDP source port (trafgen sends them in turn).
+        let mut frames = Vec::new();
+        for flow in 0..self.flows {
+            let frame = match mode {
+                m if !m.capsules() => plain_frame(&stream(PLAIN_DST, 1024 + flow, 9), size)?,
+                _ => {
+                    let ty = self
+                        .ants
+                        .as_ref()
+                        .map(|a| a.forward_type)
+                        .context("capsule mode without the ants setup")?;
+                    let dst: Address = SINK_IP
+                        .to_string()
+                        .parse()
+                        .map_err(|_| anyhow!("bad address"))?;
+                    // The capsule port, then the ports above it for more flows.
+                    let s = stream(DUT_IN_IP, CAPSULE_PORT + flow, CAPSULE_PORT);
+                    capsule_frame(&s, size, ty, dst)?
+                }
+            };
+            frames.push(frame);
         }
-        Ok((path, frame.len()))
+        let len = frames.first().map_or(0, Vec::len);
+        if !path.is_file() {
+            let config: String = frames.iter().map(|f| trafgen_config(f)).collect();
+            std::fs::write(&path, config)?;
+        }
+        Ok((path, len))
     }
 
     fn start_trafgen(&self, config: &Path) -> Result<Proc> {

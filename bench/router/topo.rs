@@ -88,7 +88,7 @@ pub(crate) struct Topology {
 
 impl Topology {
     /// Build the namespaces, links, addresses, RPS masks and the sink's drop rule.
-    pub(crate) fn create() -> Result<Topology> {
+    pub(crate) fn create(queues: usize) -> Result<Topology> {
         let pid = std::process::id();
         let name = |role: &str| format!("{PREFIX}{pid}-{role}");
         let dir = std::env::temp_dir().join(format!("{PREFIX}{pid}"));
@@ -113,14 +113,16 @@ impl Topology {
             )?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
         }
-        t.veth(&t.gen_ns, GEN_IF, GEN_MAC, &t.dut_ns, DUT_IN, DUT_IN_MAC)?;
+        let q = queues.max(1);
         t.veth(
-            &t.dut_ns,
-            DUT_OUT,
-            DUT_OUT_MAC,
-            &t.sink_ns,
-            SINK_IF,
-            SINK_MAC,
+            (&t.gen_ns, GEN_IF, GEN_MAC),
+            (&t.dut_ns, DUT_IN, DUT_IN_MAC),
+            q,
+        )?;
+        t.veth(
+            (&t.dut_ns, DUT_OUT, DUT_OUT_MAC),
+            (&t.sink_ns, SINK_IF, SINK_MAC),
+            q,
         )?;
         for (ns, dev) in [
             (&t.gen_ns, GEN_IF),
@@ -193,15 +195,14 @@ impl Topology {
         Ok(t)
     }
 
+    /// A veth pair `(namespace, name, MAC)`, each end with `queues` queues each way.
     fn veth(
         &self,
-        ns_a: &str,
-        a: &str,
-        mac_a: [u8; 6],
-        ns_b: &str,
-        b: &str,
-        mac_b: [u8; 6],
+        (ns_a, a, mac_a): (&str, &str, [u8; 6]),
+        (ns_b, b, mac_b): (&str, &str, [u8; 6]),
+        queues: usize,
     ) -> Result<()> {
+        let q = queues.to_string();
         run(&[
             "ip",
             "link",
@@ -211,6 +212,10 @@ impl Topology {
             ns_a,
             "address",
             &mac(mac_a),
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
             "type",
             "veth",
             "peer",
@@ -220,14 +225,21 @@ impl Topology {
             ns_b,
             "address",
             &mac(mac_b),
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ])
         .map(drop)
     }
 
+    /// Steer the receive work of every queue of `dev` to `cpu`.
     fn rps(&self, ns: &str, dev: &str, cpu: usize) -> Result<()> {
         let mask = format!("{:x}", 1u64 << cpu);
-        let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
-        self.exec(ns, &["sh", "-c", &format!("echo {mask} > {path}")])
+        let cmd = format!(
+            "for q in /sys/class/net/{dev}/queues/rx-*; do echo {mask} > $q/rps_cpus; done"
+        );
+        self.exec(ns, &["sh", "-c", &cmd])
             .with_context(|| format!("setting RPS of {dev} to CPU {cpu}"))
     }
 

@@ -109,7 +109,8 @@ pub struct NodeSection {
     /// The seed of the node's randomness (as given, or derived from the address).
     pub seed: u64,
     /// Forwarding threads (default: the CPUs the process may use, at most
-    /// [`MAX_WORKERS`]; router mode: 1). Each runs the capsule types that hash to it.
+    /// [`MAX_WORKERS`]; router mode: 1). Each runs the capsule types that hash to it, and
+    /// in router mode forwards its share of the interfaces' traffic.
     pub workers: usize,
 }
 
@@ -432,7 +433,7 @@ impl<'a> Source<'a> {
         })
     }
 
-    /// `[node] workers`: 1 to [`MAX_WORKERS`]; router mode has one.
+    /// `[node] workers`: 1 to [`MAX_WORKERS`]; left out, one per CPU (router mode: one).
     fn workers(&self, raw: Option<&Spanned<u64>>, router: Option<&RouterSection>) -> Result<usize> {
         let Some(v) = raw else {
             if router.is_some() {
@@ -449,16 +450,6 @@ impl<'a> Source<'a> {
                 "workers",
                 n,
                 format_args!("must be between 1 and {MAX_WORKERS}"),
-            ));
-        }
-        if router.is_some() && n > 1 {
-            return Err(self.invalid(
-                v.span(),
-                "[node]",
-                "workers",
-                n,
-                "router mode runs one worker (its datapath is not split across threads yet); \
-                 leave the key out or set 1",
             ));
         }
         Ok(n as usize)

@@ -85,8 +85,8 @@ fn bad_geometry_and_unknown_interfaces_are_refused_with_their_name() {
 }
 
 #[test]
-fn a_multi_queue_interface_is_refused_with_the_fix() {
-    if !require_root("a_multi_queue_interface_is_refused_with_the_fix") {
+fn queues_and_workers_that_differ_are_refused_with_the_fix() {
+    if !require_root("queues_and_workers_that_differ_are_refused_with_the_fix") {
         return;
     }
     let mut ns = Netns::new();
@@ -109,9 +109,10 @@ fn a_multi_queue_interface_is_refused_with_the_fix() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("serves receive queue 0 only and the interface has 2"),
+        err.contains("serves one receive queue per worker, and the interface has 2 for 1 worker"),
         "{err}"
     );
+    assert!(err.contains("set [node] workers = 2"), "{err}");
     assert!(err.contains("ethtool -L x0 combined 1"), "{err}");
 }
 

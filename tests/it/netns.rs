@@ -224,10 +224,35 @@ impl Netns {
 
     /// A veth pair: `a.1` in namespace `a.0`, `b.1` in namespace `b.0`, both up.
     pub(crate) fn veth(&self, a: (&str, &str), b: (&str, &str)) {
+        self.veth_queues(a, b, 1);
+    }
+
+    /// As [`veth`](Self::veth), each end with `queues` receive and transmit queues.
+    pub(crate) fn veth_queues(&self, a: (&str, &str), b: (&str, &str), queues: usize) {
         let (ns_a, if_a) = a;
         let (ns_b, if_b) = b;
+        let q = queues.to_string();
         ip(&[
-            "-n", ns_a, "link", "add", "name", if_a, "type", "veth", "peer", "name", if_b, "netns",
+            "-n",
+            ns_a,
+            "link",
+            "add",
+            "name",
+            if_a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            if_b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
             ns_b,
         ]);
         up(ns_a, if_a);

@@ -8,7 +8,7 @@
 //! traffic. Every node runs in-process on a thread inside its namespace, so its counters
 //! can be read.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,12 @@ fn router_config(
     route: (&str, Ipv4Addr),
     router_keys: &str,
 ) -> String {
-    let mut t =
-        format!("[node]\naddress = \"{address}\"\n\n[router]\nicmp_per_sec = 1000\n{router_keys}");
+    let (node_keys, router_keys) = router_keys
+        .split_once("[router]\n")
+        .unwrap_or(("", router_keys));
+    let mut t = format!(
+        "[node]\naddress = \"{address}\"\n{node_keys}\n[router]\nicmp_per_sec = 1000\n{router_keys}"
+    );
     for (name, cidr) in ifaces {
         t += &format!("\n[[router.interface]]\nname = \"{name}\"\naddress = \"{cidr}\"\n");
     }
@@ -113,11 +117,19 @@ pub(crate) struct LineOptions {
     pub(crate) xdp: bool,
     /// Run both routers with `datapath = "afxdp"`.
     pub(crate) afxdp: bool,
+    /// `[node] workers` of both routers (0: left out, one), and as many queues on every
+    /// veth of the line.
+    pub(crate) workers: usize,
 }
 
-/// The routers' extra `[router]` keys for `opts`.
+/// The routers' extra keys for `opts`: `[node]` keys, then `[router]\n` and its keys.
 fn router_keys(opts: &LineOptions) -> String {
-    let mut keys = opts.router_keys.to_string();
+    let mut keys = String::new();
+    if opts.workers > 0 {
+        keys += &format!("workers = {}\n", opts.workers);
+    }
+    keys += "[router]\n";
+    keys += opts.router_keys;
     if opts.xdp {
         keys += "fast_path = \"xdp\"\n";
     }
@@ -131,11 +143,16 @@ fn router_keys(opts: &LineOptions) -> String {
 /// The namespaces `h1 — r1 — r2 — h2`, linked, with the hosts' addresses and default
 /// routes and the r1 — r2 link's MTU; the routers' side is left to the caller.
 pub(crate) fn line_namespaces(r1_r2_mtu: Option<u16>) -> (Netns, [String; 4]) {
+    line_namespaces_queues(r1_r2_mtu, 1)
+}
+
+/// As [`line_namespaces`], every veth with `queues` queues each way.
+fn line_namespaces_queues(r1_r2_mtu: Option<u16>, queues: usize) -> (Netns, [String; 4]) {
     let mut netns = Netns::new();
     let [h1, r1, r2, h2] = ["h1", "r1", "r2", "h2"].map(|n| netns.add(n));
-    netns.veth((&h1, "h1-r1"), (&r1, "r1-h1"));
-    netns.veth((&r1, "r1-r2"), (&r2, "r2-r1"));
-    netns.veth((&r2, "r2-h2"), (&h2, "h2-r2"));
+    netns.veth_queues((&h1, "h1-r1"), (&r1, "r1-h1"), queues);
+    netns.veth_queues((&r1, "r1-r2"), (&r2, "r2-r1"), queues);
+    netns.veth_queues((&r2, "r2-h2"), (&h2, "h2-r2"), queues);
     netns::addr(&h1, "h1-r1", "198.18.1.10/24");
     netns::addr(&h2, "h2-r2", "198.18.3.10/24");
     netns::route(&h1, "default via 198.18.1.1");
@@ -148,7 +165,7 @@ pub(crate) fn line_namespaces(r1_r2_mtu: Option<u16>) -> (Netns, [String; 4]) {
 }
 
 pub(crate) fn start_line_with(opts: &LineOptions) -> Line {
-    let (netns, [h1, r1, r2, h2]) = line_namespaces(opts.r1_r2_mtu);
+    let (netns, [h1, r1, r2, h2]) = line_namespaces_queues(opts.r1_r2_mtu, opts.workers.max(1));
     // A veth by default leaves checksums and segmentation to "offload". Unless the test asks
     // for the defaults, h1 sends MTU-sized frames as a host on a real wire does (no TSO/GSO);
     // h2 keeps checksum offload, so r2 gets frames whose checksums are left to offload (TCP
@@ -292,6 +309,66 @@ fn on_the_afxdp_datapath_with_the_fast_path() {
             .fast_path
             .expect("fast path");
         assert!(fp.counters.forwarded > 0, "{fp:?}");
+    }
+}
+
+#[test]
+fn with_two_workers_per_router() {
+    if !require_root("with_two_workers_per_router") {
+        return;
+    }
+    let line = forward_answer_and_run_capsules(&LineOptions {
+        workers: 2,
+        ..LineOptions::default()
+    });
+    both_workers_forward(&line);
+}
+
+#[test]
+fn with_two_workers_per_router_on_afxdp() {
+    if !require_root("with_two_workers_per_router_on_afxdp") {
+        return;
+    }
+    let line = forward_answer_and_run_capsules(&LineOptions {
+        workers: 2,
+        afxdp: true,
+        ..LineOptions::default()
+    });
+    both_workers_forward(&line);
+}
+
+/// Many flows through the line: each router's two workers both forward some (a flow's
+/// frames reach one worker: the fanout's or the veth's queue hash), their counts add up to
+/// the router's, and their routers shared ARP without losing any.
+fn both_workers_forward(line: &Line) {
+    let h1 = &line.ns[0];
+    enter(h1, || {
+        let sockets: Vec<UdpSocket> = (0..64)
+            .map(|_| UdpSocket::bind((H1, 0)).expect("bind in h1"))
+            .collect();
+        for s in &sockets {
+            for _ in 0..4 {
+                s.send_to(b"flow", (H2, 9)).expect("send");
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, name) in [(1, "r1"), (2, "r2")] {
+        let s = line.stats(i);
+        let r = s.router.as_ref().expect("router stats");
+        assert_eq!(s.workers.len(), 2, "{name}: {:?}", s.workers);
+        let per: Vec<u64> = s.workers.iter().map(|w| w.forwarded).collect();
+        eprintln!(
+            "{name}: forwarded per worker {per:?}, ARP shared {} (dropped {})",
+            r.arp_shared, r.arp_share_dropped
+        );
+        assert!(
+            per.iter().all(|&n| n > 0),
+            "{name}: both workers forward: {per:?}"
+        );
+        assert_eq!(per.iter().sum::<u64>(), r.router.forwarded, "{name}");
+        assert!(r.arp_shared > 0, "{name}: the workers' routers shared ARP");
+        assert_eq!(r.arp_share_dropped, 0, "{name}");
     }
 }
 

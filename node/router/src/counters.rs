@@ -300,6 +300,65 @@ impl RouterCounters {
         self.drops.iter().sum()
     }
 
+    /// Add `other`'s counts to these (the routers of several workers, as one).
+    pub fn add(&mut self, other: &RouterCounters) {
+        // Destructured without `..`: a new counter does not compile until it is added here.
+        let RouterCounters {
+            forwarded,
+            forwarded_gso,
+            fragmented,
+            fragments_sent,
+            checksums_completed,
+            capsules,
+            arp_requests_sent,
+            arp_replies_sent,
+            arp_learned,
+            arp_updated,
+            arp_evicted,
+            arp_failed,
+            arp_held,
+            arp_released,
+            icmp_sent,
+            icmp_rate_limited,
+            icmp_rate_limited_source,
+            icmp_rate_limited_time_exceeded,
+            icmp_rate_limited_unreachable,
+            icmp_rate_limited_frag_needed,
+            icmp_sources_evicted,
+            icmp_suppressed,
+            echo_replies,
+            udp_sent,
+            drops,
+        } = other;
+        self.forwarded += forwarded;
+        self.forwarded_gso += forwarded_gso;
+        self.fragmented += fragmented;
+        self.fragments_sent += fragments_sent;
+        self.checksums_completed += checksums_completed;
+        self.capsules += capsules;
+        self.arp_requests_sent += arp_requests_sent;
+        self.arp_replies_sent += arp_replies_sent;
+        self.arp_learned += arp_learned;
+        self.arp_updated += arp_updated;
+        self.arp_evicted += arp_evicted;
+        self.arp_failed += arp_failed;
+        self.arp_held += arp_held;
+        self.arp_released += arp_released;
+        self.icmp_sent += icmp_sent;
+        self.icmp_rate_limited += icmp_rate_limited;
+        self.icmp_rate_limited_source += icmp_rate_limited_source;
+        self.icmp_rate_limited_time_exceeded += icmp_rate_limited_time_exceeded;
+        self.icmp_rate_limited_unreachable += icmp_rate_limited_unreachable;
+        self.icmp_rate_limited_frag_needed += icmp_rate_limited_frag_needed;
+        self.icmp_sources_evicted += icmp_sources_evicted;
+        self.icmp_suppressed += icmp_suppressed;
+        self.echo_replies += echo_replies;
+        self.udp_sent += udp_sent;
+        for (mine, n) in self.drops.iter_mut().zip(drops) {
+            *mine += n;
+        }
+    }
+
     #[inline]
     pub(crate) fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
@@ -325,6 +384,26 @@ mod tests {
             n.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }));
+    }
+
+    #[test]
+    fn add_sums_every_counter_and_reason() {
+        let mut a = RouterCounters {
+            forwarded: 2,
+            ..RouterCounters::default()
+        };
+        a.drop(DropReason::NoRoute);
+        let mut b = RouterCounters {
+            forwarded: 3,
+            udp_sent: 1,
+            ..RouterCounters::default()
+        };
+        b.drop(DropReason::NoRoute);
+        b.drop(DropReason::ArpSpoof);
+        a.add(&b);
+        assert_eq!((a.forwarded, a.udp_sent), (5, 1));
+        assert_eq!(a.drop_count(DropReason::NoRoute), 2);
+        assert_eq!(a.dropped_total(), 3);
     }
 
     #[test]

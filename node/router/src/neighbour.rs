@@ -139,6 +139,11 @@ impl ArpTable {
         Lookup::ReadyProbe(mac)
     }
 
+    /// Whether either table has `ip`, without touching its recency or timers.
+    pub(crate) fn knows(&self, ip: u32) -> bool {
+        self.resolved.contains(&ip) || self.incomplete.contains(&ip)
+    }
+
     /// The entry for `ip`, without touching its recency.
     #[cfg(test)]
     pub(crate) fn peek(&self, ip: u32) -> Option<&Neighbour> {

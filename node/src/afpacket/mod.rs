@@ -188,6 +188,7 @@ pub struct PacketSocket {
     ifindex: u32,
     mac: [u8; 6],
     mtu: u16,
+    rx_queues: Option<u32>,
     stats: (u64, u64),
 }
 
@@ -274,8 +275,23 @@ impl PacketSocket {
             ifindex: link.ifindex,
             mac: link.mac,
             mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
+            rx_queues: link.rx_queues,
             stats: (0, 0),
         })
+    }
+
+    /// Share the interface's received frames with the other sockets of a fanout group, a
+    /// flow's frames (by the kernel's flow hash) always to the same socket: `group` to join
+    /// the group another socket made, `None` to make one. Returns the group's id.
+    pub fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
+        sys::join_fanout(&self.fd, group)
+            .map_err(|e| step_error("setsockopt PACKET_FANOUT", &self.ifname, e))
+    }
+
+    /// The receive queues the interface's driver reports in use (when the socket was
+    /// opened); `None` if it does not say.
+    pub fn rx_queues(&self) -> Option<u32> {
+        self.rx_queues
     }
 
     /// The interface's name, as given to [`open`](Self::open).

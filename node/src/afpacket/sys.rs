@@ -81,6 +81,39 @@ pub(super) fn packet_statistics(fd: RawFd) -> io::Result<libc::tpacket_stats_v3>
     }
 }
 
+/// `PACKET_FANOUT` (`linux/if_packet.h`; the `libc` crate has it only in its new UAPI tree).
+const PACKET_FANOUT: libc::c_int = 18;
+/// Fanout by the kernel's flow hash: a flow's frames go to one socket of the group.
+const PACKET_FANOUT_HASH: u32 = 0;
+/// Let the kernel pick an id no other group in the namespace uses (Linux ≥ 4.20).
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+
+/// Join `fd` (bound) to a hash fanout group: `group` to join an existing one, `None` to
+/// create one with a fresh id. Returns the group's id.
+pub(super) fn join_fanout(fd: &OwnedFd, group: Option<u16>) -> io::Result<u16> {
+    let arg = match group {
+        Some(id) => u32::from(id) | PACKET_FANOUT_HASH << 16,
+        None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    };
+    crate::sys::setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT, &arg)?;
+    let mut got: u32 = 0;
+    let mut len = mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `got` and `len` are live and writable for the call; `len` bounds the write.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_FANOUT,
+            ptr::from_mut(&mut got).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((got & 0xffff) as u16)
+}
+
 /// Bind `fd` to `ifindex` for every protocol (`ETH_P_ALL`).
 pub(super) fn bind_ifindex(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     // SAFETY: all-zero bytes are a valid `sockaddr_ll` (integers and a byte array).
@@ -110,6 +143,9 @@ pub(super) struct LinkInfo {
     pub(super) hw_type: u16,
     pub(super) mac: [u8; 6],
     pub(super) mtu: u32,
+    /// Receive queues in use (`ETHTOOL_GCHANNELS`: dedicated receive plus combined
+    /// channels); `None` when the driver does not say.
+    pub(super) rx_queues: Option<u32>,
 }
 
 /// An `ifreq` naming `ifname`; `InvalidInput` when the name cannot be an interface name.
@@ -167,7 +203,43 @@ pub(super) fn link_info(fd: RawFd, ifname: &str) -> io::Result<LinkInfo> {
         hw_type: hw.sa_family,
         mac,
         mtu: u32::try_from(mtu).unwrap_or(0),
+        rx_queues: rx_channels(fd, ifname),
     })
+}
+
+/// `ETHTOOL_GCHANNELS` (`linux/ethtool.h`).
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// `struct ethtool_channels`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// The receive queues `ifname` uses, from its driver's channel counts; `None` if the driver
+/// does not report them (or reports none).
+fn rx_channels(fd: RawFd, ifname: &str) -> Option<u32> {
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    let mut req = ifreq_for(ifname).ok()?;
+    req.ifr_ifru.ifru_data = ptr::from_mut(&mut ch).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GCHANNELS reads the command from and writes the
+    // counts into the `ethtool_channels` that `ifru_data` points to, live and exclusively
+    // borrowed for the call, as is `req`.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, ptr::from_mut(&mut req)) };
+    let n = ch.rx_count.saturating_add(ch.combined_count);
+    (rc == 0 && n > 0).then_some(n)
 }
 
 #[cfg(test)]

@@ -441,12 +441,12 @@ mod tests {
     }
 
     #[test]
-    fn router_mode_runs_one_worker() {
+    fn router_mode_runs_one_worker_unless_told() {
         assert_eq!(parse(ROUTER).unwrap().node.workers, 1);
-        let one = ROUTER.replace("\n\n[router]", "\nworkers = 1\n\n[router]");
-        assert_eq!(parse(&one).unwrap().node.workers, 1);
         let two = ROUTER.replace("\n\n[router]", "\nworkers = 2\n\n[router]");
-        error(&two, 3, "router mode runs one worker");
+        assert_eq!(parse(&two).unwrap().node.workers, 2);
+        let none = ROUTER.replace("\n\n[router]", "\nworkers = 0\n\n[router]");
+        error(&none, 3, "between 1 and");
     }
 
     #[test]

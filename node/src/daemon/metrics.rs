@@ -337,6 +337,8 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
         ("icmp_rate_limited", c.icmp_rate_limited),
         ("echo_replies", c.echo_replies),
         ("udp_sent", c.udp_sent),
+        ("arp_shared", router.arp_shared),
+        ("arp_share_dropped", router.arp_share_dropped),
     ] {
         events.get_or_create(&labels(&[("event", event)])).inc_by(n);
     }

@@ -606,6 +606,7 @@ impl Driver {
                 datagrams_in: self.node.counters().datagrams_in,
                 runs: self.node.counters().runs,
                 handed_off: self.steer.handed_off,
+                forwarded: 0,
                 protocols: self.node.protocols().iter().map(|(t, _)| *t).collect(),
             }],
             handed_off: self.steer.handed_off,
@@ -904,12 +905,29 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
     };
     let Setup {
         common,
-        seeds,
+        mut seeds,
         inboxes,
         apps,
         app_rx,
         local,
     } = setup;
+    // Router mode: every worker's sockets open on this thread, which then drops privileges
+    // (keeping the capabilities router mode needs); the workers' threads, started after,
+    // inherit its capability sets.
+    if let Some(r) = &cfg.router {
+        let parts = match router::open(r, seeds.len()) {
+            Ok(p) => p,
+            Err(e) => return fail(e, ready),
+        };
+        for (seed, p) in seeds.iter_mut().zip(parts) {
+            seed.router = Some(p);
+        }
+        if let Some(user) = &r.user
+            && let Err(e) = drop_privileges(user, &cfg)
+        {
+            return fail(e, ready);
+        }
+    }
     let compile_pool = common.compiles.clone();
     let mut links = Vec::with_capacity(seeds.len());
     let mut threads = Vec::new();
@@ -1037,8 +1055,10 @@ struct Common {
 struct Seed {
     shard: Shard,
     store: Option<CodeStore>,
-    /// The overlay socket (`None` in router mode: worker 0 opens the interfaces).
+    /// The overlay socket (`None` in router mode).
     socket: Option<BatchSocket>,
+    /// Router mode: this worker's sockets and router.
+    router: Option<router::RouterParts>,
 }
 
 /// The channels a worker serves.
@@ -1084,14 +1104,9 @@ impl Setup {
             None => {
                 let sockets = Overlay::bind_group(cfg, count)?;
                 let local = sockets[0].local_addr()?;
-                (sockets.into_iter().map(Some).collect(), local)
+                (sockets.into_iter().map(Some).collect::<Vec<_>>(), local)
             }
-            Some(_) => {
-                if count > 1 {
-                    anyhow::bail!("router mode runs one worker; set [node] workers = 1");
-                }
-                (vec![None], cfg.node.listen)
-            }
+            Some(_) => ((0..count).map(|_| None).collect(), cfg.node.listen),
         };
         let mut seeds = Vec::with_capacity(count);
         for (index, socket) in sockets.into_iter().enumerate() {
@@ -1101,6 +1116,7 @@ impl Setup {
                 shard,
                 store,
                 socket,
+                router: None,
             });
         }
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..count)
@@ -1184,16 +1200,10 @@ impl Worker {
         let (driver, compiled) = Driver::new(common, seed.shard, seed.store)?;
         let lp = Loop { channels, compiled };
         let cfg = &common.cfg;
-        let io = match (seed.socket, &cfg.router) {
+        let io = match (seed.socket, seed.router) {
             (Some(socket), _) => WorkerIo::Overlay(Box::new(Overlay::new(socket, cfg)?)),
-            (None, Some(router)) => {
-                let io = RouterIo::open(router)?;
-                if let Some(user) = &router.user {
-                    drop_privileges(user, cfg)?;
-                }
-                WorkerIo::Router(Box::new(io))
-            }
-            (None, None) => anyhow::bail!("an overlay worker without a socket"),
+            (None, Some(parts)) => WorkerIo::Router(Box::new(RouterIo::start(parts)?)),
+            (None, None) => anyhow::bail!("a worker without a socket"),
         };
         Ok(Worker { driver, io, lp })
     }

@@ -12,15 +12,17 @@
 use std::future::poll_fn;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
-    Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
-    l4_checksum_is_pseudo_header,
+    DropReason, Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict,
+    complete_l4_checksum, l4_checksum_is_pseudo_header,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Driver, Stats, Underlay};
@@ -169,6 +171,36 @@ pub struct RouterStats {
     pub ipv6_dropped: u64,
     /// The XDP fast path, when `fast_path = "xdp"`.
     pub fast_path: Option<FastPathStats>,
+    /// With several workers: ARP frames copied to sibling workers' routers, and copies
+    /// dropped because a sibling's queue was full.
+    pub arp_shared: u64,
+    pub arp_share_dropped: u64,
+}
+
+impl RouterStats {
+    /// Add another worker's counters (interfaces by position; the fast path is worker 0's).
+    pub fn merge(&mut self, o: RouterStats) {
+        let RouterStats {
+            router,
+            interfaces,
+            node_datagrams_dropped,
+            ipv6_dropped,
+            fast_path,
+            arp_shared,
+            arp_share_dropped,
+        } = o;
+        self.router.add(&router);
+        for (mine, i) in self.interfaces.iter_mut().zip(interfaces) {
+            mine.add(&i);
+        }
+        self.node_datagrams_dropped += node_datagrams_dropped;
+        self.ipv6_dropped += ipv6_dropped;
+        if self.fast_path.is_none() {
+            self.fast_path = fast_path;
+        }
+        self.arp_shared += arp_shared;
+        self.arp_share_dropped += arp_share_dropped;
+    }
 }
 
 /// What the XDP fast path did.
@@ -215,6 +247,143 @@ pub struct InterfaceStats {
     pub busy_polls: u64,
 }
 
+impl InterfaceStats {
+    /// Add another worker's counters for the same interface.
+    fn add(&mut self, o: &InterfaceStats) {
+        let InterfaceStats {
+            name: _,
+            kernel_frames,
+            ring_drops,
+            tx_frames,
+            tx_dropped,
+            gso_frames,
+            partial_checksums,
+            checksums_completed,
+            tx_refused,
+            busy_polls,
+        } = o;
+        self.kernel_frames += kernel_frames;
+        self.ring_drops += ring_drops;
+        self.tx_frames += tx_frames;
+        self.tx_dropped += tx_dropped;
+        self.gso_frames += gso_frames;
+        self.partial_checksums += partial_checksums;
+        self.checksums_completed += checksums_completed;
+        self.tx_refused += tx_refused;
+        self.busy_polls += busy_polls;
+    }
+}
+
+/// An owned interface's socket before a worker's runtime takes it.
+enum RawPort {
+    Packet(PacketSocket),
+    Xsk(XskSocket),
+}
+
+impl RawPort {
+    fn into_port(self) -> std::io::Result<Port> {
+        Ok(match self {
+            RawPort::Packet(p) => Port::Packet(p.into_async_fd()?),
+            RawPort::Xsk(x) => Port::Xsk(x.into_async_fd()?),
+        })
+    }
+}
+
+/// What a node's workers share of its interfaces: the kernel isolation and NAPI settings,
+/// restored when the last worker lets go (after its sockets).
+struct Held {
+    _isolation: Vec<Isolation>,
+    _napi: Vec<NapiDeferral>,
+}
+
+/// ARP frames one worker's router shares with the others' (`Router::handle_sibling_arp`):
+/// what it received and kept, and the broadcast requests it sent. With several workers a
+/// reply may reach a worker that did not ask; this is how it reaches the one that did.
+struct Siblings {
+    to: Vec<mpsc::Sender<ArpCopy>>,
+    from: mpsc::Receiver<ArpCopy>,
+    /// Received by `readable`, not yet given to the router.
+    pending: Vec<ArpCopy>,
+    /// Frames shared, and frames not shared because a sibling's queue was full.
+    shared: u64,
+    dropped: u64,
+}
+
+/// An ARP frame (Ethernet and ARP headers, no padding) and the interface it concerns.
+#[derive(Clone, Copy)]
+struct ArpCopy {
+    iface: usize,
+    frame: [u8; ARP_FRAME_LEN],
+}
+
+/// Ethernet + ARP for IPv4 over Ethernet.
+const ARP_FRAME_LEN: usize = 42;
+/// ARP frames one worker's queue from its siblings holds; more are dropped and counted.
+const SIBLING_QUEUE: usize = 256;
+/// Sibling frames a worker handles per turn.
+const SIBLING_FRAMES_PER_TURN: usize = 256;
+
+impl Siblings {
+    /// One set per worker, each sending to every other.
+    fn mesh(workers: usize) -> Vec<Siblings> {
+        let (txs, rxs): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::channel(SIBLING_QUEUE)).unzip();
+        rxs.into_iter()
+            .enumerate()
+            .map(|(me, from)| Siblings {
+                to: txs
+                    .iter()
+                    .enumerate()
+                    .filter(|&(w, _)| w != me)
+                    .map(|(_, t)| t.clone())
+                    .collect(),
+                from,
+                pending: Vec::new(),
+                shared: 0,
+                dropped: 0,
+            })
+            .collect()
+    }
+
+    /// Share `frame` (if it is ARP) from interface `iface` with every sibling.
+    fn share(&mut self, iface: usize, frame: &[u8]) {
+        if self.to.is_empty() || !is_arp(frame) {
+            return;
+        }
+        let Some(bytes) = frame.get(..ARP_FRAME_LEN) else {
+            return;
+        };
+        let mut copy = ArpCopy {
+            iface,
+            frame: [0; ARP_FRAME_LEN],
+        };
+        copy.frame.copy_from_slice(bytes);
+        for t in &self.to {
+            match t.try_send(copy) {
+                Ok(()) => self.shared += 1,
+                Err(_) => self.dropped += 1,
+            }
+        }
+    }
+}
+
+/// An Ethernet frame carrying ARP.
+fn is_arp(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x06][..])
+}
+
+/// One worker's share of router mode, made before any worker runs (on the thread that may
+/// then drop privileges): its sockets — an AF_PACKET socket per interface in a fanout group
+/// with the other workers', or the AF_XDP socket of its receive queue — and its router.
+pub(super) struct RouterParts {
+    ports: Vec<RawPort>,
+    router: Router,
+    stats: RouterStats,
+    fast: Option<FastPath>,
+    siblings: Siblings,
+    held: Arc<Held>,
+}
+
 /// The owned interfaces, their kernel isolation, and the router.
 pub(super) struct RouterIo {
     ports: Vec<Port>,
@@ -226,88 +395,129 @@ pub(super) struct RouterIo {
     /// Per interface: frames its transmit batch refused (see [`InterfaceStats::tx_refused`]).
     tx_refused: Vec<u64>,
     stats: RouterStats,
-    /// The XDP fast path and when its neighbour map was last synced.
+    /// The XDP fast path (worker 0's) and when its neighbour map was last synced.
     fast: Option<(FastPath, Duration)>,
-    // Restored (sysctls, tc ingress, NAPI deferral) when the node stops; dropped after the
-    // sockets.
-    _isolation: Vec<Isolation>,
-    _napi: Vec<NapiDeferral>,
+    siblings: Siblings,
+    // Restored (sysctls, tc ingress, NAPI deferral) when the last worker stops; dropped
+    // after the sockets.
+    _held: Arc<Held>,
 }
 
-impl RouterIo {
-    /// Take the interfaces from the kernel, open their rings, build the router.
-    pub(super) fn open(r: &RouterSection) -> anyhow::Result<RouterIo> {
-        let mut isolation = Vec::with_capacity(r.interfaces.len());
-        let mut ports = Vec::with_capacity(r.interfaces.len());
-        let mut interfaces = Vec::with_capacity(r.interfaces.len());
-        let mut ifindexes = Vec::with_capacity(r.interfaces.len());
-        let mut napi = Vec::new();
-        let opts = IsolateOptions {
-            ingress_drop: r.kernel_ingress_drop,
+/// Take the interfaces from the kernel and open them for `workers` workers: the first
+/// worker's parts first. AF_PACKET: one socket per worker and interface, in a hash fanout
+/// group (a flow's frames reach one worker). AF_XDP: worker `w` serves receive queue `w`,
+/// so every interface must have exactly `workers` receive queues.
+pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<RouterParts>> {
+    let workers = workers.max(1);
+    let mut isolation = Vec::with_capacity(r.interfaces.len());
+    let mut ports: Vec<Vec<RawPort>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut interfaces = Vec::with_capacity(r.interfaces.len());
+    let mut ifindexes = Vec::with_capacity(r.interfaces.len());
+    let mut napi = Vec::new();
+    let opts = IsolateOptions {
+        ingress_drop: r.kernel_ingress_drop,
+    };
+    for i in &r.interfaces {
+        let iso = kernel::isolate_with(&i.name, &opts)
+            .map_err(needs_privilege)
+            .with_context(|| format!("router interface {}", i.name))?;
+        if let Some((a, len)) = iso.kernel_ipv4_addrs().first() {
+            bail!(
+                "router interface {}: the kernel has the address {a}/{len} on it, so it would \
+                 answer ARP and ICMP too; remove it (ip addr flush dev {}) — the router owns \
+                 {}/{} from its config",
+                i.name,
+                i.name,
+                i.address,
+                i.prefix_len
+            );
+        }
+        if let IngressDropState::Unavailable(why) = iso.ingress_drop() {
+            warn!(interface = %i.name, "kernel_ingress_drop unavailable: {why}");
+        }
+        isolation.push(iso);
+        // Transmit batches take frames up to 64 KiB (super-frames), so any MTU fits.
+        let open_packet = || {
+            PacketSocket::open(&i.name, &RingConfig::default())
+                .map_err(needs_privilege)
+                .with_context(|| format!("router interface {}", i.name))
         };
-        for i in &r.interfaces {
-            let iso = kernel::isolate_with(&i.name, &opts)
-                .map_err(needs_privilege)
-                .with_context(|| format!("router interface {}", i.name))?;
-            if let Some((a, len)) = iso.kernel_ipv4_addrs().first() {
-                bail!(
-                    "router interface {}: the kernel has the address {a}/{len} on it, so it would \
-                     answer ARP and ICMP too; remove it (ip addr flush dev {}) — the router owns \
-                     {}/{} from its config",
-                    i.name,
-                    i.name,
-                    i.address,
-                    i.prefix_len
-                );
-            }
-            if let IngressDropState::Unavailable(why) = iso.ingress_drop() {
-                warn!(interface = %i.name, "kernel_ingress_drop unavailable: {why}");
-            }
-            isolation.push(iso);
-            // Transmit batches take frames up to 64 KiB (super-frames), so any MTU fits.
-            let sock = PacketSocket::open(&i.name, &RingConfig::default())
-                .map_err(needs_privilege)
-                .with_context(|| format!("router interface {}", i.name))?;
-            let (mtu, ifindex) = (i.mtu.unwrap_or_else(|| sock.mtu()), sock.ifindex());
-            interfaces.push(Interface {
-                name: i.name.clone(),
-                mac: sock.mac(),
-                addr: i.address,
-                prefix_len: i.prefix_len,
-                mtu,
-            });
-            ifindexes.push(ifindex);
-            let port = match r.datapath {
-                Datapath::AfPacket => Port::Packet(sock.into_async_fd()?),
-                Datapath::AfXdp => {
-                    // The packet socket only told us the link's facts.
-                    drop(sock);
-                    // One socket, on queue 0: frames another queue received would reach
-                    // neither it nor the kernel (isolated), so refuse rather than lose them.
-                    let queues = rx_queues(&i.name);
-                    if queues > 1 {
-                        bail!(
-                            "router interface {}: datapath = \"afxdp\" serves receive queue 0 \
-                             only and the interface has {queues}; set one queue (ethtool -L {} \
-                             combined 1) or use datapath = \"afpacket\"",
-                            i.name,
-                            i.name
-                        );
+        let sock = open_packet()?;
+        let (mtu, ifindex) = (i.mtu.unwrap_or_else(|| sock.mtu()), sock.ifindex());
+        let mac = sock.mac();
+        // From the driver, through the socket (so about its namespace); `/sys` otherwise.
+        let queues = sock
+            .rx_queues()
+            .map_or_else(|| rx_queues(&i.name), |n| n as usize);
+        interfaces.push(Interface {
+            name: i.name.clone(),
+            mac,
+            addr: i.address,
+            prefix_len: i.prefix_len,
+            mtu,
+        });
+        ifindexes.push(ifindex);
+        match r.datapath {
+            Datapath::AfPacket => {
+                let mut socks = vec![sock];
+                if workers > 1 {
+                    let group = socks[0].join_fanout(None)?;
+                    for _ in 1..workers {
+                        let s = open_packet()?;
+                        s.join_fanout(Some(group))?;
+                        socks.push(s);
                     }
-                    let mut xsk = XskSocket::open(&i.name, ifindex, 0, &XskConfig::default())
-                        .with_context(|| format!("router interface {}", i.name))?;
-                    if r.busy_poll_us > 0 {
-                        let us = Duration::from_micros(u64::from(r.busy_poll_us));
-                        let mac = interfaces.last().map_or([0; 6], |f: &Interface| f.mac);
-                        match NapiDeferral::set(&i.name, ifindex, mac, us)
-                            .and_then(|d| xsk.prefer_busy_poll(XSK_BUSY_POLL_BUDGET).map(|()| d))
-                        {
-                            Ok(d) => napi.push(d),
-                            Err(e) => warn!(
+                }
+                for (w, s) in socks.into_iter().enumerate() {
+                    ports[w].push(RawPort::Packet(s));
+                }
+            }
+            Datapath::AfXdp => {
+                // The packet socket only told us the link's facts.
+                drop(sock);
+                // One socket per worker, worker w on queue w: frames another queue received
+                // would reach neither a socket nor the kernel (isolated), so refuse rather
+                // than lose them.
+                if queues != workers {
+                    bail!(
+                        "router interface {}: datapath = \"afxdp\" serves one receive queue \
+                         per worker, and the interface has {queues} for {workers} worker(s); \
+                         set [node] workers = {queues}, or give it {workers} queue(s) (ethtool \
+                         -L {} combined {workers}; a veth: numrxqueues {workers} numtxqueues \
+                         {workers} when created), or use datapath = \"afpacket\"",
+                        i.name,
+                        i.name
+                    );
+                }
+                let us = Duration::from_micros(u64::from(r.busy_poll_us));
+                let mut deferral = if r.busy_poll_us > 0 {
+                    match NapiDeferral::set(&i.name, ifindex, mac, us) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            warn!(
                                 interface = %i.name,
                                 "busy polling unavailable, the kernel drives receive: {e}"
-                            ),
+                            );
+                            None
                         }
+                    }
+                } else {
+                    None
+                };
+                for (w, worker_ports) in ports.iter_mut().enumerate() {
+                    let queue = u32::try_from(w).unwrap_or(u32::MAX);
+                    let mut xsk = XskSocket::open(&i.name, ifindex, queue, &XskConfig::default())
+                        .with_context(|| {
+                        format!("router interface {} queue {queue}", i.name)
+                    })?;
+                    if deferral.is_some()
+                        && let Err(e) = xsk.prefer_busy_poll(XSK_BUSY_POLL_BUDGET)
+                    {
+                        warn!(
+                            interface = %i.name,
+                            "busy polling unavailable, the kernel drives receive: {e}"
+                        );
+                        deferral = None;
                     }
                     // The largest frame: MTU + Ethernet header + a VLAN tag.
                     if usize::from(mtu) + 18 > xsk.max_rx_frame() {
@@ -317,81 +527,125 @@ impl RouterIo {
                             i.name
                         );
                     }
-                    Port::Xsk(xsk.into_async_fd()?)
+                    worker_ports.push(RawPort::Xsk(xsk));
                 }
-            };
-            ports.push(port);
+                napi.extend(deferral);
+            }
         }
-        let mut routes: Vec<Route> = r
-            .routes
-            .iter()
-            .map(|rt| Route {
-                dst: rt.dst,
-                prefix_len: rt.prefix_len,
-                via: Some(rt.via),
-            })
-            .collect();
-        if r.import_kernel_routes {
-            routes.extend(kernel_routes(r, &routes)?);
-        }
-        let limits = r.router_limits();
-        let router = Router::new(RouterConfig {
-            interfaces,
-            routes,
-            capsule_port: r.capsule_port,
-            limits,
+    }
+    let mut routes: Vec<Route> = r
+        .routes
+        .iter()
+        .map(|rt| Route {
+            dst: rt.dst,
+            prefix_len: rt.prefix_len,
+            via: Some(rt.via),
         })
-        .context("router configuration")?;
-        for (i, info) in r.interfaces.iter().zip(router.interfaces()) {
-            let m = info.mac;
-            let mac = format!(
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            );
-            info!(interface = %i.name, %mac, address = %i.address, "interface owned");
-        }
-        let options = ProgramOptions {
-            forward: r.fast_path == FastPathMode::Xdp,
-            xsk: r.datapath == Datapath::AfXdp,
-        };
-        let fast = if options.forward || options.xsk {
-            Some(open_xdp(&router, &ifindexes, &ports, r, options)?)
-        } else {
-            None
-        };
-        info!(
-            datapath = match r.datapath {
-                Datapath::AfPacket => "afpacket",
-                Datapath::AfXdp => "afxdp",
-            },
-            fast_path = if options.forward { "xdp" } else { "none" },
-            "router datapath"
+        .collect();
+    if r.import_kernel_routes {
+        routes.extend(kernel_routes(r, &routes)?);
+    }
+    let config = RouterConfig {
+        interfaces,
+        routes,
+        capsule_port: r.capsule_port,
+        limits: r.router_limits(),
+    };
+    let router = Router::new(config.clone()).context("router configuration")?;
+    for (i, info) in r.interfaces.iter().zip(router.interfaces()) {
+        let m = info.mac;
+        let mac = format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
         );
-        let stats = RouterStats {
-            fast_path: fast.as_ref().map(|f: &FastPath| FastPathStats {
-                modes: f.attached().map(|(_, m)| m).collect(),
-                ..FastPathStats::default()
-            }),
-            interfaces: r
-                .interfaces
-                .iter()
-                .map(|i| InterfaceStats {
-                    name: i.name.clone(),
-                    ..InterfaceStats::default()
-                })
-                .collect(),
-            ..RouterStats::default()
-        };
+        info!(interface = %i.name, %mac, address = %i.address, "interface owned");
+    }
+    let options = ProgramOptions {
+        forward: r.fast_path == FastPathMode::Xdp,
+        xsk: r.datapath == Datapath::AfXdp,
+    };
+    let fast = if options.forward || options.xsk {
+        Some(open_xdp(&router, &ifindexes, &ports, r, options)?)
+    } else {
+        None
+    };
+    info!(
+        datapath = match r.datapath {
+            Datapath::AfPacket => "afpacket",
+            Datapath::AfXdp => "afxdp",
+        },
+        fast_path = if options.forward { "xdp" } else { "none" },
+        workers,
+        "router datapath"
+    );
+    let held = Arc::new(Held {
+        _isolation: isolation,
+        _napi: napi,
+    });
+    let mut fast = fast;
+    let mut routers = vec![router];
+    for _ in 1..workers {
+        routers.push(Router::new(config.clone()).context("router configuration")?);
+    }
+    let parts = ports
+        .into_iter()
+        .zip(routers)
+        .zip(Siblings::mesh(workers))
+        .map(|((ports, router), siblings)| {
+            // Worker 0 keeps the XDP program, its maps and their counters.
+            let fast = fast.take();
+            RouterParts {
+                stats: RouterStats {
+                    fast_path: fast.as_ref().map(|f: &FastPath| FastPathStats {
+                        modes: f.attached().map(|(_, m)| m).collect(),
+                        ..FastPathStats::default()
+                    }),
+                    interfaces: r
+                        .interfaces
+                        .iter()
+                        .map(|i| InterfaceStats {
+                            name: i.name.clone(),
+                            ..InterfaceStats::default()
+                        })
+                        .collect(),
+                    ..RouterStats::default()
+                },
+                ports,
+                router,
+                fast,
+                siblings,
+                held: Arc::clone(&held),
+            }
+        })
+        .collect();
+    Ok(parts)
+}
+
+impl RouterIo {
+    /// A worker's router mode on the current runtime.
+    pub(super) fn start(parts: RouterParts) -> anyhow::Result<RouterIo> {
+        let RouterParts {
+            ports,
+            router,
+            stats,
+            fast,
+            siblings,
+            held,
+        } = parts;
+        let ports = ports
+            .into_iter()
+            .map(RawPort::into_port)
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(RouterIo {
+            tx_refused: vec![0; ports.len()],
             ports,
             router,
             hairpin: Vec::new(),
             hairpin_lens: Vec::new(),
-            tx_refused: vec![0; r.interfaces.len()],
             stats,
             fast: fast.map(|f| (f, Duration::ZERO)),
-            _isolation: isolation,
-            _napi: napi,
+            siblings,
+            _held: held,
         })
     }
 
@@ -422,6 +676,22 @@ impl RouterIo {
         }
     }
 
+    /// Give the router the ARP frames its siblings shared (a bounded number per turn);
+    /// `true` if more wait.
+    fn sibling_frames(&mut self, now: Duration) -> bool {
+        let s = &mut self.siblings;
+        while s.pending.len() < SIBLING_FRAMES_PER_TURN
+            && let Ok(copy) = s.from.try_recv()
+        {
+            s.pending.push(copy);
+        }
+        let more = s.pending.len() >= SIBLING_FRAMES_PER_TURN;
+        for c in s.pending.drain(..) {
+            self.router.handle_sibling_arp(now, c.iface, &c.frame);
+        }
+        more
+    }
+
     /// Read up to [`MAX_BLOCKS_PER_TURN`] blocks of interface `i`; `true` if more wait.
     fn receive_from(&mut self, i: usize, now: Duration, driver: &mut Driver) -> bool {
         let (before, rest) = self.ports.split_at_mut(i);
@@ -446,8 +716,21 @@ impl RouterIo {
             }
         };
         let stats = &mut self.stats.interfaces[i];
+        let siblings = &mut self.siblings;
         cur.recv(|frame, meta| {
             let offload = offload_of(frame, &meta, stats);
+            if !siblings.to.is_empty() && is_arp(frame) {
+                // Shared unless the router dropped it for a reason other than "not asked
+                // here" (the reply may answer a sibling's request).
+                let c = router.counters();
+                let before = c.dropped_total() - c.drop_count(DropReason::ArpIgnored);
+                router.handle_frame_with(now, i, frame, offload);
+                let c = router.counters();
+                if c.dropped_total() - c.drop_count(DropReason::ArpIgnored) == before {
+                    siblings.share(i, frame);
+                }
+                return;
+            }
             match router.handle_frame_with(now, i, frame, offload) {
                 Verdict::Forward { iface } => egress(iface, frame, &meta.vnet.for_transmit()),
                 Verdict::Capsule {
@@ -499,7 +782,12 @@ impl RouterIo {
             SocketAddr::V6(_) => stats.ipv6_dropped += 1,
         });
         let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
+        let siblings = &mut self.siblings;
         self.router.drain_transmits(|iface, frame| {
+            // A new resolution (a broadcast request): the siblings expect the reply too.
+            if frame.first() == Some(&0xff) {
+                siblings.share(iface, frame);
+            }
             if let (Some(p), Some(n)) = (ports.get_mut(iface), refused.get_mut(iface)) {
                 queue(p, frame, &VnetHdr::NONE, n);
             }
@@ -564,7 +852,7 @@ fn rx_queues(ifname: &str) -> usize {
 fn open_xdp(
     router: &Router,
     ifindexes: &[u32],
-    ports: &[Port],
+    ports: &[Vec<RawPort>],
     r: &RouterSection,
     options: ProgramOptions,
 ) -> anyhow::Result<FastPath> {
@@ -589,9 +877,12 @@ fn open_xdp(
         options,
     )
     .context(what)?;
-    for (k, p) in ports.iter().enumerate() {
-        if let Port::Xsk(x) = p {
-            fast.register_xsk(k, 0, x.get_ref().as_fd()).context(what)?;
+    // Worker w's sockets serve receive queue w.
+    for (queue, worker_ports) in (0u32..).zip(ports) {
+        for (k, p) in worker_ports.iter().enumerate() {
+            if let RawPort::Xsk(x) = p {
+                fast.register_xsk(k, queue, x.as_fd()).context(what)?;
+            }
         }
     }
     let modes = fast.attach().context(what)?;
@@ -645,8 +936,12 @@ fn kernel_routes(r: &RouterSection, configured: &[Route]) -> anyhow::Result<Vec<
 
 impl Underlay for RouterIo {
     async fn readable(&mut self) -> std::io::Result<()> {
-        let ports = &self.ports;
+        let (ports, siblings) = (&self.ports, &mut self.siblings);
         poll_fn(|cx| {
+            if let Poll::Ready(Some(copy)) = siblings.from.poll_recv(cx) {
+                siblings.pending.push(copy);
+                return Poll::Ready(Ok(()));
+            }
             for p in ports {
                 match p.poll_read_ready(cx) {
                     // Cleared already; `receive` reads until the ring is empty or says there
@@ -663,8 +958,8 @@ impl Underlay for RouterIo {
 
     async fn receive(&mut self, driver: &mut Driver) -> bool {
         let now = driver.now();
+        let mut more = self.sibling_frames(now);
         self.sync_fast_path(now, FAST_PATH_SYNC_BUSY);
-        let mut more = false;
         for i in 0..self.ports.len() {
             // Busy polling: frames came in this poll, so poll again before waiting.
             let polled = self.ports[i].busy_poll();
@@ -710,6 +1005,11 @@ impl Underlay for RouterIo {
             }
             s.neighbours = fast.neighbours();
         }
+        if let Some(w) = stats.workers.first_mut() {
+            w.forwarded = self.router.counters().forwarded;
+        }
+        self.stats.arp_shared = self.siblings.shared;
+        self.stats.arp_share_dropped = self.siblings.dropped;
         stats.router = Some(self.stats.clone());
     }
 }

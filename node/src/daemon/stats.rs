@@ -22,6 +22,9 @@ pub struct WorkerSummary {
     pub runs: u64,
     /// Datagrams it received for another worker's type and handed on.
     pub handed_off: u64,
+    /// Router mode: IPv4 packets its router forwarded (its share of the interfaces'
+    /// receive queues or fanout).
+    pub forwarded: u64,
     /// The types it ran (each type runs on one worker).
     pub protocols: Vec<CapsuleType>,
 }
@@ -163,8 +166,11 @@ impl Stats {
         self.capsule_logs_suppressed += capsule_logs_suppressed;
         self.fault_dropped += fault_dropped;
         self.udp_dropped += udp_dropped;
-        // Router mode runs one worker.
-        self.router = self.router.take().or(router);
+        match (&mut self.router, router) {
+            (Some(mine), Some(r)) => mine.merge(r),
+            (mine @ None, r) => *mine = r,
+            (Some(_), None) => {}
+        }
         self.load_timings.extend(load_timings);
         self.compile_times.extend(compile_times);
         self.workers.extend(workers);
@@ -228,6 +234,8 @@ impl Stats {
                 "checksums_completed": c.checksums_completed,
                 "drops": drops,
                 "node_datagrams_dropped": r.node_datagrams_dropped,
+                "arp_shared": r.arp_shared,
+                "arp_share_dropped": r.arp_share_dropped,
                 "interfaces": r.interfaces.iter().map(|i| json!({
                     "name": i.name,
                     "kernel_frames": i.kernel_frames,
@@ -278,6 +286,7 @@ impl Stats {
                 "datagrams_in": w.datagrams_in,
                 "runs": w.runs,
                 "handed_off": w.handed_off,
+                "forwarded": w.forwarded,
                 "protocols": w.protocols.len(),
             })).collect::<Vec<_>>(),
             "handed_off": self.handed_off,

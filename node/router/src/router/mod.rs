@@ -200,6 +200,24 @@ impl Router {
         }
     }
 
+    /// An ARP frame (Ethernet header included) that a sibling router received or sent on
+    /// interface `iface`: another worker of the same node, with the same configuration and
+    /// interfaces, whose receive queues the frame's answer may reach instead of this one's.
+    ///
+    /// Received frames are learned from by the rules of [`handle_frame`](Self::handle_frame)
+    /// (a request for our address creates the asker's entry; anything else only updates an
+    /// entry that exists, and completes a resolution in progress, releasing its held frames)
+    /// but never answered, and their drops are not counted: the sibling did both. A broadcast
+    /// request the sibling sent for a next hop this router does not know starts the same
+    /// resolution here (no request of its own), so a reply that reaches any worker completes
+    /// it on all of them. Hand a sibling only the ARP frames it received or sent, not every
+    /// frame: nothing else is looked at.
+    pub fn handle_sibling_arp(&mut self, now: Duration, iface: usize, frame: &[u8]) {
+        if frame.len() >= ETH_LEN && frame::be16(frame, 12) == ETHERTYPE_ARP {
+            self.sibling_arp_in(now, iface, frame);
+        }
+    }
+
     /// Send a UDP datagram from the router (the node core's capsule transmits): Ethernet +
     /// IPv4 + UDP with source = the egress interface's address, source port = the capsule
     /// port, TTL 64, DF set, checksums; routed by longest prefix and resolved by ARP (held

@@ -28,21 +28,67 @@ const ARP_REPLY: u16 = 2;
 
 impl Router {
     pub(super) fn arp_in(&mut self, now: Duration, iface: usize, frame: &[u8]) {
+        self.arp_input(now, iface, frame, false);
+    }
+
+    /// An ARP frame a sibling (another worker's router on the same interfaces) received or
+    /// sent. What it received is learned from as if it had arrived here, by the same rules,
+    /// but never answered and its drops not counted again (the sibling answered and counted).
+    /// A broadcast request it sent for a next hop this router does not know starts the same
+    /// resolution here (an incomplete entry with its own retry timer, no request now), so
+    /// that the reply completes it on whichever worker receives the reply.
+    pub(super) fn sibling_arp_in(&mut self, now: Duration, iface: usize, frame: &[u8]) {
         let Some(info) = self.ifaces.get(iface) else {
-            self.counters.drop(DropReason::BadInterface);
+            return;
+        };
+        let Some(arp) = frame
+            .get(ETH_LEN..ETH_LEN + ARP_LEN)
+            .and_then(ArpPacket::new)
+        else {
+            return;
+        };
+        let ours = arp.get_sender_hw_addr().octets() == info.mac
+            && u32::from(arp.get_sender_proto_addr()) == info.addr;
+        if !ours {
+            self.arp_input(now, iface, frame, true);
+            return;
+        }
+        let tpa = u32::from(arp.get_target_proto_addr());
+        let request =
+            arp.get_operation().0 == ARP_REQUEST && frame.get(..6) == Some(&BROADCAST_MAC[..]);
+        if request
+            && info.contains(tpa)
+            && self.plan.classify(tpa) == AddrKind::Unicast
+            && !self.arp.knows(tpa)
+        {
+            // Full table: the sibling's resolution goes on; this worker resolves on demand.
+            let _ = self.arp.insert_incomplete(now, tpa, iface);
+        }
+    }
+
+    /// Drop an ARP frame for `reason`, counted unless a sibling already counted it.
+    fn arp_drop(&mut self, sibling: bool, reason: DropReason) {
+        if !sibling {
+            self.counters.drop(reason);
+        }
+    }
+
+    fn arp_input(&mut self, now: Duration, iface: usize, frame: &[u8], sibling: bool) {
+        let Some(info) = self.ifaces.get(iface) else {
+            self.arp_drop(sibling, DropReason::BadInterface);
             return;
         };
         let (our_mac, our_addr) = (info.mac, info.addr);
         let dst_mac = frame.get(..6).unwrap_or_default();
         if dst_mac != our_mac && dst_mac != BROADCAST_MAC {
-            self.counters.drop(DropReason::NotForUs);
+            self.arp_drop(sibling, DropReason::NotForUs);
             return;
         }
         let Some(arp) = frame
             .get(ETH_LEN..ETH_LEN + ARP_LEN)
             .and_then(ArpPacket::new)
         else {
-            self.counters.drop(DropReason::Truncated);
+            self.arp_drop(sibling, DropReason::Truncated);
             return;
         };
         let op = arp.get_operation().0;
@@ -52,27 +98,27 @@ impl Router {
             || arp.get_proto_addr_len() != 4
             || !(op == ARP_REQUEST || op == ARP_REPLY)
         {
-            self.counters.drop(DropReason::BadArp);
+            self.arp_drop(sibling, DropReason::BadArp);
             return;
         }
         let sha = arp.get_sender_hw_addr().octets();
         let spa = u32::from(arp.get_sender_proto_addr());
         let tpa = u32::from(arp.get_target_proto_addr());
         if self.plan.is_own(spa) || self.ifaces.iter().any(|i| i.mac == sha) {
-            self.counters.drop(DropReason::ArpSpoof);
+            self.arp_drop(sibling, DropReason::ArpSpoof);
             return;
         }
         if sha[0] & 1 != 0 || sha == [0; 6] {
-            self.counters.drop(DropReason::BadArp);
+            self.arp_drop(sibling, DropReason::BadArp);
             return;
         }
         let asks_for_us = op == ARP_REQUEST && tpa == our_addr;
         if spa == 0 {
             // An address probe (RFC 5227): answer if it is for our address, learn nothing.
-            if asks_for_us {
+            if asks_for_us && !sibling {
                 self.send_arp_reply(iface, sha, 0);
             } else {
-                self.counters.drop(DropReason::ArpIgnored);
+                self.arp_drop(sibling, DropReason::ArpIgnored);
             }
             return;
         }
@@ -80,13 +126,13 @@ impl Router {
             return;
         };
         if !info.contains(spa) {
-            self.counters.drop(DropReason::ArpOffSubnet);
+            self.arp_drop(sibling, DropReason::ArpOffSubnet);
             return;
         }
         if self.plan.classify(spa) != AddrKind::Unicast
             || (info.broadcast.is_some() && spa == info.network)
         {
-            self.counters.drop(DropReason::BadArp);
+            self.arp_drop(sibling, DropReason::BadArp);
             return;
         }
         let learned = self.arp.learn(now, spa, iface, sha, asks_for_us);
@@ -106,9 +152,11 @@ impl Router {
             Learned::Unknown => {}
         }
         if asks_for_us {
-            self.send_arp_reply(iface, sha, spa);
+            if !sibling {
+                self.send_arp_reply(iface, sha, spa);
+            }
         } else if learned == Learned::Unknown {
-            self.counters.drop(DropReason::ArpIgnored);
+            self.arp_drop(sibling, DropReason::ArpIgnored);
         }
     }
 

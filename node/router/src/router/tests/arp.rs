@@ -530,3 +530,101 @@ fn at_default_limits_thousands_of_silent_next_hops_leave_live_neighbours_alone()
             .any(|e| e.ip == n && e.mac == Some(n_mac))
     );
 }
+
+/// Two workers' routers on the same interfaces: `w0` forwards toward an unknown next hop
+/// and asks; the reply reaches `w1`, which did not ask.
+#[test]
+fn a_reply_that_reaches_a_sibling_completes_the_resolution_of_the_worker_that_asked() {
+    let (mut w0, mut w1) = (router(), router());
+    learn(&mut w0, t(0), 0, A, A_MAC);
+    assert_eq!(forward_a_to(&mut w0, 10, B, 1), Verdict::Done);
+    let request = drain(&mut w0);
+    assert_eq!(request.len(), 1);
+    // w0's request, shown to w1: w1 resolves too, without asking itself.
+    w1.handle_sibling_arp(t(10), 1, &request[0].1);
+    assert!(drain(&mut w1).is_empty(), "no request of its own");
+    assert_eq!(
+        w1.neighbours(t(10)).find(|n| n.ip == B).map(|n| n.state),
+        Some(NeighbourState::Incomplete)
+    );
+
+    // The reply reaches w1: it completes there, and nothing is held there.
+    let mut reply = arp_reply(R1_MAC, B_MAC, B, R1);
+    assert_eq!(w1.handle_frame(t(20), 1, &mut reply.clone()), Verdict::Done);
+    assert!(drain(&mut w1).is_empty());
+    assert_eq!(w1.counters().arp_learned, 1);
+    // … and, shown to w0, completes w0's resolution and releases its held frame.
+    w0.handle_sibling_arp(t(20), 1, &reply);
+    let out = drain(&mut w0);
+    assert_eq!(out.len(), 1);
+    let ip = parse_ip(&out[0].1);
+    assert_eq!((out[0].0, ip.eth_dst, ip.dst), (1, B_MAC, B));
+    assert_eq!(w0.held_frames(), 0);
+    assert_eq!(w0.poll_timeout(), None, "no retry left running");
+    assert_eq!(w1.poll_timeout(), None);
+    assert_eq!(
+        forward_a_to(&mut w0, 30, B, 2),
+        Verdict::Forward { iface: 1 }
+    );
+    assert_eq!(
+        (w0.counters().dropped_total(), w1.counters().dropped_total()),
+        (0, 0)
+    );
+    // A sibling's request for a neighbour already known changes nothing.
+    w1.handle_sibling_arp(t(40), 1, &request[0].1);
+    assert_eq!(
+        w1.neighbours(t(40)).find(|n| n.ip == B).map(|n| n.state),
+        Some(NeighbourState::Reachable)
+    );
+    // Without the sibling, w0 would have ignored the reply (it reached a worker that
+    // never asked): the rule against unsolicited replies holds per worker.
+    let mut lone = router();
+    assert_eq!(lone.handle_frame(t(20), 1, &mut reply), Verdict::Done);
+    assert_eq!(lone.counters().drop_count(DropReason::ArpIgnored), 1);
+    assert!(lone.neighbours(t(20)).next().is_none());
+}
+
+#[test]
+fn a_sibling_answers_requests_and_the_others_learn_without_answering_or_counting() {
+    let (mut w0, mut w1) = (router(), router());
+    let ask = arp_request(A_MAC, A, R0);
+    assert_eq!(w0.handle_frame(t(0), 0, &mut ask.clone()), Verdict::Done);
+    assert_eq!(drain(&mut w0).len(), 1, "w0 answers");
+    w1.handle_sibling_arp(t(0), 0, &ask);
+    assert!(drain(&mut w1).is_empty(), "w1 does not answer again");
+    assert_eq!(
+        w1.neighbours(t(0)).find(|n| n.ip == A).map(|n| n.state),
+        Some(NeighbourState::Reachable)
+    );
+    assert_eq!(w1.counters().arp_replies_sent, 0);
+    assert_eq!(forward_to_a_via(&mut w1), Verdict::Forward { iface: 0 });
+
+    // What the receiving worker dropped, a sibling neither learns nor counts again.
+    let spoof = arp_request(R1_MAC, A, R0);
+    let off_subnet = arp_request(GW1_MAC, GW1, R0);
+    let mut not_arp = ask.clone();
+    not_arp[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    for (f, iface) in [
+        (&spoof, 0),
+        (&off_subnet, 0),
+        (&ask[..20].to_vec(), 0),
+        (&not_arp, 0),
+        (&ask, 7),
+    ] {
+        w1.handle_sibling_arp(t(5), iface, f);
+    }
+    assert!(drain(&mut w1).is_empty());
+    assert_eq!(w1.counters().dropped_total(), 0);
+    assert!(w1.neighbours(t(5)).all(|n| n.ip == A));
+    // A sibling's request toward an address off the interface's subnet starts nothing.
+    let mut odd = arp_request(R1_MAC, R1, GW0);
+    odd[0..6].copy_from_slice(&BCAST);
+    w1.handle_sibling_arp(t(6), 1, &odd);
+    assert!(w1.neighbours(t(6)).all(|n| n.ip == A));
+}
+
+/// A frame from B to A, forwarded on interface 0 if A is resolved.
+fn forward_to_a_via(r: &mut Router) -> Verdict {
+    let mut f = Ipv4Spec::udp(B, A, 1, 2, &[0]).frame(R1_MAC, B_MAC);
+    r.handle_frame(t(1), 1, &mut f)
+}

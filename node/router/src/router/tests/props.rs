@@ -180,6 +180,8 @@ proptest! {
                     if let Some(c) = cut {
                         f.truncate(c % (f.len() + 1));
                     }
+                    // The same bytes as a sibling worker's ARP copy, then as received.
+                    r.handle_sibling_arp(now, iface, &f);
                     check_verdict(&mut r, now, iface, &mut f);
                 }
                 Step::Timeout => r.handle_timeout(now),
