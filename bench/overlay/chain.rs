@@ -27,7 +27,8 @@ impl Chain {
     pub(crate) fn start(mode: Mode, wasm: &[u8]) -> Result<Chain> {
         match mode {
             Mode::Plain => Chain::plain(),
-            Mode::Capsule => Chain::capsule(wasm),
+            Mode::Capsule => Chain::capsule(wasm, false),
+            Mode::CapsuleRecord => Chain::capsule(wasm, true),
         }
     }
 
@@ -63,7 +64,7 @@ impl Chain {
 
     /// Three daemons; the code is loaded by one capsule injected with code at n1, which
     /// the chain demand-loads hop by hop; returns once the sink has seen it.
-    pub(crate) fn capsule(wasm: &[u8]) -> Result<Chain> {
+    pub(crate) fn capsule(wasm: &[u8], record: bool) -> Result<Chain> {
         let sink = IoThread::spawn("sink", BatchSocket::bind(loopback0(), &udp_config())?, None)?;
         let dir = tempfile::tempdir()?;
         let ports = free_ports(HOPS)?;
@@ -76,6 +77,7 @@ impl Chain {
                 &ports,
                 sink.addr,
                 dir.path(),
+                record,
             )?)?);
             let tid = thread_ids()
                 .difference(&before)
@@ -96,9 +98,14 @@ impl Chain {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        let mode = if record {
+            Mode::CapsuleRecord
+        } else {
+            Mode::Capsule
+        };
         Ok(Chain {
-            mode: Mode::Capsule,
-            label: Mode::Capsule.name().to_owned(),
+            mode,
+            label: mode.name().to_owned(),
             entry: nodes[0].local_addr(),
             hop_tids,
             hop_ports: ports,
@@ -156,8 +163,17 @@ pub(crate) fn node_summary(s: &Stats) -> String {
         .filter(|(_, n)| **n > 0)
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
+    let record = match s.record {
+        r if r.workers == 0 => String::new(),
+        r => format!(
+            " recorded {} inputs, {} MB{}",
+            r.inputs,
+            r.bytes / 1_000_000,
+            if r.stopped > 0 { " (STOPPED)" } else { "" }
+        ),
+    };
     format!(
-        "in {} runs {} sent {} udp_dropped {} drops [{}]",
+        "in {} runs {} sent {} udp_dropped {} drops [{}]{record}",
         s.node.datagrams_in,
         s.node.runs,
         s.node.sent,
@@ -167,11 +183,14 @@ pub(crate) fn node_summary(s: &Stats) -> String {
 }
 
 /// TOML for chain node `i` of 1..=3; n3's second neighbour is the sink, n1 accepts any sender.
+/// With `record`, the node records its inputs under `dir/rec` (up to 4 GiB per node); the
+/// config is written to `dir/chain-n{i}.toml` and loaded from there.
 pub(crate) fn chain_config(
     i: usize,
     ports: &[u16],
     sink: SocketAddr,
     dir: &Path,
+    record: bool,
 ) -> Result<Config> {
     let mut t = format!(
         "[node]\naddress = \"{}\"\nlisten = \"127.0.0.1:{}\"\ncode_cache_dir = \"{}\"\n\
@@ -211,7 +230,15 @@ pub(crate) fn chain_config(
         // accept capsules from any endpoint, as a node facing unconfigured senders would.
         t += "[code]\naccept_from = \"any\"\n";
     }
-    Config::parse(&t, &format!("chain-n{i}.toml")).map_err(|e| anyhow::anyhow!("{e}\n{t}"))
+    if record {
+        t += &format!(
+            "[record]\ndir = \"{}\"\nmax_bytes = 4294967296\n",
+            dir.join("rec").display()
+        );
+    }
+    let file = dir.join(format!("chain-n{i}.toml"));
+    std::fs::write(&file, &t)?;
+    Config::load(&file).map_err(|e| anyhow::anyhow!("{e}\n{t}"))
 }
 
 // ---------------------------------------------------------------------------------------

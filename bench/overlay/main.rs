@@ -156,6 +156,8 @@ enum Mode {
     Plain,
     /// Real daemons running the `forward` capsule.
     Capsule,
+    /// The same daemons recording every input of their node cores (`[record]`).
+    CapsuleRecord,
 }
 
 impl Mode {
@@ -163,6 +165,7 @@ impl Mode {
         match self {
             Mode::Plain => "plain",
             Mode::Capsule => "capsule",
+            Mode::CapsuleRecord => "capsule-record",
         }
     }
 }

@@ -7,7 +7,7 @@ pub(crate) fn rss(capsules: u64, rate: f64, idle: f64, payload: usize) -> Result
     let ty = ants_app::capsule_type_of(&wasm);
     let datagrams = Arc::new(capsule_datagrams(ty, payload, 1024));
     let (base, _) = vm_rss();
-    let chain = Chain::capsule(&wasm)?;
+    let chain = Chain::capsule(&wasm, false)?;
     std::thread::sleep(Duration::from_millis(500));
     let (before, _) = vm_rss();
     let start_delivered = chain.sink.received();

@@ -59,9 +59,30 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// `[trace]`: capsule tracing.
     pub trace: TraceSection,
+    /// `[record]` (or `ants run --record`): record the node core's inputs for `ants replay`.
+    pub record: Option<RecordSection>,
     /// The file it was read from ([`Config::load`]); a reload (SIGHUP, `ants reload`)
     /// reads it again.
     pub path: Option<PathBuf>,
+}
+
+/// `[record]`: where the node records every input of its node core, for `ants replay`
+/// (docs/simulation.md, "Record and replay").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSection {
+    /// The recording directory: the node writes `<address>/worker-<i>.rec` and the modules it
+    /// installs (`<address>/modules/`) under it, so several nodes can share one.
+    pub dir: PathBuf,
+    /// Bytes one worker's recording may take; recording stops there (said in the log and in
+    /// the file), the node runs on.
+    pub max_bytes: u64,
+}
+
+impl RecordSection {
+    /// Default `max_bytes`: 1 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+    /// Bounds of `max_bytes`: 1 MiB to 1 TiB.
+    pub const MAX_BYTES_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 40);
 }
 
 /// `[trace]`: which capsules the node traces on its own, and how many reports it sends.
@@ -245,6 +266,7 @@ impl Config {
             ("[router]", live.router == new.router),
             ("[metrics]", live.metrics == new.metrics),
             ("[fault]", live.fault == new.fault),
+            ("[record]", live.record == new.record),
         ] {
             if !same {
                 out.push(section.into());
@@ -285,6 +307,7 @@ impl<'a> Source<'a> {
         let fault = self.fault(&raw.fault, node.seed)?;
         let metrics = raw.metrics.as_ref().map(|m| self.metrics(m)).transpose()?;
         let trace = self.trace(&raw.trace)?;
+        let record = raw.record.as_ref().map(|r| self.record(r)).transpose()?;
         Ok(Config {
             node,
             neighbours,
@@ -295,7 +318,39 @@ impl<'a> Source<'a> {
             router,
             metrics,
             trace,
+            record,
             path: None,
+        })
+    }
+
+    fn record(&self, raw: &raw::RawRecord) -> Result<RecordSection> {
+        const S: &str = "[record]";
+        let Some(dir) = &raw.dir else {
+            return Err(self.section_error(S, "record.dir", "[record] missing field `dir`"));
+        };
+        if dir.get_ref().trim().is_empty() {
+            return Err(self.bad(S, "dir", dir, "must name a directory"));
+        }
+        let max_bytes = match &raw.max_bytes {
+            None => RecordSection::DEFAULT_MAX_BYTES,
+            Some(v) if RecordSection::MAX_BYTES_RANGE.contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    S,
+                    "max_bytes",
+                    v.get_ref(),
+                    "must be between 1048576 (1 MiB) and 1099511627776 (1 TiB)",
+                ));
+            }
+        };
+        let dir = PathBuf::from(dir.get_ref());
+        Ok(RecordSection {
+            dir: match self.base {
+                Some(base) if dir.is_relative() => base.join(dir),
+                _ => dir,
+            },
+            max_bytes,
         })
     }
 

@@ -15,8 +15,13 @@ pub mod http;
 pub mod map;
 mod mmsg;
 pub mod privdrop;
+pub mod record;
+pub mod replay;
 mod sys;
 pub mod testbench;
 pub mod udp;
 
 pub use executor::{CompiledModule, Compiler, ExecutorConfig, WasmExecutor};
+
+/// The version and revision of this build (recorded with every recording).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " ", env!("ANTS_GIT_REV"));

@@ -19,6 +19,7 @@ mod metrics;
 mod multicast;
 mod netns;
 mod overlay;
+mod replay;
 mod router;
 mod router_clients;
 mod sim;

@@ -4,6 +4,7 @@ mod capsule;
 mod capture;
 mod map;
 mod node;
+mod replay;
 mod sim;
 mod status;
 mod template;
@@ -202,6 +203,12 @@ enum Command {
     /// Example: ants sim examples/sim/line-loss-crash.toml   (see `ants sim --help`)
     #[command(long_about = sim::LONG_HELP)]
     Sim(Box<sim::SimArgs>),
+    /// Replay what `ants run --record DIR` recorded through the node core, and check that it
+    /// makes the same outputs.
+    ///
+    /// Example: ants replay rec/            (every node and worker recorded under rec/)
+    #[command(long_about = replay::LONG_HELP)]
+    Replay(replay::ReplayArgs),
 }
 
 impl Cli {
@@ -227,6 +234,7 @@ impl Cli {
             Command::Trace(a) => a.run(),
             Command::Traceroute(a) => a.run(),
             Command::Sim(a) => a.run(),
+            Command::Replay(a) => a.run(),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

@@ -29,11 +29,25 @@ pub(crate) struct RunArgs {
     /// ANTS_ALLOW_ROOT takes 1/0, true/false, yes/no, on/off.
     #[arg(long, env = "ANTS_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
     allow_root: bool,
+    /// Record every input of the node core (datagrams with their sources, timer firings,
+    /// compile completions, app requests) under DIR/ADDRESS/ for `ants replay`; as
+    /// `[record] dir` (its `max_bytes` bound applies, default 1 GiB per worker).
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
 impl RunArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let config = Config::load(&self.config)?;
+        let mut config = Config::load(&self.config)?;
+        if let Some(dir) = self.record {
+            let max_bytes = config
+                .record
+                .as_ref()
+                .map_or(ants_node::config::RecordSection::DEFAULT_MAX_BYTES, |r| {
+                    r.max_bytes
+                });
+            config.record = Some(ants_node::config::RecordSection { dir, max_bytes });
+        }
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         if root && config.router.is_none() && !self.allow_root {

@@ -22,6 +22,15 @@ pub(super) struct RawConfig {
     pub(super) metrics: Option<RawMetrics>,
     #[serde(default)]
     pub(super) trace: RawTrace,
+    pub(super) record: Option<RawRecord>,
+}
+
+/// `[record]`: record the node core's inputs for `ants replay`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecord {
+    pub(super) dir: Option<Spanned<String>>,
+    pub(super) max_bytes: Option<Spanned<u64>>,
 }
 
 /// `[trace]`: capsule tracing.

@@ -431,3 +431,25 @@ fn trace_sampling_and_report_rate_are_checked() {
     );
     assert_error(&format!("{base}[trace]\nrate = 1\n"), 5, &["rate"]);
 }
+
+#[test]
+fn record_takes_a_directory_and_a_bounded_size() {
+    assert_eq!(parse(BASE).unwrap().record, None);
+    let c = parse(&format!("{BASE}\n[record]\ndir = \"/var/lib/ants/rec\"\n")).unwrap();
+    assert_eq!(
+        c.record,
+        Some(RecordSection {
+            dir: "/var/lib/ants/rec".into(),
+            max_bytes: RecordSection::DEFAULT_MAX_BYTES,
+        })
+    );
+    assert_error(
+        &format!("{BASE}\n[record]\ndir = \"rec\"\nmax_bytes = 1000\n"),
+        7,
+        &["[record] max_bytes = 1000", "1 MiB"],
+    );
+    assert_error(&format!("{BASE}\n[record]\nmax_bytes = 1048576\n"), 5, &["`dir`"]);
+    assert_error(&format!("{BASE}\n[record]\ndir = \"\"\n"), 6, &["must name a directory"]);
+    let other = parse(&format!("{BASE}\n[record]\ndir = \"elsewhere\"\n")).unwrap();
+    assert_eq!(c.restart_needed(&other), vec!["[record]".to_string()]);
+}

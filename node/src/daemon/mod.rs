@@ -55,6 +55,7 @@ use persist::CodeStore;
 use router::RouterIo;
 use workers::{Shard, Steering, WorkerLink};
 
+use crate::record::{EndCounters, ModuleResult, Recorder};
 use crate::udp::BatchSocket;
 
 /// Soft-store entries one dump lists (per worker).
@@ -74,7 +75,7 @@ pub const MAX_TURN_TIME: Duration = Duration::from_millis(20);
 pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
 pub use router::RouterStats;
-pub use stats::{NeighbourInfo, Stats, WorkerSummary};
+pub use stats::{NeighbourInfo, RecordStats, Stats, WorkerSummary};
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -430,6 +431,8 @@ struct Driver {
     drain_time: Duration,
     /// Capsules still held for their code when a drain ran out of time.
     drain_dropped: u64,
+    /// `[record]`: every input of the node core, for `ants replay`.
+    rec: Option<Recorder>,
 }
 
 impl Driver {
@@ -444,9 +447,16 @@ impl Driver {
         let exec = WasmExecutor::new(common.compiler.clone())
             .map_err(|e| anyhow::anyhow!("cannot create the executor: {e:#}"))?;
         let mut node = Node::new(node_config(cfg));
+        let mut rec = match &cfg.record {
+            Some(r) => Some(start_recording(cfg, r, shard)?),
+            None => None,
+        };
         let mut persisted = (0, 0);
         if let Some(store) = &store {
             for ty in store.types() {
+                if let Some(rec) = &mut rec {
+                    rec.set_stored(common.clock.now(), ty, true);
+                }
                 persisted.0 += usize::from(node.set_stored(*ty, true));
             }
             info!(
@@ -484,6 +494,7 @@ impl Driver {
             draining: false,
             drain_time: cfg.limits.drain_time,
             drain_dropped: 0,
+            rec,
         };
         Ok((driver, compiled_rx))
     }
@@ -491,6 +502,9 @@ impl Driver {
     /// Run with `cfg`'s live parts (a reload): the node core's neighbours, routes, policies
     /// and limits; soft state, code and held capsules stay.
     fn apply(&mut self, cfg: &Config) {
+        if let Some(rec) = &mut self.rec {
+            rec.reconfigured(self.clock.now());
+        }
         self.node.reconfigure(node_config(cfg));
         // A stricter [code] policy also applies to code already here: what it refuses is
         // evicted (module, verified code, code directory files), as `ants modules --evict`.
@@ -516,6 +530,9 @@ impl Driver {
     /// Forget `ty`'s module everywhere: verified code, compiled module and instances, the
     /// code directory's files. Whether there was any.
     fn evict(&mut self, ty: &CapsuleType) -> bool {
+        if let Some(rec) = &mut self.rec {
+            rec.evict(self.clock.now(), ty);
+        }
         let mut removed = self.node.evict(ty);
         removed |= self.exec.unload(ty);
         if let Some(store) = &mut self.store {
@@ -613,6 +630,15 @@ impl Driver {
             handoff_dropped: self.steer.handoff_dropped,
             trace: *self.node.trace_counters(),
             drain_dropped: self.drain_dropped,
+            record: self
+                .rec
+                .as_ref()
+                .map_or_else(RecordStats::default, |r| RecordStats {
+                    workers: 1,
+                    stopped: u64::from(!r.on()),
+                    inputs: r.inputs(),
+                    bytes: r.bytes(),
+                }),
         }
     }
 
@@ -629,7 +655,12 @@ impl Driver {
                 Event::Restore { ty } => {
                     let Some(dir) = self.store.as_ref().map(|s| s.dir().to_owned()) else {
                         let now = self.now();
-                        let r = Err(LoadError::Unavailable("no code cache directory".into()));
+                        let why = "no code cache directory";
+                        if let Some(rec) = &mut self.rec {
+                            let r = ModuleResult::Unavailable(why.into());
+                            rec.module_ready(now, &ty, None, Duration::ZERO, &r);
+                        }
+                        let r = Err(LoadError::Unavailable(why.into()));
                         self.node
                             .module_ready(now, ty, r, Duration::ZERO, &mut self.exec);
                         continue;
@@ -691,20 +722,29 @@ impl Driver {
             self.compile_times.push((ty, took));
         }
         if let Some(store) = &mut self.store {
+            let now = self.clock.now();
             if stored_bytes > 0 {
                 store.insert(ty, stored_bytes);
                 for gone in store.prune() {
+                    if let Some(rec) = &mut self.rec {
+                        rec.set_stored(now, &gone, false);
+                    }
                     self.node.set_stored(gone, false);
                 }
                 if store.types().any(|t| *t == ty) {
+                    if let Some(rec) = &mut self.rec {
+                        rec.set_stored(now, &ty, true);
+                    }
                     self.node.set_stored(ty, true);
                 }
             } else if result.is_err() {
                 store.forget(&ty);
             }
         }
+        let mut added = None;
         let r = result.and_then(|(m, code)| {
-            self.node.add_code(ty, code);
+            self.node.add_code(ty, Arc::clone(&code));
+            added = Some(code);
             self.exec.install(m).map(drop)
         });
         match &r {
@@ -712,6 +752,14 @@ impl Driver {
             Err(e) => warn!(%ty, "module rejected: {e}"),
         }
         let now = self.now();
+        if let Some(rec) = &mut self.rec {
+            let result = match &r {
+                Ok(()) => ModuleResult::Ok,
+                Err(e) if e.is_invalid() => ModuleResult::Refused(e.to_string()),
+                Err(e) => ModuleResult::Unavailable(e.to_string()),
+            };
+            rec.module_ready(now, &ty, added.as_deref(), took, &result);
+        }
         self.node.module_ready(now, ty, r, took, &mut self.exec);
     }
 
@@ -722,6 +770,9 @@ impl Driver {
             AppRequest::Register {
                 app, accept, reply, ..
             } => {
+                if let Some(rec) = &mut self.rec {
+                    rec.register(self.clock.now(), app, &accept);
+                }
                 let r = if self.node.register_app_accepting(app, &accept) {
                     info!(app, accepts = accept.len(), "app registered");
                     Ok(())
@@ -732,6 +783,9 @@ impl Driver {
             }
             AppRequest::Disconnected { app } => {
                 info!(app, "app disconnected");
+                if let Some(rec) = &mut self.rec {
+                    rec.unregister(self.clock.now(), app);
+                }
                 self.node.unregister_app(app);
             }
             AppRequest::Stats { reply } => {
@@ -773,6 +827,9 @@ impl Driver {
                     trace: inject.trace,
                 };
                 let now = self.now();
+                if let Some(rec) = &mut self.rec {
+                    rec.inject(now, app, &inj);
+                }
                 let r = self.node.inject(now, app, inj, &mut self.exec);
                 let _ = reply.send(r.map(|()| inject.capsule_type).map_err(|e| e.to_string()));
             }
@@ -826,12 +883,20 @@ impl Driver {
 
     /// Hand the node's deliveries to the app server (never blocks; drops are counted there).
     fn deliver(&mut self) {
+        let mut taken = 0;
         while let Some(d) = self.node.poll_delivery() {
+            taken += 1;
+            if let Some(rec) = &mut self.rec {
+                rec.outputs().delivered(d.app, &d.capsule);
+            }
             let (Some(apps), Ok(repr)) = (&self.apps, CapsuleRepr::parse(&d.capsule)) else {
                 continue;
             };
             let ns = u64::try_from(d.at.as_nanos()).unwrap_or(u64::MAX);
             apps.deliver(d.app, Delivery::from_repr(&repr, ns));
+        }
+        if let Some(rec) = &mut self.rec {
+            rec.delivered(self.clock.now(), taken);
         }
     }
 
@@ -851,7 +916,32 @@ impl Driver {
         {
             self.steer.stage(owner, from, data);
         } else {
-            self.node.handle_datagram(now, from, data, &mut self.exec);
+            self.node_datagram(now, from, data);
+        }
+    }
+
+    /// A datagram for this worker's node core (received, or handed over by another worker).
+    fn node_datagram(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
+        if let Some(rec) = &mut self.rec {
+            rec.datagram(now, &from, data);
+        }
+        self.node.handle_datagram(now, from, data, &mut self.exec);
+    }
+
+    /// The node core's timers are due.
+    fn timeout(&mut self, now: Duration) {
+        if let Some(rec) = &mut self.rec {
+            rec.timeout(now);
+        }
+        self.node.handle_timeout(now);
+    }
+
+    /// The worker stops: the recording gets its last checkpoint and the node's counters.
+    fn finish_recording(&mut self) {
+        let now = self.now();
+        if let Some(rec) = &mut self.rec {
+            rec.finish(now, &EndCounters::of(self.node.counters()));
+            info!(file = %rec.path().display(), "recording closed");
         }
     }
 
@@ -859,14 +949,24 @@ impl Driver {
     /// returns how many the node still holds.
     fn drain_transmits(&mut self, max: usize, mut send: impl FnMut(SocketAddr, &[u8])) -> usize {
         let (fault, tap, clock) = (&mut self.fault, &self.tap, &self.clock);
-        self.node.drain_transmits_up_to(max, |to, bytes| {
+        let mut rec = self.rec.as_mut();
+        let mut taken = 0;
+        let left = self.node.drain_transmits_up_to(max, |to, bytes| {
+            taken += 1;
+            if let Some(rec) = &mut rec {
+                rec.outputs().sent(&to, bytes);
+            }
             if !fault.drop_code(bytes) {
                 if tap.on() {
                     tap.offer(clock.now(), true, to, bytes);
                 }
                 send(to, bytes);
             }
-        })
+        });
+        if let Some(rec) = &mut rec {
+            rec.drained(clock.now(), taken);
+        }
+        left
     }
 }
 
@@ -1025,6 +1125,29 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
     }
     drop(apps);
     Ok(total)
+}
+
+/// Start worker `shard`'s recording under `[record] dir`, with the config file's text.
+fn start_recording(
+    cfg: &Config,
+    r: &crate::config::RecordSection,
+    shard: Shard,
+) -> anyhow::Result<Recorder> {
+    let Some(path) = &cfg.path else {
+        anyhow::bail!("recording needs the node's config file (the recording carries its text)");
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("recording: cannot read {}", path.display()))?;
+    let rec = Recorder::create(
+        &r.dir,
+        &cfg.node.address,
+        (shard.index, shard.count),
+        &text,
+        r.max_bytes,
+    )
+    .with_context(|| format!("cannot record into {}", r.dir.display()))?;
+    info!(file = %rec.path().display(), max_bytes = r.max_bytes, "recording the node core's inputs");
+    Ok(rec)
 }
 
 /// Shard `shard`'s part of the code directory, if the node has one: indexed and pruned to
@@ -1312,7 +1435,7 @@ async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Re
             Some(done) = compiled_rx.recv() => { driver.compiled(done); false }
             () = tokio::time::sleep(sleep) => {
                 let now = driver.now();
-                driver.node.handle_timeout(now);
+                driver.timeout(now);
                 io.handle_timeout(now);
                 false
             }
@@ -1322,7 +1445,7 @@ async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Re
             Some(handoff) = inbox.recv() => {
                 let now = driver.now();
                 for (from, data) in handoff.iter() {
-                    driver.node.handle_datagram(now, from, data, &mut driver.exec);
+                    driver.node_datagram(now, from, data);
                 }
                 false
             }
@@ -1337,6 +1460,7 @@ async fn run<U: Underlay>(mut driver: Driver, mut io: U, lp: Loop) -> anyhow::Re
         driver.deliver();
         io.flush(&mut driver).await;
     }
+    driver.finish_recording();
     Ok(driver.snapshot(&mut io))
 }
 

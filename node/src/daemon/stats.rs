@@ -97,6 +97,20 @@ pub struct Stats {
     pub trace: TraceCounters,
     /// Capsules still held for their code when a drain (SIGTERM) ran out of time.
     pub drain_dropped: u64,
+    /// `[record]`: what the workers recorded.
+    pub record: RecordStats,
+}
+
+/// What a node's recording (`[record]`) holds so far, summed over workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordStats {
+    /// Workers recording, and of them those whose recording stopped (bound, slow disk,
+    /// write error: see the log).
+    pub workers: u64,
+    pub stopped: u64,
+    /// Inputs and uncompressed bytes recorded.
+    pub inputs: u64,
+    pub bytes: u64,
 }
 
 impl Stats {
@@ -130,6 +144,7 @@ impl Stats {
             handoff_dropped,
             trace,
             drain_dropped,
+            record,
         } = o;
         self.uptime = self.uptime.max(uptime);
         // Every worker has every neighbour: keep the most recent hearing.
@@ -179,6 +194,10 @@ impl Stats {
         self.handoff_dropped += handoff_dropped;
         self.trace += trace;
         self.drain_dropped += drain_dropped;
+        self.record.workers += record.workers;
+        self.record.stopped += record.stopped;
+        self.record.inputs += record.inputs;
+        self.record.bytes += record.bytes;
     }
 
     /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
@@ -293,6 +312,12 @@ impl Stats {
             "handoff_dropped": self.handoff_dropped,
             "trace": self.trace,
             "drain_dropped": self.drain_dropped,
+            "record": {
+                "workers": self.record.workers,
+                "stopped": self.record.stopped,
+                "inputs": self.record.inputs,
+                "bytes": self.record.bytes,
+            },
             // An empty f64 sum is -0.0; `+ 0.0` makes it 0.
             "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>() + 0.0,
             "router": router,

@@ -1,0 +1,451 @@
+//! `ants replay`: run a recording (module `crate::record`) through a fresh node core with the
+//! recorded configuration and modules, and check that it makes the same outputs.
+//!
+//! Every recorded input becomes the same call on the node core at the same node time, the
+//! driver's takes from the node's transmit and delivery queues included (both queues are
+//! bounded, so when they are emptied matters), and the replay hashes what it takes as the
+//! live driver did. Each checkpoint in the recording says how many outputs the live node had
+//! produced by then and their hash: the replay compares its hash after that many outputs (it
+//! keeps the last [`HISTORY`] hashes). The end record adds the node's counters. The first difference stops the
+//! replay of that worker and is reported with the input, its node time and what differed.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ants_core::node::Injection;
+use ants_core::{LoadError, Node};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::Config;
+use crate::daemon::{executor_config, node_config};
+use crate::record::{
+    Checkpoint, EndCounters, Header, Input, ModuleResult, ReadError, RecordReader, module_file,
+};
+use crate::{Compiler, WasmExecutor};
+
+/// Output hashes a replay keeps to compare with a checkpoint behind it.
+pub const HISTORY: usize = 1 << 16;
+
+/// Why a recording could not be replayed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Unreadable or corrupt file.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Nothing to replay there.
+    #[error("{0}: no recordings (worker-*.rec) here or in the directories below")]
+    Empty(String),
+    /// The recorded configuration does not parse with this build.
+    #[error("{file}: the recorded configuration: {error}")]
+    Config { file: String, error: String },
+    /// Recorded by another version: its node core may behave differently.
+    #[error(
+        "{file}: recorded by ants {recorded}, this is ants {this}: replay it with the version that recorded it"
+    )]
+    Version {
+        file: String,
+        recorded: String,
+        this: String,
+    },
+    /// A module the recording needs is missing or is not what its name says.
+    #[error("{file}: {what}")]
+    Module { file: String, what: String },
+    /// The wasm engine could not start.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+}
+
+/// How one worker's replay ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every checkpoint and the end matched.
+    Identical,
+    /// Outputs or counters differed: at which input (0-based), its node time, and what.
+    Diverged {
+        input: u64,
+        at: Duration,
+        what: String,
+    },
+    /// The recording stopped before the end (its bound, a reload, or the node did not stop
+    /// cleanly); everything up to there matched.
+    Partial(String),
+}
+
+/// One worker's replay.
+#[derive(Debug, Clone)]
+pub struct WorkerReplay {
+    /// The recording.
+    pub file: PathBuf,
+    /// The node's address (from its recorded configuration).
+    pub address: String,
+    pub worker: u16,
+    pub workers: u16,
+    /// Inputs replayed.
+    pub inputs: u64,
+    /// Datagrams sent and deliveries made by the replay.
+    pub sent: u64,
+    pub delivered: u64,
+    /// Checkpoints compared (the end included).
+    pub checkpoints: u64,
+    /// The node time of the first and the last input.
+    pub from: Duration,
+    pub until: Duration,
+    pub outcome: Outcome,
+}
+
+/// The recordings under `path`: the file itself, the `worker-*.rec` files of a node's
+/// recording directory, or those of every node directory in a shared one; sorted.
+pub fn recordings(path: &Path) -> Result<Vec<PathBuf>, ReplayError> {
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut out = Vec::new();
+    let is_rec = |p: &Path| {
+        p.is_file()
+            && p.extension().is_some_and(|e| e == "rec")
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("worker-"))
+    };
+    let list = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    for p in list(path) {
+        if is_rec(&p) {
+            out.push(p);
+        } else if p.is_dir() {
+            out.extend(list(&p).into_iter().filter(|q| is_rec(q)));
+        }
+    }
+    if out.is_empty() {
+        return Err(ReplayError::Empty(path.display().to_string()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Replay every recording under `path` (see [`recordings`]).
+pub fn replay_all(path: &Path) -> Result<Vec<WorkerReplay>, ReplayError> {
+    recordings(path)?.iter().map(|f| replay(f)).collect()
+}
+
+/// One output stream's hash, compared with the recorded checkpoints.
+struct Check {
+    count: u64,
+    hash: Xxh3,
+    /// `(count, hash)` of the last [`HISTORY`] outputs.
+    history: VecDeque<(u64, u64)>,
+    /// Checkpoints ahead of the replay: `(count, hash)`.
+    pending: VecDeque<(u64, u64)>,
+    /// The first difference.
+    diverged: Option<String>,
+    name: &'static str,
+}
+
+impl Check {
+    fn new(name: &'static str) -> Check {
+        let hash = Xxh3::new();
+        Check {
+            count: 0,
+            history: VecDeque::from([(0, hash.digest())]),
+            hash,
+            pending: VecDeque::new(),
+            diverged: None,
+            name,
+        }
+    }
+
+    fn push(&mut self, parts: &[&[u8]]) {
+        for p in parts {
+            self.hash.update(p);
+        }
+        self.count += 1;
+        let h = self.hash.digest();
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((self.count, h));
+        while let Some(&(c, want)) = self.pending.front() {
+            if c != self.count {
+                break;
+            }
+            self.pending.pop_front();
+            self.compare(c, want, h);
+        }
+    }
+
+    fn compare(&mut self, count: u64, want: u64, got: u64) {
+        if want != got && self.diverged.is_none() {
+            self.diverged = Some(format!(
+                "the first {count} {} differ from the recording's (hash {got:016x}, recorded {want:016x})",
+                self.name
+            ));
+        }
+    }
+
+    /// The recording says the first `count` outputs hash to `want`.
+    fn expect(&mut self, count: u64, want: u64) {
+        if count > self.count {
+            self.pending.push_back((count, want));
+            return;
+        }
+        match self.history.iter().find(|(c, _)| *c == count) {
+            Some(&(_, got)) => self.compare(count, want, got),
+            None => {
+                if self.diverged.is_none() {
+                    self.diverged = Some(format!(
+                        "the recording checks the first {count} {} but the replay is {} past them",
+                        self.name,
+                        self.count - count
+                    ));
+                }
+            }
+        }
+    }
+
+    /// At the end: checkpoints the replay never reached.
+    fn finish(&mut self) {
+        if let Some(&(c, _)) = self.pending.front()
+            && self.diverged.is_none()
+        {
+            self.diverged = Some(format!(
+                "the recording made {c} {}, the replay only {}",
+                self.name, self.count
+            ));
+        }
+    }
+}
+
+/// Replay one worker's recording.
+pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
+    let (mut reader, header) = RecordReader::open(file)?;
+    let name = file.display().to_string();
+    let Header {
+        worker,
+        workers,
+        version,
+        config,
+    } = header;
+    if version != crate::VERSION {
+        return Err(ReplayError::Version {
+            file: name,
+            recorded: version,
+            this: crate::VERSION.to_owned(),
+        });
+    }
+    let cfg = Config::parse(&config, &format!("{name} (recorded config)")).map_err(|e| {
+        ReplayError::Config {
+            file: name.clone(),
+            error: e.to_string(),
+        }
+    })?;
+    let node_dir = file.parent().unwrap_or(Path::new(".")).to_owned();
+    let compiler =
+        Compiler::new(executor_config(&cfg)).map_err(|e| ReplayError::Engine(format!("{e:#}")))?;
+    let mut exec =
+        WasmExecutor::new(compiler.clone()).map_err(|e| ReplayError::Engine(format!("{e:#}")))?;
+    let mut node: Node<SocketAddr> = Node::new(node_config(&cfg));
+    let mut sent = Check::new("datagrams sent");
+    let mut delivered = Check::new("deliveries");
+    let mut report = WorkerReplay {
+        file: file.to_owned(),
+        address: cfg.node.address.to_string(),
+        worker,
+        workers,
+        inputs: 0,
+        sent: 0,
+        delivered: 0,
+        checkpoints: 0,
+        from: Duration::ZERO,
+        until: Duration::ZERO,
+        outcome: Outcome::Partial(
+            "the recording ends without an end record (the node did not stop cleanly)".into(),
+        ),
+    };
+    let mut index = 0u64;
+    loop {
+        let (now, input) = match reader.next_record() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) if e.truncated => {
+                report.outcome = Outcome::Partial(format!(
+                    "the recording ends inside a record at byte {} (the node stopped without \
+                     closing it); everything before matched",
+                    e.offset
+                ));
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let is_input = !matches!(
+            input,
+            Input::Checkpoint(_) | Input::End(..) | Input::Truncated { .. } | Input::Reconfigured
+        );
+        if index == 0 && is_input {
+            report.from = now;
+        }
+        let mut done = None;
+        match input {
+            Input::Datagram { from, data } => {
+                node.handle_datagram(now, from, &data, &mut exec);
+            }
+            Input::Timeout => node.handle_timeout(now),
+            Input::ModuleReady {
+                ty,
+                added,
+                took,
+                result,
+            } => {
+                let mut installed = Ok(());
+                if added {
+                    let path = module_file(&node_dir, &ty);
+                    let code = std::fs::read(&path).map_err(|e| ReplayError::Module {
+                        file: path.display().to_string(),
+                        what: format!("the recording needs module {ty}: {e}"),
+                    })?;
+                    let code: Arc<[u8]> = code.into();
+                    if !node.add_code(ty, Arc::clone(&code)) {
+                        return Err(ReplayError::Module {
+                            file: path.display().to_string(),
+                            what: format!(
+                                "is not module {ty} (its hash differs) or the recorded configuration refuses it"
+                            ),
+                        });
+                    }
+                    installed = compiler
+                        .compile(&code)
+                        .and_then(|m| exec.install(m))
+                        .map(drop);
+                }
+                let r = match result {
+                    ModuleResult::Ok => installed,
+                    ModuleResult::Refused(m) => Err(LoadError::Invalid(m)),
+                    ModuleResult::Unavailable(m) => Err(LoadError::Unavailable(m)),
+                };
+                node.module_ready(now, ty, r, took, &mut exec);
+            }
+            Input::SetStored { ty, stored } => {
+                node.set_stored(ty, stored);
+            }
+            Input::Register { app, accept } => {
+                node.register_app_accepting(app, &accept);
+            }
+            Input::Unregister { app } => node.unregister_app(app),
+            Input::Inject {
+                app,
+                ty,
+                code,
+                dst,
+                resource,
+                header,
+                payload,
+                trace,
+            } => {
+                let inj = Injection {
+                    ty,
+                    code: code.as_deref(),
+                    dst,
+                    resource,
+                    header: &header,
+                    payload: &payload,
+                    trace,
+                };
+                let _ = node.inject(now, app, inj, &mut exec);
+            }
+            Input::Evict { ty } => {
+                node.evict(&ty);
+                exec.unload(&ty);
+            }
+            Input::Reconfigured => {
+                done = Some(Outcome::Partial(
+                    "the node was reloaded here; a replay cannot follow a reload".into(),
+                ));
+            }
+            Input::Checkpoint(cp) => {
+                expect(&mut sent, &mut delivered, &cp);
+                report.checkpoints += 1;
+            }
+            Input::End(cp, live) => {
+                expect(&mut sent, &mut delivered, &cp);
+                report.checkpoints += 1;
+                let got = EndCounters::of(node.counters());
+                done = Some(if got == live {
+                    Outcome::Identical
+                } else {
+                    Outcome::Diverged {
+                        input: index,
+                        at: now,
+                        what: format!(
+                            "the node's counters differ: replay {got:?}, recorded {live:?}"
+                        ),
+                    }
+                });
+            }
+            Input::Drained(n) => {
+                node.drain_transmits_up_to(n as usize, |to, bytes| {
+                    let mut head = [0u8; 24];
+                    let k = crate::record::encode_addr(&to, &mut head);
+                    sent.push(&[&head[..k], &(bytes.len() as u32).to_le_bytes(), bytes]);
+                });
+            }
+            Input::Delivered(n) => {
+                for _ in 0..n {
+                    let Some(d) = node.poll_delivery() else { break };
+                    delivered.push(&[
+                        &d.app.to_le_bytes(),
+                        &(d.capsule.len() as u32).to_le_bytes(),
+                        &d.capsule,
+                    ]);
+                }
+            }
+            Input::Truncated { inputs } => {
+                done = Some(Outcome::Partial(format!(
+                    "the recording stopped at its bound after {inputs} inputs"
+                )));
+            }
+        }
+        // Events only inform the driver (logs, compile jobs, whose results are inputs).
+        while node.poll_event().is_some() {}
+        if is_input {
+            report.until = now;
+        }
+        if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
+            report.outcome = Outcome::Diverged {
+                input: index,
+                at: now,
+                what,
+            };
+            break;
+        }
+        if let Some(o) = done {
+            if o == Outcome::Identical {
+                sent.finish();
+                delivered.finish();
+                if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
+                    report.outcome = Outcome::Diverged {
+                        input: index,
+                        at: now,
+                        what,
+                    };
+                    break;
+                }
+            }
+            report.outcome = o;
+            break;
+        }
+        index += u64::from(is_input);
+    }
+    report.inputs = index;
+    report.sent = sent.count;
+    report.delivered = delivered.count;
+    Ok(report)
+}
+
+fn expect(sent: &mut Check, delivered: &mut Check, cp: &Checkpoint) {
+    sent.expect(cp.sent, cp.sent_hash);
+    delivered.expect(cp.delivered, cp.delivered_hash);
+}

@@ -1,0 +1,214 @@
+//! Record and replay: real nodes record their node cores' inputs (`[record]`), and `ants
+//! replay` runs them again through fresh node cores and finds the same outputs — or says
+//! where they differ, or why it cannot read a recording.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ants_app::{AppClient, Inject};
+use ants_node::record::{Input, RecordReader};
+
+use crate::support::*;
+use crate::topology::Topology;
+
+/// `ants replay ARGS`: (exit code, stdout, stderr).
+fn replay(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ants"))
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("run ants replay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A line of `n` nodes recording under `dir`, `count` capsules from node 1 to node `n`
+/// (the first with its code), every delivery received; then every node stopped.
+fn record_a_run(n: usize, dir: &Path, count: u32, node_keys: &str) -> Vec<u32> {
+    let extra = format!("\n[record]\ndir = \"{}\"\n", dir.display());
+    let edges: Vec<(usize, usize)> = (1..n).map(|i| (i, i + 1)).collect();
+    let mut line = Topology::start_with(n, &edges, &extra, node_keys);
+    let mut rx = AppClient::connect(line.sock(n), 0).expect("app on the last node");
+    let mut tx = AppClient::connect(line.sock(1), 7).expect("app on the first node");
+    let dst = format!("198.18.0.{n}");
+    let first = Inject::with_code(capsule_bytes("forward"), addr(&dst), 64, vec![], vec![0; 4]);
+    let mut got = Vec::new();
+    for k in 0..count {
+        let inj = Inject {
+            code: (k == 0).then(|| capsule_bytes("forward")),
+            payload: k.to_be_bytes().to_vec(),
+            ..first.clone()
+        };
+        tx.inject(&inj).expect("inject");
+        if k == 0 {
+            // The first one demand-loads the code along the line.
+            let d = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("app")
+                .expect("first");
+            got.push(u32::from_be_bytes(d.payload[..4].try_into().unwrap()));
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    while got.len() < count as usize && Instant::now() < end {
+        if let Ok(Some(d)) = rx.recv_timeout(Duration::from_millis(500)) {
+            got.push(u32::from_be_bytes(d.payload[..4].try_into().unwrap()));
+        }
+    }
+    drop((rx, tx));
+    for i in 1..=n {
+        line.kill(i);
+    }
+    got
+}
+
+#[test]
+fn a_recorded_five_node_line_replays_identically_and_a_changed_input_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let got = record_a_run(5, &rec, 300, "workers = 1\n");
+    assert_eq!(got.len(), 300, "every capsule delivered live");
+
+    let (code, out, err) = replay(&[rec.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let workers = v.as_array().expect("array");
+    assert_eq!(workers.len(), 5, "one recording per node: {out}");
+    for w in workers {
+        assert_eq!(w["outcome"], "identical", "{w}");
+        assert!(w["inputs"].as_u64().unwrap() > 300, "{w}");
+        assert!(w["checkpoints"].as_u64().unwrap() >= 1, "{w}");
+    }
+    // The last node delivered them all again, the others forwarded them.
+    let last = workers
+        .iter()
+        .find(|w| w["address"] == "198.18.0.5")
+        .unwrap();
+    assert_eq!(last["delivered"], 300, "{last}");
+    let first = workers
+        .iter()
+        .find(|w| w["address"] == "198.18.0.1")
+        .unwrap();
+    assert!(first["sent"].as_u64().unwrap() >= 300, "{first}");
+    // The human form says so too.
+    let (code, out, _) = replay(&[rec.join("198.18.0.3").to_str().unwrap()]);
+    eprintln!("{out}");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("198.18.0.3 worker 0/1:") && out.contains("identical"),
+        "{out}"
+    );
+
+    // One byte of one received capsule changed: the replay's outputs differ, and it says
+    // where.
+    let file = rec.join("198.18.0.3").join("worker-0.rec");
+    let original = std::fs::read(&file).unwrap();
+    let at = payload_byte_of_a_late_datagram(&file);
+    let mut changed = unpack(&original);
+    changed[at] ^= 0x5a;
+    std::fs::write(&file, pack(&changed)).unwrap();
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    eprintln!("{out}");
+    assert!(out.contains("DIVERGED at input"), "{out}");
+
+    // Cut short, as the file of a node that died: replayed as far as it goes, and said so.
+    std::fs::write(&file, &original[..original.len() * 2 / 3]).unwrap();
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("identical as far as recorded") && out.contains("ends inside a record"),
+        "{out}"
+    );
+    // Not a recording: refused, naming the file and the place, before anything runs.
+    std::fs::write(&file, b"garbage, not a recording").unwrap();
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("worker-0.rec")
+            && err.contains("at byte 0")
+            && err.contains("not an ants recording"),
+        "{err}"
+    );
+
+    // A module the recording needs, gone.
+    std::fs::write(&file, &original).unwrap();
+    let modules = rec.join("198.18.0.3").join("modules");
+    for m in std::fs::read_dir(&modules).unwrap() {
+        std::fs::remove_file(m.unwrap().path()).unwrap();
+    }
+    let (code, _, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the recording needs module"), "{err}");
+
+    // Nothing there.
+    let (code, _, err) = replay(&[dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no recordings"), "{err}");
+}
+
+#[test]
+fn two_workers_record_and_replay_each_their_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let got = record_a_run(3, &rec, 100, "workers = 2\n");
+    assert_eq!(got.len(), 100);
+    let (code, text, _) = replay(&[rec.to_str().unwrap()]);
+    eprintln!("{text}");
+    assert_eq!(code, 0, "{text}");
+    let (code, out, err) = replay(&[rec.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let workers = v.as_array().unwrap();
+    assert_eq!(workers.len(), 6, "two recordings per node: {out}");
+    assert!(workers.iter().all(|w| w["outcome"] == "identical"), "{out}");
+    let delivered: u64 = workers
+        .iter()
+        .filter(|w| w["address"] == "198.18.0.3")
+        .map(|w| w["delivered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, 100, "{out}");
+}
+
+/// The uncompressed stream of a recording file's bytes.
+fn unpack(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lz4_flex::frame::FrameDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("decompress");
+    out
+}
+
+/// `bytes` as a recording file.
+fn pack(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    enc.write_all(bytes).expect("compress");
+    enc.finish().expect("compress")
+}
+
+/// The offset in the uncompressed stream of a payload byte of a datagram in the second half
+/// of `file`.
+fn payload_byte_of_a_late_datagram(file: &Path) -> usize {
+    let (mut r, _) = RecordReader::open(file).unwrap();
+    let mut found = Vec::new();
+    loop {
+        let at = r.offset();
+        match r.next_record().unwrap() {
+            Some((_, Input::Datagram { from, data })) if data.len() > 90 => {
+                let addr_len = if from.is_ipv4() { 7 } else { 19 };
+                // kind, time, source, length, then the datagram: a byte near its end (the
+                // capsule's payload).
+                found.push(at as usize + 1 + 8 + addr_len + 4 + data.len() - 2);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(found.len() > 10, "datagrams recorded: {}", found.len());
+    found[found.len() / 2]
+}
