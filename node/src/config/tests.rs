@@ -448,8 +448,16 @@ fn record_takes_a_directory_and_a_bounded_size() {
         7,
         &["[record] max_bytes = 1000", "1 MiB"],
     );
-    assert_error(&format!("{BASE}\n[record]\nmax_bytes = 1048576\n"), 5, &["`dir`"]);
-    assert_error(&format!("{BASE}\n[record]\ndir = \"\"\n"), 6, &["must name a directory"]);
+    assert_error(
+        &format!("{BASE}\n[record]\nmax_bytes = 1048576\n"),
+        5,
+        &["`dir`"],
+    );
+    assert_error(
+        &format!("{BASE}\n[record]\ndir = \"\"\n"),
+        6,
+        &["must name a directory"],
+    );
     let other = parse(&format!("{BASE}\n[record]\ndir = \"elsewhere\"\n")).unwrap();
     assert_eq!(c.restart_needed(&other), vec!["[record]".to_string()]);
 }
