@@ -23,7 +23,7 @@
 use ants_core::Prefix;
 use ants_wire::Address;
 
-use crate::topology::{BfsTree, Shape, Topology, node_address};
+use crate::topology::{BfsTree, Shape, Topology};
 
 /// Largest explicit topology routed by all-pairs shortest paths in `auto` mode.
 pub const SHORTEST_MAX_NODES: u32 = 1024;
@@ -99,7 +99,7 @@ impl Routing {
                 let via = t.address(via);
                 out.extend((lo..hi).map(|k| (Prefix::host(t.address(k)), via)));
             } else {
-                push_interval(&mut out, lo, hi, via);
+                push_interval(t, &mut out, lo, hi, via);
             }
         };
         match &self.kind {
@@ -151,7 +151,7 @@ impl Routing {
                     if c > i && parent[c as usize] == i {
                         match t.subtree_prefix(c) {
                             Some(p) => out.push((p, t.address(c))),
-                            None => push_interval(&mut out, c, c + size[c as usize], c),
+                            None => push_interval(t, &mut out, c, c + size[c as usize], c),
                         }
                     }
                 }
@@ -175,7 +175,7 @@ impl Routing {
                 if i != 0 && tree.parent[i as usize] != u32::MAX {
                     out.push((
                         Prefix::new(Address::UNSPECIFIED, 0),
-                        node_address(tree.parent[i as usize]),
+                        t.address(tree.parent[i as usize]),
                     ));
                 }
             }
@@ -237,18 +237,19 @@ fn first_hops(t: &Topology, from: u32) -> Vec<Option<u32>> {
     first
 }
 
-/// Node numbers `[lo, hi)` as aligned address blocks (offsets `lo + 1 .. hi + 1` in
-/// 198.18.0.0/15), each routed via node `via`.
-fn push_interval(out: &mut Vec<(Prefix, Address)>, lo: u32, hi: u32, via: u32) {
-    let via = node_address(via);
-    let (mut a, end) = (lo + 1, hi + 1);
+/// Node numbers `[lo, hi)` of a flat plan as aligned address blocks (offsets `lo + 1 ..
+/// hi + 1` from the plan's base), each routed via node `via`.
+fn push_interval(t: &Topology, out: &mut Vec<(Prefix, Address)>, lo: u32, hi: u32, via: u32) {
+    let max_block = t.flat_block().unwrap_or(0);
+    let via = t.address(via);
+    let (mut a, end) = (u64::from(lo) + 1, u64::from(hi) + 1);
     while a < end {
         // The largest aligned block starting at `a` that fits.
-        let mut k = a.trailing_zeros().min(17);
+        let mut k = a.trailing_zeros().min(max_block);
         while k > 0 && a + (1 << k) > end {
             k -= 1;
         }
-        let first = node_address(a - 1);
+        let first = t.address((a - 1) as u32);
         out.push((Prefix::new(first, 128 - k as u8), via));
         a += 1 << k;
     }
@@ -257,6 +258,7 @@ fn push_interval(out: &mut Vec<(Prefix, Address)>, lo: u32, hi: u32, via: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::node_address;
     use ants_core::RoutingTable;
 
     fn tables(t: &Topology, r: &Routing) -> Vec<RoutingTable<Address>> {
@@ -308,16 +310,35 @@ mod tests {
 
     #[test]
     fn intervals_become_aligned_prefixes() {
+        let t = Topology::line(100_000).unwrap();
         let mut out = Vec::new();
-        push_interval(&mut out, 0, 7, 9);
+        push_interval(&t, &mut out, 0, 7, 9);
         // Offsets 1..8: 1/128, 2-3/127, 4-7/126.
         let lens: Vec<u8> = out.iter().map(|(p, _)| p.len()).collect();
         assert_eq!(lens, vec![128, 127, 126]);
         out.clear();
-        push_interval(&mut out, 0, 100_000, 1);
+        push_interval(&t, &mut out, 0, 100_000, 1);
         assert!(out.len() <= 34, "{}", out.len());
         let covered: u64 = out.iter().map(|(p, _)| 1u64 << (128 - p.len())).sum();
         assert_eq!(covered, 100_000);
+    }
+
+    #[test]
+    fn past_the_ipv4_block_flat_addresses_are_ipv6_and_still_aggregate() {
+        let n = 300_000;
+        let t = Topology::line(n).unwrap();
+        assert_eq!(t.address(0).to_string(), "2001:db8:ffff::1");
+        assert_eq!(t.node_of(&t.address(n - 1)), Some(n - 1));
+        assert_eq!(t.node_of(&"2001:db8:ffff::0".parse().unwrap()), None);
+        let r = Routing::new(&t, RoutingMode::Auto);
+        let routes = r.routes(&t, 0);
+        assert!(routes.len() <= 40, "{}", routes.len());
+        let mut rt = RoutingTable::new();
+        for (p, via) in routes {
+            rt.insert(p, via);
+        }
+        assert_eq!(rt.lookup(&t.address(n - 1)), Some(&t.address(1)));
+        assert_eq!(rt.lookup(&t.address(0)), None);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! the nodes' active addresses.
 //!
 //! Addresses ([`Topology::address`]):
-//! - *flat* (every shape by default): node `i` has `198.18.0.0 + i + 1` (IPv4-mapped; the RFC
-//!   2544 range 198.18.0.0/15): node 0 is 198.18.0.1, node 255 is 198.18.1.0; so at most
-//!   [`MAX_NODES`] nodes;
+//! - *flat* (every shape by default): with at most [`MAX_IPV4_NODES`] nodes, node `i` has
+//!   `198.18.0.0 + i + 1` (IPv4-mapped; the RFC 2544 range 198.18.0.0/15): node 0 is
+//!   198.18.0.1, node 255 is 198.18.1.0. A larger topology (up to [`MAX_NODES`]) numbers
+//!   its nodes the same way in `2001:db8:ffff::/96` (node 0 is `2001:db8:ffff::1`), so that
+//!   consecutive nodes still aggregate into prefixes;
 //! - *hierarchical* (generated trees and random graphs, [`Shape::Tree`], when it fits):
 //!   addresses in 2001:db8::/32 built from the path from the root, `m` bits per level (`m`
 //!   enough for the largest number of children), so that every subtree is one prefix and a
@@ -19,11 +21,19 @@ use ants_core::Prefix;
 use ants_core::rng::SplitMix64;
 use ants_wire::Address;
 
-/// Nodes addressable in 198.18.0.0/15 (one address per node, `.0.0` unused).
-pub const MAX_NODES: u32 = (1 << 17) - 1;
+/// Nodes addressable in 198.18.0.0/15 (one address per node, `.0.0` unused): up to this
+/// many, flat addresses are IPv4.
+pub const MAX_IPV4_NODES: u32 = (1 << 17) - 1;
+
+/// Most nodes in a topology (4,194,304).
+pub const MAX_NODES: u32 = 1 << 22;
 
 /// First address of the block: 198.18.0.0.
 const BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+
+/// The flat plan beyond [`MAX_IPV4_NODES`]: `2001:db8:ffff::/96` (within the documentation
+/// prefix; hierarchical plans use other bits of it, and one topology has one plan).
+const FLAT6_BASE: u128 = 0x2001_0db8_ffff_0000_0000_0000_0000_0000;
 
 /// The flat-plan address of node `i` (198.18.0.0 + i + 1); see [`Topology::address`].
 pub fn node_address(i: u32) -> Address {
@@ -91,7 +101,8 @@ pub struct Topology {
 /// How node numbers map to addresses (see the module docs).
 #[derive(Debug, Clone)]
 enum Plan {
-    Flat,
+    /// Node `i` is `base + i + 1`; blocks of up to `2^max_block` addresses aggregate.
+    Flat { base: u128, max_block: u32 },
     Hierarchical {
         addrs: Vec<Address>,
         /// Length of the prefix covering each node's subtree.
@@ -103,6 +114,21 @@ enum Plan {
 
 /// 2001:db8::/32, the documentation prefix, for hierarchical addresses.
 const TREE_PREFIX: [u8; 4] = [0x20, 0x01, 0x0d, 0xb8];
+
+/// The flat plan for `n` nodes: IPv4 (IPv4-mapped) while it fits, else IPv6.
+fn flat_plan(n: u32) -> Plan {
+    if n <= MAX_IPV4_NODES {
+        Plan::Flat {
+            base: u128::from_be_bytes(Address::from_ipv4(Ipv4Addr::from(BASE)).0),
+            max_block: 17,
+        }
+    } else {
+        Plan::Flat {
+            base: FLAT6_BASE,
+            max_block: 32,
+        }
+    }
+}
 
 /// Hierarchical addresses for a preorder tree (`parent[v] < v`), or `None` if the paths
 /// need more than 96 bits.
@@ -289,13 +315,13 @@ impl Topology {
             start,
             adj: pairs.into_iter().map(|(_, b)| b).collect(),
             parent: Vec::new(),
-            plan: Plan::Flat,
+            plan: flat_plan(n),
         }
     }
 
     /// Attach the routing tree and, if the paths fit, hierarchical addresses.
     fn with_tree(mut self, parent: Vec<u32>) -> Topology {
-        self.plan = hierarchical(&parent).unwrap_or(Plan::Flat);
+        self.plan = hierarchical(&parent).unwrap_or_else(|| flat_plan(self.n));
         self.parent = parent;
         self
     }
@@ -303,7 +329,7 @@ impl Topology {
     /// The active address of node `i` (see the module docs).
     pub fn address(&self, i: u32) -> Address {
         match &self.plan {
-            Plan::Flat => node_address(i),
+            Plan::Flat { base, .. } => Address((base + u128::from(i) + 1).to_be_bytes()),
             Plan::Hierarchical { addrs, .. } => addrs
                 .get(i as usize)
                 .copied()
@@ -314,11 +340,23 @@ impl Topology {
     /// The node with address `a`.
     pub fn node_of(&self, a: &Address) -> Option<u32> {
         match &self.plan {
-            Plan::Flat => node_of(a, self.n),
+            Plan::Flat { base, .. } => {
+                let off = u128::from_be_bytes(a.0).checked_sub(base + 1)?;
+                u32::try_from(off).ok().filter(|&i| i < self.n)
+            }
             Plan::Hierarchical { by_addr, .. } => by_addr
                 .binary_search_by(|(x, _)| x.cmp(a))
                 .ok()
                 .map(|k| by_addr[k].1),
+        }
+    }
+
+    /// Under a flat plan: the address of node `i` and the largest aggregable block, as a
+    /// power of two (see [`crate::routing`]).
+    pub(crate) fn flat_block(&self) -> Option<u32> {
+        match &self.plan {
+            Plan::Flat { max_block, .. } => Some(*max_block),
+            Plan::Hierarchical { .. } => None,
         }
     }
 
@@ -330,7 +368,7 @@ impl Topology {
     /// Under hierarchical addressing, the one prefix covering node `i`'s subtree.
     pub fn subtree_prefix(&self, i: u32) -> Option<Prefix> {
         match &self.plan {
-            Plan::Flat => None,
+            Plan::Flat { .. } => None,
             Plan::Hierarchical {
                 addrs, prefix_len, ..
             } => Some(Prefix::new(
@@ -507,7 +545,10 @@ mod tests {
         assert_eq!(node_address(255).to_string(), "198.18.1.0");
         assert_eq!(node_of(&node_address(99_999), 100_000), Some(99_999));
         assert_eq!(node_of(&node_address(5), 5), None);
-        assert_eq!(node_address(MAX_NODES - 1).to_string(), "198.19.255.255");
+        assert_eq!(
+            node_address(MAX_IPV4_NODES - 1).to_string(),
+            "198.19.255.255"
+        );
     }
 
     #[test]

@@ -398,3 +398,37 @@ fn a_violated_watch_stops_ants_sim_with_what_where_and_the_seed() {
     let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn a_scenario_too_large_for_this_machine_is_refused_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.toml");
+    // 4,194,304 nodes (the most a topology has) at ~8 KiB each: about 32 GiB, more than a
+    // 24 GiB machine has. The capsule need not exist: the check comes first.
+    std::fs::write(
+        &file,
+        "name = \"huge\"\nduration = \"1s\"\n\n[topology]\nkind = \"tree\"\nnodes = 4194304\n\n\
+         [[send]]\nnode = 0\ncapsule = \"nowhere\"\ndst = 1\nat = \"0s\"\n",
+    )
+    .unwrap();
+    let available_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib >> 20);
+    if available_gib >= 32 {
+        eprintln!("skipped: this machine has {available_gib} GiB available");
+        return;
+    }
+    let (ok, _, err) = run_ants(&["sim", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("huge.toml")
+            && err.contains("4194304 nodes need about")
+            && err.contains("GiB available"),
+        "{err}"
+    );
+}

@@ -198,7 +198,7 @@ enum Command {
         dir: std::path::PathBuf,
     },
     /// Run a simulation scenario: the real node core and wasm capsules on a virtual,
-    /// deterministic network of up to 100,000+ nodes.
+    /// deterministic network of up to 4,194,304 nodes (a million in under 8 GiB).
     ///
     /// Example: ants sim examples/sim/line-loss-crash.toml   (see `ants sim --help`)
     #[command(long_about = sim::LONG_HELP)]

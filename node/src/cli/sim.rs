@@ -72,12 +72,63 @@ pub(crate) struct SimArgs {
 /// Most nodes `ants sim --map` draws (the layout is quadratic in nodes).
 const MAX_MAP_NODES: u32 = 1000;
 
+/// Memory a simulated node takes, measured (multicast trees of 20,000–80,000 nodes, RSS
+/// slope ~6.7 KiB per node; bench/RESULTS.md), with room for soft state and instances.
+const SIM_BYTES_PER_NODE: u64 = 8 << 10;
+/// What a run takes besides its nodes (engine, instance table, queues).
+const SIM_BASE_BYTES: u64 = 256 << 20;
+
+/// Live wasm instances the run may keep: [`SIM_MAX_INSTANCES`], or fewer where the kernel's
+/// limit on memory mappings (`vm.max_map_count`, 65,530 by default) would be hit first —
+/// each instance's linear memory is about two mappings, and the allocator needs some too.
+/// Past it the least recently used instance is dropped and rebuilt when its node next runs
+/// (that node's wasm globals start afresh; counted), instead of an allocation failing.
+fn max_instances() -> usize {
+    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(65_530);
+    SIM_MAX_INSTANCES
+        .min(maps.saturating_sub(16_384) / 2)
+        .max(1024)
+}
+
+/// Refuse a scenario whose nodes would not fit in the memory this machine has available
+/// (`MemAvailable` in /proc/meminfo; no check where it cannot be read).
+fn check_memory(spec: &ants_sim::scenario::TopologySpec) -> anyhow::Result<()> {
+    let nodes = match (spec.nodes, spec.width, spec.height) {
+        (Some(n), _, _) => u64::from(n),
+        (None, Some(w), Some(h)) => u64::from(w) * u64::from(h),
+        _ => return Ok(()),
+    };
+    let need = nodes * SIM_BYTES_PER_NODE + SIM_BASE_BYTES;
+    let Some(available) = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib << 10)
+    }) else {
+        return Ok(());
+    };
+    if need > available {
+        bail!(
+            "{nodes} nodes need about {:.1} GiB ({} KiB per node, measured), and this machine \
+             has {:.1} GiB available: use fewer nodes or a machine with more memory",
+            need as f64 / f64::from(1u32 << 30),
+            SIM_BYTES_PER_NODE >> 10,
+            available as f64 / f64::from(1u32 << 30)
+        );
+    }
+    Ok(())
+}
+
 impl SimArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(&self.scenario)
             .with_context(|| format!("cannot read {}", self.scenario.display()))?;
         let origin = self.scenario.display().to_string();
         let scenario = Scenario::parse(&text, &origin)?;
+        check_memory(&scenario.topology).with_context(|| origin.clone())?;
         let seed = match (self.seed, std::env::var("ANTS_SIM_SEED").ok()) {
             (Some(s), _) => s,
             (None, Some(v)) => v
@@ -100,7 +151,7 @@ impl SimArgs {
         let config = ExecutorConfig {
             max_exec_time: None,
             compact_memories: true,
-            max_instances: SIM_MAX_INSTANCES,
+            max_instances: max_instances(),
             ..ExecutorConfig::default()
         };
         let exec = WasmExecutor::with_config(config)

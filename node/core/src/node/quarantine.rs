@@ -10,7 +10,6 @@
 //! Local apps (no peer) are never quarantined: they get the error at once.
 
 use std::hash::Hash;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use ants_wire::CapsuleType;
@@ -48,7 +47,9 @@ struct Entry {
     until: Option<Duration>,
 }
 
-/// Trap counts and quarantines by (peer, type).
+/// Trap counts and quarantines by (peer, type), at most `max_entries` (least recently
+/// trapped evicted first). The table grows as pairs trap: a node whose capsules never trap
+/// (every simulated node, most real ones) holds an empty table, not `max_entries` slots.
 pub(crate) struct Quarantine<P> {
     cfg: QuarantineConfig,
     entries: LruCache<(P, CapsuleType), Entry>,
@@ -64,10 +65,9 @@ impl<P> std::fmt::Debug for Quarantine<P> {
 
 impl<P: Hash + Eq + Copy> Quarantine<P> {
     pub(crate) fn new(cfg: QuarantineConfig) -> Self {
-        let cap = NonZeroUsize::new(cfg.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         Quarantine {
             cfg,
-            entries: LruCache::new(cap),
+            entries: LruCache::unbounded(),
         }
     }
 
@@ -93,7 +93,11 @@ impl<P: Hash + Eq + Copy> Quarantine<P> {
         if self.cfg.traps == 0 {
             return false;
         }
-        let e = self.entries.get_or_insert_mut((peer, ty), || Entry {
+        let key = (peer, ty);
+        if !self.entries.contains(&key) && self.entries.len() >= self.cfg.max_entries.max(1) {
+            self.entries.pop_lru();
+        }
+        let e = self.entries.get_or_insert_mut(key, || Entry {
             window_start: now,
             traps: 0,
             until: None,
