@@ -413,6 +413,11 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         if is_input {
             report.until = now;
         }
+        if done == Some(Outcome::Identical) {
+            // The end: a checkpoint the replay never reached is a difference too.
+            sent.finish();
+            delivered.finish();
+        }
         if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
             report.outcome = Outcome::Diverged {
                 input: index,
@@ -422,18 +427,6 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
             break;
         }
         if let Some(o) = done {
-            if o == Outcome::Identical {
-                sent.finish();
-                delivered.finish();
-                if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
-                    report.outcome = Outcome::Diverged {
-                        input: index,
-                        at: now,
-                        what,
-                    };
-                    break;
-                }
-            }
             report.outcome = o;
             break;
         }

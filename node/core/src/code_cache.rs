@@ -49,31 +49,6 @@ pub struct CodeCache {
     counters: CodeCacheCounters,
 }
 
-/// One copy of a module per process: a cache that inserts bytes equal to a copy another
-/// cache holds (the same module, verified by each node or worker that fetched it) keeps
-/// that copy and lets its own go. A simulator with a million nodes then holds each module
-/// once, not once per node; a daemon, once for all its workers. Entries are weak: a module
-/// no cache holds any more is freed.
-fn shared_copy(ty: &CapsuleType, code: Arc<[u8]>) -> Arc<[u8]> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock, PoisonError, Weak};
-    static MODULES: OnceLock<Mutex<HashMap<CapsuleType, Weak<[u8]>>>> = OnceLock::new();
-    let mut m = MODULES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(existing) = m.get(ty).and_then(Weak::upgrade)
-        && *existing == *code
-    {
-        return existing;
-    }
-    if m.len() >= 4096 {
-        m.retain(|_, w| w.strong_count() > 0);
-    }
-    m.insert(*ty, Arc::downgrade(&code));
-    code
-}
-
 impl CodeCache {
     /// An empty cache holding at most `max_bytes` bytes of modules (0 refuses everything).
     pub fn new(max_bytes: usize) -> Self {
@@ -115,7 +90,7 @@ impl CodeCache {
             evicted.push(victim);
         }
         self.bytes += code.len();
-        self.entries.put(ty, shared_copy(&ty, code));
+        self.entries.put(ty, code);
         self.counters.inserts += 1;
         Ok(evicted)
     }
