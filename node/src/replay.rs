@@ -9,7 +9,7 @@
 //! keeps the last [`HISTORY`] hashes). The end record adds the node's counters. The first difference stops the
 //! replay of that worker and is reported with the input, its node time and what differed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +94,81 @@ pub struct WorkerReplay {
     pub from: Duration,
     pub until: Duration,
     pub outcome: Outcome,
+    /// The node's UDP endpoint (`[node] listen`), by which other nodes' recordings name it.
+    pub endpoint: SocketAddr,
+    /// Hashes of the datagrams the replay sent, by destination, and of those the recording
+    /// received, by source: what [`links`] matches between nodes.
+    pub sent_to: BTreeMap<SocketAddr, Vec<u64>>,
+    pub received_from: BTreeMap<SocketAddr, Vec<u64>>,
+}
+
+/// The datagrams one recorded node sent to another, as the two recordings show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Sender and receiver (node addresses).
+    pub from: String,
+    pub to: String,
+    /// Datagrams the sender's replay sent to the receiver's endpoint.
+    pub sent: u64,
+    /// Of those, received (in the receiver's recording, from the sender's endpoint).
+    pub received: u64,
+    /// Received from the sender's endpoint but never sent by it (spoofed or altered).
+    pub unexpected: u64,
+}
+
+/// The run as one network: for every pair of recorded nodes that exchanged datagrams, how
+/// many the sender sent and the receiver received. Datagrams are matched by content, as
+/// multisets (a node's workers interleave their sends in no defined order).
+pub fn links(replays: &[WorkerReplay]) -> Vec<Link> {
+    let mut nodes: BTreeMap<SocketAddr, (String, Vec<&WorkerReplay>)> = BTreeMap::new();
+    for r in replays {
+        nodes
+            .entry(r.endpoint)
+            .or_insert_with(|| (r.address.clone(), Vec::new()))
+            .1
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for (a_ep, (a, a_workers)) in &nodes {
+        for (b_ep, (b, b_workers)) in &nodes {
+            let mut want: HashMap<u64, u64> = HashMap::new();
+            let mut sent = 0;
+            for h in a_workers
+                .iter()
+                .filter_map(|w| w.sent_to.get(b_ep))
+                .flatten()
+            {
+                *want.entry(*h).or_default() += 1;
+                sent += 1;
+            }
+            let mut received = 0;
+            let mut unexpected = 0;
+            for h in b_workers
+                .iter()
+                .filter_map(|w| w.received_from.get(a_ep))
+                .flatten()
+            {
+                match want.get_mut(h) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        received += 1;
+                    }
+                    _ => unexpected += 1,
+                }
+            }
+            if sent + unexpected > 0 {
+                out.push(Link {
+                    from: a.clone(),
+                    to: b.clone(),
+                    sent,
+                    received,
+                    unexpected,
+                });
+            }
+        }
+    }
+    out.sort_by(|x, y| (&x.from, &x.to).cmp(&(&y.from, &y.to)));
+    out
 }
 
 /// The recordings under `path`: the file itself, the `worker-*.rec` files of a node's
@@ -265,6 +340,9 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         outcome: Outcome::Partial(
             "the recording ends without an end record (the node did not stop cleanly)".into(),
         ),
+        endpoint: cfg.node.listen,
+        sent_to: BTreeMap::new(),
+        received_from: BTreeMap::new(),
     };
     let mut index = 0u64;
     loop {
@@ -291,6 +369,11 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         let mut done = None;
         match input {
             Input::Datagram { from, data } => {
+                report
+                    .received_from
+                    .entry(from)
+                    .or_default()
+                    .push(xxhash_rust::xxh3::xxh3_64(&data));
                 node.handle_datagram(now, from, &data, &mut exec);
             }
             Input::Timeout => node.handle_timeout(now),
@@ -386,10 +469,15 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
                 });
             }
             Input::Drained(n) => {
+                let sent_to = &mut report.sent_to;
                 node.drain_transmits_up_to(n as usize, |to, bytes| {
                     let mut head = [0u8; 24];
                     let k = crate::record::encode_addr(&to, &mut head);
                     sent.push(&[&head[..k], &(bytes.len() as u32).to_le_bytes(), bytes]);
+                    sent_to
+                        .entry(to)
+                        .or_default()
+                        .push(xxhash_rust::xxh3::xxh3_64(bytes));
                 });
             }
             Input::Delivered(n) => {

@@ -77,7 +77,7 @@ fn a_recorded_five_node_line_replays_identically_and_a_changed_input_is_caught()
     let (code, out, err) = replay(&[rec.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let workers = v.as_array().expect("array");
+    let workers = v["workers"].as_array().expect("array");
     assert_eq!(workers.len(), 5, "one recording per node: {out}");
     for w in workers {
         assert_eq!(w["outcome"], "identical", "{w}");
@@ -95,6 +95,18 @@ fn a_recorded_five_node_line_replays_identically_and_a_changed_input_is_caught()
         .find(|w| w["address"] == "198.18.0.1")
         .unwrap();
     assert!(first["sent"].as_u64().unwrap() >= 300, "{first}");
+    // Joined into one network: every datagram each node sent along the line was received
+    // by the next, and nothing arrived that was not sent.
+    let links = v["links"].as_array().expect("links");
+    for (a, b) in [(1, 2), (2, 3), (3, 4), (4, 5)] {
+        let l = links
+            .iter()
+            .find(|l| l["from"] == format!("198.18.0.{a}") && l["to"] == format!("198.18.0.{b}"))
+            .unwrap_or_else(|| panic!("no link {a} -> {b}: {out}"));
+        assert!(l["sent"].as_u64().unwrap() >= 300, "{l}");
+        assert_eq!(l["received"], l["sent"], "{l}");
+        assert_eq!(l["unexpected"], 0, "{l}");
+    }
     // The human form says so too.
     let (code, out, _) = replay(&[rec.join("198.18.0.3").to_str().unwrap()]);
     eprintln!("{out}");
@@ -161,10 +173,11 @@ fn two_workers_record_and_replay_each_their_share() {
     let (code, text, _) = replay(&[rec.to_str().unwrap()]);
     eprintln!("{text}");
     assert_eq!(code, 0, "{text}");
+    assert!(text.contains("198.18.0.1 -> 198.18.0.2: "), "{text}");
     let (code, out, err) = replay(&[rec.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let workers = v.as_array().unwrap();
+    let workers = v["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 6, "two recordings per node: {out}");
     assert!(workers.iter().all(|w| w["outcome"] == "identical"), "{out}");
     let delivered: u64 = workers

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ants_node::replay::{Outcome, WorkerReplay, replay_all};
+use ants_node::replay::{Link, Outcome, WorkerReplay, links, replay_all};
 use clap::Args;
 
 pub(crate) const LONG_HELP: &str = "\
@@ -19,7 +19,10 @@ hashes of both (every 4096 inputs and at the end) and the node's final counters,
 replay compares them.
 
 PATH is one worker's file, a node's directory, or a directory holding several nodes'
-directories (as when several nodes record into one DIR): every recording found is replayed.
+directories (as when several nodes record into one DIR): every recording found is replayed,
+and then the recordings are joined into one network: for every pair of recorded nodes, the
+datagrams one sent to the other's endpoint are matched (by content) against those the other
+received from it — sent, received, lost, and any received that were never sent.
 
 Exit status: 0 when every replay is identical (or matched up to where its recording stops),
 1 when one diverged (the input, its node time and what differed are printed), 2 when a
@@ -48,12 +51,34 @@ impl ReplayArgs {
         let diverged = replays
             .iter()
             .any(|r| matches!(r.outcome, Outcome::Diverged { .. }));
+        let links = links(&replays);
         if self.json {
-            let v: Vec<serde_json::Value> = replays.iter().map(json).collect();
-            println!("{}", serde_json::Value::Array(v));
+            let workers: Vec<serde_json::Value> = replays.iter().map(json).collect();
+            let links: Vec<serde_json::Value> = links
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "from": l.from,
+                        "to": l.to,
+                        "sent": l.sent,
+                        "received": l.received,
+                        "unexpected": l.unexpected,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"workers": workers, "links": links})
+            );
         } else {
             for r in &replays {
                 println!("{}", line(r));
+            }
+            if !links.is_empty() {
+                println!("between the recorded nodes (datagrams matched by content):");
+                for l in &links {
+                    println!("  {}", link_line(l));
+                }
             }
         }
         Ok(if diverged {
@@ -85,6 +110,21 @@ fn line(r: &WorkerReplay) -> String {
             r.file.display()
         ),
     }
+}
+
+fn link_line(l: &Link) -> String {
+    let mut s = format!(
+        "{} -> {}: {} sent, {} received, {} lost",
+        l.from,
+        l.to,
+        l.sent,
+        l.received,
+        l.sent - l.received
+    );
+    if l.unexpected > 0 {
+        s += &format!(", {} received that it never sent", l.unexpected);
+    }
+    s
 }
 
 fn json(r: &WorkerReplay) -> serde_json::Value {
