@@ -25,6 +25,7 @@ use crate::record::{
     Checkpoint, EndCounters, Header, Input, ModuleResult, ReadError, RecordReader, module_file,
 };
 use crate::{Compiler, WasmExecutor};
+use ants_sim::Watch;
 
 /// Output hashes a replay keeps to compare with a checkpoint behind it.
 pub const HISTORY: usize = 1 << 16;
@@ -72,6 +73,14 @@ pub enum Outcome {
     /// The recording stopped before the end (its bound, a reload, or the node did not stop
     /// cleanly); everything up to there matched.
     Partial(String),
+    /// A watched property failed (outputs matched up to there): at which input, its node
+    /// time, the property and what was seen.
+    Violated {
+        input: u64,
+        at: Duration,
+        watch: String,
+        what: String,
+    },
 }
 
 /// One worker's replay.
@@ -203,9 +212,65 @@ pub fn recordings(path: &Path) -> Result<Vec<PathBuf>, ReplayError> {
     Ok(out)
 }
 
-/// Replay every recording under `path` (see [`recordings`]).
-pub fn replay_all(path: &Path) -> Result<Vec<WorkerReplay>, ReplayError> {
-    recordings(path)?.iter().map(|f| replay(f)).collect()
+/// Replay every recording under `path` (see [`recordings`]), checking `watches`.
+pub fn replay_all(path: &Path, watches: &[Watch]) -> Result<Vec<WorkerReplay>, ReplayError> {
+    recordings(path)?
+        .iter()
+        .map(|f| replay(f, watches))
+        .collect()
+}
+
+/// Payloads an app received, by hash, for `no-duplicate-delivery` (the first
+/// [`DUPLICATE_WINDOW`] distinct ones per app, as in the simulator).
+const DUPLICATE_WINDOW: usize = 1 << 16;
+
+/// The watches' state during one replay.
+#[derive(Default)]
+struct Watching {
+    seen: HashMap<u32, std::collections::HashSet<u64>>,
+    violated: Option<(String, String)>,
+}
+
+impl Watching {
+    /// App `app` received `capsule`.
+    fn delivered(&mut self, watches: &[Watch], app: u32, capsule: &[u8]) {
+        if self.violated.is_some() || !watches.contains(&Watch::NoDuplicateDelivery) {
+            return;
+        }
+        let Ok(c) = ants_wire::CapsuleRepr::parse(capsule) else {
+            return;
+        };
+        let h = xxhash_rust::xxh3::xxh3_64(c.payload);
+        let seen = self.seen.entry(app).or_default();
+        if seen.contains(&h) {
+            self.violated = Some((
+                Watch::NoDuplicateDelivery.describe(),
+                format!(
+                    "app {app} received a payload it had received before ({} bytes)",
+                    c.payload.len()
+                ),
+            ));
+        } else if seen.len() < DUPLICATE_WINDOW {
+            seen.insert(h);
+        }
+    }
+
+    /// After an input: the node's state.
+    fn check(&mut self, watches: &[Watch], node: &Node<SocketAddr>) {
+        for w in watches {
+            if let Watch::MaxHeld(limit) = *w
+                && self.violated.is_none()
+            {
+                let held = node.loader_occupancy().held;
+                if held > limit {
+                    self.violated = Some((
+                        w.describe(),
+                        format!("{held} capsules held waiting for their code"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// One output stream's hash, compared with the recorded checkpoints.
@@ -295,8 +360,8 @@ impl Check {
     }
 }
 
-/// Replay one worker's recording.
-pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
+/// Replay one worker's recording, checking `watches` after every input.
+pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayError> {
     let (mut reader, header) = RecordReader::open(file)?;
     let name = file.display().to_string();
     let Header {
@@ -344,6 +409,7 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         sent_to: BTreeMap::new(),
         received_from: BTreeMap::new(),
     };
+    let mut watching = Watching::default();
     let mut index = 0u64;
     loop {
         let (now, input) = match reader.next_record() {
@@ -488,6 +554,7 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
                         &(d.capsule.len() as u32).to_le_bytes(),
                         &d.capsule,
                     ]);
+                    watching.delivered(watches, d.app, &d.capsule);
                 }
             }
             Input::Truncated { inputs } => {
@@ -498,6 +565,9 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         }
         // Events only inform the driver (logs, compile jobs, whose results are inputs).
         while node.poll_event().is_some() {}
+        // This input's number (0-based) for the reports below; `index` counts those done.
+        let this = index;
+        index += u64::from(is_input);
         if is_input {
             report.until = now;
         }
@@ -508,8 +578,18 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
         }
         if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
             report.outcome = Outcome::Diverged {
-                input: index,
+                input: this,
                 at: now,
+                what,
+            };
+            break;
+        }
+        watching.check(watches, &node);
+        if let Some((watch, what)) = watching.violated.take() {
+            report.outcome = Outcome::Violated {
+                input: this,
+                at: now,
+                watch,
                 what,
             };
             break;
@@ -518,7 +598,6 @@ pub fn replay(file: &Path) -> Result<WorkerReplay, ReplayError> {
             report.outcome = o;
             break;
         }
-        index += u64::from(is_input);
     }
     report.inputs = index;
     report.sent = sent.count;

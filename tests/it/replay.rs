@@ -116,6 +116,24 @@ fn a_recorded_five_node_line_replays_identically_and_a_changed_input_is_caught()
         "{out}"
     );
 
+    // Watches, as a scenario has them: the last node received no payload twice; the second
+    // held the first capsule while its code loaded, so "never more than 0 held" fails there.
+    let n5 = rec.join("198.18.0.5");
+    let (code, out, err) = replay(&[n5.to_str().unwrap(), "--watch", "no-duplicate-delivery"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let n2 = rec.join("198.18.0.2");
+    let (code, out, err) = replay(&[n2.to_str().unwrap(), "--watch", "max-held=0"]);
+    eprintln!("{out}");
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("watch violated: max-held (limit 0) at input")
+            && out.contains("1 capsules held waiting for their code"),
+        "{out}"
+    );
+    let (code, _, err) = replay(&[n2.to_str().unwrap(), "--watch", "max-held=lots"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the limit must be a number"), "{err}");
+
     // One byte of one received capsule changed: the replay's outputs differ, and it says
     // where.
     let file = rec.join("198.18.0.3").join("worker-0.rec");

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ants_node::replay::{Link, Outcome, WorkerReplay, links, replay_all};
+use ants_sim::Watch;
 use clap::Args;
 
 pub(crate) const LONG_HELP: &str = "\
@@ -24,8 +25,12 @@ and then the recordings are joined into one network: for every pair of recorded 
 datagrams one sent to the other's endpoint are matched (by content) against those the other
 received from it — sent, received, lost, and any received that were never sent.
 
+--watch checks a property after every input, as a scenario's [[watch]] does in `ants sim`
+(no-duplicate-delivery, max-held=N): a replay is the place to ask it of a live run.
+
 Exit status: 0 when every replay is identical (or matched up to where its recording stops),
-1 when one diverged (the input, its node time and what differed are printed), 2 when a
+1 when one diverged or violated a watch (the input, its node time and what was seen are
+printed), 2 when a
 recording cannot be read (the file and byte offset are named), was made by another version
 of ants, or needs a module that is missing.";
 
@@ -34,23 +39,47 @@ of ants, or needs a module that is missing.";
 pub(crate) struct ReplayArgs {
     /// A recording: a worker-*.rec file, a node's directory, or a directory of nodes'.
     path: PathBuf,
-    /// Print the result as JSON (one object per worker).
+    /// Print the result as JSON: `workers` (one object per worker) and `links`.
     #[arg(long)]
     json: bool,
+    /// Check a property after every input, as a scenario's `[[watch]]` does:
+    /// `no-duplicate-delivery` (no app receives the same payload twice) or `max-held=N` (no
+    /// more than N capsules held waiting for their code). The first violation stops that
+    /// worker's replay and is printed; exit status 1. Repeatable.
+    #[arg(long, value_name = "PROPERTY", value_parser = parse_watch)]
+    watch: Vec<Watch>,
+}
+
+/// A `--watch` property.
+fn parse_watch(s: &str) -> Result<Watch, String> {
+    match s.split_once('=') {
+        None if s == "no-duplicate-delivery" => Ok(Watch::NoDuplicateDelivery),
+        Some(("max-held", n)) => n
+            .trim()
+            .parse()
+            .map(Watch::MaxHeld)
+            .map_err(|_| format!("max-held={n}: the limit must be a number of capsules")),
+        _ => Err(format!(
+            "{s:?}: expected no-duplicate-delivery or max-held=N"
+        )),
+    }
 }
 
 impl ReplayArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let replays = match replay_all(&self.path) {
+        let replays = match replay_all(&self.path, &self.watch) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(2));
             }
         };
-        let diverged = replays
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Diverged { .. }));
+        let diverged = replays.iter().any(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Diverged { .. } | Outcome::Violated { .. }
+            )
+        });
         let links = links(&replays);
         if self.json {
             let workers: Vec<serde_json::Value> = replays.iter().map(json).collect();
@@ -109,6 +138,17 @@ fn line(r: &WorkerReplay) -> String {
             at.saturating_sub(r.from).as_secs_f64(),
             r.file.display()
         ),
+        Outcome::Violated {
+            input,
+            at,
+            watch,
+            what,
+        } => format!(
+            "{head}: watch violated: {watch} at input {input} ({:.6} s into the recording): \
+             {what}\n  file: {}",
+            at.saturating_sub(r.from).as_secs_f64(),
+            r.file.display()
+        ),
     }
 }
 
@@ -131,6 +171,20 @@ fn json(r: &WorkerReplay) -> serde_json::Value {
     let (outcome, detail) = match &r.outcome {
         Outcome::Identical => ("identical", serde_json::Value::Null),
         Outcome::Partial(why) => ("partial", serde_json::json!({ "why": why })),
+        Outcome::Violated {
+            input,
+            at,
+            watch,
+            what,
+        } => (
+            "violated",
+            serde_json::json!({
+                "input": input,
+                "at_s": at.saturating_sub(r.from).as_secs_f64(),
+                "watch": watch,
+                "what": what,
+            }),
+        ),
         Outcome::Diverged { input, at, what } => (
             "diverged",
             serde_json::json!({
