@@ -16,7 +16,7 @@ A recording holds every input of a node's core, one file per worker
 compile completions and how long they took, app registrations and injected capsules, and
 when the driver took the node's outputs. The node core is deterministic given these, so the
 replay must send the same datagrams and make the same deliveries; the recording carries
-hashes of both (every 4096 inputs and at the end) and the node's final counters, and the
+hashes of both (every 256 inputs and at the end) and the node's final counters, and the
 replay compares them.
 
 PATH is one worker's file, a node's directory, or a directory holding several nodes'
@@ -28,9 +28,9 @@ received from it — sent, received, lost, and any received that were never sent
 --watch checks a property after every input, as a scenario's [[watch]] does in `ants sim`
 (no-duplicate-delivery, max-held=N): a replay is the place to ask it of a live run.
 
-Exit status: 0 when every replay is identical (or matched up to where its recording stops),
-1 when one diverged or violated a watch (the input, its node time and what was seen are
-printed), 2 when a
+Exit status: 0 when every replay is identical, or matched as far as its recording goes (a
+node that died leaves a file cut short; the replay says where it ends); 1 when one diverged
+or violated a watch (the input, its node time and what was seen are printed); 2 when a
 recording cannot be read (the file and byte offset are named), was made by another version
 of ants, or needs a module that is missing.";
 
