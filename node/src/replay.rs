@@ -258,16 +258,10 @@ impl Watching {
     /// After an input: the node's state.
     fn check(&mut self, watches: &[Watch], node: &Node<SocketAddr>) {
         for w in watches {
-            if let Watch::MaxHeld(limit) = *w
-                && self.violated.is_none()
+            if self.violated.is_none()
+                && let Some(what) = w.check_node(node)
             {
-                let held = node.loader_occupancy().held;
-                if held > limit {
-                    self.violated = Some((
-                        w.describe(),
-                        format!("{held} capsules held waiting for their code"),
-                    ));
-                }
+                self.violated = Some((w.describe(), what));
             }
         }
     }

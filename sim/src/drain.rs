@@ -200,14 +200,10 @@ impl<E: Executor> Sim<E> {
             }
         }
         for w in watches.iter() {
-            if let Watch::MaxHeld(limit) = *w
-                && violation.is_none()
+            if violation.is_none()
+                && let Some(detail) = w.check_node(&sn.node)
             {
-                let held = sn.node.loader_occupancy().held;
-                if held > limit {
-                    let detail = format!("{held} capsules held waiting for their code");
-                    *violation = Some(Violation::new(*w, now, i, detail, trace));
-                }
+                *violation = Some(Violation::new(*w, now, i, detail, trace));
             }
         }
         if let Some(t) = sn.node.poll_timeout() {

@@ -16,6 +16,9 @@ pub enum Watch {
     /// `max-held` with `limit`: no node holds more than `limit` capsules waiting for their
     /// code.
     MaxHeld(usize),
+    /// `max-store-bytes` with `limit`: no node's soft-store holds more than `limit` bytes
+    /// (keys and values, every protocol's).
+    MaxStoreBytes(usize),
 }
 
 impl Watch {
@@ -24,6 +27,31 @@ impl Watch {
         match self {
             Watch::NoDuplicateDelivery => "no-duplicate-delivery".into(),
             Watch::MaxHeld(n) => format!("max-held (limit {n})"),
+            Watch::MaxStoreBytes(n) => format!("max-store-bytes (limit {n})"),
+        }
+    }
+
+    /// What node `node` shows that violates this property now, if anything (the properties
+    /// of one node's state; `no-duplicate-delivery` is checked where deliveries are made).
+    pub fn check_node<P>(&self, node: &ants_core::Node<P>) -> Option<String>
+    where
+        P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
+    {
+        match *self {
+            Watch::NoDuplicateDelivery => None,
+            Watch::MaxHeld(limit) => {
+                let held = node.loader_occupancy().held;
+                (held > limit).then(|| format!("{held} capsules held waiting for their code"))
+            }
+            Watch::MaxStoreBytes(limit) => {
+                let bytes = node.store().bytes();
+                (bytes > limit).then(|| {
+                    format!(
+                        "its soft-store holds {bytes} bytes in {} entries",
+                        node.store().len()
+                    )
+                })
+            }
         }
     }
 }

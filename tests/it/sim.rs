@@ -397,6 +397,19 @@ fn a_violated_watch_stops_ants_sim_with_what_where_and_the_seed() {
     .unwrap();
     let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
     assert!(ok, "{err}");
+    // A property of the soft-store: the multicast branches a node keeps outgrow 40 bytes.
+    std::fs::write(
+        &path,
+        format!("{base}\n[[watch]]\nproperty = \"max-store-bytes\"\nlimit = 40\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert!(!ok);
+    assert!(
+        err.contains("watch violated: max-store-bytes (limit 40)")
+            && err.contains("its soft-store holds"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -26,7 +26,8 @@ datagrams one sent to the other's endpoint are matched (by content) against thos
 received from it — sent, received, lost, and any received that were never sent.
 
 --watch checks a property after every input, as a scenario's [[watch]] does in `ants sim`
-(no-duplicate-delivery, max-held=N): a replay is the place to ask it of a live run.
+(no-duplicate-delivery, max-held=N, max-store-bytes=N): a replay is the place to ask it of
+a live run.
 
 Exit status: 0 when every replay is identical, or matched as far as its recording goes (a
 node that died leaves a file cut short; the replay says where it ends); 1 when one diverged
@@ -43,9 +44,10 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     json: bool,
     /// Check a property after every input, as a scenario's `[[watch]]` does:
-    /// `no-duplicate-delivery` (no app receives the same payload twice) or `max-held=N` (no
-    /// more than N capsules held waiting for their code). The first violation stops that
-    /// worker's replay and is printed; exit status 1. Repeatable.
+    /// `no-duplicate-delivery` (no app receives the same payload twice), `max-held=N` (no
+    /// more than N capsules held waiting for their code) or `max-store-bytes=N` (no more than
+    /// N bytes in the soft-store). The first violation stops that worker's replay and is
+    /// printed; exit status 1. Repeatable.
     #[arg(long, value_name = "PROPERTY", value_parser = parse_watch)]
     watch: Vec<Watch>,
 }
@@ -59,8 +61,13 @@ fn parse_watch(s: &str) -> Result<Watch, String> {
             .parse()
             .map(Watch::MaxHeld)
             .map_err(|_| format!("max-held={n}: the limit must be a number of capsules")),
+        Some(("max-store-bytes", n)) => n
+            .trim()
+            .parse()
+            .map(Watch::MaxStoreBytes)
+            .map_err(|_| format!("max-store-bytes={n}: the limit must be a number of bytes")),
         _ => Err(format!(
-            "{s:?}: expected no-duplicate-delivery or max-held=N"
+            "{s:?}: expected no-duplicate-delivery, max-held=N or max-store-bytes=N"
         )),
     }
 }

@@ -164,9 +164,10 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSpec {
-    /// `"no-duplicate-delivery"` or `"max-held"`.
+    /// `"no-duplicate-delivery"`, `"max-held"` or `"max-store-bytes"`.
     pub property: String,
-    /// `max-held`: the most capsules a node may hold waiting for their code.
+    /// `max-held`: the most capsules a node may hold waiting for their code;
+    /// `max-store-bytes`: the most bytes a node's soft-store may hold.
     pub limit: Option<u64>,
 }
 
@@ -377,12 +378,18 @@ impl Scenario {
                     ("max-held", None) => Err(invalid(format!(
                         "{what}: needs `limit`, the most capsules a node may hold"
                     ))),
+                    ("max-store-bytes", Some(n)) => Ok(Watch::MaxStoreBytes(
+                        usize::try_from(n).unwrap_or(usize::MAX),
+                    )),
+                    ("max-store-bytes", None) => Err(invalid(format!(
+                        "{what}: needs `limit`, the most soft-store bytes a node may hold"
+                    ))),
                     ("no-duplicate-delivery", Some(_)) => {
                         Err(invalid(format!("{what}: takes no `limit`")))
                     }
                     (other, _) => Err(invalid(format!(
                         "[[watch]] #{}: unknown property {other:?} (known: \
-                         \"no-duplicate-delivery\", \"max-held\")",
+                         \"no-duplicate-delivery\", \"max-held\", \"max-store-bytes\")",
                         k + 1
                     ))),
                 }

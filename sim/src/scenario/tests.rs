@@ -188,6 +188,10 @@ fn mistakes_are_reported_with_where_and_why() {
             "[[watch]] #1 (max-held): needs `limit`",
         ),
         (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-store-bytes\"",
+            "[[watch]] #1 (max-store-bytes): needs `limit`",
+        ),
+        (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[nodes]\ninstances = \"one\"",
             "[nodes] instances: \"one\": expected \"per-node\" or \"shared\"",
         ),
