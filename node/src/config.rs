@@ -344,12 +344,8 @@ impl<'a> Source<'a> {
                 ));
             }
         };
-        let dir = PathBuf::from(dir.get_ref());
         Ok(RecordSection {
-            dir: match self.base {
-                Some(base) if dir.is_relative() => base.join(dir),
-                _ => dir,
-            },
+            dir: self.resolve(dir.get_ref()),
             max_bytes,
         })
     }
@@ -456,11 +452,16 @@ impl<'a> Source<'a> {
                 "must not be empty (leave the key out for none)",
             ));
         }
-        let p = PathBuf::from(v.get_ref());
-        Ok(Some(match self.base {
+        Ok(Some(self.resolve(v.get_ref())))
+    }
+
+    /// `path` as written, relative paths taken from the config file's directory.
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = PathBuf::from(path);
+        match self.base {
             Some(base) if p.is_relative() => base.join(p),
             _ => p,
-        }))
+        }
     }
 
     fn node(&self, raw: &RawNode, router: Option<&RouterSection>) -> Result<NodeSection> {

@@ -204,20 +204,13 @@ impl Default for Outputs {
 impl Outputs {
     /// The node sent `bytes` to `to`.
     pub fn sent(&mut self, to: &SocketAddr, bytes: &[u8]) {
-        let mut head = [0u8; 24];
-        let n = encode_addr(to, &mut head);
-        self.sent_hash.update(&head[..n]);
-        self.sent_hash.update(&(bytes.len() as u32).to_le_bytes());
-        self.sent_hash.update(bytes);
+        hash_sent(&mut self.sent_hash, to, bytes);
         self.sent += 1;
     }
 
     /// The node delivered `capsule` to app `app`.
     pub fn delivered(&mut self, app: u32, capsule: &[u8]) {
-        self.delivered_hash.update(&app.to_le_bytes());
-        self.delivered_hash
-            .update(&(capsule.len() as u32).to_le_bytes());
-        self.delivered_hash.update(capsule);
+        hash_delivery(&mut self.delivered_hash, app, capsule);
         self.delivered += 1;
     }
 
@@ -232,8 +225,25 @@ impl Outputs {
     }
 }
 
+/// Add a datagram sent to `to` to the running hash `h` of a node's sends (the recording's
+/// and a replay's).
+pub fn hash_sent(h: &mut Xxh3, to: &SocketAddr, bytes: &[u8]) {
+    let mut head = [0u8; 24];
+    let n = encode_addr(to, &mut head);
+    h.update(&head[..n]);
+    h.update(&(bytes.len() as u32).to_le_bytes());
+    h.update(bytes);
+}
+
+/// Add a delivery of `capsule` to app `app` to the running hash `h` of a node's deliveries.
+pub fn hash_delivery(h: &mut Xxh3, app: u32, capsule: &[u8]) {
+    h.update(&app.to_le_bytes());
+    h.update(&(capsule.len() as u32).to_le_bytes());
+    h.update(capsule);
+}
+
 /// `to` as family, address and port into `out` (as recorded and hashed); returns the length.
-pub fn encode_addr(to: &SocketAddr, out: &mut [u8; 24]) -> usize {
+fn encode_addr(to: &SocketAddr, out: &mut [u8; 24]) -> usize {
     let port = to.port().to_le_bytes();
     match to.ip() {
         IpAddr::V4(a) => {

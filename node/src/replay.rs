@@ -5,11 +5,11 @@
 //! driver's takes from the node's transmit and delivery queues included (both queues are
 //! bounded, so when they are emptied matters), and the replay hashes what it takes as the
 //! live driver did. Each checkpoint in the recording says how many outputs the live node had
-//! produced by then and their hash: the replay compares its hash after that many outputs (it
-//! keeps the last [`HISTORY`] hashes). The end record adds the node's counters. The first difference stops the
-//! replay of that worker and is reported with the input, its node time and what differed.
+//! produced by then and their hash, which the replay must match exactly; the end record adds
+//! the node's counters. The first difference stops the replay of that worker and is reported
+//! with the input, its node time and what differed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,13 +22,11 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::config::Config;
 use crate::daemon::{executor_config, node_config};
 use crate::record::{
-    Checkpoint, EndCounters, Header, Input, ModuleResult, ReadError, RecordReader, module_file,
+    Checkpoint, EndCounters, Header, Input, ModuleResult, ReadError, RecordReader, hash_delivery,
+    hash_sent, module_file,
 };
 use crate::{Compiler, WasmExecutor};
-use ants_sim::Watch;
-
-/// Output hashes a replay keeps to compare with a checkpoint behind it.
-pub const HISTORY: usize = 1 << 16;
+use ants_sim::{AppStats, Watch};
 
 /// Why a recording could not be replayed at all.
 #[derive(Debug, thiserror::Error)]
@@ -220,38 +218,29 @@ pub fn replay_all(path: &Path, watches: &[Watch]) -> Result<Vec<WorkerReplay>, R
         .collect()
 }
 
-/// Payloads an app received, by hash, for `no-duplicate-delivery` (the first
-/// [`DUPLICATE_WINDOW`] distinct ones per app, as in the simulator).
-const DUPLICATE_WINDOW: usize = 1 << 16;
-
 /// The watches' state during one replay.
 #[derive(Default)]
 struct Watching {
-    seen: HashMap<u32, std::collections::HashSet<u64>>,
+    /// What each app received, for `no-duplicate-delivery` (the simulator's bookkeeping).
+    apps: HashMap<u32, AppStats>,
     violated: Option<(String, String)>,
 }
 
 impl Watching {
-    /// App `app` received `capsule`.
-    fn delivered(&mut self, watches: &[Watch], app: u32, capsule: &[u8]) {
+    /// App `app` received `capsule` at node time `now`.
+    fn delivered(&mut self, watches: &[Watch], now: Duration, app: u32, capsule: &[u8]) {
         if self.violated.is_some() || !watches.contains(&Watch::NoDuplicateDelivery) {
             return;
         }
         let Ok(c) = ants_wire::CapsuleRepr::parse(capsule) else {
             return;
         };
-        let h = xxhash_rust::xxh3::xxh3_64(c.payload);
-        let seen = self.seen.entry(app).or_default();
-        if seen.contains(&h) {
+        let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        if self.apps.entry(app).or_default().delivered(ns, c.payload) {
             self.violated = Some((
                 Watch::NoDuplicateDelivery.describe(),
-                format!(
-                    "app {app} received a payload it had received before ({} bytes)",
-                    c.payload.len()
-                ),
+                Watch::duplicate_detail(app, c.payload.len()),
             ));
-        } else if seen.len() < DUPLICATE_WINDOW {
-            seen.insert(h);
         }
     }
 
@@ -267,14 +256,12 @@ impl Watching {
     }
 }
 
-/// One output stream's hash, compared with the recorded checkpoints.
+/// One output stream's hash, compared with the recorded checkpoints. The replay takes the
+/// node's outputs exactly when the live driver did (the recording says when), so at every
+/// checkpoint both have the same count.
 struct Check {
     count: u64,
     hash: Xxh3,
-    /// `(count, hash)` of the last [`HISTORY`] outputs.
-    history: VecDeque<(u64, u64)>,
-    /// Checkpoints ahead of the replay: `(count, hash)`.
-    pending: VecDeque<(u64, u64)>,
     /// The first difference.
     diverged: Option<String>,
     name: &'static str,
@@ -282,73 +269,35 @@ struct Check {
 
 impl Check {
     fn new(name: &'static str) -> Check {
-        let hash = Xxh3::new();
         Check {
             count: 0,
-            history: VecDeque::from([(0, hash.digest())]),
-            hash,
-            pending: VecDeque::new(),
+            hash: Xxh3::new(),
             diverged: None,
             name,
         }
     }
 
-    fn push(&mut self, parts: &[&[u8]]) {
-        for p in parts {
-            self.hash.update(p);
-        }
+    /// One more output, fed into the hash by `feed`.
+    fn push(&mut self, feed: impl FnOnce(&mut Xxh3)) {
+        feed(&mut self.hash);
         self.count += 1;
-        let h = self.hash.digest();
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back((self.count, h));
-        while let Some(&(c, want)) = self.pending.front() {
-            if c != self.count {
-                break;
-            }
-            self.pending.pop_front();
-            self.compare(c, want, h);
-        }
-    }
-
-    fn compare(&mut self, count: u64, want: u64, got: u64) {
-        if want != got && self.diverged.is_none() {
-            self.diverged = Some(format!(
-                "the first {count} {} differ from the recording's (hash {got:016x}, recorded {want:016x})",
-                self.name
-            ));
-        }
     }
 
     /// The recording says the first `count` outputs hash to `want`.
     fn expect(&mut self, count: u64, want: u64) {
-        if count > self.count {
-            self.pending.push_back((count, want));
+        if self.diverged.is_some() {
             return;
         }
-        match self.history.iter().find(|(c, _)| *c == count) {
-            Some(&(_, got)) => self.compare(count, want, got),
-            None => {
-                if self.diverged.is_none() {
-                    self.diverged = Some(format!(
-                        "the recording checks the first {count} {} but the replay is {} past them",
-                        self.name,
-                        self.count - count
-                    ));
-                }
-            }
-        }
-    }
-
-    /// At the end: checkpoints the replay never reached.
-    fn finish(&mut self) {
-        if let Some(&(c, _)) = self.pending.front()
-            && self.diverged.is_none()
-        {
+        let got = self.hash.digest();
+        if count != self.count {
             self.diverged = Some(format!(
-                "the recording made {c} {}, the replay only {}",
+                "the recording made {count} {} by here, the replay {}",
                 self.name, self.count
+            ));
+        } else if got != want {
+            self.diverged = Some(format!(
+                "the first {count} {} differ from the recording's (hash {got:016x}, recorded {want:016x})",
+                self.name
             ));
         }
     }
@@ -531,9 +480,7 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
             Input::Drained(n) => {
                 let sent_to = &mut report.sent_to;
                 node.drain_transmits_up_to(n as usize, |to, bytes| {
-                    let mut head = [0u8; 24];
-                    let k = crate::record::encode_addr(&to, &mut head);
-                    sent.push(&[&head[..k], &(bytes.len() as u32).to_le_bytes(), bytes]);
+                    sent.push(|h| hash_sent(h, &to, bytes));
                     sent_to
                         .entry(to)
                         .or_default()
@@ -543,12 +490,8 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
             Input::Delivered(n) => {
                 for _ in 0..n {
                     let Some(d) = node.poll_delivery() else { break };
-                    delivered.push(&[
-                        &d.app.to_le_bytes(),
-                        &(d.capsule.len() as u32).to_le_bytes(),
-                        &d.capsule,
-                    ]);
-                    watching.delivered(watches, d.app, &d.capsule);
+                    delivered.push(|h| hash_delivery(h, d.app, &d.capsule));
+                    watching.delivered(watches, now, d.app, &d.capsule);
                 }
             }
             Input::Truncated { inputs } => {
@@ -564,11 +507,6 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
         index += u64::from(is_input);
         if is_input {
             report.until = now;
-        }
-        if done == Some(Outcome::Identical) {
-            // The end: a checkpoint the replay never reached is a difference too.
-            sent.finish();
-            delivered.finish();
         }
         if let Some(what) = sent.diverged.take().or_else(|| delivered.diverged.take()) {
             report.outcome = Outcome::Diverged {

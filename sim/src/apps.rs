@@ -184,7 +184,7 @@ impl Hasher for Premixed {
 
 impl AppStats {
     /// Count a delivery of `payload` at `t`; `true` if it is a duplicate.
-    pub(crate) fn delivered(&mut self, t: u64, payload: &[u8]) -> bool {
+    pub fn delivered(&mut self, t: u64, payload: &[u8]) -> bool {
         self.delivered += 1;
         self.first_ns.get_or_insert(t);
         self.last_ns = Some(t);

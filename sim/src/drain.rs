@@ -174,11 +174,7 @@ impl<E: Executor> Sim<E> {
                 trace.record(now, &rec);
             }
             if duplicate && violation.is_none() && watches.contains(&Watch::NoDuplicateDelivery) {
-                let detail = format!(
-                    "app {} received a payload it had received before ({} bytes)",
-                    d.app,
-                    repr.payload.len()
-                );
+                let detail = Watch::duplicate_detail(d.app, repr.payload.len());
                 *violation = Some(Violation::new(
                     Watch::NoDuplicateDelivery,
                     now,

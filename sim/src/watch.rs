@@ -31,6 +31,12 @@ impl Watch {
         }
     }
 
+    /// What `no-duplicate-delivery` reports when app `app` receives a payload of `len` bytes
+    /// it received before.
+    pub fn duplicate_detail(app: u32, len: usize) -> String {
+        format!("app {app} received a payload it had received before ({len} bytes)")
+    }
+
     /// What node `node` shows that violates this property now, if anything (the properties
     /// of one node's state; `no-duplicate-delivery` is checked where deliveries are made).
     pub fn check_node<P>(&self, node: &ants_core::Node<P>) -> Option<String>

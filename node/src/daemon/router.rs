@@ -17,8 +17,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
-    DropReason, Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict,
-    complete_l4_checksum, l4_checksum_is_pseudo_header,
+    Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
+    l4_checksum_is_pseudo_header,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
@@ -564,7 +564,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
         forward: r.fast_path == FastPathMode::Xdp,
         xsk: r.datapath == Datapath::AfXdp,
     };
-    let fast = if options.forward || options.xsk {
+    let mut fast = if options.forward || options.xsk {
         Some(open_xdp(&router, &ifindexes, &ports, r, options)?)
     } else {
         None
@@ -582,7 +582,6 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
         _isolation: isolation,
         _napi: napi,
     });
-    let mut fast = fast;
     let mut routers = vec![router];
     for _ in 1..workers {
         routers.push(Router::new(config.clone()).context("router configuration")?);
@@ -720,13 +719,8 @@ impl RouterIo {
         cur.recv(|frame, meta| {
             let offload = offload_of(frame, &meta, stats);
             if !siblings.to.is_empty() && is_arp(frame) {
-                // Shared unless the router dropped it for a reason other than "not asked
-                // here" (the reply may answer a sibling's request).
-                let c = router.counters();
-                let before = c.dropped_total() - c.drop_count(DropReason::ArpIgnored);
-                router.handle_frame_with(now, i, frame, offload);
-                let c = router.counters();
-                if c.dropped_total() - c.drop_count(DropReason::ArpIgnored) == before {
+                // A reply may answer a sibling's request: what passed the checks goes to it.
+                if router.handle_arp(now, i, frame) {
                     siblings.share(i, frame);
                 }
                 return;

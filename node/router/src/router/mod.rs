@@ -200,6 +200,20 @@ impl Router {
         }
     }
 
+    /// An ARP frame received on interface `iface`, handled as
+    /// [`handle_frame`](Self::handle_frame) would; `true` if it is worth showing to sibling
+    /// routers ([`handle_sibling_arp`](Self::handle_sibling_arp)): it passed every check —
+    /// not for another host, not malformed or spoofed, not a probe, from our subnet —
+    /// whether or not this router learned from it (a reply to a sibling's request teaches
+    /// only the sibling). Anything that is not ARP is handled as a frame and gives `false`.
+    pub fn handle_arp(&mut self, now: Duration, iface: usize, frame: &mut [u8]) -> bool {
+        if frame.len() < ETH_LEN || frame::be16(frame, 12) != ETHERTYPE_ARP {
+            self.handle_frame(now, iface, frame);
+            return false;
+        }
+        self.arp_in(now, iface, frame)
+    }
+
     /// An ARP frame (Ethernet header included) that a sibling router received or sent on
     /// interface `iface`: another worker of the same node, with the same configuration and
     /// interfaces, whose receive queues the frame's answer may reach instead of this one's.

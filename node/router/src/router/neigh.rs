@@ -27,8 +27,10 @@ const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
 
 impl Router {
-    pub(super) fn arp_in(&mut self, now: Duration, iface: usize, frame: &[u8]) {
-        self.arp_input(now, iface, frame, false);
+    /// An ARP frame received on `iface`; `true` if siblings should see it (see
+    /// [`arp_input`](Self::arp_input)).
+    pub(super) fn arp_in(&mut self, now: Duration, iface: usize, frame: &[u8]) -> bool {
+        self.arp_input(now, iface, frame, false)
     }
 
     /// An ARP frame a sibling (another worker's router on the same interfaces) received or
@@ -73,23 +75,26 @@ impl Router {
         }
     }
 
-    fn arp_input(&mut self, now: Duration, iface: usize, frame: &[u8], sibling: bool) {
+    /// Answer and learn from one ARP frame (a sibling's copy: learn only, count nothing);
+    /// `true` if it passed every check, so that siblings may learn from it too — everything
+    /// but frames for other hosts, malformed or spoofed ones, probes and off-subnet senders.
+    fn arp_input(&mut self, now: Duration, iface: usize, frame: &[u8], sibling: bool) -> bool {
         let Some(info) = self.ifaces.get(iface) else {
             self.arp_drop(sibling, DropReason::BadInterface);
-            return;
+            return false;
         };
         let (our_mac, our_addr) = (info.mac, info.addr);
         let dst_mac = frame.get(..6).unwrap_or_default();
         if dst_mac != our_mac && dst_mac != BROADCAST_MAC {
             self.arp_drop(sibling, DropReason::NotForUs);
-            return;
+            return false;
         }
         let Some(arp) = frame
             .get(ETH_LEN..ETH_LEN + ARP_LEN)
             .and_then(ArpPacket::new)
         else {
             self.arp_drop(sibling, DropReason::Truncated);
-            return;
+            return false;
         };
         let op = arp.get_operation().0;
         if arp.get_hardware_type() != ArpHardwareTypes::Ethernet
@@ -99,18 +104,18 @@ impl Router {
             || !(op == ARP_REQUEST || op == ARP_REPLY)
         {
             self.arp_drop(sibling, DropReason::BadArp);
-            return;
+            return false;
         }
         let sha = arp.get_sender_hw_addr().octets();
         let spa = u32::from(arp.get_sender_proto_addr());
         let tpa = u32::from(arp.get_target_proto_addr());
         if self.plan.is_own(spa) || self.ifaces.iter().any(|i| i.mac == sha) {
             self.arp_drop(sibling, DropReason::ArpSpoof);
-            return;
+            return false;
         }
         if sha[0] & 1 != 0 || sha == [0; 6] {
             self.arp_drop(sibling, DropReason::BadArp);
-            return;
+            return false;
         }
         let asks_for_us = op == ARP_REQUEST && tpa == our_addr;
         if spa == 0 {
@@ -120,20 +125,20 @@ impl Router {
             } else {
                 self.arp_drop(sibling, DropReason::ArpIgnored);
             }
-            return;
+            return false;
         }
         let Some(info) = self.ifaces.get(iface) else {
-            return;
+            return false;
         };
         if !info.contains(spa) {
             self.arp_drop(sibling, DropReason::ArpOffSubnet);
-            return;
+            return false;
         }
         if self.plan.classify(spa) != AddrKind::Unicast
             || (info.broadcast.is_some() && spa == info.network)
         {
             self.arp_drop(sibling, DropReason::BadArp);
-            return;
+            return false;
         }
         let learned = self.arp.learn(now, spa, iface, sha, asks_for_us);
         match learned {
@@ -158,6 +163,7 @@ impl Router {
         } else if learned == Learned::Unknown {
             self.arp_drop(sibling, DropReason::ArpIgnored);
         }
+        true
     }
 
     fn count_eviction(&mut self, evicted: Option<usize>) {

@@ -628,3 +628,19 @@ fn forward_to_a_via(r: &mut Router) -> Verdict {
     let mut f = Ipv4Spec::udp(B, A, 1, 2, &[0]).frame(R1_MAC, B_MAC);
     r.handle_frame(t(1), 1, &mut f)
 }
+
+#[test]
+fn handle_arp_says_which_frames_siblings_should_see() {
+    let mut r = router();
+    // A request for us, and a reply nobody here asked for (a sibling may have): shown.
+    assert!(r.handle_arp(t(0), 0, &mut arp_request(A_MAC, A, R0)));
+    assert!(r.handle_arp(t(0), 1, &mut arp_reply(R1_MAC, B_MAC, B, R1)));
+    // Spoofed, off the subnet, for another host's MAC, or a probe: not shown.
+    assert!(!r.handle_arp(t(0), 0, &mut arp_request(R1_MAC, A, R0)));
+    assert!(!r.handle_arp(t(0), 0, &mut arp_request(GW1_MAC, GW1, R0)));
+    assert!(!r.handle_arp(t(0), 1, &mut arp_reply(A_MAC, B_MAC, B, R1)));
+    assert!(!r.handle_arp(t(0), 0, &mut arp_request(A_MAC, Ipv4Addr::UNSPECIFIED, R0)));
+    // Not ARP at all: handled as a frame.
+    let mut ip = Ipv4Spec::udp(A, B, 1, 2, &[0]).frame(R0_MAC, A_MAC);
+    assert!(!r.handle_arp(t(0), 0, &mut ip));
+}
