@@ -52,7 +52,40 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The node whose partition runs it: the sender, the node that crashes …; for a link,
+    /// its first end (every partition applies a link's change, this one traces it).
+    pub(crate) fn node(&self) -> Option<u32> {
+        match self {
+            Action::Send(p) => Some(p.node),
+            Action::Register { node, .. } => Some(*node),
+            Action::Crash(i) | Action::Restart(i) | Action::Partition(i, _) => Some(*i),
+            Action::Repair(i, _) => Some(*i),
+            Action::Done => None,
+        }
+    }
+
+    /// Whether every partition of a parallel run applies it (link state is read by both
+    /// ends).
+    pub(crate) fn everywhere(&self) -> bool {
+        matches!(self, Action::Partition(..) | Action::Repair(..))
+    }
+}
+
 impl<E: Executor> Sim<E> {
+    /// Whether this simulator counts event `ev` in `events`: a link action, which every
+    /// partition of a parallel run applies, only in the partition of its first end.
+    pub(crate) fn counts(&self, ev: Event) -> bool {
+        match ev {
+            Event::Action { action } => self
+                .actions
+                .get(action as usize)
+                .and_then(Action::node)
+                .is_none_or(|n| self.part.owns(n)),
+            _ => true,
+        }
+    }
+
     pub(crate) fn act(&mut self, idx: u32) {
         let Some(slot) = self.actions.get_mut(idx as usize) else {
             return;
@@ -78,7 +111,7 @@ impl<E: Executor> Sim<E> {
         let (mut header, mut payload) = (Vec::new(), Vec::new());
         plan.header.render(plan.sent, &mut header);
         plan.payload.render(plan.sent, &mut payload);
-        let epoch = self.nodes.get(i as usize).map(|n| n.epoch);
+        let epoch = self.slot(i).map(|n| n.epoch);
         let hand_over = plan.handover == CodeHandover::Auto && plan.handed != epoch;
         let inj = Injection {
             ty: plan.ty,
@@ -97,7 +130,8 @@ impl<E: Executor> Sim<E> {
         let more = plan.sent < plan.count && plan.until.is_none_or(|u| next < ns(u));
         if more {
             self.actions[idx as usize] = Action::Send(plan);
-            self.queue.push(next, Event::Action { action: idx });
+            let tie = self.next_tie(i);
+            self.queue.push(next, tie, Event::Action { action: idx });
         }
     }
 
@@ -108,7 +142,7 @@ impl<E: Executor> Sim<E> {
         }
         let fresh = self.make_node(i);
         let keep = self.config.keep_code_on_restart;
-        let sn = &mut self.nodes[i as usize];
+        let Some(sn) = self.slot_mut(i) else { return };
         sn.up = false;
         sn.epoch = sn.epoch.wrapping_add(1);
         sn.timer_at = u64::MAX;
@@ -127,7 +161,7 @@ impl<E: Executor> Sim<E> {
         }
         self.crash(i);
         let mut node = self.make_node(i);
-        let sn = &self.nodes[i as usize];
+        let Some(sn) = self.slot(i) else { return };
         let mut installed = crate::exec::TypeSet::default();
         for t in sn.persisted.iter() {
             if let Some(e) = self.shared.entry(t)
@@ -144,7 +178,7 @@ impl<E: Executor> Sim<E> {
                 node.register_app(*app);
             }
         }
-        let sn = &mut self.nodes[i as usize];
+        let Some(sn) = self.slot_mut(i) else { return };
         sn.node = node;
         sn.installed = installed;
         sn.up = true;
@@ -159,6 +193,9 @@ impl<E: Executor> Sim<E> {
             if let Some(l) = self.topo.edge_index(x, y) {
                 self.links[l as usize].up = up;
             }
+        }
+        if !self.part.owns(a) {
+            return; // traced by the partition of `a`
         }
         let rec = if up {
             Record::Repair { a, b }
@@ -176,7 +213,7 @@ impl<E: Executor> Sim<E> {
 
     /// Types node `i` has installed (compiled and ready).
     pub fn installed_types(&self, i: u32) -> Vec<ants_wire::CapsuleType> {
-        let Some(sn) = self.nodes.get(i as usize) else {
+        let Some(sn) = self.slot(i) else {
             return Vec::new();
         };
         sn.installed
@@ -193,7 +230,11 @@ impl<E: Executor> Sim<E> {
         f: impl FnOnce(&mut ants_core::Node<u32>, &mut dyn Executor, Duration) -> R,
     ) -> Option<R> {
         let now = Duration::from_nanos(self.now);
-        let sn = self.nodes.get_mut(i as usize).filter(|n| n.up)?;
+        let part = self.part;
+        let sn = (part.owns(i))
+            .then(|| self.nodes.get_mut(part.local(i)))
+            .flatten()
+            .filter(|n| n.up)?;
         let mut view = NodeView {
             shared: &mut self.shared,
             node: i,

@@ -47,9 +47,13 @@ impl<E: Executor> Sim<E> {
             config,
             watches,
             violation,
+            part,
+            outbox,
             ..
         } = self;
-        let sn = &mut nodes[i as usize];
+        let Some(sn) = nodes.get_mut(part.local(i)) else {
+            return;
+        };
         // This node's links, sorted by receiver (searched directly: they are read anyway).
         let out = topo.edge_range(i);
         let first = out.start;
@@ -83,8 +87,15 @@ impl<E: Executor> Sim<E> {
             }
             match drop {
                 Ok((l, at)) => {
-                    let buf = pool.put(bytes);
-                    queue.push(at, Event::Arrive { link: l, buf });
+                    // (`SimNode::next_tie`, spelled out: `sn.node` is borrowed.)
+                    let tie = crate::event::tie(Some(i), sn.pushes);
+                    sn.pushes += 1;
+                    if part.owns(to) {
+                        let buf = pool.put(bytes);
+                        queue.push(at, tie, Event::Arrive { link: l, buf });
+                    } else {
+                        outbox.post(part.owner(to), at, tie, l, bytes);
+                    }
                 }
                 Err(r) => {
                     stats.link_drops[r.index()] += 1;
@@ -117,7 +128,7 @@ impl<E: Executor> Sim<E> {
                         epoch: sn.epoch,
                         ty: idx,
                     };
-                    queue.push(at, ev);
+                    queue.push(at, sn.next_tie(i), ev);
                 }
                 // The simulator keeps no code store (`set_stored` is never called), so a
                 // restore is never asked for.
@@ -208,6 +219,7 @@ impl<E: Executor> Sim<E> {
                 sn.timer_at = t;
                 queue.push(
                     t,
+                    sn.next_tie(i),
                     Event::Timer {
                         node: i,
                         epoch: sn.epoch,

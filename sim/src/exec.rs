@@ -127,6 +127,20 @@ impl<E: Executor> SharedExecutor<E> {
         (i, shared, r)
     }
 
+    /// Take over `e` from another partition's table: its index here (added if new), with
+    /// its bytes and compile outcome where this table has none yet. Nothing is compiled.
+    pub(crate) fn adopt(&mut self, e: &TypeEntry) -> u32 {
+        let i = self.intern(e.ty);
+        let mine = &mut self.types[i as usize];
+        if mine.code.is_none() {
+            mine.code.clone_from(&e.code);
+        }
+        if mine.compiled.is_none() {
+            mine.compiled.clone_from(&e.compiled);
+        }
+        i
+    }
+
     /// The executor itself.
     pub fn inner(&self) -> &E {
         &self.exec

@@ -3,7 +3,7 @@
 //! run by one shared [`ants_core::Executor`] (the wasmtime one in `ants sim`).
 //!
 //! - [`sim`]: [`Sim`], the event loop: virtual time from 0, an event heap ordered by
-//!   `(time, sequence)`, nodes fed and drained like a real driver does.
+//!   `(time, tie)`, nodes fed and drained like a real driver does.
 //! - [`event`]: the [`EventQueue`].
 //! - [`link`]: [`LinkParams`] (latency, jitter, loss, bandwidth, queue) and link state.
 //! - [`topology`]: [`Topology`] (explicit, line, ring, grid, tree, random graph) and the
@@ -14,13 +14,16 @@
 //! - [`apps`]: scripted apps ([`SendPlan`]) and what they received ([`AppStats`]).
 //! - `actions`: scheduled [`Action`]s — sends, crashes, restarts, partitions, repairs;
 //!   `drain`: a node's outputs after each input, as a real driver takes them.
+//! - [`parallel`]: one run on several threads (`Sim::run_parallel`), the same run event
+//!   for event: partitions, link latency as lookahead, traces merged by event key.
 //! - [`trace`]: the JSON-lines event trace and its SHA-256.
 //! - [`scenario`]: TOML scenario files → a ready [`Sim`]; [`report`]: the results.
 //! - [`config`]: [`SimConfig`] and seed derivation.
 //!
 //! Determinism: everything derives from [`SimConfig::seed`] (links, node `random`, random
-//! apps, random topologies) through [`config::derive_seed`]; ties in time are broken by
-//! scheduling order; maps whose order reaches an output are `BTreeMap`s. Same scenario and
+//! apps, random topologies) through [`config::derive_seed`]; ties in time are broken by who
+//! caused the event and in what order ([`event::tie`]); maps whose order reaches an output
+//! are `BTreeMap`s. Same scenario and
 //! seed ⇒ the same trace, byte for byte (see `docs/simulation.md`).
 
 mod actions;
@@ -30,6 +33,7 @@ mod drain;
 pub mod event;
 pub mod exec;
 pub mod link;
+pub mod parallel;
 pub mod report;
 pub mod routing;
 pub mod scenario;
@@ -48,6 +52,7 @@ pub use config::SimConfig;
 pub use event::EventQueue;
 pub use exec::SharedExecutor;
 pub use link::{LinkDrop, LinkParams};
+pub use parallel::Obstacle;
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{Action, InjectFailure, NetStats, Sim};

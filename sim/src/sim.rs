@@ -12,6 +12,7 @@
 //! this file holds the state, the public API and the loop.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ants_core::node::{InjectError, Injection};
@@ -20,7 +21,7 @@ use ants_wire::Kind;
 
 use crate::apps::{AppStats, Delivered};
 use crate::config::{SimConfig, derive_seed, domain};
-use crate::event::{Event, EventQueue};
+use crate::event::{Event, EventQueue, tie};
 use crate::exec::{NodeView, SharedExecutor, TypeSet};
 use crate::link::{Link, LinkDrop, LinkParams};
 use crate::routing::Routing;
@@ -78,6 +79,47 @@ pub(crate) struct SimNode {
     pub(crate) installed: TypeSet,
     /// Types this node compiled (kept across a restart with `keep_code_on_restart`).
     pub(crate) persisted: TypeSet,
+    /// Events this node caused so far: the count in their tie-breakers ([`tie`]).
+    pub(crate) pushes: u64,
+}
+
+impl SimNode {
+    /// The tie-breaker of the next event node `i` (this one) causes.
+    pub(crate) fn next_tie(&mut self, i: u32) -> u64 {
+        let t = tie(Some(i), self.pushes);
+        self.pushes += 1;
+        t
+    }
+}
+
+/// Which nodes a [`Sim`] holds: those with `index % count == index` — all of them, except
+/// in a partition of a parallel run (`parallel.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// This partition.
+    pub(crate) index: u32,
+    /// Partitions in the run.
+    pub(crate) count: u32,
+}
+
+impl Part {
+    /// The whole network.
+    pub(crate) const ALL: Part = Part { index: 0, count: 1 };
+
+    /// The partition that runs node `i`.
+    pub(crate) fn owner(self, i: u32) -> u32 {
+        i % self.count
+    }
+
+    /// Whether this partition runs node `i`.
+    pub(crate) fn owns(self, i: u32) -> bool {
+        self.owner(i) == self.index
+    }
+
+    /// Where node `i` is in this partition's node table.
+    pub(crate) fn local(self, i: u32) -> usize {
+        (i / self.count) as usize
+    }
 }
 
 /// Datagram bytes in flight, reused after delivery: no allocation per hop once warm.
@@ -103,11 +145,11 @@ impl BufPool {
         }
     }
 
-    fn get(&self, i: u32) -> &[u8] {
+    pub(crate) fn get(&self, i: u32) -> &[u8] {
         self.bufs.get(i as usize).map_or(&[], Vec::as_slice)
     }
 
-    fn release(&mut self, i: u32) {
+    pub(crate) fn release(&mut self, i: u32) {
         self.free.push(i);
     }
 }
@@ -118,11 +160,17 @@ impl BufPool {
 pub struct Sim<E> {
     pub(crate) now: u64,
     pub(crate) queue: EventQueue,
-    pub(crate) topo: Topology,
-    routing: Routing,
+    pub(crate) topo: Arc<Topology>,
+    pub(crate) routing: Arc<Routing>,
     pub(crate) classes: Vec<LinkParams>,
     pub(crate) links: Vec<Link>,
-    pub(crate) nodes: Vec<SimNode>,
+    /// Boxed: a parallel run moves them between partitions, 8 bytes each instead of 3 KB,
+    /// which at a million nodes is the difference between fitting in 8 GiB or not.
+    #[expect(
+        clippy::vec_box,
+        reason = "moving 3 KB nodes between vectors doubled peak memory at 1M nodes"
+    )]
+    pub(crate) nodes: Vec<Box<SimNode>>,
     pub(crate) shared: SharedExecutor<E>,
     pub(crate) pool: BufPool,
     pub(crate) actions: Vec<Action>,
@@ -133,12 +181,18 @@ pub struct Sim<E> {
     /// Capsules that arrived over each directed link (by edge index), once
     /// [`Sim::count_link_capsules`] turned counting on; empty otherwise, so large runs pay
     /// nothing for it.
-    link_capsules: Vec<u64>,
+    pub(crate) link_capsules: Vec<u64>,
     pub(crate) config: SimConfig,
     /// Properties checked after every node input ([`Sim::set_watches`]).
     pub(crate) watches: Vec<Watch>,
     /// The first violation of one; the run stops there.
     pub(crate) violation: Option<Violation>,
+    /// The nodes this simulator holds (all, but in a partition of a parallel run).
+    pub(crate) part: Part,
+    /// Events scheduled from outside the network so far ([`Sim::schedule`]).
+    pub(crate) scheduled: u64,
+    /// In a partition of a parallel run: datagrams for the other partitions' nodes.
+    pub(crate) outbox: crate::parallel::Outbox,
 }
 
 pub(crate) fn ns(d: Duration) -> u64 {
@@ -148,7 +202,7 @@ pub(crate) fn ns(d: Duration) -> u64 {
 impl<E: Executor> Sim<E> {
     /// A simulation of `topo` with every node up at time 0, no code anywhere, tracing off.
     pub fn new(topo: Topology, config: SimConfig, exec: E) -> Sim<E> {
-        let routing = Routing::new(&topo, config.routing);
+        let routing = Arc::new(Routing::new(&topo, config.routing));
         let links = topo
             .directed_edges()
             .enumerate()
@@ -169,23 +223,58 @@ impl<E: Executor> Sim<E> {
             trace: Trace::off(),
             stats: NetStats::default(),
             link_capsules: Vec::new(),
-            topo,
+            topo: Arc::new(topo),
             config,
             watches: Vec::new(),
             violation: None,
+            part: Part::ALL,
+            scheduled: 0,
+            outbox: crate::parallel::Outbox::default(),
         };
         for i in 0..sim.topo.len() {
             let node = sim.make_node(i);
-            sim.nodes.push(SimNode {
+            sim.nodes.push(Box::new(SimNode {
                 node,
                 up: true,
                 epoch: 0,
                 timer_at: u64::MAX,
                 installed: TypeSet::default(),
                 persisted: TypeSet::default(),
-            });
+                pushes: 0,
+            }));
         }
         sim
+    }
+
+    /// Node `i`'s state, if this simulator holds it.
+    pub(crate) fn slot(&self, i: u32) -> Option<&SimNode> {
+        if !self.part.owns(i) {
+            return None;
+        }
+        self.nodes.get(self.part.local(i)).map(|n| &**n)
+    }
+
+    /// Node `i`'s state, if this simulator holds it.
+    pub(crate) fn slot_mut(&mut self, i: u32) -> Option<&mut SimNode> {
+        if !self.part.owns(i) {
+            return None;
+        }
+        self.nodes.get_mut(self.part.local(i)).map(|n| &mut **n)
+    }
+
+    /// The tie-breaker of the next event that node `origin` causes (the scheduler's when
+    /// there is no such node here).
+    pub(crate) fn next_tie(&mut self, origin: u32) -> u64 {
+        match self.slot_mut(origin) {
+            Some(sn) => sn.next_tie(origin),
+            None => self.scheduler_tie(),
+        }
+    }
+
+    fn scheduler_tie(&mut self) -> u64 {
+        let t = tie(None, self.scheduled);
+        self.scheduled += 1;
+        t
     }
 
     /// The configuration node `i` (re)starts with.
@@ -275,12 +364,12 @@ impl<E: Executor> Sim<E> {
 
     /// Node `i`'s core (counters, code cache, soft-store …).
     pub fn node(&self, i: u32) -> Option<&Node<u32>> {
-        self.nodes.get(i as usize).map(|n| &n.node)
+        self.slot(i).map(|n| &n.node)
     }
 
     /// Whether node `i` is running.
     pub fn is_up(&self, i: u32) -> bool {
-        self.nodes.get(i as usize).is_some_and(|n| n.up)
+        self.slot(i).is_some_and(|n| n.up)
     }
 
     /// The shared executor and its type table.
@@ -332,7 +421,7 @@ impl<E: Executor> Sim<E> {
     /// Register app `app` on node `i` now (it receives deliveries and may inject).
     pub fn register_app(&mut self, i: u32, app: u32) {
         self.apps.entry((i, app)).or_default();
-        if let Some(n) = self.nodes.get_mut(i as usize)
+        if let Some(n) = self.slot_mut(i)
             && n.up
         {
             n.node.register_app(app);
@@ -346,7 +435,12 @@ impl<E: Executor> Sim<E> {
         }
         self.register_app(i, app);
         let now = Duration::from_nanos(self.now);
-        let Some(sn) = self.nodes.get_mut(i as usize).filter(|n| n.up) else {
+        let part = self.part;
+        let Some(sn) = (part.owns(i))
+            .then(|| self.nodes.get_mut(part.local(i)))
+            .flatten()
+            .filter(|n| n.up)
+        else {
             if let Some(s) = self.apps.get_mut(&(i, app)) {
                 s.inject_errors += 1;
             }
@@ -392,8 +486,9 @@ impl<E: Executor> Sim<E> {
         let idx = self.actions.len() as u32;
         let action = action.seeded(derive_seed(self.config.seed, domain::APP, u64::from(idx)));
         self.actions.push(action);
+        let tie = self.scheduler_tie();
         self.queue
-            .push(ns(at).max(self.now), Event::Action { action: idx });
+            .push(ns(at).max(self.now), tie, Event::Action { action: idx });
     }
 
     /// Process events up to and including `end`, then set the clock to `end`.
@@ -420,11 +515,14 @@ impl<E: Executor> Sim<E> {
 
     /// Process the next event; `false` if there was none.
     pub fn step(&mut self) -> bool {
-        let Some((at, ev)) = self.queue.pop() else {
+        let Some((at, tie, ev)) = self.queue.pop() else {
             return false;
         };
         self.now = self.now.max(at);
-        self.stats.events += 1;
+        self.trace.set_key(at, tie);
+        if self.counts(ev) {
+            self.stats.events += 1;
+        }
         match ev {
             Event::Arrive { link, buf } => self.arrive(link, buf),
             Event::Timer { node, epoch } => self.timer(node, epoch, at),
@@ -441,7 +539,7 @@ impl<E: Executor> Sim<E> {
         let (from, to) = (link.from, link.to);
         let down = if !link.up {
             Some(LinkDrop::Partition)
-        } else if !self.nodes[to as usize].up {
+        } else if !self.slot(to).is_some_and(|n| n.up) {
             Some(LinkDrop::NodeDown)
         } else {
             None
@@ -467,7 +565,10 @@ impl<E: Executor> Sim<E> {
             };
             self.trace.record(self.now, &rec);
         }
-        let sn = &mut self.nodes[to as usize];
+        let part = self.part;
+        let Some(sn) = self.nodes.get_mut(part.local(to)) else {
+            return self.pool.release(buf);
+        };
         let mut view = NodeView {
             shared: &mut self.shared,
             node: to,
@@ -480,18 +581,25 @@ impl<E: Executor> Sim<E> {
     }
 
     fn timer(&mut self, i: u32, epoch: u32, at: u64) {
-        let sn = &mut self.nodes[i as usize];
+        let now = self.now;
+        let Some(sn) = self.slot_mut(i) else { return };
         if !sn.up || sn.epoch != epoch || sn.timer_at != at {
             return; // restarted since, or moved
         }
         sn.timer_at = u64::MAX;
-        sn.node.handle_timeout(Duration::from_nanos(self.now));
+        sn.node.handle_timeout(Duration::from_nanos(now));
         // A deadline the node did not move past must not spin at the same instant.
         self.flush(i, self.now + 1_000);
     }
 
     fn compiled(&mut self, i: u32, epoch: u32, ty_idx: u32) {
-        let sn = &mut self.nodes[i as usize];
+        let part = self.part;
+        let Some(sn) = (part.owns(i))
+            .then(|| self.nodes.get_mut(part.local(i)))
+            .flatten()
+        else {
+            return;
+        };
         if !sn.up || sn.epoch != epoch {
             return;
         }

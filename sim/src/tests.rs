@@ -228,6 +228,9 @@ restart = 7
 [[fault]]
 at = "500ms"
 partition = [0, 1]
+[[fault]]
+at = "1500ms"
+repair = [0, 1]
 "#;
 
 fn sweep_hash(seed: u64) -> (String, u64) {
@@ -269,4 +272,80 @@ fn repeated_sends_follow_their_plan_and_stop_at_until() {
     assert_eq!(d.len(), 9);
     assert_eq!(sim.apps()[&(0, 7)].injected, 9);
     assert_eq!(sim.apps()[&(1, 0)].distinct, 9);
+}
+
+/// The SWEEP scenario's report (every counter, per node too, and the trace hash) after a
+/// run to its end: sequential with `workers` 1, else parallel; with `switch`, parallel up
+/// to that time and sequential from there.
+fn sweep_report(seed: u64, workers: u32, switch: Option<Duration>) -> serde_json::Value {
+    let s = Scenario::parse(SWEEP, "sweep").unwrap();
+    let caps = BTreeMap::from([("fwd".to_string(), module(4000, 9))]);
+    let (mut sim, names) = s.build(seed, NativeForward::default(), &caps).unwrap();
+    sim.set_trace(Trace::hashed());
+    let executors = || (1..workers).map(|_| NativeForward::default()).collect();
+    let mut windows = 0u64;
+    if workers == 1 {
+        sim.run_until(s.duration());
+    } else {
+        let end = switch.unwrap_or(s.duration());
+        sim.run_parallel(end, executors(), |_, _| windows += 1)
+            .unwrap();
+        assert!(windows > 100, "{windows} windows");
+        sim.run_until(s.duration());
+    }
+    serde_json::to_value(crate::Report::new(&sim, None, &names, true)).unwrap()
+}
+
+#[test]
+fn parallel_runs_give_the_sequential_result_event_for_event() {
+    for seed in [1, 7, u64::MAX] {
+        let sequential = sweep_report(seed, 1, None);
+        assert!(sequential["capsule_hops"].as_u64().unwrap() > 500);
+        for workers in [2, 3, 8] {
+            assert_eq!(
+                sweep_report(seed, workers, None),
+                sequential,
+                "seed {seed}, {workers} workers"
+            );
+        }
+        // Parallel to 1.2 s (crash done, partition up, send plans and datagrams in
+        // flight), then on sequentially: the hand-back loses nothing.
+        let switched = sweep_report(seed, 2, Some(Duration::from_millis(1200)));
+        assert_eq!(switched, sequential, "seed {seed}, switched at 1.2 s");
+    }
+}
+
+#[test]
+fn what_cannot_run_in_parallel_says_why() {
+    let s = Scenario::parse(SWEEP, "sweep").unwrap();
+    let caps = BTreeMap::from([("fwd".to_string(), module(4000, 9))]);
+    let (mut sim, _) = s.build(1, NativeForward::default(), &caps).unwrap();
+    assert_eq!(sim.parallel_obstacle(2), None);
+    assert_eq!(
+        sim.parallel_obstacle(1),
+        Some(crate::Obstacle::Workers {
+            workers: 1,
+            nodes: 40
+        })
+    );
+    assert!(sim.parallel_obstacle(41).is_some());
+    sim.set_delivery_log(10);
+    assert_eq!(sim.parallel_obstacle(2), Some(crate::Obstacle::DeliveryLog));
+    sim.set_delivery_log(0);
+    sim.set_watches(vec![crate::Watch::NoDuplicateDelivery]);
+    assert_eq!(sim.parallel_obstacle(2), Some(crate::Obstacle::Watches));
+    sim.set_watches(Vec::new());
+    let instant = LinkParams {
+        latency_ns: 0,
+        ..LinkParams::default()
+    };
+    assert!(sim.set_link_params(3, sim.topology().neighbours(3)[0], instant));
+    assert_eq!(sim.parallel_obstacle(2), Some(crate::Obstacle::NoLookahead));
+    let r = sim.run_parallel(
+        Duration::from_secs(1),
+        vec![NativeForward::default()],
+        |_, _| {},
+    );
+    assert_eq!(r, Err(crate::Obstacle::NoLookahead));
+    assert_eq!(sim.stats().events, 0, "nothing ran");
 }

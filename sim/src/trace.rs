@@ -160,13 +160,28 @@ pub enum Record<'a> {
 /// Trace lines a watchpoint's report shows.
 pub const TAIL_LINES: usize = 20;
 
-/// The trace sink: off, hash only, or hash and file.
+/// Trace lines kept in memory by one partition of a parallel run, each under the
+/// `(time, tie)` key of the event that produced it, for the merge into the run's trace.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    /// The lines, newline-terminated, back to back.
+    pub(crate) data: Vec<u8>,
+    /// Per line: its event's time and tie-breaker and where the line ends in `data`.
+    pub(crate) index: Vec<(u64, u64, usize)>,
+}
+
+/// The trace sink: off, hash only, or hash and file (or, in a partition of a parallel run,
+/// lines kept for the merge).
 pub struct Trace {
     on: bool,
+    /// The key of the event being processed (set by the simulator before each one).
+    key: (u64, u64),
+    /// Kept lines instead of hashing them (a partition of a parallel run).
+    buffer: Option<Lines>,
     /// The last [`TAIL_LINES`] lines, kept for watchpoints (also when the trace is off).
     tail: Option<std::collections::VecDeque<String>>,
     hasher: Sha256,
-    out: Option<Box<dyn Write>>,
+    out: Option<Box<dyn Write + Send>>,
     line: Vec<u8>,
     lines: u64,
     write_error: Option<String>,
@@ -187,6 +202,8 @@ impl Trace {
     pub fn off() -> Trace {
         Trace {
             on: false,
+            key: (0, 0),
+            buffer: None,
             tail: None,
             hasher: Sha256::new(),
             out: None,
@@ -205,11 +222,46 @@ impl Trace {
     }
 
     /// Hash every line and write it to `out`.
-    pub fn to_writer(out: Box<dyn Write>) -> Trace {
+    pub fn to_writer(out: Box<dyn Write + Send>) -> Trace {
         Trace {
             on: true,
             out: Some(out),
             ..Trace::off()
+        }
+    }
+
+    /// Keep every line with its event's key, neither hashed nor written ([`Trace::take_lines`]).
+    pub(crate) fn buffered() -> Trace {
+        Trace {
+            on: true,
+            buffer: Some(Lines::default()),
+            ..Trace::off()
+        }
+    }
+
+    /// The lines kept since the last call (buffered traces only; empty otherwise).
+    pub(crate) fn take_lines(&mut self) -> Lines {
+        self.buffer.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The event being processed: the lines recorded from now on are its.
+    pub(crate) fn set_key(&mut self, at: u64, tie: u64) {
+        self.key = (at, tie);
+    }
+
+    /// Hash, count and write one finished line (newline included), as [`Trace::record`]
+    /// does with the lines it builds.
+    pub(crate) fn append_line(&mut self, line: &[u8]) {
+        if !self.on {
+            return;
+        }
+        self.hasher.update(line);
+        self.lines += 1;
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.write_all(line)
+        {
+            self.write_error.get_or_insert_with(|| e.to_string());
+            self.out = None;
         }
     }
 
@@ -259,14 +311,14 @@ impl Trace {
             return;
         }
         self.line.push(b'\n');
-        self.hasher.update(&self.line);
-        self.lines += 1;
-        if let Some(out) = &mut self.out
-            && let Err(e) = out.write_all(&self.line)
-        {
-            self.write_error.get_or_insert_with(|| e.to_string());
-            self.out = None;
+        if let Some(b) = &mut self.buffer {
+            b.data.extend_from_slice(&self.line);
+            b.index.push((self.key.0, self.key.1, b.data.len()));
+            return;
         }
+        let line = std::mem::take(&mut self.line);
+        self.append_line(&line);
+        self.line = line;
     }
 
     /// Lines so far.
@@ -306,11 +358,11 @@ mod tests {
 
     #[test]
     fn lines_are_json_and_the_hash_covers_exactly_the_written_bytes() {
-        let buf = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl Write for Shared {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.borrow_mut().extend_from_slice(b);
+                self.0.lock().unwrap().extend_from_slice(b);
                 Ok(b.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -331,7 +383,7 @@ mod tests {
             );
         }
         t.finish().unwrap();
-        let text = String::from_utf8(buf.borrow().clone()).unwrap();
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
             "{\"t\":5,\"ev\":\"crash\",\"node\":3}\n{\"t\":7,\"ev\":\"drop\",\"from\":1,\"to\":2,\"reason\":\"loss\"}\n"

@@ -357,6 +357,62 @@ fn ants_sim_gives_the_same_trace_hash_twice_and_another_for_another_seed() {
     assert!(first["t"].is_u64() && first["ev"].is_string(), "{first}");
 }
 
+/// `ants sim --workers N`: the real wasm capsules on 1, 2 and 3 threads give the same run —
+/// every counter, every node's, every app's, and the trace byte for byte.
+#[test]
+fn ants_sim_gives_the_same_run_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "multicast-tree.toml",
+        "anycast-failover.toml",
+        "line-loss-crash.toml",
+    ] {
+        let scenario = root().join("examples/sim").join(name);
+        let run = |workers: &str| {
+            let trace = dir.path().join(format!("{name}-{workers}.jsonl"));
+            let (ok, out, err) = crate::support::run_ants(&[
+                "sim",
+                scenario.to_str().unwrap(),
+                "--json",
+                "--workers",
+                workers,
+                "--trace",
+                trace.to_str().unwrap(),
+            ]);
+            assert!(ok, "{name} on {workers}: {err}");
+            let mut report: serde_json::Value = serde_json::from_str(&out).unwrap();
+            report.as_object_mut().unwrap().remove("wall");
+            (report, std::fs::read(&trace).unwrap())
+        };
+        let (one, trace) = run("1");
+        assert!(one["capsule_hops"].as_u64().unwrap() > 0, "{name}: {one}");
+        assert!(trace.len() > 1000, "{name}: a trace was written");
+        for workers in ["2", "3"] {
+            let (report, t) = run(workers);
+            assert_eq!(report, one, "{name} on {workers} threads");
+            assert!(t == trace, "{name}: the trace on {workers} threads differs");
+        }
+    }
+    // What needs the global order as it happens runs on one thread, and says so.
+    let path = dir.path().join("watched.toml");
+    let base = std::fs::read_to_string(root().join("examples/sim/multicast-tree.toml")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{base}\n[[watch]]\nproperty = \"no-duplicate-delivery\"\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", path.to_str().unwrap(), "--workers", "2"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(
+            "running on 1 thread, not 2: watchpoints are checked in the global event order"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = crate::support::run_ants(&["sim", path.to_str().unwrap(), "--workers", "0"]);
+    assert!(!ok && err.contains("--workers"), "{err}");
+}
+
 /// `ants sim` with watchpoints: the first violation stops the run and says what, when,
 /// where, the trace lines before it and how to reproduce it — the same every time.
 #[test]

@@ -24,7 +24,7 @@ The scenario (TOML) gives the topology (explicit, or a generated line, ring, gri
 random graph), link latency/jitter/loss/bandwidth/queue, the apps (who sends which
 capsule when, who listens), faults (crash, restart, partition, repair at given times) and
 the duration. Every node runs the same `ants-core` state machine as `ants run`; capsule
-code runs in one shared wasmtime executor, compiled once per module, and is still demand
+code runs in one wasmtime executor per thread, compiled once per module, and is still demand
 loaded hop by hop. Reference: docs/simulation.md.
 
 Example (from the checkout; shipped capsules are built on first use):
@@ -42,7 +42,12 @@ distinct payloads and duplicates (same payload delivered twice to one app); then
 (identical for identical runs). Wall time, capsule-hops per second and peak RSS come
 last; they are the only numbers that vary between runs.
 
-The seed is, in order: --seed, $ANTS_SIM_SEED, the scenario's `seed`, 1.";
+The seed is, in order: --seed, $ANTS_SIM_SEED, the scenario's `seed`, 1.
+
+Threads (--workers): nodes are spread over the threads, each running its share up to the
+smallest link latency ahead of the others (no datagram arrives sooner), so the run — every
+counter and the trace hash — is the same on any number of threads. Watchpoints and
+zero-latency links need one thread.";
 
 /// `ants sim` arguments; see [`LONG_HELP`].
 #[derive(Debug, clap::Args)]
@@ -67,7 +72,16 @@ pub(crate) struct SimArgs {
     /// down at the end). At most 1,000 nodes.
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
+    /// Threads to simulate on; the run is the same, event for event, on any number. Default:
+    /// every CPU for topologies of at least 1,000 nodes, else 1. Runs with watchpoints or
+    /// zero-latency links are sequential (said on stderr when asked for more).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: Option<u32>,
 }
+
+/// Topologies from this size up use every CPU by default (smaller ones are faster on one:
+/// their windows hold too few events to pay for the threads' meetings).
+const PARALLEL_MIN_NODES: u32 = 1000;
 
 /// Most nodes `ants sim --map` draws (the layout is quadratic in nodes).
 const MAX_MAP_NODES: u32 = 1000;
@@ -148,16 +162,34 @@ impl SimArgs {
         // runs on its own instances (globals and memory per node, as on a real network):
         // memories reserve only what they use, and up to SIM_MAX_INSTANCES stay live (the
         // least recently used is dropped and rebuilt, losing that node's state, counted).
+        let nodes = scenario.topology.nodes.unwrap_or(0).max(
+            scenario
+                .topology
+                .width
+                .unwrap_or(0)
+                .saturating_mul(scenario.topology.height.unwrap_or(0)),
+        );
+        let asked = self.workers;
+        let mut workers = asked.unwrap_or_else(|| {
+            if nodes >= PARALLEL_MIN_NODES {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            } else {
+                1
+            }
+        });
+        // Each partition of a parallel run keeps its own instances: share the cap.
         let config = ExecutorConfig {
             max_exec_time: None,
             compact_memories: true,
-            max_instances: max_instances(),
+            max_instances: (max_instances() / workers as usize).max(1024),
             ..ExecutorConfig::default()
         };
-        let exec = WasmExecutor::with_config(config)
-            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let engine = || {
+            WasmExecutor::with_config(config)
+                .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))
+        };
         let (mut sim, names) = scenario
-            .build(seed, exec, &capsules)
+            .build(seed, engine()?, &capsules)
             .with_context(|| origin.clone())?;
         let trace = match &self.trace {
             Some(path) => {
@@ -176,20 +208,35 @@ impl SimArgs {
             }
             sim.count_link_capsules();
         }
+        if workers > 1
+            && let Some(why) = sim.parallel_obstacle(workers)
+        {
+            if asked.is_some() && !self.quiet {
+                eprintln!("running on 1 thread, not {workers}: {why}");
+            }
+            workers = 1;
+        }
         if !self.quiet && !self.json {
             eprintln!(
-                "simulating {} for {:?} virtual, seed {seed}",
+                "simulating {} for {:?} virtual, seed {seed}, {workers} thread{}",
                 self.scenario.display(),
-                scenario.duration()
+                scenario.duration(),
+                if workers == 1 { "" } else { "s" }
             );
         }
 
         let duration = scenario.duration();
         let bar = Progress::new(duration, !self.quiet && std::io::stderr().is_terminal());
         let start = Instant::now();
-        sim.run_until_with(duration, 1 << 14, |s| {
-            bar.update(s.now(), s.stats().capsule_hops)
-        });
+        if workers > 1 {
+            let executors = (1..workers).map(|_| engine()).collect::<Result<_, _>>()?;
+            sim.run_parallel(duration, executors, |now, hops| bar.update(now, hops))
+                .map_err(|e| anyhow::anyhow!("cannot run on {workers} threads: {e}"))?;
+        } else {
+            sim.run_until_with(duration, 1 << 14, |s| {
+                bar.update(s.now(), s.stats().capsule_hops)
+            });
+        }
         let wall = start.elapsed();
         bar.finish();
         if let Err(e) = sim.finish_trace() {
