@@ -61,6 +61,10 @@ pub struct Config {
     pub trace: TraceSection,
     /// `[record]` (or `ants run --record`): record the node core's inputs for `ants replay`.
     pub record: Option<RecordSection>,
+    /// `[[watch]]`: properties checked after every input of the node core, as a scenario's
+    /// are in `ants sim` (docs/simulation.md, "Watchpoints"); violations are reported in the
+    /// status, the metrics and the log.
+    pub watches: Vec<ants_sim::Watch>,
     /// The file it was read from ([`Config::load`]); a reload (SIGHUP, `ants reload`)
     /// reads it again.
     pub path: Option<PathBuf>,
@@ -231,6 +235,7 @@ impl Config {
         c.routes = new.routes.clone();
         c.code = new.code.clone();
         c.trace = new.trace;
+        c.watches = new.watches.clone();
         let (l, n) = (&mut c.limits, &new.limits);
         l.max_resource = n.max_resource;
         l.peer_fuel_per_sec = n.peer_fuel_per_sec;
@@ -308,6 +313,11 @@ impl<'a> Source<'a> {
         let metrics = raw.metrics.as_ref().map(|m| self.metrics(m)).transpose()?;
         let trace = self.trace(&raw.trace)?;
         let record = raw.record.as_ref().map(|r| self.record(r)).transpose()?;
+        let watches = raw
+            .watches
+            .iter()
+            .map(|w| self.watch(w))
+            .collect::<Result<_>>()?;
         Ok(Config {
             node,
             neighbours,
@@ -319,8 +329,15 @@ impl<'a> Source<'a> {
             metrics,
             trace,
             record,
+            watches,
             path: None,
         })
+    }
+
+    fn watch(&self, raw: &raw::RawWatch) -> Result<ants_sim::Watch> {
+        let limit = raw.limit.as_ref().map(|l| *l.get_ref());
+        ants_sim::Watch::from_parts(raw.property.get_ref(), limit)
+            .map_err(|why| self.bad("[[watch]]", "property", &raw.property, why))
     }
 
     fn record(&self, raw: &raw::RawRecord) -> Result<RecordSection> {

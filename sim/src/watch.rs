@@ -21,7 +21,27 @@ pub enum Watch {
     MaxStoreBytes(usize),
 }
 
+/// The property names, as scenarios, node configs and command lines write them.
+pub const PROPERTIES: &str = "\"no-duplicate-delivery\", \"max-held\", \"max-store-bytes\"";
+
 impl Watch {
+    /// The property named `property` with `limit`, as a `[[watch]]` entry gives it (in a
+    /// scenario or a node's config), or what is wrong with it.
+    pub fn from_parts(property: &str, limit: Option<u64>) -> Result<Watch, String> {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        match (property, limit) {
+            ("no-duplicate-delivery", None) => Ok(Watch::NoDuplicateDelivery),
+            ("no-duplicate-delivery", Some(_)) => Err("takes no `limit`".into()),
+            ("max-held", Some(v)) => Ok(Watch::MaxHeld(n(v))),
+            ("max-held", None) => Err("needs `limit`, the most capsules a node may hold".into()),
+            ("max-store-bytes", Some(v)) => Ok(Watch::MaxStoreBytes(n(v))),
+            ("max-store-bytes", None) => {
+                Err("needs `limit`, the most soft-store bytes a node may hold".into())
+            }
+            (other, _) => Err(format!("unknown property {other:?} (known: {PROPERTIES})")),
+        }
+    }
+
     /// The property as a scenario writes it.
     pub fn describe(&self) -> String {
         match self {
@@ -62,6 +82,30 @@ impl Watch {
     }
 }
 
+/// `no-duplicate-delivery`, `max-held=N` or `max-store-bytes=N` (command lines).
+impl std::str::FromStr for Watch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Watch, String> {
+        let (property, limit) = match s.split_once('=') {
+            None => (s, None),
+            Some((p, v)) => {
+                let v = v.trim().parse::<u64>().map_err(|_| {
+                    format!("{s}: the limit must be a whole number (capsules, or bytes)")
+                })?;
+                (p, Some(v))
+            }
+        };
+        Watch::from_parts(property.trim(), limit).map_err(|e| {
+            if limit.is_none() && e.starts_with("needs") {
+                format!("{s}: {e}, as {s}=N")
+            } else {
+                format!("{s}: {e}")
+            }
+        })
+    }
+}
+
 /// The first violation of a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -93,5 +137,41 @@ impl Violation {
             detail,
             recent: trace.tail(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_from_entries_and_command_lines_alike() {
+        assert_eq!("max-held=3".parse(), Ok(Watch::MaxHeld(3)));
+        assert_eq!(
+            Watch::from_parts("max-held", Some(3)),
+            Ok(Watch::MaxHeld(3))
+        );
+        assert_eq!(
+            "no-duplicate-delivery".parse(),
+            Ok(Watch::NoDuplicateDelivery)
+        );
+        assert_eq!(
+            "max-store-bytes = 4096".parse(),
+            Ok(Watch::MaxStoreBytes(4096))
+        );
+        let e = "max-held".parse::<Watch>().unwrap_err();
+        assert!(
+            e.contains("needs `limit`") && e.contains("max-held=N"),
+            "{e}"
+        );
+        let e = "max-held=lots".parse::<Watch>().unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
+        let e = "no-duplicate-delivery=2".parse::<Watch>().unwrap_err();
+        assert!(e.contains("takes no `limit`"), "{e}");
+        let e = "fast".parse::<Watch>().unwrap_err();
+        assert!(
+            e.contains("unknown property \"fast\"") && e.contains("max-held"),
+            "{e}"
+        );
     }
 }

@@ -69,7 +69,9 @@ fn a_running_node_serves_metrics_that_promtool_accepts() {
     let sock = dir.path().join("n.sock");
     let text = format!(
         "[node]\naddress = \"198.18.0.60\"\nlisten = \"127.0.0.1:0\"\napp_socket = \"{}\"\n\n\
-         [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[watch]]\nproperty = \"max-held\"\nlimit = 0\n\n\
+         [[watch]]\nproperty = \"no-duplicate-delivery\"\n",
         sock.display()
     );
     let path = dir.path().join("n.toml");
@@ -127,6 +129,15 @@ fn a_running_node_serves_metrics_that_promtool_accepts() {
     );
     assert!(
         body.contains("# TYPE ants_capsule_exec_seconds histogram"),
+        "{body}"
+    );
+    // The capsule waited for its code to compile: "no more than 0 held" was violated once.
+    assert!(
+        body.contains("ants_watch_violations_total{property=\"max-held (limit 0)\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ants_watch_violations_total{property=\"no-duplicate-delivery\"} 0"),
         "{body}"
     );
     promtool_check(body);

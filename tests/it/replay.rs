@@ -30,7 +30,20 @@ fn replay(args: &[&str]) -> (i32, String, String) {
 /// A line of `n` nodes recording under `dir`, `count` capsules from node 1 to node `n`
 /// (the first with its code), every delivery received; then every node stopped.
 fn record_a_run(n: usize, dir: &Path, count: u32, node_keys: &str) -> Vec<u32> {
-    let extra = format!("\n[record]\ndir = \"{}\"\n", dir.display());
+    record_a_run_with(n, dir, count, node_keys, "", |_| {})
+}
+
+/// [`record_a_run`] with `more` in every node's config, and `before_stop` called with the
+/// line before the nodes are stopped.
+fn record_a_run_with(
+    n: usize,
+    dir: &Path,
+    count: u32,
+    node_keys: &str,
+    more: &str,
+    before_stop: impl FnOnce(&Topology),
+) -> Vec<u32> {
+    let extra = format!("\n[record]\ndir = \"{}\"\n{more}", dir.display());
     let edges: Vec<(usize, usize)> = (1..n).map(|i| (i, i + 1)).collect();
     let mut line = Topology::start_with(n, &edges, &extra, node_keys);
     let mut rx = AppClient::connect(line.sock(n), 0).expect("app on the last node");
@@ -61,10 +74,65 @@ fn record_a_run(n: usize, dir: &Path, count: u32, node_keys: &str) -> Vec<u32> {
         }
     }
     drop((rx, tx));
+    before_stop(&line);
     for i in 1..=n {
         line.kill(i);
     }
     got
+}
+
+/// `[[watch]]` on live nodes: the second node of a line holds the first capsule while its
+/// code loads, so `max-held = 0` is violated there, once — at the input that `ants replay
+/// --watch` of its recording names too. No app received a payload twice.
+#[test]
+fn a_live_watch_reports_what_the_replay_finds_at_the_same_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let watches = "\n[[watch]]\nproperty = \"max-held\"\nlimit = 0\n\n\
+                   [[watch]]\nproperty = \"no-duplicate-delivery\"\n";
+    let mut status = (serde_json::Value::Null, String::new(), String::new());
+    let got = record_a_run_with(3, &rec, 50, "workers = 1\n", watches, |line| {
+        let sock = line.sock(2);
+        let (ok, json, err) = run_ants(&["status", "-s", sock.to_str().unwrap(), "--json"]);
+        assert!(ok, "{err}");
+        let (_, text, _) = run_ants(&["status", "-s", sock.to_str().unwrap()]);
+        let (_, last, _) = run_ants(&["status", "-s", line.sock(3).to_str().unwrap(), "--json"]);
+        status = (serde_json::from_str(&json).unwrap(), text, last);
+    });
+    assert_eq!(got.len(), 50);
+    let (v, text, last) = status;
+    let w = &v["watches"];
+    assert_eq!(w[0]["property"], "max-held (limit 0)", "{v}");
+    assert_eq!(w[0]["violations"], 1, "{w}");
+    let first = &w[0]["first"];
+    assert_eq!(
+        first["detail"], "1 capsules held waiting for their code",
+        "{w}"
+    );
+    assert_eq!(first["worker"], 0, "{w}");
+    let input = first["input"]
+        .as_u64()
+        .expect("the node records, so the input is named");
+    assert_eq!(w[1]["property"], "no-duplicate-delivery", "{w}");
+    assert_eq!(w[1]["violations"], 0, "{w}");
+    assert!(
+        text.contains("watch     max-held (limit 0): VIOLATED 1 time(s); first at")
+            && text.contains(&format!("recorded input {input}: 1 capsules held"))
+            && text.contains("watch     no-duplicate-delivery: holds"),
+        "{text}"
+    );
+    let last: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["watches"][1]["violations"], 0, "{last}");
+
+    let n2 = rec.join("198.18.0.2");
+    let (code, out, err) = replay(&[n2.to_str().unwrap(), "--watch", "max-held=0"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "watch violated: max-held (limit 0) at input {input} "
+        )),
+        "live: input {input}; replay: {out}"
+    );
 }
 
 #[test]
@@ -132,7 +200,7 @@ fn a_recorded_five_node_line_replays_identically_and_a_changed_input_is_caught()
     );
     let (code, _, err) = replay(&[n2.to_str().unwrap(), "--watch", "max-held=lots"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("the limit must be a number"), "{err}");
+    assert!(err.contains("the limit must be a whole number"), "{err}");
 
     // One byte of one received capsule changed: the replay's outputs differ, and it says
     // where.
@@ -189,7 +257,6 @@ fn two_workers_record_and_replay_each_their_share() {
     let got = record_a_run(3, &rec, 100, "workers = 2\n");
     assert_eq!(got.len(), 100);
     let (code, text, _) = replay(&[rec.to_str().unwrap()]);
-    eprintln!("{text}");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("198.18.0.1 -> 198.18.0.2: "), "{text}");
     let (code, out, err) = replay(&[rec.to_str().unwrap(), "--json"]);

@@ -54,22 +54,7 @@ pub(crate) struct ReplayArgs {
 
 /// A `--watch` property.
 fn parse_watch(s: &str) -> Result<Watch, String> {
-    match s.split_once('=') {
-        None if s == "no-duplicate-delivery" => Ok(Watch::NoDuplicateDelivery),
-        Some(("max-held", n)) => n
-            .trim()
-            .parse()
-            .map(Watch::MaxHeld)
-            .map_err(|_| format!("max-held={n}: the limit must be a number of capsules")),
-        Some(("max-store-bytes", n)) => n
-            .trim()
-            .parse()
-            .map(Watch::MaxStoreBytes)
-            .map_err(|_| format!("max-store-bytes={n}: the limit must be a number of bytes")),
-        _ => Err(format!(
-            "{s:?}: expected no-duplicate-delivery, max-held=N or max-store-bytes=N"
-        )),
-    }
+    s.parse()
 }
 
 impl ReplayArgs {

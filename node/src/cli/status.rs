@@ -136,6 +136,25 @@ pub(crate) fn render_status(s: &Value) -> String {
             u(&s["handed_off"])
         );
     }
+    for w in s["watches"].as_array().into_iter().flatten() {
+        let property = w["property"].as_str().unwrap_or("?");
+        let f = &w["first"];
+        if f.is_null() {
+            let _ = writeln!(out, "watch     {property}: holds");
+            continue;
+        }
+        let input = f["input"]
+            .as_u64()
+            .map_or_else(String::new, |i| format!(", recorded input {i}"));
+        let _ = writeln!(
+            out,
+            "watch     {property}: VIOLATED {} time(s); first at {:.3} s on worker {}{input}: {}",
+            u(&w["violations"]),
+            f["uptime_s"].as_f64().unwrap_or(0.0),
+            u(&f["worker"]),
+            f["detail"].as_str().unwrap_or("?")
+        );
+    }
     if let Some(protocols) = s["protocols"].as_object().filter(|m| !m.is_empty()) {
         let _ = writeln!(
             out,

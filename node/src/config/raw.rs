@@ -23,6 +23,16 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) trace: RawTrace,
     pub(super) record: Option<RawRecord>,
+    #[serde(default, rename = "watch")]
+    pub(super) watches: Vec<RawWatch>,
+}
+
+/// `[[watch]]`: a property checked after every input of the node core.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWatch {
+    pub(super) property: Spanned<String>,
+    pub(super) limit: Option<Spanned<u64>>,
 }
 
 /// `[record]`: record the node core's inputs for `ants replay`.

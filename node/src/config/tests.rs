@@ -461,3 +461,39 @@ fn record_takes_a_directory_and_a_bounded_size() {
     let other = parse(&format!("{BASE}\n[record]\ndir = \"elsewhere\"\n")).unwrap();
     assert_eq!(c.restart_needed(&other), vec!["[record]".to_string()]);
 }
+
+#[test]
+fn watches_are_the_scenarios_properties_and_reload_live() {
+    assert!(parse(BASE).unwrap().watches.is_empty());
+    let text = format!(
+        "{BASE}\n[[watch]]\nproperty = \"max-held\"\nlimit = 8\n\n\
+         [[watch]]\nproperty = \"no-duplicate-delivery\"\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.watches,
+        vec![
+            ants_sim::Watch::MaxHeld(8),
+            ants_sim::Watch::NoDuplicateDelivery
+        ]
+    );
+    assert_error(
+        &format!("{BASE}\n[[watch]]\nproperty = \"max-held\"\n"),
+        6,
+        &["[[watch]] property = \"max-held\"", "needs `limit`"],
+    );
+    assert_error(
+        &format!("{BASE}\n[[watch]]\nproperty = \"loops\"\nlimit = 1\n"),
+        6,
+        &["unknown property \"loops\"", "max-store-bytes"],
+    );
+    assert_error(
+        &format!("{BASE}\n[[watch]]\nproperty = \"max-held\"\nlimit = -1\n"),
+        7,
+        &["limit"],
+    );
+    // A reload changes them in place.
+    let none = parse(BASE).unwrap();
+    assert!(none.restart_needed(&c).is_empty());
+    assert_eq!(none.with_live_changes(&c).watches, c.watches);
+}

@@ -236,6 +236,18 @@ pub fn render(stats: &Stats) -> String {
     handoffs
         .get_or_create(&labels(&[("outcome", "dropped")]))
         .inc_by(stats.handoff_dropped);
+    if !stats.watches.is_empty() {
+        let watches = counter_family(
+            &mut r,
+            "watch_violations",
+            "Times a [[watch]] property went from holding to violated, by property",
+        );
+        for w in &stats.watches {
+            watches
+                .get_or_create(&labels(&[("property", &w.property)]))
+                .inc_by(w.violations);
+        }
+    }
     let traces = counter_family(
         &mut r,
         "trace_reports",

@@ -27,6 +27,7 @@ mod router;
 mod stats;
 mod tap;
 mod trace_json;
+mod watches;
 mod workers;
 
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ pub const CAPSULE_LOG_LINES_PER_SEC: u64 = 100;
 
 pub use router::RouterStats;
 pub use stats::{NeighbourInfo, RecordStats, Stats, WorkerSummary};
+pub use watches::{FirstViolation, WatchReport};
 
 /// The node configuration the core needs, from the file's.
 pub fn node_config(cfg: &Config) -> NodeConfig<SocketAddr> {
@@ -433,6 +435,8 @@ struct Driver {
     drain_dropped: u64,
     /// `[record]`: every input of the node core, for `ants replay`.
     rec: Option<Recorder>,
+    /// `[[watch]]`: properties checked after every input.
+    watching: watches::Watching,
 }
 
 impl Driver {
@@ -468,6 +472,8 @@ impl Driver {
         }
         let (compiled_tx, compiled_rx) = mpsc::unbounded_channel();
         let seed = cfg.fault.seed.max(1);
+        let mut watching = watches::Watching::default();
+        watching.set(&cfg.watches);
         let driver = Driver {
             node,
             exec,
@@ -495,6 +501,7 @@ impl Driver {
             drain_time: cfg.limits.drain_time,
             drain_dropped: 0,
             rec,
+            watching,
         };
         Ok((driver, compiled_rx))
     }
@@ -525,6 +532,28 @@ impl Driver {
             .map(|r| (r.dst.to_string(), r.via.to_string()))
             .collect();
         self.drain_time = cfg.limits.drain_time;
+        self.watching.set(&cfg.watches);
+    }
+
+    /// Where the node core is, for a watch's report.
+    fn at(&self) -> watches::At {
+        at(self.steer.shard.index, &self.clock, self.rec.as_ref())
+    }
+
+    /// After an input of the node core: the watched properties of its state.
+    fn watch(&mut self) {
+        if !self.watching.on() {
+            return;
+        }
+        let Driver {
+            watching,
+            node,
+            steer,
+            clock,
+            rec,
+            ..
+        } = self;
+        watching.check(node, || at(steer.shard.index, clock, rec.as_ref()));
     }
 
     /// Forget `ty`'s module everywhere: verified code, compiled module and instances, the
@@ -639,6 +668,7 @@ impl Driver {
                     inputs: r.inputs(),
                     bytes: r.bytes(),
                 }),
+            watches: self.watching.report(),
         }
     }
 
@@ -761,6 +791,7 @@ impl Driver {
             rec.module_ready(now, &ty, added.as_deref(), took, &result);
         }
         self.node.module_ready(now, ty, r, took, &mut self.exec);
+        self.watch();
     }
 
     /// An app's request: registration table semantics live in the node; a stats request
@@ -831,6 +862,7 @@ impl Driver {
                     rec.inject(now, app, &inj);
                 }
                 let r = self.node.inject(now, app, inj, &mut self.exec);
+                self.watch();
                 let _ = reply.send(r.map(|()| inject.capsule_type).map_err(|e| e.to_string()));
             }
         }
@@ -889,6 +921,12 @@ impl Driver {
             if let Some(rec) = &mut self.rec {
                 rec.outputs().delivered(d.app, &d.capsule);
             }
+            if self.watching.on()
+                && let Ok(repr) = CapsuleRepr::parse(&d.capsule)
+            {
+                let at = self.at();
+                self.watching.delivered(d.app, repr.payload, || at);
+            }
             let (Some(apps), Ok(repr)) = (&self.apps, CapsuleRepr::parse(&d.capsule)) else {
                 continue;
             };
@@ -926,6 +964,7 @@ impl Driver {
             rec.datagram(now, &from, data);
         }
         self.node.handle_datagram(now, from, data, &mut self.exec);
+        self.watch();
     }
 
     /// The node core's timers are due.
@@ -934,6 +973,7 @@ impl Driver {
             rec.timeout(now);
         }
         self.node.handle_timeout(now);
+        self.watch();
     }
 
     /// The worker stops: the recording gets its last checkpoint and the node's counters.
@@ -1125,6 +1165,16 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
     }
     drop(apps);
     Ok(total)
+}
+
+/// Worker `worker`'s node core now, for a watch's report: its uptime and, while it records,
+/// the number of the input just recorded.
+fn at(worker: usize, clock: &Clock, rec: Option<&Recorder>) -> watches::At {
+    watches::At {
+        worker,
+        uptime: clock.uptime(),
+        input: rec.filter(|r| r.on()).map(|r| r.inputs().saturating_sub(1)),
+    }
 }
 
 /// Start worker `shard`'s recording under `[record] dir`, with the config file's text.

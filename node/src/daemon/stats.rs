@@ -99,6 +99,8 @@ pub struct Stats {
     pub drain_dropped: u64,
     /// `[record]`: what the workers recorded.
     pub record: RecordStats,
+    /// `[[watch]]`: each property's violations (summed over workers) and the first.
+    pub watches: Vec<super::WatchReport>,
 }
 
 /// What a node's recording (`[record]`) holds so far, summed over workers.
@@ -145,6 +147,7 @@ impl Stats {
             trace,
             drain_dropped,
             record,
+            watches,
         } = o;
         self.uptime = self.uptime.max(uptime);
         // Every worker has every neighbour: keep the most recent hearing.
@@ -198,6 +201,12 @@ impl Stats {
         self.record.stopped += record.stopped;
         self.record.inputs += record.inputs;
         self.record.bytes += record.bytes;
+        for w in watches {
+            match self.watches.iter_mut().find(|m| m.property == w.property) {
+                Some(m) => m.merge(w),
+                None => self.watches.push(w),
+            }
+        }
     }
 
     /// The counters as one JSON object: `node`, `drops` (by reason), `loader`, `protocols`
@@ -318,6 +327,16 @@ impl Stats {
                 "inputs": self.record.inputs,
                 "bytes": self.record.bytes,
             },
+            "watches": self.watches.iter().map(|w| json!({
+                "property": w.property,
+                "violations": w.violations,
+                "first": w.first.as_ref().map(|f| json!({
+                    "uptime_s": f.uptime.as_secs_f64(),
+                    "worker": f.worker,
+                    "detail": f.detail,
+                    "input": f.input,
+                })),
+            })).collect::<Vec<_>>(),
             // An empty f64 sum is -0.0; `+ 0.0` makes it 0.
             "compile_ms": self.compile_times.iter().map(|(_, d)| d.as_secs_f64() * 1e3).sum::<f64>() + 0.0,
             "router": router,

@@ -259,7 +259,7 @@ async fn reload(workers: &[WorkerLink], running: &mut Arc<Config>) -> Result<Str
         "{}: {}",
         path.display(),
         if changed {
-            "applied (neighbours, routes, [code], [trace] and the live [limits] keys)"
+            "applied (neighbours, routes, [code], [trace], [[watch]] and the live [limits] keys)"
         } else {
             "nothing to change in place"
         }

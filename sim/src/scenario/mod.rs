@@ -369,30 +369,8 @@ impl Scenario {
             .iter()
             .enumerate()
             .map(|(k, w)| {
-                let what = format!("[[watch]] #{} ({})", k + 1, w.property);
-                match (w.property.as_str(), w.limit) {
-                    ("no-duplicate-delivery", None) => Ok(Watch::NoDuplicateDelivery),
-                    ("max-held", Some(n)) => {
-                        Ok(Watch::MaxHeld(usize::try_from(n).unwrap_or(usize::MAX)))
-                    }
-                    ("max-held", None) => Err(invalid(format!(
-                        "{what}: needs `limit`, the most capsules a node may hold"
-                    ))),
-                    ("max-store-bytes", Some(n)) => Ok(Watch::MaxStoreBytes(
-                        usize::try_from(n).unwrap_or(usize::MAX),
-                    )),
-                    ("max-store-bytes", None) => Err(invalid(format!(
-                        "{what}: needs `limit`, the most soft-store bytes a node may hold"
-                    ))),
-                    ("no-duplicate-delivery", Some(_)) => {
-                        Err(invalid(format!("{what}: takes no `limit`")))
-                    }
-                    (other, _) => Err(invalid(format!(
-                        "[[watch]] #{}: unknown property {other:?} (known: \
-                         \"no-duplicate-delivery\", \"max-held\", \"max-store-bytes\")",
-                        k + 1
-                    ))),
-                }
+                Watch::from_parts(&w.property, w.limit)
+                    .map_err(|e| invalid(format!("[[watch]] #{} ({}): {e}", k + 1, w.property)))
             })
             .collect()
     }

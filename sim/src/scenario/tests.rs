@@ -181,7 +181,7 @@ fn mistakes_are_reported_with_where_and_why() {
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"no-loops\"",
-            "[[watch]] #1: unknown property \"no-loops\"",
+            "[[watch]] #1 (no-loops): unknown property \"no-loops\"",
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-held\"",
