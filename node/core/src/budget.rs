@@ -62,9 +62,21 @@ impl<P: Hash + Eq + Copy> PeerBudgets<P> {
     }
 
     fn refill(rate: u64, burst: u64, b: &mut Bucket, now: Duration) {
-        let elapsed = now.saturating_sub(b.last).as_nanos() as i128;
-        let earned = elapsed * i128::from(rate) / 1_000_000_000;
-        b.tokens = (b.tokens + earned).min(i128::from(burst));
+        let elapsed = now.saturating_sub(b.last);
+        // `elapsed × rate / 1e9` without a 128-bit division (a libcall on every capsule):
+        // whole seconds, then the nanoseconds, which fit in 64 bits for rates below 2^34
+        // per second; the exact 128-bit form otherwise.
+        let (secs, nanos) = (
+            u128::from(elapsed.as_secs()),
+            u64::from(elapsed.subsec_nanos()),
+        );
+        let part = match nanos.checked_mul(rate) {
+            Some(v) => u128::from(v / 1_000_000_000),
+            None => u128::from(nanos) * u128::from(rate) / 1_000_000_000,
+        };
+        let earned = secs * u128::from(rate) + part;
+        let earned = i128::try_from(earned).unwrap_or(i128::MAX);
+        b.tokens = b.tokens.saturating_add(earned).min(i128::from(burst));
         b.last = b.last.max(now);
     }
 
@@ -130,6 +142,31 @@ mod tests {
             "999 ms earn 99.9 units: still in debt"
         );
         assert!(b.allows(1012 * MS, 1));
+    }
+
+    #[test]
+    fn refills_are_exact_across_seconds_and_huge_rates() {
+        for (rate, elapsed) in [
+            (1_000_000u64, Duration::from_nanos(1_500_000_001)),
+            (7, Duration::from_millis(2_999)),
+            (u64::MAX, Duration::from_nanos(999_999_999)),
+            (
+                1 << 40,
+                Duration::from_secs(3) + Duration::from_nanos(123_456_789),
+            ),
+        ] {
+            let mut b = Bucket {
+                tokens: -(1 << 100),
+                last: Duration::ZERO,
+            };
+            PeerBudgets::<u8>::refill(rate, u64::MAX, &mut b, elapsed);
+            let want = elapsed.as_nanos() * u128::from(rate) / 1_000_000_000;
+            assert_eq!(
+                b.tokens,
+                -(1i128 << 100) + want as i128,
+                "{rate}/s for {elapsed:?}"
+            );
+        }
     }
 
     #[test]

@@ -77,8 +77,9 @@ pub struct Node<P> {
     cx: Box<Execution>,
     /// Neighbour active address → underlay endpoint.
     peers: BTreeMap<Address, P>,
-    /// Neighbour endpoints, with what was heard from each.
-    endpoints: HashMap<P, Heard>,
+    /// Neighbour endpoints, with what was heard from each. Hashed with foldhash: the keys
+    /// are the configured neighbours (no sender adds one), looked up per datagram.
+    endpoints: HashMap<P, Heard, foldhash::fast::RandomState>,
     accept_from: AcceptFrom<P>,
     loader: CodeLoader<P>,
     code: CodeCache,
@@ -108,7 +109,7 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
     pub fn new(config: NodeConfig<P>) -> Self {
         let mut node = NodeContext::bare(config.address, config.seed, SoftStore::new(config.store));
         let mut peers = BTreeMap::new();
-        let mut endpoints = HashMap::new();
+        let mut endpoints = HashMap::default();
         for (addr, ep) in &config.neighbours {
             node.neighbours.insert(*addr);
             peers.insert(*addr, *ep);
