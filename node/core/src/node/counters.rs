@@ -293,10 +293,14 @@ impl ProtocolTable {
     }
 
     pub(crate) fn entry(&mut self, ty: CapsuleType) -> &mut ProtocolCounters {
-        if !self.by_type.contains_key(&ty) && self.by_type.len() >= self.max {
-            return &mut self.other;
+        // One walk of the tree per capsule.
+        if self.by_type.len() < self.max {
+            return self.by_type.entry(ty).or_default();
         }
-        self.by_type.entry(ty).or_default()
+        match self.by_type.get_mut(&ty) {
+            Some(c) => c,
+            None => &mut self.other,
+        }
     }
 
     /// Counters of `ty`, if tracked.
