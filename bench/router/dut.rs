@@ -38,7 +38,10 @@ pub(crate) fn config_toml(
     busy_poll_us: Option<u32>,
     workers: u16,
 ) -> String {
-    let busy = busy_poll_us.map_or(String::new(), |us| format!("busy_poll_us = {us}\n"));
+    // Busy polling drives AF_XDP sockets; the node refuses it on AF_PACKET.
+    let busy = busy_poll_us
+        .filter(|_| mode.afxdp())
+        .map_or(String::new(), |us| format!("busy_poll_us = {us}\n"));
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -153,7 +156,9 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7), 2);
+        let ip = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7), 2);
+        assert!(!ip.contains("busy_poll_us"), "AF_PACKET takes no busy polling");
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, Some(7), 2);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));
