@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
         let ip = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7), 2);
-        assert!(!ip.contains("busy_poll_us"), "AF_PACKET takes no busy polling");
+        assert!(
+            !ip.contains("busy_poll_us"),
+            "AF_PACKET takes no busy polling"
+        );
         let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, Some(7), 2);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));

@@ -49,8 +49,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"ANTSREC\0";
-/// Format version this build writes and reads.
-pub const FORMAT: u16 = 1;
+/// Format version this build writes and reads (2: a reload carries the config file's text).
+pub const FORMAT: u16 = 2;
 /// Inputs between two checkpoints.
 pub const CHECKPOINT_EVERY: u64 = 256;
 /// Bytes of records collected before they go to the writer thread.
@@ -122,8 +122,8 @@ pub enum Input {
     },
     /// `evict(ty)` (and the executor's unload).
     Evict { ty: CapsuleType },
-    /// The node was reconfigured (a reload): not replayable past this point.
-    Reconfigured,
+    /// The node was reconfigured (a reload) from `config`, its file's text then.
+    Reconfigured { config: String },
     /// Outputs so far.
     Checkpoint(Checkpoint),
     /// The run ended: outputs and counters.
@@ -628,8 +628,11 @@ impl Recorder {
         self.input(KIND_EVICT, now, |b| b.extend_from_slice(&ty.0));
     }
 
-    pub fn reconfigured(&mut self, now: Duration) {
-        self.input(KIND_RECONFIGURED, now, |_| {});
+    /// A reload: the node now runs the live parts of `config_text` (its file's text).
+    pub fn reconfigured(&mut self, now: Duration, config_text: &str) {
+        self.input(KIND_RECONFIGURED, now, |b| {
+            put_bytes(b, config_text.as_bytes())
+        });
     }
 
     /// The run ended with `counters`: the last checkpoint, then the file is closed.
@@ -991,7 +994,9 @@ impl RecordReader {
             KIND_EVICT => Input::Evict {
                 ty: self.ty("an evict record")?,
             },
-            KIND_RECONFIGURED => Input::Reconfigured,
+            KIND_RECONFIGURED => Input::Reconfigured {
+                config: self.string("a reload record")?,
+            },
             KIND_CHECKPOINT => Input::Checkpoint(self.checkpoint()?),
             KIND_END => {
                 let cp = self.checkpoint()?;
@@ -1078,7 +1083,7 @@ mod tests {
         r.inject(t(8), 3, &inj);
         r.unregister(t(9), 3);
         r.evict(t(10), &ty);
-        r.reconfigured(t(11));
+        r.reconfigured(t(11), "[node]\n# reloaded\n");
         r.outputs().sent(&addr("127.0.0.1:7002"), b"out");
         r.outputs().delivered(3, b"capsule");
         let cp = r.outputs().checkpoint();
@@ -1099,6 +1104,14 @@ mod tests {
             got.push(x);
         }
         assert_eq!(got.len(), 12);
+        assert!(
+            got.iter().any(|(at, x)| *at == t(11)
+                && *x
+                    == Input::Reconfigured {
+                        config: "[node]\n# reloaded\n".into()
+                    }),
+            "{got:?}"
+        );
         assert_eq!(
             got[1].1,
             Input::Datagram {

@@ -68,7 +68,7 @@ pub enum Outcome {
         at: Duration,
         what: String,
     },
-    /// The recording stopped before the end (its bound, a reload, or the node did not stop
+    /// The recording stopped before the end (its bound, or the node did not stop
     /// cleanly); everything up to there matched.
     Partial(String),
     /// A watched property failed (outputs matched up to there): at which input, its node
@@ -320,7 +320,7 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
             this: crate::VERSION.to_owned(),
         });
     }
-    let cfg = Config::parse(&config, &format!("{name} (recorded config)")).map_err(|e| {
+    let mut cfg = Config::parse(&config, &format!("{name} (recorded config)")).map_err(|e| {
         ReplayError::Config {
             file: name.clone(),
             error: e.to_string(),
@@ -370,7 +370,7 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
         };
         let is_input = !matches!(
             input,
-            Input::Checkpoint(_) | Input::End(..) | Input::Truncated { .. } | Input::Reconfigured
+            Input::Checkpoint(_) | Input::End(..) | Input::Truncated { .. }
         );
         if index == 0 && is_input {
             report.from = now;
@@ -452,10 +452,16 @@ pub fn replay(file: &Path, watches: &[Watch]) -> Result<WorkerReplay, ReplayErro
                 node.evict(&ty);
                 exec.unload(&ty);
             }
-            Input::Reconfigured => {
-                done = Some(Outcome::Partial(
-                    "the node was reloaded here; a replay cannot follow a reload".into(),
-                ));
+            // A reload: the live parts of the file as it was then, applied as the daemon
+            // applies them (the evictions a stricter policy makes follow as inputs).
+            Input::Reconfigured { config } => {
+                let origin = format!("{name} (config recorded at a reload)");
+                let new = Config::parse(&config, &origin).map_err(|e| ReplayError::Config {
+                    file: name.clone(),
+                    error: e.to_string(),
+                })?;
+                cfg = cfg.with_live_changes(&new);
+                node.reconfigure(node_config(&cfg));
             }
             Input::Checkpoint(cp) => {
                 expect(&mut sent, &mut delivered, &cp);

@@ -30,17 +30,18 @@ fn replay(args: &[&str]) -> (i32, String, String) {
 /// A line of `n` nodes recording under `dir`, `count` capsules from node 1 to node `n`
 /// (the first with its code), every delivery received; then every node stopped.
 fn record_a_run(n: usize, dir: &Path, count: u32, node_keys: &str) -> Vec<u32> {
-    record_a_run_with(n, dir, count, node_keys, "", |_| {})
+    record_a_run_with(n, dir, count, node_keys, "", |_| {}, |_| {})
 }
 
-/// [`record_a_run`] with `more` in every node's config, and `before_stop` called with the
-/// line before the nodes are stopped.
+/// [`record_a_run`] with `more` in every node's config, `halfway` called with the line
+/// when half the capsules are sent, and `before_stop` before the nodes are stopped.
 fn record_a_run_with(
     n: usize,
     dir: &Path,
     count: u32,
     node_keys: &str,
     more: &str,
+    halfway: impl FnOnce(&Topology),
     before_stop: impl FnOnce(&Topology),
 ) -> Vec<u32> {
     let extra = format!("\n[record]\ndir = \"{}\"\n{more}", dir.display());
@@ -51,7 +52,13 @@ fn record_a_run_with(
     let dst = format!("198.18.0.{n}");
     let first = Inject::with_code(capsule_bytes("forward"), addr(&dst), 64, vec![], vec![0; 4]);
     let mut got = Vec::new();
+    let mut halfway = Some(halfway);
     for k in 0..count {
+        if k == count / 2
+            && let Some(f) = halfway.take()
+        {
+            f(&line);
+        }
         let inj = Inject {
             code: (k == 0).then(|| capsule_bytes("forward")),
             payload: k.to_be_bytes().to_vec(),
@@ -81,6 +88,67 @@ fn record_a_run_with(
     got
 }
 
+/// A reload in the middle of a recording: the middle node's `[limits] max_resource` drops
+/// below what the capsules carry, so from then on it clamps them (counted). The replay
+/// applies the recorded file at the same input and ends identical — counters included.
+#[test]
+fn a_reload_is_replayed_with_the_config_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let mut reloaded = String::new();
+    let got = record_a_run_with(
+        3,
+        &rec,
+        200,
+        "workers = 1\n",
+        "",
+        |line| {
+            let file = line.config_file(2);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, format!("{text}\n[limits]\nmax_resource = 10\n")).unwrap();
+            reloaded = line.reload(2).expect("reload");
+        },
+        |_| {},
+    );
+    assert_eq!(got.len(), 200, "every capsule still arrives: {reloaded}");
+    assert!(reloaded.contains("applied"), "{reloaded}");
+    let (code, out, err) = replay(&[rec.join("198.18.0.2").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let w = &v["workers"][0];
+    assert_eq!(w["outcome"], "identical", "{w}");
+    assert!(w["inputs"].as_u64().unwrap() > 200, "{w}");
+    let inputs = |node: &str| {
+        let file = rec.join(node).join("worker-0.rec");
+        let (mut reader, _) = RecordReader::open(&file).unwrap();
+        std::iter::from_fn(move || reader.next_record().unwrap())
+            .map(|(_, input)| input)
+            .collect::<Vec<_>>()
+    };
+    let reloads: Vec<String> = inputs("198.18.0.2")
+        .into_iter()
+        .filter_map(|i| match i {
+            Input::Reconfigured { config } => Some(config),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reloads.len(), 1);
+    assert!(reloads[0].contains("max_resource = 10"), "{}", reloads[0]);
+    // The reload mattered — so a replay that ignored it would have diverged: what the third
+    // node received from the second carried the clamped resource from then on.
+    let clamped = inputs("198.18.0.3")
+        .into_iter()
+        .filter_map(|i| match i {
+            Input::Datagram { data, .. } => ants_wire::CapsuleRepr::parse(&data)
+                .ok()
+                .map(|c| c.resource),
+            _ => None,
+        })
+        .filter(|r| *r < 10)
+        .count();
+    assert!(clamped >= 90, "{clamped} capsules arrived clamped");
+}
+
 /// `[[watch]]` on live nodes: the second node of a line holds the first capsule while its
 /// code loads, so `max-held = 0` is violated there, once — at the input that `ants replay
 /// --watch` of its recording names too. No app received a payload twice.
@@ -91,14 +159,23 @@ fn a_live_watch_reports_what_the_replay_finds_at_the_same_input() {
     let watches = "\n[[watch]]\nproperty = \"max-held\"\nlimit = 0\n\n\
                    [[watch]]\nproperty = \"no-duplicate-delivery\"\n";
     let mut status = (serde_json::Value::Null, String::new(), String::new());
-    let got = record_a_run_with(3, &rec, 50, "workers = 1\n", watches, |line| {
-        let sock = line.sock(2);
-        let (ok, json, err) = run_ants(&["status", "-s", sock.to_str().unwrap(), "--json"]);
-        assert!(ok, "{err}");
-        let (_, text, _) = run_ants(&["status", "-s", sock.to_str().unwrap()]);
-        let (_, last, _) = run_ants(&["status", "-s", line.sock(3).to_str().unwrap(), "--json"]);
-        status = (serde_json::from_str(&json).unwrap(), text, last);
-    });
+    let got = record_a_run_with(
+        3,
+        &rec,
+        50,
+        "workers = 1\n",
+        watches,
+        |_| {},
+        |line| {
+            let sock = line.sock(2);
+            let (ok, json, err) = run_ants(&["status", "-s", sock.to_str().unwrap(), "--json"]);
+            assert!(ok, "{err}");
+            let (_, text, _) = run_ants(&["status", "-s", sock.to_str().unwrap()]);
+            let (_, last, _) =
+                run_ants(&["status", "-s", line.sock(3).to_str().unwrap(), "--json"]);
+            status = (serde_json::from_str(&json).unwrap(), text, last);
+        },
+    );
     assert_eq!(got.len(), 50);
     let (v, text, last) = status;
     let w = &v["watches"];

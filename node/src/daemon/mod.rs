@@ -510,7 +510,15 @@ impl Driver {
     /// and limits; soft state, code and held capsules stay.
     fn apply(&mut self, cfg: &Config) {
         if let Some(rec) = &mut self.rec {
-            rec.reconfigured(self.clock.now());
+            // The file as the hub just read it, for the replay to apply the same change (read
+            // again here, as the header's copy is: an edit in between would show as a
+            // divergence, not go unnoticed).
+            let text = cfg
+                .path
+                .as_deref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            rec.reconfigured(self.clock.now(), &text);
         }
         self.node.reconfigure(node_config(cfg));
         // A stricter [code] policy also applies to code already here: what it refuses is
