@@ -20,6 +20,27 @@ pub fn capsule_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&built.path).unwrap_or_else(|e| panic!("{}: {e}", built.path.display()))
 }
 
+/// A capsule of type `ty` from 198.18.0.1 (also its previous hop) to `dst`, resource 64, no
+/// header, carrying `payload`: what the benches run and forward.
+pub fn capsule_to<'a>(
+    ty: ants_wire::CapsuleType,
+    dst: ants_wire::Address,
+    payload: &'a [u8],
+) -> ants_wire::CapsuleRepr<'a> {
+    let src: ants_wire::Address = "198.18.0.1".parse().expect("an address");
+    ants_wire::CapsuleRepr {
+        flags: 0,
+        resource: 64,
+        capsule_type: ty,
+        src,
+        dst,
+        prev: src,
+        header: &[],
+        payload,
+        trace: None,
+    }
+}
+
 /// The median of `v` (NaN when empty).
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();

@@ -19,10 +19,10 @@
 
 use std::hint::black_box;
 
-use ants_bench::{capsule_bytes, workspace_root};
+use ants_bench::{capsule_bytes, capsule_to, workspace_root};
 use ants_core::{CapsuleState, Execution, Executor, HostLimits, TestNode, execute as run};
 use ants_node::{Compiler, ExecutorConfig, WasmExecutor};
-use ants_wire::{Address, CapsuleRepr};
+use ants_wire::Address;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn addr(s: &str) -> Address {
@@ -33,17 +33,7 @@ fn setup(name: &str, config: ExecutorConfig) -> (WasmExecutor, CapsuleState) {
     let mut exec = WasmExecutor::with_config(config).unwrap();
     let ty = exec.load(&capsule_bytes(name)).unwrap();
     let payload = [0u8; 64];
-    let repr = CapsuleRepr {
-        flags: 0,
-        resource: 64,
-        capsule_type: ty,
-        src: addr("198.18.0.1"),
-        dst: addr("198.18.0.9"),
-        prev: addr("198.18.0.1"),
-        header: &[],
-        payload: &payload,
-        trace: None,
-    };
+    let repr = capsule_to(ty, addr("198.18.0.9"), &payload);
     (exec, CapsuleState::from_repr(&repr))
 }
 
@@ -215,17 +205,7 @@ fn fuel_rate(c: &mut Criterion) {
             )
             .unwrap();
         let payload = vec![0u8; 16 * 1024];
-        let repr = CapsuleRepr {
-            flags: 0,
-            resource: 64,
-            capsule_type: ty,
-            src: addr("198.18.0.1"),
-            dst: addr("198.18.0.9"),
-            prev: addr("198.18.0.1"),
-            header: &[],
-            payload: &payload,
-            trace: None,
-        };
+        let repr = capsule_to(ty, addr("198.18.0.9"), &payload);
         let mut e = Box::new(Execution::new(node, limits));
         g.bench_function(name, |b| {
             b.iter(|| {

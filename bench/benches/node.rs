@@ -8,11 +8,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use ants_bench::capsule_bytes;
+use ants_bench::{capsule_bytes, capsule_to};
 use ants_core::routing::Prefix;
 use ants_core::{Executor, Node, NodeConfig};
 use ants_node::{ExecutorConfig, WasmExecutor};
-use ants_wire::{Address, CapsuleRepr};
+use ants_wire::Address;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn addr(s: &str) -> Address {
@@ -33,17 +33,7 @@ fn node_hop(c: &mut Criterion) {
     let mut exec = WasmExecutor::with_config(ExecutorConfig::default()).unwrap();
     let ty = exec.load(&capsule_bytes("forward")).unwrap();
     let payload = [7u8; 64];
-    let repr = CapsuleRepr {
-        flags: 0,
-        resource: 64,
-        capsule_type: ty,
-        src: addr("198.18.0.1"),
-        dst: addr("198.18.1.9"),
-        prev: addr("198.18.0.1"),
-        header: &[],
-        payload: &payload,
-        trace: None,
-    };
+    let repr = capsule_to(ty, addr("198.18.1.9"), &payload);
     let mut datagram = vec![0u8; repr.buffer_len()];
     let n = repr.emit(&mut datagram).unwrap();
     datagram.truncate(n);
