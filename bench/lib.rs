@@ -20,14 +20,14 @@ pub fn capsule_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&built.path).unwrap_or_else(|e| panic!("{}: {e}", built.path.display()))
 }
 
-/// A capsule of type `ty` from 198.18.0.1 (also its previous hop) to `dst`, resource 64, no
+/// A capsule of type `ty` from `src` (also its previous hop) to `dst`, resource 64, no
 /// header, carrying `payload`: what the benches run and forward.
-pub fn capsule_to<'a>(
+pub fn capsule_repr<'a>(
+    src: ants_wire::Address,
     ty: ants_wire::CapsuleType,
     dst: ants_wire::Address,
     payload: &'a [u8],
 ) -> ants_wire::CapsuleRepr<'a> {
-    let src: ants_wire::Address = "198.18.0.1".parse().expect("an address");
     ants_wire::CapsuleRepr {
         flags: 0,
         resource: 64,

@@ -19,7 +19,7 @@
 
 use std::hint::black_box;
 
-use ants_bench::{capsule_bytes, capsule_to, workspace_root};
+use ants_bench::{capsule_bytes, capsule_repr, workspace_root};
 use ants_core::{CapsuleState, Execution, Executor, HostLimits, TestNode, execute as run};
 use ants_node::{Compiler, ExecutorConfig, WasmExecutor};
 use ants_wire::Address;
@@ -33,7 +33,7 @@ fn setup(name: &str, config: ExecutorConfig) -> (WasmExecutor, CapsuleState) {
     let mut exec = WasmExecutor::with_config(config).unwrap();
     let ty = exec.load(&capsule_bytes(name)).unwrap();
     let payload = [0u8; 64];
-    let repr = capsule_to(ty, addr("198.18.0.9"), &payload);
+    let repr = capsule_repr(addr("198.18.0.1"), ty, addr("198.18.0.9"), &payload);
     (exec, CapsuleState::from_repr(&repr))
 }
 
@@ -205,7 +205,7 @@ fn fuel_rate(c: &mut Criterion) {
             )
             .unwrap();
         let payload = vec![0u8; 16 * 1024];
-        let repr = capsule_to(ty, addr("198.18.0.9"), &payload);
+        let repr = capsule_repr(addr("198.18.0.1"), ty, addr("198.18.0.9"), &payload);
         let mut e = Box::new(Execution::new(node, limits));
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use ants_bench::{capsule_bytes, capsule_to};
+use ants_bench::{capsule_bytes, capsule_repr};
 use ants_core::routing::Prefix;
 use ants_core::{Executor, Node, NodeConfig};
 use ants_node::{ExecutorConfig, WasmExecutor};
@@ -33,7 +33,7 @@ fn node_hop(c: &mut Criterion) {
     let mut exec = WasmExecutor::with_config(ExecutorConfig::default()).unwrap();
     let ty = exec.load(&capsule_bytes("forward")).unwrap();
     let payload = [7u8; 64];
-    let repr = capsule_to(ty, addr("198.18.1.9"), &payload);
+    let repr = capsule_repr(addr("198.18.0.1"), ty, addr("198.18.1.9"), &payload);
     let mut datagram = vec![0u8; repr.buffer_len()];
     let n = repr.emit(&mut datagram).unwrap();
     datagram.truncate(n);

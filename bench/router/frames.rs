@@ -107,17 +107,7 @@ pub(crate) fn capsule_frame(
         .to_string()
         .parse()
         .map_err(|_| anyhow!("bad address {}", s.src))?;
-    let repr = CapsuleRepr {
-        flags: 0,
-        resource: 64,
-        capsule_type: ty,
-        src,
-        dst,
-        prev: src,
-        header: &[],
-        payload: &body,
-        trace: None,
-    };
+    let repr = ants_bench::capsule_repr(src, ty, dst, &body);
     let mut buf = vec![0u8; repr.buffer_len()];
     let n = repr
         .emit(&mut buf)
@@ -182,7 +172,7 @@ mod tests {
         );
         let f = capsule_frame(&stream(), 1500, ty, dst).expect("frame");
         assert_eq!(f.len(), 1500 + ETH_HDR);
-        let c = CapsuleRepr::parse(&f[ETH_HDR + IP_HDR + UDP_HDR..]).expect("capsule");
+        let c = ants_wire::CapsuleRepr::parse(&f[ETH_HDR + IP_HDR + UDP_HDR..]).expect("capsule");
         assert_eq!(c.capsule_type, ty);
         assert_eq!(c.dst, dst);
         assert_eq!(c.payload.len(), 1500 - min_capsule_size());

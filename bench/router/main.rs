@@ -35,7 +35,7 @@ pub(crate) use ants_bench::{
     CpuTicks, ants_binary, clock_ticks_per_sec, join_runs, median, pin_thread, process_ticks,
     utc_date, workspace_root,
 };
-pub(crate) use ants_wire::{Address, CapsuleRepr, CapsuleType};
+pub(crate) use ants_wire::{Address, CapsuleType};
 pub(crate) use anyhow::{Context, Result, anyhow, bail};
 pub(crate) use clap::{Parser, ValueEnum};
 pub(crate) use serde::Serialize;
