@@ -32,7 +32,7 @@
 //! holds the first partition's executor: the other nodes' wasm instances are gone, as after
 //! an instance eviction, so a sequential run that continues from there can differ.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
@@ -116,9 +116,71 @@ pub enum Obstacle {
     },
 }
 
+/// Where the threads meet twice per window. With a thread per CPU (or fewer) they spin:
+/// waking a sleeping thread costs tens of microseconds on a VM, against windows of about a
+/// millisecond. With more threads than CPUs a spinning thread would hold a CPU that the one
+/// it waits for needs, so they sleep.
+enum Meeting {
+    Spin {
+        threads: usize,
+        arrived: AtomicUsize,
+        round: AtomicUsize,
+    },
+    Sleep(Barrier),
+}
+
+impl Meeting {
+    fn new(threads: usize) -> Meeting {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads <= cpus {
+            Meeting::Spin {
+                threads,
+                arrived: AtomicUsize::new(0),
+                round: AtomicUsize::new(0),
+            }
+        } else {
+            Meeting::Sleep(Barrier::new(threads))
+        }
+    }
+
+    /// Wait until every thread has arrived. Everything a thread did before it arrived
+    /// happens before what any thread does after it leaves.
+    fn wait(&self) {
+        match self {
+            Meeting::Sleep(b) => {
+                b.wait();
+            }
+            Meeting::Spin {
+                threads,
+                arrived,
+                round,
+            } => {
+                let this = round.load(Ordering::Acquire);
+                // AcqRel: the last to arrive acquires every earlier arrival's writes, and
+                // publishes them all with the round below.
+                if arrived.fetch_add(1, Ordering::AcqRel) + 1 == *threads {
+                    arrived.store(0, Ordering::Relaxed);
+                    round.fetch_add(1, Ordering::Release);
+                    return;
+                }
+                let mut spins = 0u32;
+                while round.load(Ordering::Acquire) == this {
+                    if spins < 1 << 16 {
+                        std::hint::spin_loop();
+                        spins += 1;
+                    } else {
+                        // Preempted partners (a noisy machine): let them run.
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What the threads of a parallel run share.
 struct Shared {
-    barrier: Barrier,
+    barrier: Meeting,
     /// Per partition: its earliest pending event after taking its mail (`u64::MAX`: none).
     next: Vec<AtomicU64>,
     inbox: Vec<Mutex<Vec<Parcel>>>,
@@ -186,7 +248,7 @@ impl<E: Executor + Send> Sim<E> {
         let mut main_trace = std::mem::replace(&mut self.trace, buffered);
         let mut others = self.split(executors);
         let shared = Shared {
-            barrier: Barrier::new(workers as usize),
+            barrier: Meeting::new(workers as usize),
             next: (0..workers).map(|_| AtomicU64::new(u64::MAX)).collect(),
             inbox: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             lines: (0..workers).map(|_| Mutex::new(Lines::default())).collect(),
