@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::exec::NodeView;
 use crate::sim::{Sim, ns};
 use crate::trace::Record;
+use crate::watch::Violation;
 
 /// Something scheduled with [`Sim::schedule`].
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub enum Action {
     Partition(u32, u32),
     /// Both directions of the link come back.
     Repair(u32, u32),
+    /// Check a `store-path` watch ([`Sim::watch_path`]).
+    CheckPath(Box<crate::watch::PathWatch>),
     /// Done (a finished send plan).
     Done,
 }
@@ -61,7 +64,8 @@ impl Action {
             Action::Register { node, .. } => Some(*node),
             Action::Crash(i) | Action::Restart(i) | Action::Partition(i, _) => Some(*i),
             Action::Repair(i, _) => Some(*i),
-            Action::Done => None,
+            // Reads every node on its routes: the scheduler's (runs are sequential then).
+            Action::CheckPath(_) | Action::Done => None,
         }
     }
 
@@ -97,6 +101,7 @@ impl<E: Executor> Sim<E> {
             Action::Restart(i) => self.restart(i),
             Action::Partition(a, b) => self.set_link_up(a, b, false),
             Action::Repair(a, b) => self.set_link_up(a, b, true),
+            Action::CheckPath(w) => self.check_path(&w),
             Action::Done => {}
         }
     }
@@ -185,6 +190,65 @@ impl<E: Executor> Sim<E> {
         self.trace
             .record(self.now, &Record::Restart { node: i, kept });
         self.flush(i, self.now);
+    }
+
+    /// Check `w` now: walk the route from each of its nodes to its destination, node by
+    /// node as `route_for_node` would, and stop the run at the first node that does not keep
+    /// the key (or is down, or has no route on).
+    fn check_path(&mut self, w: &crate::watch::PathWatch) {
+        if self.violation.is_some() {
+            return;
+        }
+        let now = Duration::from_nanos(self.now);
+        let toward = self.topo.address(w.to);
+        let key: String = w.key.iter().map(|b| format!("{b:02x}")).collect();
+        let missing = |at: u32, f: u32| -> Option<String> {
+            let Some(sn) = self.slot(at) else {
+                return Some(format!("node {at} does not exist"));
+            };
+            let on = format!("on the route from node {f} to node {}", w.to);
+            if !sn.up {
+                return Some(format!("node {at}, {on}, is down"));
+            }
+            let holds = sn
+                .node
+                .store()
+                .entries(&w.ty.0)
+                .iter()
+                .any(|e| e.key == w.key.as_slice() && e.expires_at > now);
+            (!holds).then(|| format!("node {at}, {on}, keeps no {} key {key}", w.capsule))
+        };
+        for &f in &w.from {
+            let mut at = f;
+            // A route visits each node at most once: more hops than nodes is a loop.
+            let mut hops = 0;
+            let failed = loop {
+                if let Some(detail) = missing(at, f) {
+                    break Some((at, detail));
+                }
+                if at == w.to {
+                    break None;
+                }
+                hops += 1;
+                let next = self
+                    .slot(at)
+                    .and_then(|sn| sn.node.next_hop(&toward))
+                    .and_then(|a| self.topo.node_of(&a));
+                match next {
+                    Some(n) if hops <= self.topo.len() => at = n,
+                    Some(_) => break Some((at, format!("the route from node {f} loops"))),
+                    None => {
+                        let d = format!("node {at} has no route on toward node {}", w.to);
+                        break Some((at, d));
+                    }
+                }
+            };
+            if let Some((node, detail)) = failed {
+                let v = Violation::new(w.describe(), self.now, node, detail, &self.trace);
+                self.violation = Some(v);
+                return;
+            }
+        }
     }
 
     /// Take the link between `a` and `b` down (`up = false`) or bring it back.

@@ -187,7 +187,7 @@ impl<E: Executor> Sim<E> {
             if duplicate && violation.is_none() && watches.contains(&Watch::NoDuplicateDelivery) {
                 let detail = Watch::duplicate_detail(d.app, repr.payload.len());
                 *violation = Some(Violation::new(
-                    Watch::NoDuplicateDelivery,
+                    Watch::NoDuplicateDelivery.describe(),
                     now,
                     i,
                     detail,
@@ -210,7 +210,7 @@ impl<E: Executor> Sim<E> {
             if violation.is_none()
                 && let Some(detail) = w.check_node(&sn.node)
             {
-                *violation = Some(Violation::new(*w, now, i, detail, trace));
+                *violation = Some(Violation::new(w.describe(), now, i, detail, trace));
             }
         }
         if let Some(t) = sn.node.poll_timeout() {

@@ -203,7 +203,7 @@ impl<E: Executor> Sim<E> {
             Some(Obstacle::Workers { workers, nodes })
         } else if self.lookahead() == 0 {
             Some(Obstacle::NoLookahead)
-        } else if !self.watches.is_empty() {
+        } else if !self.watches.is_empty() || self.path_watched {
             Some(Obstacle::Watches)
         } else if self.config.delivery_log > 0 {
             Some(Obstacle::DeliveryLog)
@@ -353,6 +353,7 @@ impl<E: Executor + Send> Sim<E> {
                 config: self.config.clone(),
                 watches: Vec::new(),
                 violation: None,
+                path_watched: false,
                 part: Part {
                     index: k as u32 + 1,
                     count,

@@ -187,6 +187,8 @@ pub struct Sim<E> {
     pub(crate) watches: Vec<Watch>,
     /// The first violation of one; the run stops there.
     pub(crate) violation: Option<Violation>,
+    /// Whether a `store-path` watch is scheduled ([`Sim::watch_path`]).
+    pub(crate) path_watched: bool,
     /// The nodes this simulator holds (all, but in a partition of a parallel run).
     pub(crate) part: Part,
     /// Events scheduled from outside the network so far ([`Sim::schedule`]).
@@ -227,6 +229,7 @@ impl<E: Executor> Sim<E> {
             config,
             watches: Vec::new(),
             violation: None,
+            path_watched: false,
             part: Part::ALL,
             scheduled: 0,
             outbox: crate::parallel::Outbox::default(),
@@ -305,7 +308,7 @@ impl<E: Executor> Sim<E> {
     /// Trace into `trace` from now on (replaces the current sink).
     pub fn set_trace(&mut self, trace: Trace) {
         self.trace = trace;
-        if !self.watches.is_empty() {
+        if !self.watches.is_empty() || self.path_watched {
             self.trace.keep_tail();
         }
     }
@@ -317,6 +320,14 @@ impl<E: Executor> Sim<E> {
             self.trace.keep_tail();
         }
         self.watches = watches;
+    }
+
+    /// Check `w` at its time (`w.at`, not before now): the run stops there if it does not
+    /// hold. Keeps the last trace lines for its report.
+    pub fn watch_path(&mut self, w: crate::watch::PathWatch) {
+        self.trace.keep_tail();
+        self.path_watched = true;
+        self.schedule(w.at, Action::CheckPath(Box::new(w)));
     }
 
     /// The first violation of a watch, if any: the run stopped at it.

@@ -4,7 +4,9 @@
 //!
 //! The properties are Rust predicates compiled in, named in a scenario's `[[watch]]`
 //! entries (docs/simulation.md): checking them costs one comparison per delivery or per
-//! node input, and none when a scenario has no watch.
+//! node input, and none when a scenario has no watch. [`PathWatch`] (`store-path`) is a
+//! property of the network's distributed state at one virtual time — what the nodes along
+//! a route keep in their soft-stores — checked once, at that time.
 
 use std::time::Duration;
 
@@ -106,11 +108,44 @@ impl std::str::FromStr for Watch {
     }
 }
 
+/// `store-path`: at virtual time `at`, every node on the route from each of `from` to `to`
+/// (both ends included) keeps `key` in the soft-store of capsule type `ty` — e.g. every
+/// subscriber of a multicast group has a branch toward the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathWatch {
+    /// The namespace: the capsule type whose soft-store entries these are.
+    pub ty: ants_wire::CapsuleType,
+    /// The capsule's name in the scenario (for reports).
+    pub capsule: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Where the routes start.
+    pub from: Vec<u32>,
+    /// Where they end.
+    pub to: u32,
+    /// When the property must hold.
+    pub at: Duration,
+}
+
+impl PathWatch {
+    /// The property as a report names it.
+    pub fn describe(&self) -> String {
+        let key: String = self.key.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "store-path ({} key {key} on every route from {} node(s) to node {}, at {:?})",
+            self.capsule,
+            self.from.len(),
+            self.to,
+            self.at
+        )
+    }
+}
+
 /// The first violation of a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The property violated.
-    pub watch: Watch,
+    /// The property violated, as [`Watch::describe`] or [`PathWatch::describe`] names it.
+    pub property: String,
     /// Virtual time.
     pub at: Duration,
     /// The node where it showed.
@@ -122,16 +157,16 @@ pub struct Violation {
 }
 
 impl Violation {
-    /// `watch` violated at virtual time `now_ns` on `node`, with the trace's last lines.
+    /// `property` violated at virtual time `now_ns` on `node`, with the trace's last lines.
     pub(crate) fn new(
-        watch: Watch,
+        property: String,
         now_ns: u64,
         node: u32,
         detail: String,
         trace: &crate::trace::Trace,
     ) -> Violation {
         Violation {
-            watch,
+            property,
             at: Duration::from_nanos(now_ns),
             node,
             detail,

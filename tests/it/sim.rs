@@ -466,6 +466,26 @@ fn a_violated_watch_stops_ants_sim_with_what_where_and_the_seed() {
             && err.contains("its soft-store holds"),
         "{err}"
     );
+    // A property of a route's state, P2-style: every receiver has a branch toward the
+    // sender — the multicast key of group 7 on every node from 4, 5 and 6 to 0. It holds
+    // while the receivers refresh; their branches lapse after they stop (1.5 s + 2 s).
+    let path_watch = |at: &str| {
+        format!(
+            "{base}\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"multicast\"\n\
+             key = \"str:g u32:7\"\nfrom = [4, 5, 6]\nto = 0\nat = \"{at}\"\n"
+        )
+    };
+    std::fs::write(&path, path_watch("1s")).unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert!(ok, "every route keeps its branch at 1 s: {err}");
+    std::fs::write(&path, path_watch("4500ms")).unwrap();
+    let (ok, _, err) = crate::support::run_ants(&["sim", p, "--quiet"]);
+    assert!(!ok);
+    assert!(
+        err.contains("watch violated: store-path (multicast key 6700000007 on every route from 3 node(s) to node 0, at 4.5s)")
+            && err.contains("at 4.500000 s of virtual time, on node 4: node 4, on the route from node 4 to node 0, keeps no multicast key 6700000007"),
+        "{err}"
+    );
 }
 
 #[test]

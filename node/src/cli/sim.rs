@@ -290,7 +290,7 @@ impl SimArgs {
         }
         if let Some(v) = sim.violation() {
             let mut err = std::io::stderr().lock();
-            writeln!(err, "watch violated: {}", v.watch.describe())?;
+            writeln!(err, "watch violated: {}", v.property)?;
             writeln!(
                 err,
                 "  at {:.6} s of virtual time, on node {}: {}",

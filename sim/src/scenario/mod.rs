@@ -27,7 +27,7 @@ use crate::link::LinkParams;
 use crate::routing::RoutingMode;
 use crate::sim::{Action, Sim};
 use crate::topology::Topology;
-use crate::watch::Watch;
+use crate::watch::{PROPERTIES, PathWatch, Watch};
 
 /// A scenario that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,11 +164,36 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSpec {
-    /// `"no-duplicate-delivery"`, `"max-held"` or `"max-store-bytes"`.
+    /// `"no-duplicate-delivery"`, `"max-held"`, `"max-store-bytes"` or `"store-path"`.
     pub property: String,
     /// `max-held`: the most capsules a node may hold waiting for their code;
     /// `max-store-bytes`: the most bytes a node's soft-store may hold.
     pub limit: Option<u64>,
+    /// `store-path`: the capsule whose soft-store entries these are.
+    pub capsule: Option<String>,
+    /// `store-path`: the key, as header fields (`"str:g u32:7"`).
+    pub key: Option<String>,
+    /// `store-path`: where the routes start (a selection, as `[[send]] node`).
+    pub from: Option<NodeSel>,
+    /// `store-path`: where they end.
+    pub to: Option<u32>,
+    /// `store-path`: when the property must hold.
+    pub at: Option<String>,
+}
+
+impl WatchSpec {
+    fn is_path(&self) -> bool {
+        self.property == "store-path"
+    }
+
+    /// Whether it gives a key that only `store-path` takes.
+    fn has_path_keys(&self) -> bool {
+        self.capsule.is_some()
+            || self.key.is_some()
+            || self.from.is_some()
+            || self.to.is_some()
+            || self.at.is_some()
+    }
 }
 
 /// `[[listen]]`.
@@ -291,7 +316,12 @@ impl Scenario {
 
     /// Capsules referred to by `[[send]]`, each once.
     pub fn capsule_names(&self) -> BTreeSet<String> {
-        self.send.iter().map(|s| s.capsule.clone()).collect()
+        let watched = self.watch.iter().filter_map(|w| w.capsule.clone());
+        self.send
+            .iter()
+            .map(|s| s.capsule.clone())
+            .chain(watched)
+            .collect()
     }
 
     /// The topology (generated with `seed` for random graphs).
@@ -368,9 +398,18 @@ impl Scenario {
         self.watch
             .iter()
             .enumerate()
+            .filter(|(_, w)| !w.is_path())
             .map(|(k, w)| {
-                Watch::from_parts(&w.property, w.limit)
-                    .map_err(|e| invalid(format!("[[watch]] #{} ({}): {e}", k + 1, w.property)))
+                let what = format!("[[watch]] #{} ({})", k + 1, w.property);
+                if w.has_path_keys() {
+                    return Err(invalid(format!(
+                        "{what}: capsule, key, from, to and at are for \"store-path\""
+                    )));
+                }
+                Watch::from_parts(&w.property, w.limit).map_err(|e| {
+                    let e = e.replace(PROPERTIES, &format!("{PROPERTIES}, \"store-path\""));
+                    invalid(format!("{what}: {e}"))
+                })
             })
             .collect()
     }
@@ -431,6 +470,11 @@ impl Scenario {
             let at = units::duration(&f.at).map_err(|e| invalid(format!("{what} at: {e}")))?;
             sim.schedule(at, fault_action(f, &sim, &what)?);
         }
+        for (k, w) in self.watch.iter().enumerate().filter(|(_, w)| w.is_path()) {
+            let what = format!("[[watch]] #{} (store-path)", k + 1);
+            let w = path_watch(w, &sim, seed, &code, &what)?;
+            sim.watch_path(w);
+        }
         Ok((sim, names))
     }
 }
@@ -469,6 +513,63 @@ fn link_params(s: &LinkSpec, base: &LinkParams, what: &str) -> Result<LinkParams
         p.queue_bytes = units::size(v).map_err(|e| invalid(format!("{what} queue: {e}")))?;
     }
     Ok(p)
+}
+
+/// A `store-path` entry, checked against the built topology and capsules.
+fn path_watch<E: ants_core::Executor>(
+    w: &WatchSpec,
+    sim: &Sim<E>,
+    seed: u64,
+    code: &BTreeMap<String, (CapsuleType, Arc<[u8]>)>,
+    what: &str,
+) -> Result<PathWatch, ScenarioError> {
+    if w.limit.is_some() {
+        return Err(invalid(format!("{what}: takes no `limit`")));
+    }
+    let Some(capsule) = &w.capsule else {
+        return Err(invalid(format!(
+            "{what}: needs `capsule`, the protocol whose soft-store holds the key"
+        )));
+    };
+    let (ty, _) = code
+        .get(capsule)
+        .ok_or_else(|| ScenarioError::MissingCapsule(capsule.clone()))?;
+    let key = w
+        .key
+        .as_deref()
+        .ok_or_else(|| invalid(format!("{what}: needs `key`, as header fields")))?;
+    let key =
+        units::template(key, sim.topology()).map_err(|e| invalid(format!("{what} key: {e}")))?;
+    let mut bytes = Vec::new();
+    key.render(0, &mut bytes);
+    if bytes.is_empty() {
+        return Err(invalid(format!("{what} key: no bytes")));
+    }
+    let from = w
+        .from
+        .as_ref()
+        .ok_or_else(|| invalid(format!("{what}: needs `from`, where the routes start")))?;
+    let n = sim.topology().len();
+    let from = select(from, n, seed, what)?;
+    let to =
+        w.to.ok_or_else(|| invalid(format!("{what}: needs `to`, where the routes end")))?;
+    if to >= n {
+        return Err(invalid(format!(
+            "{what}: to = {to}: no such node (the topology has {n} nodes, 0..{n})"
+        )));
+    }
+    let at =
+        w.at.as_deref()
+            .ok_or_else(|| invalid(format!("{what}: needs `at`, when the property must hold")))?;
+    let at = units::duration(at).map_err(|e| invalid(format!("{what} at: {e}")))?;
+    Ok(PathWatch {
+        ty: *ty,
+        capsule: capsule.clone(),
+        key: bytes,
+        from,
+        to,
+        at,
+    })
 }
 
 /// The nodes a selection names, in ascending order.

@@ -92,7 +92,7 @@ fn a_watch_stops_the_run_at_its_first_violation() {
     sim.run_until(s.duration());
     // The first capsule a node holds while it fetches the code breaks `max-held = 0`.
     let v = sim.violation().expect("violated").clone();
-    assert_eq!(v.watch, crate::Watch::MaxHeld(0));
+    assert_eq!(v.property, "max-held (limit 0)");
     assert!(v.detail.contains("1 capsules held"), "{v:?}");
     assert!(!v.recent.is_empty() && v.recent.len() <= crate::trace::TAIL_LINES);
     assert!(v.recent.iter().all(|l| l.starts_with("{\"t\":")), "{v:?}");
@@ -181,7 +181,7 @@ fn mistakes_are_reported_with_where_and_why() {
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"no-loops\"",
-            "[[watch]] #1 (no-loops): unknown property \"no-loops\"",
+            "[[watch]] #1 (no-loops): unknown property \"no-loops\" (known: \"no-duplicate-delivery\", \"max-held\", \"max-store-bytes\", \"store-path\")",
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-held\"",
@@ -190,6 +190,30 @@ fn mistakes_are_reported_with_where_and_why() {
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-store-bytes\"",
             "[[watch]] #1 (max-store-bytes): needs `limit`",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"max-held\"\nlimit = 1\nto = 0",
+            "[[watch]] #1 (max-held): capsule, key, from, to and at are for \"store-path\"",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"fwd\"\nkey = \"str:k\"\nto = 0\nat = \"1s\"",
+            "[[watch]] #1 (store-path): needs `from`",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"fwd\"\nkey = \"str:k\"\nfrom = [1, 2]\nto = 3\nat = \"1s\"",
+            "[[watch]] #1 (store-path): to = 3: no such node",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"fwd\"\nkey = \"bogus:1\"\nfrom = 1\nto = 0\nat = \"1s\"",
+            "[[watch]] #1 (store-path) key:",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"gone\"\nkey = \"str:k\"\nfrom = 1\nto = 0\nat = \"1s\"",
+            "capsule `gone` was not provided",
+        ),
+        (
+            "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[[watch]]\nproperty = \"store-path\"\ncapsule = \"fwd\"\nkey = \"str:k\"\nfrom = 1\nto = 0\nat = \"soon\"",
+            "[[watch]] #1 (store-path) at:",
         ),
         (
             "duration = \"1s\"\n[topology]\nkind = \"line\"\nnodes = 3\n[nodes]\ninstances = \"one\"",

@@ -930,6 +930,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         &self.code
     }
 
+    /// The next active hop toward `toward`, as `route_for_node` would take it (`None`: this
+    /// node, or no route).
+    pub fn next_hop(&self, toward: &Address) -> Option<Address> {
+        self.cx.node.next_hop(toward)
+    }
+
     /// The soft-store.
     pub fn store(&self) -> &SoftStore<[u8; 32]> {
         &self.cx.node.store
