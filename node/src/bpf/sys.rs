@@ -364,6 +364,44 @@ pub fn prog_test_run<C: Copy>(
     Ok(attr.retval)
 }
 
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: the frames a test run's program redirects are really sent.
+pub const F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Run XDP program `prog` over `frame` `repeat` times in live-frames mode
+/// (`BPF_F_TEST_XDP_LIVE_FRAMES`, kernel 5.18+): each run gets its own copy of the frame in a
+/// page-pool page, and what the program redirects (`XDP_REDIRECT`, `XDP_TX`) is transmitted
+/// as an `xdp_frame`, without an skb — up to `batch` runs per flush (0: the kernel's 64).
+/// `ctx` (a `struct xdp_md`, its `data_end` the frame's length) names the device the frames
+/// seem to arrive on.
+pub fn prog_test_run_live<C: Copy>(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ctx: &C,
+    repeat: u32,
+    batch: u32,
+) -> io::Result<()> {
+    let mut attr = TestRunAttr {
+        prog_fd: fd_u32(prog),
+        retval: 0,
+        data_size_in: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+        data_size_out: 0,
+        data_in: frame.as_ptr() as u64,
+        data_out: 0,
+        repeat,
+        duration: 0,
+        ctx_size_in: mem::size_of::<C>() as u32,
+        ctx_size_out: 0,
+        ctx_in: ptr::from_ref(ctx) as u64,
+        ctx_out: 0,
+        flags: F_TEST_XDP_LIVE_FRAMES,
+        cpu: 0,
+        batch_size: batch,
+        _pad: 0,
+    };
+    bpf_raw(PROG_TEST_RUN, &mut attr).map_err(with_context("BPF_PROG_TEST_RUN (live frames)"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
