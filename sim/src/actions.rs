@@ -53,9 +53,7 @@ impl Action {
             other => other,
         }
     }
-}
 
-impl Action {
     /// The node whose partition runs it: the sender, the node that crashes …; for a link,
     /// its first end (every partition applies a link's change, this one traces it).
     pub(crate) fn node(&self) -> Option<u32> {

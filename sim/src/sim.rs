@@ -92,8 +92,8 @@ impl SimNode {
     }
 }
 
-/// Which nodes a [`Sim`] holds: those with `index % count == index` — all of them, except
-/// in a partition of a parallel run (`parallel.rs`).
+/// Which nodes a [`Sim`] holds: each node `i` with `i % count == index` — all of them,
+/// except in a partition of a parallel run (`parallel.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Part {
     /// This partition.
