@@ -608,19 +608,19 @@ impl Recorder {
 
     /// The driver took `n` datagrams from the node (nothing recorded for 0).
     pub fn drained(&mut self, now: Duration, n: usize) {
-        if n > 0 {
-            self.input(KIND_DRAINED, now, |b| {
-                b.extend_from_slice(&(n as u32).to_le_bytes())
-            });
-        }
+        self.taken(KIND_DRAINED, now, n);
     }
 
     /// The driver took `n` deliveries from the node (nothing recorded for 0).
     pub fn delivered(&mut self, now: Duration, n: usize) {
+        self.taken(KIND_DELIVERED, now, n);
+    }
+
+    /// A take of `n` outputs, of kind `kind`.
+    fn taken(&mut self, kind: u8, now: Duration, n: usize) {
         if n > 0 {
-            self.input(KIND_DELIVERED, now, |b| {
-                b.extend_from_slice(&(n as u32).to_le_bytes())
-            });
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            self.input(kind, now, |b| b.extend_from_slice(&n.to_le_bytes()));
         }
     }
 

@@ -58,4 +58,4 @@ pub use scenario::{Scenario, ScenarioError};
 pub use sim::{Action, InjectFailure, NetStats, Sim};
 pub use topology::{Topology, node_address, node_of};
 pub use trace::Trace;
-pub use watch::{Violation, Watch};
+pub use watch::{Violation, Watch, WatchError};

@@ -26,21 +26,33 @@ pub enum Watch {
 /// The property names, as scenarios, node configs and command lines write them.
 pub const PROPERTIES: &str = "\"no-duplicate-delivery\", \"max-held\", \"max-store-bytes\"";
 
+/// What is wrong with a property as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// Not one of [`PROPERTIES`] (a scenario knows `store-path` too, and says so).
+    #[error("unknown property {0:?} (known: {PROPERTIES})")]
+    Unknown(String),
+    /// A `limit` given to a property without one.
+    #[error("takes no `limit`")]
+    NoLimit,
+    /// No `limit` for a property that needs one: the most of what a node may hold.
+    #[error("needs `limit`, the most {0} a node may hold")]
+    NeedsLimit(&'static str),
+}
+
 impl Watch {
     /// The property named `property` with `limit`, as a `[[watch]]` entry gives it (in a
     /// scenario or a node's config), or what is wrong with it.
-    pub fn from_parts(property: &str, limit: Option<u64>) -> Result<Watch, String> {
+    pub fn from_parts(property: &str, limit: Option<u64>) -> Result<Watch, WatchError> {
         let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         match (property, limit) {
             ("no-duplicate-delivery", None) => Ok(Watch::NoDuplicateDelivery),
-            ("no-duplicate-delivery", Some(_)) => Err("takes no `limit`".into()),
+            ("no-duplicate-delivery", Some(_)) => Err(WatchError::NoLimit),
             ("max-held", Some(v)) => Ok(Watch::MaxHeld(n(v))),
-            ("max-held", None) => Err("needs `limit`, the most capsules a node may hold".into()),
+            ("max-held", None) => Err(WatchError::NeedsLimit("capsules")),
             ("max-store-bytes", Some(v)) => Ok(Watch::MaxStoreBytes(n(v))),
-            ("max-store-bytes", None) => {
-                Err("needs `limit`, the most soft-store bytes a node may hold".into())
-            }
-            (other, _) => Err(format!("unknown property {other:?} (known: {PROPERTIES})")),
+            ("max-store-bytes", None) => Err(WatchError::NeedsLimit("soft-store bytes")),
+            (other, _) => Err(WatchError::Unknown(other.to_owned())),
         }
     }
 
@@ -98,12 +110,9 @@ impl std::str::FromStr for Watch {
                 (p, Some(v))
             }
         };
-        Watch::from_parts(property.trim(), limit).map_err(|e| {
-            if limit.is_none() && e.starts_with("needs") {
-                format!("{s}: {e}, as {s}=N")
-            } else {
-                format!("{s}: {e}")
-            }
+        Watch::from_parts(property.trim(), limit).map_err(|e| match e {
+            WatchError::NeedsLimit(_) => format!("{s}: {e}, as {s}=N"),
+            e => format!("{s}: {e}"),
         })
     }
 }

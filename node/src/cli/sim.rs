@@ -81,7 +81,7 @@ pub(crate) struct SimArgs {
 
 /// Topologies from this size up use every CPU by default (smaller ones are faster on one:
 /// their windows hold too few events to pay for the threads' meetings).
-const PARALLEL_MIN_NODES: u32 = 1000;
+const PARALLEL_MIN_NODES: u64 = 1000;
 
 /// Most nodes `ants sim --map` draws (the layout is quadratic in nodes).
 const MAX_MAP_NODES: u32 = 1000;
@@ -110,10 +110,8 @@ fn max_instances() -> usize {
 /// Refuse a scenario whose nodes would not fit in the memory this machine has available
 /// (`MemAvailable` in /proc/meminfo; no check where it cannot be read).
 fn check_memory(spec: &ants_sim::scenario::TopologySpec) -> anyhow::Result<()> {
-    let nodes = match (spec.nodes, spec.width, spec.height) {
-        (Some(n), _, _) => u64::from(n),
-        (None, Some(w), Some(h)) => u64::from(w) * u64::from(h),
-        _ => return Ok(()),
+    let Some(nodes) = spec.node_count() else {
+        return Ok(());
     };
     let need = nodes * SIM_BYTES_PER_NODE + SIM_BASE_BYTES;
     let Some(available) = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
@@ -157,18 +155,7 @@ impl SimArgs {
             let bytes = resolve_capsule(&name, base, self.quiet)?;
             capsules.insert(name, bytes);
         }
-        // No wall-clock deadline: a simulation must give the same result every time, so
-        // capsules are bounded by fuel alone (host calls are charged fuel too). Each node
-        // runs on its own instances (globals and memory per node, as on a real network):
-        // memories reserve only what they use, and up to SIM_MAX_INSTANCES stay live (the
-        // least recently used is dropped and rebuilt, losing that node's state, counted).
-        let nodes = scenario.topology.nodes.unwrap_or(0).max(
-            scenario
-                .topology
-                .width
-                .unwrap_or(0)
-                .saturating_mul(scenario.topology.height.unwrap_or(0)),
-        );
+        let nodes = scenario.topology.node_count().unwrap_or(0);
         let asked = self.workers;
         let mut workers = asked.unwrap_or_else(|| {
             if nodes >= PARALLEL_MIN_NODES {
@@ -177,7 +164,12 @@ impl SimArgs {
                 1
             }
         });
-        // Each partition of a parallel run keeps its own instances: share the cap.
+        // No wall-clock deadline: a simulation must give the same result every time, so
+        // capsules are bounded by fuel alone (host calls are charged fuel too). Each node
+        // runs on its own instances (globals and memory per node, as on a real network):
+        // memories reserve only what they use, and up to SIM_MAX_INSTANCES stay live (the
+        // least recently used is dropped and rebuilt, losing that node's state, counted).
+        // Each thread of a parallel run keeps its own instances: they share the cap.
         let config = ExecutorConfig {
             max_exec_time: None,
             compact_memories: true,

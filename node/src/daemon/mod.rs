@@ -543,11 +543,6 @@ impl Driver {
         self.watching.set(&cfg.watches);
     }
 
-    /// Where the node core is, for a watch's report.
-    fn at(&self) -> watches::At {
-        at(self.steer.shard.index, &self.clock, self.rec.as_ref())
-    }
-
     /// After an input of the node core: the watched properties of its state.
     fn watch(&mut self) {
         if !self.watching.on() {
@@ -929,15 +924,15 @@ impl Driver {
             if let Some(rec) = &mut self.rec {
                 rec.outputs().delivered(d.app, &d.capsule);
             }
-            if self.watching.on()
-                && let Ok(repr) = CapsuleRepr::parse(&d.capsule)
-            {
-                let at = self.at();
-                self.watching.delivered(d.app, repr.payload, || at);
-            }
-            let (Some(apps), Ok(repr)) = (&self.apps, CapsuleRepr::parse(&d.capsule)) else {
+            let Ok(repr) = CapsuleRepr::parse(&d.capsule) else {
                 continue;
             };
+            if self.watching.on() {
+                let (steer, clock, rec) = (&self.steer, &self.clock, &self.rec);
+                let at = || at(steer.shard.index, clock, rec.as_ref());
+                self.watching.delivered(d.app, repr.payload, at);
+            }
+            let Some(apps) = &self.apps else { continue };
             let ns = u64::try_from(d.at.as_nanos()).unwrap_or(u64::MAX);
             apps.deliver(d.app, Delivery::from_repr(&repr, ns));
         }

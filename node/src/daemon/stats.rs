@@ -104,7 +104,7 @@ pub struct Stats {
 }
 
 /// What a node's recording (`[record]`) holds so far, summed over workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, derive_more::AddAssign)]
 pub struct RecordStats {
     /// Workers recording, and of them those whose recording stopped (bound, slow disk,
     /// write error: see the log).
@@ -197,10 +197,7 @@ impl Stats {
         self.handoff_dropped += handoff_dropped;
         self.trace += trace;
         self.drain_dropped += drain_dropped;
-        self.record.workers += record.workers;
-        self.record.stopped += record.stopped;
-        self.record.inputs += record.inputs;
-        self.record.bytes += record.bytes;
+        self.record += record;
         for w in watches {
             match self.watches.iter_mut().find(|m| m.property == w.property) {
                 Some(m) => m.merge(w),
@@ -321,12 +318,7 @@ impl Stats {
             "handoff_dropped": self.handoff_dropped,
             "trace": self.trace,
             "drain_dropped": self.drain_dropped,
-            "record": {
-                "workers": self.record.workers,
-                "stopped": self.record.stopped,
-                "inputs": self.record.inputs,
-                "bytes": self.record.bytes,
-            },
+            "record": self.record,
             "watches": self.watches.iter().map(|w| json!({
                 "property": w.property,
                 "violations": w.violations,

@@ -112,20 +112,13 @@ impl Watching {
     where
         P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
     {
-        let (mut at, mut here) = (Some(at), None);
+        let at = std::cell::LazyCell::new(at);
+        // (`check_node` leaves `no-duplicate-delivery` to `delivered`.)
         for (w, state) in &mut self.watches {
-            if *w == Watch::NoDuplicateDelivery {
-                continue;
-            }
             match w.check_node(node) {
                 None => state.violated = false,
                 Some(_) if state.violated => {}
-                Some(detail) => {
-                    let here = here.get_or_insert_with(|| at.take().map(|f| f()));
-                    if let Some(here) = here {
-                        state.violate(*w, detail, here);
-                    }
-                }
+                Some(detail) => state.violate(*w, detail, &at),
             }
         }
     }

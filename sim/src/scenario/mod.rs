@@ -27,7 +27,7 @@ use crate::link::LinkParams;
 use crate::routing::RoutingMode;
 use crate::sim::{Action, Sim};
 use crate::topology::Topology;
-use crate::watch::{PROPERTIES, PathWatch, Watch};
+use crate::watch::{PROPERTIES, PathWatch, Watch, WatchError};
 
 /// A scenario that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +109,18 @@ pub struct TopologySpec {
     /// `auto` (default), `shortest` or `tree`.
     #[serde(default)]
     pub routing: RoutingMode,
+}
+
+impl TopologySpec {
+    /// The nodes it asks for (`nodes`, or `width × height`), before it is built; `None`
+    /// when it does not say.
+    pub fn node_count(&self) -> Option<u64> {
+        match (self.nodes, self.width, self.height) {
+            (Some(n), _, _) => Some(u64::from(n)),
+            (None, Some(w), Some(h)) => Some(u64::from(w) * u64::from(h)),
+            _ => None,
+        }
+    }
 }
 
 /// `[links]`: every field optional.
@@ -406,9 +418,11 @@ impl Scenario {
                         "{what}: capsule, key, from, to and at are for \"store-path\""
                     )));
                 }
-                Watch::from_parts(&w.property, w.limit).map_err(|e| {
-                    let e = e.replace(PROPERTIES, &format!("{PROPERTIES}, \"store-path\""));
-                    invalid(format!("{what}: {e}"))
+                Watch::from_parts(&w.property, w.limit).map_err(|e| match e {
+                    WatchError::Unknown(p) => invalid(format!(
+                        "{what}: unknown property {p:?} (known: {PROPERTIES}, \"store-path\")"
+                    )),
+                    e => invalid(format!("{what}: {e}")),
                 })
             })
             .collect()
