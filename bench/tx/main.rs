@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ants_bench::{CpuTicks, clock_ticks_per_sec, median, pin_thread};
-use ants_node::afxdp::{XskConfig, XskSocket};
+use ants_node::afxdp::{Umem, XskConfig, XskSocket};
 use ants_node::bpf::asm::{Asm, Reg};
 use ants_node::bpf::sys;
 use anyhow::{Context, Result, bail};
@@ -177,8 +177,10 @@ fn send(mode: Mode, d: Duration, frames: &[Vec<u8>], tx: u32) -> Result<(u64, u6
         ..XdpMd::default()
     };
     let redirect = program(Some(tx))?;
+    let cfg = XskConfig::default();
+    let mut umem = Umem::new(&cfg, 1)?;
     let mut xsk = match mode {
-        Mode::Afxdp => Some(XskSocket::open("txa", tx, 0, &XskConfig::default())?),
+        Mode::Afxdp => Some(XskSocket::open("txa", tx, 0, &cfg, &mut umem)?),
         _ => None,
     };
     let before = CpuTicks::read(Some(1));
@@ -192,10 +194,10 @@ fn send(mode: Mode, d: Duration, frames: &[Vec<u8>], tx: u32) -> Result<(u64, u6
                     bail!("no AF_XDP socket");
                 };
                 for _ in 0..64 {
-                    x.queue(&frames[k % frames.len()]);
+                    x.queue(&mut umem, &frames[k % frames.len()]);
                     k += 1;
                 }
-                sent += u64::from(x.flush()?);
+                sent += u64::from(x.flush(&mut umem)?);
                 calls += 1;
             }
             Mode::LiveEach => {

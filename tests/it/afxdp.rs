@@ -2,7 +2,7 @@
 //! empty free list refuses and counts, a frame longer than a UMEM frame is refused, nothing
 //! waits — and what a flush sends arrives at the peer.
 
-use ants_node::afxdp::{XskConfig, XskSocket};
+use ants_node::afxdp::{Umem, XskConfig, XskSocket};
 
 use crate::netns::{self, Netns, enter, require_root};
 
@@ -32,29 +32,36 @@ fn a_full_transmit_ring_refuses_and_counts_and_a_flush_delivers() {
     };
     let before = rx_packets(&p, "p-x0");
     let stats = enter(&r, || {
-        let mut x = XskSocket::open("x0", ifindex, 0, &cfg).unwrap_or_else(|e| panic!("{e}"));
+        let mut umem = Umem::new(&cfg, 1).expect("UMEM");
+        let mut x =
+            XskSocket::open("x0", ifindex, 0, &cfg, &mut umem).unwrap_or_else(|e| panic!("{e}"));
+        // The fill ring took its 64 frames; the other 192 are free for sending.
+        assert_eq!(umem.free_frames(), 192);
         // An Ethernet broadcast frame the peer counts on receipt.
         let mut frame = vec![0xffu8; 6];
         frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
         frame.resize(60, 0x5a);
         let mut queued = 0;
         for _ in 0..200 {
-            if x.queue(&frame) {
+            if x.queue(&mut umem, &frame) {
                 queued += 1;
             }
         }
         assert_eq!(queued, 64, "the TX ring holds 64");
-        assert!(!x.queue(&vec![0; 2049]), "longer than a UMEM frame");
+        assert!(
+            !x.queue(&mut umem, &vec![0; 2049]),
+            "longer than a UMEM frame"
+        );
         assert_eq!(x.stats().tx_refused, 200 - 64 + 1);
-        assert_eq!(x.flush().expect("flush"), 64);
+        assert_eq!(x.flush(&mut umem).expect("flush"), 64);
         // After the kernel sent them, their frames come back and the ring has room again.
         let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !x.queue(&frame) {
+        while !x.queue(&mut umem, &frame) {
             assert!(std::time::Instant::now() < end, "frames never completed");
-            x.flush().expect("flush");
+            x.flush(&mut umem).expect("flush");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        x.flush().expect("flush");
+        x.flush(&mut umem).expect("flush");
         x.stats()
     });
     assert_eq!(stats.tx_frames, 65);
@@ -75,13 +82,84 @@ fn bad_geometry_and_unknown_interfaces_are_refused_with_their_name() {
         frames: 100,
         ..XskConfig::default()
     };
-    let err = XskSocket::open("x9", 1, 0, &bad).unwrap_err();
+    let err = Umem::new(&bad, 1).unwrap_err();
+    assert!(err.to_string().contains("AF_XDP geometry"), "{err}");
+    // A socket whose fill ring the UMEM cannot fill.
+    let small = XskConfig {
+        frames: 128,
+        frame_size: 2048,
+        ring_size: 64,
+    };
+    let mut umem = Umem::new(&small, 1).expect("UMEM");
+    let wide = XskConfig {
+        ring_size: 256,
+        ..small
+    };
+    let err = XskSocket::open("x9", 1, 0, &wide, &mut umem).unwrap_err();
     assert!(err.to_string().contains("x9"), "{err}");
     if !require_root("bad_geometry_and_unknown_interfaces_are_refused_with_their_name") {
         return;
     }
-    let err = XskSocket::open("nope0", 999_999, 0, &XskConfig::default()).unwrap_err();
+    let cfg = XskConfig::default();
+    let mut umem = Umem::new(&cfg, 1).expect("UMEM");
+    let err = XskSocket::open("nope0", 999_999, 0, &cfg, &mut umem).unwrap_err();
     assert!(err.to_string().contains("nope0"), "{err}");
+}
+
+#[test]
+fn sockets_on_two_interfaces_share_one_umem_and_give_every_frame_back() {
+    if !require_root("sockets_on_two_interfaces_share_one_umem_and_give_every_frame_back") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    ns.veth((&r, "x1"), (&p, "p-x1"));
+    let (i0, i1) = (netns::ifindex(&r, "x0"), netns::ifindex(&r, "x1"));
+    let cfg = XskConfig {
+        frames: 256,
+        frame_size: 2048,
+        ring_size: 64,
+    };
+    let before = rx_packets(&p, "p-x1");
+    let free = enter(&r, || {
+        let mut umem = Umem::new(&cfg, 2).expect("UMEM");
+        // The first socket registers the UMEM, the second binds to it (XDP_SHARED_UMEM) on
+        // another device, with fill and completion rings of its own.
+        let _x0 = XskSocket::open("x0", i0, 0, &cfg, &mut umem).unwrap_or_else(|e| panic!("{e}"));
+        let mut x1 =
+            XskSocket::open("x1", i1, 0, &cfg, &mut umem).unwrap_or_else(|e| panic!("{e}"));
+        let idle = umem.free_frames();
+        assert_eq!(idle, 512 - 2 * 64, "each fill ring took its 64 frames");
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+        frame.resize(60, 0x5a);
+        for _ in 0..3 {
+            for _ in 0..50 {
+                assert!(x1.queue(&mut umem, &frame));
+            }
+            assert_eq!(x1.flush(&mut umem).expect("flush"), 50);
+        }
+        // One kick per flush where the kernel takes XDP_MAX_TX_SKB_BUDGET, two before.
+        eprintln!("3 flushes of 50: {} kicks", x1.stats().tx_kicks);
+        // Every frame sent comes back to the shared free list.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while umem.free_frames() < idle {
+            assert!(std::time::Instant::now() < end, "frames never completed");
+            x1.flush(&mut umem).expect("flush");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        umem.free_frames() - idle
+    });
+    assert_eq!(free, 0, "no frame counted twice");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rx_packets(&p, "p-x1") < before + 150 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the peer did not see 150 frames"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]

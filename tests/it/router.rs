@@ -285,10 +285,38 @@ fn on_the_afxdp_datapath_too() {
     if !require_root("on_the_afxdp_datapath_too") {
         return;
     }
-    forward_answer_and_run_capsules(&LineOptions {
+    let line = forward_answer_and_run_capsules(&LineOptions {
         afxdp: true,
         ..LineOptions::default()
     });
+    forwards_in_place(&line);
+}
+
+/// On AF_XDP every frame the userspace router forwarded left from the UMEM frame it came
+/// in, by descriptor (the sockets of a worker share one UMEM): none was copied.
+fn forwards_in_place(line: &Line) {
+    for (i, name) in [(1, "r1"), (2, "r2")] {
+        let s = line.stats(i);
+        let r = s.router.as_ref().expect("router stats");
+        let in_place: u64 = r.interfaces.iter().map(|i| i.tx_in_place).sum();
+        let sent: u64 = r.interfaces.iter().map(|i| i.tx_frames).sum();
+        eprintln!(
+            "{name}: forwarded {}, {in_place} in place, {sent} sent",
+            r.router.forwarded
+        );
+        assert!(r.router.forwarded > 0, "{name}");
+        assert_eq!(in_place, r.router.forwarded, "{name}: {:?}", r.interfaces);
+        // The router's own frames (ARP, ICMP, capsules) are copied in: sent, not in place.
+        assert!(sent > in_place, "{name}: {:?}", r.interfaces);
+        let json = s.to_json();
+        assert_eq!(
+            json["router"]["interfaces"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|i| i["tx_in_place"].as_u64()).sum()),
+            Some(in_place),
+            "{json}"
+        );
+    }
 }
 
 #[test]
@@ -310,6 +338,7 @@ fn on_the_afxdp_datapath_with_the_fast_path() {
             .expect("fast path");
         assert!(fp.counters.forwarded > 0, "{fp:?}");
     }
+    forwards_in_place(&line);
 }
 
 #[test]
@@ -335,6 +364,7 @@ fn with_two_workers_per_router_on_afxdp() {
         ..LineOptions::default()
     });
     both_workers_forward(&line);
+    forwards_in_place(&line);
 }
 
 /// Many flows through the line: each router's two workers both forward some (a flow's

@@ -2,11 +2,17 @@
 //! straight into memory the node owns (the UMEM) through a receive ring, and leave through a
 //! transmit ring — no packet socket, no skb on receive.
 //!
-//! - [`XskSocket`]: one socket bound to one interface queue, with its own UMEM, the four
-//!   rings (fill, completion, RX, TX) and a free list of transmit frames.
-//!   [`recv`](XskSocket::recv) visits received frames in place and gives their buffers back
-//!   to the fill ring; [`queue`](XskSocket::queue) copies a frame into a free UMEM frame and
-//!   [`flush`](XskSocket::flush) publishes the batch and kicks the kernel with one `sendto`.
+//! - [`Umem`]: the frames one worker's sockets share (`XDP_SHARED_UMEM`), and the list of
+//!   those that are free. Sharing is what lets a router forward by moving a descriptor: a
+//!   frame received on one interface is rewritten in place and goes out of another with its
+//!   UMEM address, no copy in userspace.
+//! - [`XskSocket`]: one socket bound to one interface queue, with its four rings (fill,
+//!   completion, RX, TX). [`recv`](XskSocket::recv) visits received frames in place; the
+//!   visitor keeps a frame for sending ([`XskFrame`], then [`send`](XskSocket::send) on any
+//!   socket of the UMEM) or lets it go back to the free list, and the fill ring is topped up
+//!   from there. [`queue`](XskSocket::queue) copies a frame the node made into a free UMEM
+//!   frame, and [`flush`](XskSocket::flush) publishes the batch and kicks the kernel with one
+//!   `sendto`, then takes completed frames back.
 //! - The XDP program that redirects frames to the socket (`bpf_redirect_map` into an XSKMAP
 //!   keyed by the receive queue) is the fast path's program (`crate::fastpath`), built with
 //!   forwarding or without.
@@ -19,9 +25,12 @@
 //!
 //! Bounds: a frame longer than a UMEM frame is refused by `queue` (counted by the caller);
 //! a full TX ring or an empty free list refuses too (the kernel has not completed earlier
-//! sends) — counted, never a wait; when the fill ring runs empty the kernel drops received
-//! frames and counts them (`rx_fill_ring_empty_descs`, `rx_dropped` in
-//! [`XskStats`]).
+//! sends) — counted, never a wait; a received frame that `send` refuses goes back to the
+//! free list (counted). A socket's fill ring holds at most `ring_size` frames with its RX
+//! ring, so receiving cannot take the frames sending needs; when the free list cannot top
+//! it up the shortfall is remembered and made good as sends complete, and meanwhile the
+//! kernel drops received frames and counts them (`rx_fill_ring_empty_descs`, `rx_dropped`
+//! in [`XskStats`]).
 
 mod ring;
 
@@ -40,10 +49,10 @@ use crate::sys::{Mmap, setsockopt};
 /// Bytes the kernel keeps in front of a received frame in its UMEM frame.
 const XDP_PACKET_HEADROOM: usize = 256;
 
-/// Geometry of an [`XskSocket`].
+/// Geometry of an [`XskSocket`] and of its share of a [`Umem`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XskConfig {
-    /// UMEM frames (half for receiving, half for sending), a power of two.
+    /// UMEM frames per socket (half for receiving, half for sending), a power of two.
     pub frames: u32,
     /// Bytes per UMEM frame: 2048 or 4096. A frame must hold the largest frame forwarded.
     pub frame_size: u32,
@@ -52,7 +61,7 @@ pub struct XskConfig {
 }
 
 impl Default for XskConfig {
-    /// 4096 frames of 2048 bytes (8 MiB per interface), rings of 2048.
+    /// 4096 frames of 2048 bytes (8 MiB per socket), rings of 2048.
     fn default() -> Self {
         XskConfig {
             frames: 4096,
@@ -77,10 +86,14 @@ pub struct XskStats {
     pub rx_frames: u64,
     /// Frames handed to the kernel for sending.
     pub tx_frames: u64,
-    /// Frames refused by `queue`: no free frame or TX ring full, or too long.
+    /// Frames refused by `queue` or `send`: no free frame or TX ring full, or too long.
     pub tx_refused: u64,
+    /// Of `tx_frames`, received frames sent by descriptor (no copy).
+    pub tx_forwarded: u64,
     /// [`XskSocket::busy_poll`] calls.
     pub busy_polls: u64,
+    /// `sendto` kicks of the kernel's transmit.
+    pub tx_kicks: u64,
 }
 
 /// An interface's NAPI deferral for preferred busy polling (`napi_defer_hard_irqs`,
@@ -148,19 +161,112 @@ fn step(step: &str, ifname: &str) -> impl FnOnce(io::Error) -> io::Error {
     }
 }
 
-/// One AF_XDP socket on one interface queue, with its own UMEM.
+/// The frames that one worker's AF_XDP sockets share: one anonymous mapping registered with
+/// the first socket opened on it (`XDP_UMEM_REG`), which the others bind to with
+/// `XDP_SHARED_UMEM` (each with its own fill and completion ring, as sockets on other
+/// interfaces or queues must have). A frame belongs to exactly one place at a time: the free
+/// list here, a fill, RX, TX or completion ring, or the visitor of [`XskSocket::recv`].
+#[derive(Debug)]
+pub struct Umem {
+    map: Mmap,
+    frame_size: u32,
+    /// Frame addresses (frame starts) nobody holds.
+    free: Vec<u64>,
+    /// A duplicate of the socket that registered the memory, for the others to bind to.
+    owner: Option<OwnedFd>,
+}
+
+impl Umem {
+    /// Memory for `sockets` sockets of geometry `cfg`: `cfg.frames` frames each, all free.
+    pub fn new(cfg: &XskConfig, sockets: u32) -> io::Result<Umem> {
+        if !cfg.frames.is_power_of_two()
+            || !cfg.ring_size.is_power_of_two()
+            || !matches!(cfg.frame_size, 2048 | 4096)
+            || cfg.ring_size * 2 > cfg.frames
+            || sockets == 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "AF_XDP geometry: frames and ring_size must be powers of two, frame_size 2048 \
+                 or 4096, frames at least twice ring_size, for at least one socket",
+            ));
+        }
+        let frames = cfg
+            .frames
+            .checked_mul(sockets)
+            .filter(|&n| u64::from(n) * u64::from(cfg.frame_size) <= 1 << 32)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "AF_XDP UMEM larger than 4 GiB")
+            })?;
+        let len = frames as usize * cfg.frame_size as usize;
+        let map = Mmap::anonymous(len)
+            .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP UMEM of {len} bytes: {e}")))?;
+        let fs = u64::from(cfg.frame_size);
+        // Popped from the end: the first frames go out first.
+        let free = (0..u64::from(frames)).rev().map(|i| i * fs).collect();
+        Ok(Umem {
+            map,
+            frame_size: cfg.frame_size,
+            free,
+            owner: None,
+        })
+    }
+
+    /// Bytes per frame.
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    /// Frames on the free list.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Frame `addr`'s bytes from there, `len` long (checked against the mapping and the
+    /// frame's end).
+    fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let start = usize::try_from(addr).ok()?;
+        let fs = self.frame_size as usize;
+        let end = start.checked_add(len as usize)?;
+        if end - start > fs - start % fs {
+            return None;
+        }
+        self.map.bytes_mut().get_mut(start..end)
+    }
+
+    /// Give a frame back to the free list (any address inside it).
+    pub fn release(&mut self, frame: XskFrame) {
+        self.release_addr(frame.addr);
+    }
+
+    fn release_addr(&mut self, addr: u64) {
+        let fs = u64::from(self.frame_size);
+        self.free.push(addr - addr % fs);
+    }
+}
+
+/// A received frame kept for sending: its place in the [`Umem`] and its length. It leaves
+/// through [`XskSocket::send`] on any socket of that UMEM, or goes back with
+/// [`Umem::release`]; dropping it loses the frame until the node restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a kept frame must be sent or released"]
+pub struct XskFrame {
+    addr: u64,
+    len: u32,
+}
+
+/// One AF_XDP socket on one interface queue, sharing a worker's [`Umem`].
 #[derive(Debug)]
 pub struct XskSocket {
     fd: OwnedFd,
     ifname: String,
-    umem: Mmap,
     frame_size: u32,
     fill: Ring<u64>,
     comp: Ring<u64>,
     rx: Ring<libc::xdp_desc>,
     tx: Ring<libc::xdp_desc>,
-    /// UMEM frames free for sending.
-    free: Vec<u64>,
+    /// Frames the fill ring is owed: received, and not yet replaced for want of free ones.
+    fill_owed: u32,
     /// TX descriptors written but not yet published.
     tx_pending: u32,
     /// [`prefer_busy_poll`](Self::prefer_busy_poll) succeeded.
@@ -169,19 +275,25 @@ pub struct XskSocket {
 }
 
 impl XskSocket {
-    /// Create the UMEM and rings, give half the frames to the fill ring and bind to queue
-    /// `queue` of `ifindex` (copy mode where the driver has no zero-copy, e.g. veth).
-    pub fn open(ifname: &str, ifindex: u32, queue: u32, cfg: &XskConfig) -> io::Result<XskSocket> {
-        if !cfg.frames.is_power_of_two()
-            || !cfg.ring_size.is_power_of_two()
-            || !matches!(cfg.frame_size, 2048 | 4096)
-            || cfg.ring_size * 2 > cfg.frames
+    /// Create the rings, give `cfg.ring_size` frames of `umem` to the fill ring and bind to
+    /// queue `queue` of `ifindex` (copy mode where the driver has no zero-copy, e.g. veth).
+    /// The first socket on `umem` registers it; later ones share it.
+    pub fn open(
+        ifname: &str,
+        ifindex: u32,
+        queue: u32,
+        cfg: &XskConfig,
+        umem: &mut Umem,
+    ) -> io::Result<XskSocket> {
+        if !cfg.ring_size.is_power_of_two()
+            || cfg.frame_size != umem.frame_size
+            || umem.free.len() < cfg.ring_size as usize
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "AF_XDP geometry on {ifname}: frames and ring_size must be powers of two, \
-                     frame_size 2048 or 4096, and frames at least twice ring_size"
+                    "AF_XDP geometry on {ifname}: ring_size must be a power of two, the frame \
+                     size the UMEM's, and the UMEM must have ring_size frames free"
                 ),
             ));
         }
@@ -192,18 +304,18 @@ impl XskSocket {
         }
         // SAFETY: we just created this descriptor and own it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let len = cfg.frames as usize * cfg.frame_size as usize;
-        let umem = Mmap::anonymous(len).map_err(step("UMEM allocation", ifname))?;
-        let reg = libc::xdp_umem_reg {
-            addr: umem.base().as_ptr() as u64,
-            len: len as u64,
-            chunk_size: cfg.frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
-            .map_err(step("XDP_UMEM_REG", ifname))?;
+        if umem.owner.is_none() {
+            let reg = libc::xdp_umem_reg {
+                addr: umem.map.base().as_ptr() as u64,
+                len: umem.map.len() as u64,
+                chunk_size: umem.frame_size,
+                headroom: 0,
+                flags: 0,
+                tx_metadata_len: 0,
+            };
+            setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+                .map_err(step("XDP_UMEM_REG", ifname))?;
+        }
         for opt in [
             libc::XDP_UMEM_FILL_RING,
             libc::XDP_UMEM_COMPLETION_RING,
@@ -231,7 +343,7 @@ impl XskSocket {
         }
         let n = cfg.ring_size;
         let desc = mem::size_of::<libc::xdp_desc>();
-        let mut fill: Ring<u64> = Ring::map(&fd, &off.fr, n, 8, libc::XDP_UMEM_PGOFF_FILL_RING)
+        let fill: Ring<u64> = Ring::map(&fd, &off.fr, n, 8, libc::XDP_UMEM_PGOFF_FILL_RING)
             .map_err(step("fill ring mmap", ifname))?;
         let comp: Ring<u64> = Ring::map(&fd, &off.cr, n, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
             .map_err(step("completion ring mmap", ifname))?;
@@ -241,20 +353,19 @@ impl XskSocket {
         let tx: Ring<libc::xdp_desc> =
             Ring::map(&fd, &off.tx, n, desc, libc::XDP_PGOFF_TX_RING as u64)
                 .map_err(step("TX ring mmap", ifname))?;
-        // Receive half: every fill-ring slot gets a frame; the rest are for sending.
-        let fs = u64::from(cfg.frame_size);
-        let mut frames = (0..u64::from(cfg.frames)).map(|i| i * fs);
-        let given = fill.produce(n, |slot| {
-            *slot = frames.next().unwrap_or(0);
-        });
-        debug_assert_eq!(given, n);
-        let free: Vec<u64> = frames.collect();
+        let (flags, shared_fd) = match &umem.owner {
+            Some(owner) => (
+                libc::XDP_SHARED_UMEM,
+                u32::try_from(owner.as_raw_fd()).unwrap_or(u32::MAX),
+            ),
+            None => (0, 0),
+        };
         let sxdp = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: 0,
+            sxdp_flags: flags,
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
+            sxdp_shared_umem_fd: shared_fd,
         };
         // SAFETY: `sxdp` is a live sockaddr_xdp and its exact size is passed with it.
         let rc = unsafe {
@@ -267,20 +378,30 @@ impl XskSocket {
         if rc != 0 {
             return Err(step("bind", ifname)(io::Error::last_os_error()));
         }
-        Ok(XskSocket {
+        if umem.owner.is_none() {
+            umem.owner = Some(fd.try_clone().map_err(step("dup", ifname))?);
+        }
+        // Copy mode: let one kick send the whole TX ring (Linux 6.17+; older kernels send
+        // 32 per kick, and `flush` kicks again).
+        const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+        let _ = setsockopt(&fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &n);
+        let mut sock = XskSocket {
             fd,
             ifname: ifname.to_string(),
-            umem,
-            frame_size: cfg.frame_size,
+            frame_size: umem.frame_size,
             fill,
             comp,
             rx,
             tx,
-            free,
+            // The receive half: one frame per fill-ring slot.
+            fill_owed: n,
             tx_pending: 0,
             busy_polling: false,
             stats: XskStats::default(),
-        })
+        };
+        sock.refill(umem);
+        debug_assert_eq!(sock.fill_owed, 0);
+        Ok(sock)
     }
 
     /// The interface's name.
@@ -299,40 +420,53 @@ impl XskSocket {
         self.max_frame() - XDP_PACKET_HEADROOM
     }
 
-    /// The UMEM bytes of frame `addr`, `len` long (checked against the UMEM).
-    fn frame_mut(umem: &mut Mmap, addr: u64, len: u32) -> Option<&mut [u8]> {
-        let start = usize::try_from(addr).ok()?;
-        umem.bytes_mut()
-            .get_mut(start..start.checked_add(len as usize)?)
+    /// Give the fill ring the frames it is owed, as far as the free list has them.
+    fn refill(&mut self, umem: &mut Umem) {
+        let n = self
+            .fill_owed
+            .min(u32::try_from(umem.free.len()).unwrap_or(u32::MAX));
+        if n == 0 {
+            return;
+        }
+        let free = &mut umem.free;
+        // `n` frames are on the free list, so every slot gets one of its own.
+        let given = self.fill.produce(n, |slot| *slot = free.pop().unwrap_or(0));
+        self.fill_owed -= given;
     }
 
-    /// Visit up to `max` received frames in place (Ethernet header first), then give their
-    /// buffers back to the fill ring. Returns the frames visited.
-    pub fn recv(&mut self, max: u32, mut f: impl FnMut(&mut [u8])) -> u32 {
-        let umem = &mut self.umem;
-        let mut addrs = [0u64; 64];
+    /// Visit up to `max` received frames in place (Ethernet header first). For a frame to
+    /// send, `f` returns where to (`Some(port)`), and the frame is pushed onto `keep` with
+    /// it, for [`send`](Self::send); every other frame goes back to the free list. The fill
+    /// ring is then topped up. Returns the frames visited.
+    pub fn recv<T>(
+        &mut self,
+        umem: &mut Umem,
+        max: u32,
+        keep: &mut Vec<(T, XskFrame)>,
+        mut f: impl FnMut(&mut [u8]) -> Option<T>,
+    ) -> u32 {
         let mut total = 0;
         while total < max {
-            let mut k = 0;
-            let want = (max - total).min(addrs.len() as u32);
-            let got = self.rx.consume(want, |d| {
-                if let Some(frame) = Self::frame_mut(umem, d.addr, d.len) {
-                    f(frame);
+            let got = self.rx.consume(max - total, |d| {
+                let to = umem.frame_mut(d.addr, d.len).and_then(&mut f);
+                match to {
+                    Some(to) => keep.push((
+                        to,
+                        XskFrame {
+                            addr: d.addr,
+                            len: d.len,
+                        },
+                    )),
+                    None => umem.release_addr(d.addr),
                 }
-                addrs[k] = d.addr;
-                k += 1;
             });
             if got == 0 {
                 break;
             }
-            // Back to the kernel, aligned to the frame start.
-            let fs = u64::from(self.frame_size);
-            let mut it = addrs[..k].iter();
-            self.fill.produce(got, |slot| {
-                *slot = it.next().map_or(0, |a| a - a % fs);
-            });
+            self.fill_owed += got;
             total += got;
         }
+        self.refill(umem);
         self.stats.rx_frames += u64::from(total);
         total
     }
@@ -342,35 +476,19 @@ impl XskSocket {
         self.rx.available() > 0
     }
 
-    /// Take completed transmit frames back into the free list.
-    fn reclaim(&mut self) {
-        let free = &mut self.free;
+    /// Take completed transmit frames back into the free list, and top the fill ring up.
+    fn reclaim(&mut self, umem: &mut Umem) {
         let n = self.comp.available();
-        self.comp.consume(n, |addr| free.push(*addr));
+        self.comp.consume(n, |addr| umem.release_addr(*addr));
+        self.refill(umem);
     }
 
-    /// Copy `frame` into a free UMEM frame and write its TX descriptor (published by
-    /// [`flush`](Self::flush)). `false` (counted) when no frame or TX slot is free or the
-    /// frame is too long.
-    pub fn queue(&mut self, frame: &[u8]) -> bool {
-        if self.free.is_empty() {
-            self.reclaim();
-        }
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        if frame.is_empty() || len > self.frame_size || self.tx.free_slots() <= self.tx_pending {
-            self.stats.tx_refused += 1;
-            return false;
-        }
-        let Some(addr) = self.free.pop() else {
-            self.stats.tx_refused += 1;
-            return false;
-        };
-        let Some(dst) = Self::frame_mut(&mut self.umem, addr, len) else {
-            self.free.push(addr);
-            self.stats.tx_refused += 1;
-            return false;
-        };
-        dst.copy_from_slice(frame);
+    /// `true` when the TX ring has a slot for one more descriptor.
+    fn tx_room(&self) -> bool {
+        self.tx.free_slots() > self.tx_pending
+    }
+
+    fn write_tx(&mut self, addr: u64, len: u32) {
         self.tx.write_at(
             self.tx_pending,
             libc::xdp_desc {
@@ -380,6 +498,44 @@ impl XskSocket {
             },
         );
         self.tx_pending += 1;
+    }
+
+    /// Write the TX descriptor of a kept frame (published by [`flush`](Self::flush)): the
+    /// frame leaves with its UMEM address, no copy. `Err(frame)` (counted) when the TX ring
+    /// is full; the caller releases it or tries again after a flush.
+    pub fn send(&mut self, frame: XskFrame) -> Result<(), XskFrame> {
+        if !self.tx_room() {
+            self.stats.tx_refused += 1;
+            return Err(frame);
+        }
+        self.write_tx(frame.addr, frame.len);
+        self.stats.tx_forwarded += 1;
+        Ok(())
+    }
+
+    /// Copy `frame` into a free UMEM frame and write its TX descriptor (published by
+    /// [`flush`](Self::flush)). `false` (counted) when no frame or TX slot is free or the
+    /// frame is too long.
+    pub fn queue(&mut self, umem: &mut Umem, frame: &[u8]) -> bool {
+        if umem.free.is_empty() {
+            self.reclaim(umem);
+        }
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        if frame.is_empty() || len > self.frame_size || !self.tx_room() {
+            self.stats.tx_refused += 1;
+            return false;
+        }
+        let Some(addr) = umem.free.pop() else {
+            self.stats.tx_refused += 1;
+            return false;
+        };
+        let Some(dst) = umem.frame_mut(addr, len) else {
+            umem.release_addr(addr);
+            self.stats.tx_refused += 1;
+            return false;
+        };
+        dst.copy_from_slice(frame);
+        self.write_tx(addr, len);
         true
     }
 
@@ -389,15 +545,22 @@ impl XskSocket {
     }
 
     /// Publish the queued descriptors and kick the kernel (`sendto`), which copies them out
-    /// (copy mode) or hands them to the driver. Returns the frames published.
-    pub fn flush(&mut self) -> io::Result<u32> {
+    /// (copy mode) or hands them to the driver; then take completed frames back. Returns the
+    /// frames published.
+    pub fn flush(&mut self, umem: &mut Umem) -> io::Result<u32> {
         let n = self.tx_pending;
         if n > 0 {
             self.tx.publish(n);
             self.tx_pending = 0;
             self.stats.tx_frames += u64::from(n);
         }
-        if n > 0 || self.tx.available_to_kernel() > 0 {
+        // In copy mode one kick sends at most the socket's budget (32 unless
+        // `XDP_MAX_TX_SKB_BUDGET` raised it) and says EAGAIN when more wait: kick again, as
+        // many times as the ring can need.
+        let mut kicks = self.tx.size() / 32 + 1;
+        while kicks > 0 && self.tx.available_to_kernel() > 0 {
+            kicks -= 1;
+            self.stats.tx_kicks += 1;
             // SAFETY: a zero-length send with no buffer, on a descriptor we own.
             let rc = unsafe {
                 libc::sendto(
@@ -409,18 +572,18 @@ impl XskSocket {
                     0,
                 )
             };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
+            if rc >= 0 {
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => {}
                 // Busy: the kernel keeps the descriptors and sends them on the next kick.
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)
-                ) {
-                    return Err(e);
-                }
+                Some(libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => break,
+                _ => return Err(e),
             }
         }
-        self.reclaim();
+        self.reclaim(umem);
         Ok(n)
     }
 

@@ -73,6 +73,11 @@ impl<T: Copy> Ring<T> {
         }
     }
 
+    /// Entries the ring holds.
+    pub(super) fn size(&self) -> u32 {
+        self.size
+    }
+
     // ----- producer side (fill, TX) -----
 
     /// Entries we may still write (the kernel's consumer index read fresh).

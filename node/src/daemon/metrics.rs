@@ -405,6 +405,16 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
         busy.get_or_create(&labels(&[("interface", &i.name)]))
             .inc_by(i.busy_polls);
     }
+    let in_place = counter_family(
+        r,
+        "interface_tx_in_place_frames",
+        "AF_XDP: frames sent from the UMEM frame they were received in (no copy)",
+    );
+    for i in &router.interfaces {
+        in_place
+            .get_or_create(&labels(&[("interface", &i.name)]))
+            .inc_by(i.tx_in_place);
+    }
     if let Some(f) = &router.fast_path {
         let fp = counter_family(
             r,

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{FrameMeta, PacketSocket, PacketType, RingConfig, VnetHdr};
-use crate::afxdp::{NapiDeferral, XskConfig, XskSocket};
+use crate::afxdp::{NapiDeferral, Umem, XskConfig, XskFrame, XskSocket};
 use crate::config::{Datapath, FastPathMode, RouterSection};
 use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOptions, XdpMode};
 
@@ -53,25 +53,44 @@ impl Port {
         }
     }
 
-    /// Visit this turn's received frames with what is known about each.
-    fn recv(&mut self, mut f: impl FnMut(&mut [u8], FrameMeta)) {
-        match self {
-            Port::Packet(p) => {
-                p.get_mut().recv_blocks_meta(MAX_BLOCKS_PER_TURN, f);
+    /// `true` when a received frame can leave another port of this worker by its
+    /// descriptor (AF_XDP, one UMEM), rather than by a copy.
+    fn sends_in_place(&self) -> bool {
+        matches!(self, Port::Xsk(_))
+    }
+
+    /// Visit this turn's received frames with what is known about each. `f` may answer with
+    /// the interface to send a frame out of in place: an AF_XDP port then keeps it in `keep`
+    /// for [`send_kept`]; a packet port never does, so there `f` copies what it forwards.
+    fn recv(
+        &mut self,
+        umem: Option<&mut Umem>,
+        keep: &mut Vec<(usize, XskFrame)>,
+        mut f: impl FnMut(&mut [u8], FrameMeta) -> Option<usize>,
+    ) {
+        match (self, umem) {
+            (Port::Packet(p), _) => {
+                p.get_mut()
+                    .recv_blocks_meta(MAX_BLOCKS_PER_TURN, |frame, meta| {
+                        f(frame, meta);
+                    });
             }
-            Port::Xsk(x) => {
-                x.get_mut().recv(MAX_XSK_FRAMES_PER_TURN, |frame| {
-                    // AF_XDP carries no offload state: a checksum left to offload by a local
-                    // stack is recognised by its value (see `offload_of`).
-                    let meta = FrameMeta {
-                        pkt_type: PacketType::Host,
-                        csum_not_ready: l4_checksum_is_pseudo_header(frame),
-                        csum_valid: false,
-                        vlan_tci: None,
-                        vnet: VnetHdr::NONE,
-                    };
-                    f(frame, meta);
-                });
+            // Not made: every AF_XDP worker has its UMEM (`RouterIo::start`).
+            (Port::Xsk(_), None) => {}
+            (Port::Xsk(x), Some(umem)) => {
+                x.get_mut()
+                    .recv(umem, MAX_XSK_FRAMES_PER_TURN, keep, |frame| {
+                        // AF_XDP carries no offload state: a checksum left to offload by a local
+                        // stack is recognised by its value (see `offload_of`).
+                        let meta = FrameMeta {
+                            pkt_type: PacketType::Host,
+                            csum_not_ready: l4_checksum_is_pseudo_header(frame),
+                            csum_valid: false,
+                            vlan_tci: None,
+                            vnet: VnetHdr::NONE,
+                        };
+                        f(frame, meta)
+                    });
             }
         }
     }
@@ -93,11 +112,12 @@ impl Port {
     }
 
     /// Queue `frame` with its offload state; `false` when there is no room.
-    fn queue(&mut self, frame: &[u8], vnet: &VnetHdr) -> bool {
-        match self {
-            Port::Packet(p) => p.get_mut().queue_vnet(frame, vnet),
+    fn queue(&mut self, umem: Option<&mut Umem>, frame: &[u8], vnet: &VnetHdr) -> bool {
+        match (self, umem) {
+            (Port::Packet(p), _) => p.get_mut().queue_vnet(frame, vnet),
             // Frames from an AF_XDP socket carry no offload state (completed on receive).
-            Port::Xsk(x) => *vnet == VnetHdr::NONE && x.get_mut().queue(frame),
+            (Port::Xsk(x), Some(umem)) => *vnet == VnetHdr::NONE && x.get_mut().queue(umem, frame),
+            (Port::Xsk(_), None) => false,
         }
     }
 
@@ -108,10 +128,11 @@ impl Port {
         }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Port::Packet(p) => p.get_mut().flush().map(drop),
-            Port::Xsk(x) => x.get_mut().flush().map(drop),
+    fn flush(&mut self, umem: Option<&mut Umem>) -> std::io::Result<()> {
+        match (self, umem) {
+            (Port::Packet(p), _) => p.get_mut().flush().map(drop),
+            (Port::Xsk(x), Some(umem)) => x.get_mut().flush(umem).map(drop),
+            (Port::Xsk(_), None) => Ok(()),
         }
     }
 
@@ -130,23 +151,20 @@ impl Port {
         }
     }
 
-    /// Kernel-side (frames offered, dropped for overload) and transmit (sent, dropped)
-    /// counters.
-    fn counters(&mut self) -> (u64, u64, u64, u64) {
+    /// Bring `s`'s kernel-side (frames offered, dropped for overload) and transmit (sent,
+    /// in place, dropped) counters up to date.
+    fn counters(&mut self, s: &mut InterfaceStats) {
         match self {
             Port::Packet(p) => {
                 let p = p.get_mut();
-                let (frames, drops) = p.stats().unwrap_or((0, 0));
-                (frames, drops, p.tx().sent(), p.tx_dropped())
+                (s.kernel_frames, s.ring_drops) = p.stats().unwrap_or((0, 0));
+                (s.tx_frames, s.tx_dropped) = (p.tx().sent(), p.tx_dropped());
             }
             Port::Xsk(x) => {
-                let s = x.get_ref().stats();
-                (
-                    s.rx_frames + s.rx_dropped,
-                    s.rx_dropped,
-                    s.tx_frames,
-                    s.tx_refused,
-                )
+                let x = x.get_ref().stats();
+                (s.kernel_frames, s.ring_drops) = (x.rx_frames + x.rx_dropped, x.rx_dropped);
+                (s.tx_frames, s.tx_in_place, s.tx_dropped) =
+                    (x.tx_frames, x.tx_forwarded, x.tx_refused);
             }
         }
     }
@@ -229,6 +247,9 @@ pub struct InterfaceStats {
     pub ring_drops: u64,
     /// Frames sent.
     pub tx_frames: u64,
+    /// AF_XDP: of `tx_frames`, frames that left from the UMEM frame they were received in
+    /// (forwarded by descriptor, no copy).
+    pub tx_in_place: u64,
     /// Frames dropped at transmit (batch full, device busy).
     pub tx_dropped: u64,
     /// GSO/GRO super-frames received (several TCP segments or UDP datagrams in one frame,
@@ -255,6 +276,7 @@ impl InterfaceStats {
             kernel_frames,
             ring_drops,
             tx_frames,
+            tx_in_place,
             tx_dropped,
             gso_frames,
             partial_checksums,
@@ -265,6 +287,7 @@ impl InterfaceStats {
         self.kernel_frames += kernel_frames;
         self.ring_drops += ring_drops;
         self.tx_frames += tx_frames;
+        self.tx_in_place += tx_in_place;
         self.tx_dropped += tx_dropped;
         self.gso_frames += gso_frames;
         self.partial_checksums += partial_checksums;
@@ -377,6 +400,8 @@ fn is_arp(frame: &[u8]) -> bool {
 /// with the other workers', or the AF_XDP socket of its receive queue — and its router.
 pub(super) struct RouterParts {
     ports: Vec<RawPort>,
+    /// AF_XDP: the frames the worker's sockets share.
+    umem: Option<Umem>,
     router: Router,
     stats: RouterStats,
     fast: Option<FastPath>,
@@ -387,6 +412,10 @@ pub(super) struct RouterParts {
 /// The owned interfaces, their kernel isolation, and the router.
 pub(super) struct RouterIo {
     ports: Vec<Port>,
+    /// AF_XDP: the frames `ports` share (dropped after them).
+    umem: Option<Umem>,
+    /// AF_XDP: frames received this turn that leave in place, with their egress interface.
+    kept: Vec<(usize, XskFrame)>,
     router: Router,
     /// Frames forwarded back out of the interface they came in on, staged while that
     /// interface's ring is being read, with their offload state.
@@ -411,6 +440,16 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
     let workers = workers.max(1);
     let mut isolation = Vec::with_capacity(r.interfaces.len());
     let mut ports: Vec<Vec<RawPort>> = (0..workers).map(|_| Vec::new()).collect();
+    let xsk_config = XskConfig::default();
+    let mut umems = match r.datapath {
+        Datapath::AfPacket => Vec::new(),
+        Datapath::AfXdp => {
+            let sockets = u32::try_from(r.interfaces.len()).unwrap_or(u32::MAX);
+            (0..workers)
+                .map(|_| Umem::new(&xsk_config, sockets).context("router datapath = \"afxdp\""))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
     let mut interfaces = Vec::with_capacity(r.interfaces.len());
     let mut ifindexes = Vec::with_capacity(r.interfaces.len());
     let mut napi = Vec::new();
@@ -504,12 +543,10 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                 } else {
                     None
                 };
-                for (w, worker_ports) in ports.iter_mut().enumerate() {
+                for ((w, worker_ports), umem) in ports.iter_mut().enumerate().zip(&mut umems) {
                     let queue = u32::try_from(w).unwrap_or(u32::MAX);
-                    let mut xsk = XskSocket::open(&i.name, ifindex, queue, &XskConfig::default())
-                        .with_context(|| {
-                        format!("router interface {} queue {queue}", i.name)
-                    })?;
+                    let mut xsk = XskSocket::open(&i.name, ifindex, queue, &xsk_config, umem)
+                        .with_context(|| format!("router interface {} queue {queue}", i.name))?;
                     if deferral.is_some()
                         && let Err(e) = xsk.prefer_busy_poll(XSK_BUSY_POLL_BUDGET)
                     {
@@ -586,6 +623,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
     for _ in 1..workers {
         routers.push(Router::new(config.clone()).context("router configuration")?);
     }
+    let mut umems = umems.into_iter();
     let parts = ports
         .into_iter()
         .zip(routers)
@@ -610,6 +648,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     ..RouterStats::default()
                 },
                 ports,
+                umem: umems.next(),
                 router,
                 fast,
                 siblings,
@@ -625,6 +664,7 @@ impl RouterIo {
     pub(super) fn start(parts: RouterParts) -> anyhow::Result<RouterIo> {
         let RouterParts {
             ports,
+            umem,
             router,
             stats,
             fast,
@@ -635,9 +675,14 @@ impl RouterIo {
             .into_iter()
             .map(RawPort::into_port)
             .collect::<std::io::Result<Vec<_>>>()?;
+        if umem.is_none() && ports.iter().any(Port::sends_in_place) {
+            bail!("router datapath = \"afxdp\": a worker without its UMEM");
+        }
         Ok(RouterIo {
             tx_refused: vec![0; ports.len()],
             ports,
+            umem,
+            kept: Vec::with_capacity(MAX_XSK_FRAMES_PER_TURN as usize),
             router,
             hairpin: Vec::new(),
             hairpin_lens: Vec::new(),
@@ -710,22 +755,25 @@ impl RouterIo {
                     return;
                 }
             };
+            // Only packet ports copy here (AF_XDP ports keep the frame; see below).
             if let (Some(p), Some(n)) = (port, refused.get_mut(iface)) {
-                queue(p, frame, vnet, n);
+                queue(p, None, frame, vnet, n);
             }
         };
         let stats = &mut self.stats.interfaces[i];
         let siblings = &mut self.siblings;
-        cur.recv(|frame, meta| {
+        let in_place = cur.sends_in_place();
+        cur.recv(self.umem.as_mut(), &mut self.kept, |frame, meta| {
             let offload = offload_of(frame, &meta, stats);
             if !siblings.to.is_empty() && is_arp(frame) {
                 // A reply may answer a sibling's request: what passed the checks goes to it.
                 if router.handle_arp(now, i, frame) {
                     siblings.share(i, frame);
                 }
-                return;
+                return None;
             }
             match router.handle_frame_with(now, i, frame, offload) {
+                Verdict::Forward { iface } if in_place => return Some(iface),
                 Verdict::Forward { iface } => egress(iface, frame, &meta.vnet.for_transmit()),
                 Verdict::Capsule {
                     from,
@@ -746,12 +794,14 @@ impl RouterIo {
                 }
                 Verdict::Done => {}
             }
+            None
         });
         let more = cur.rx_ready();
         let mut at = 0;
         for (len, vnet) in self.hairpin_lens.drain(..) {
             queue(
                 cur,
+                None,
                 &self.hairpin[at..at + len],
                 &vnet,
                 &mut self.tx_refused[i],
@@ -759,6 +809,14 @@ impl RouterIo {
             at += len;
         }
         self.hairpin.clear();
+        if let Some(umem) = &mut self.umem {
+            for (iface, frame) in self.kept.drain(..) {
+                match (self.ports.get_mut(iface), self.tx_refused.get_mut(iface)) {
+                    (Some(Port::Xsk(x)), Some(n)) => send_kept(x.get_mut(), umem, frame, n),
+                    _ => umem.release(frame),
+                }
+            }
+        }
         more
     }
 
@@ -776,18 +834,18 @@ impl RouterIo {
             SocketAddr::V6(_) => stats.ipv6_dropped += 1,
         });
         let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
-        let siblings = &mut self.siblings;
+        let (siblings, umem) = (&mut self.siblings, &mut self.umem);
         self.router.drain_transmits(|iface, frame| {
             // A new resolution (a broadcast request): the siblings expect the reply too.
             if frame.first() == Some(&0xff) {
                 siblings.share(iface, frame);
             }
             if let (Some(p), Some(n)) = (ports.get_mut(iface), refused.get_mut(iface)) {
-                queue(p, frame, &VnetHdr::NONE, n);
+                queue(p, umem.as_mut(), frame, &VnetHdr::NONE, n);
             }
         });
         for p in &mut self.ports {
-            if let Err(e) = p.flush() {
+            if let Err(e) = p.flush(self.umem.as_mut()) {
                 warn!(interface = p.ifname(), "transmit error: {e}");
             }
         }
@@ -888,18 +946,42 @@ fn open_xdp(
 
 /// Queue `frame` with its offload state on `port`, flushing first when its batch has no room;
 /// counts a refusal.
-fn queue(port: &mut Port, frame: &[u8], vnet: &VnetHdr, refused: &mut u64) {
-    if port.queue(frame, vnet) {
+fn queue(
+    port: &mut Port,
+    mut umem: Option<&mut Umem>,
+    frame: &[u8],
+    vnet: &VnetHdr,
+    refused: &mut u64,
+) {
+    if port.queue(umem.as_deref_mut(), frame, vnet) {
         return;
     }
     if port.has_queued() {
-        if let Err(e) = port.flush() {
+        if let Err(e) = port.flush(umem.as_deref_mut()) {
             warn!(interface = port.ifname(), "transmit error: {e}");
         }
-        if port.queue(frame, vnet) {
+        if port.queue(umem, frame, vnet) {
             return;
         }
     }
+    *refused += 1;
+}
+
+/// Send a received frame out of AF_XDP socket `x` in place, flushing first when its TX ring
+/// is full; a frame that still finds no room goes back to the free list, counted.
+fn send_kept(x: &mut XskSocket, umem: &mut Umem, frame: XskFrame, refused: &mut u64) {
+    let Err(frame) = x.send(frame) else {
+        return;
+    };
+    if x.pending() > 0 {
+        if let Err(e) = x.flush(umem) {
+            warn!(interface = x.ifname(), "transmit error: {e}");
+        }
+        if x.send(frame).is_ok() {
+            return;
+        }
+    }
+    umem.release(frame);
     *refused += 1;
 }
 
@@ -987,7 +1069,7 @@ impl Underlay for RouterIo {
     fn stats(&mut self, stats: &mut Stats) {
         self.stats.router = self.router.counters().clone();
         for (s, p) in self.stats.interfaces.iter_mut().zip(&mut self.ports) {
-            (s.kernel_frames, s.ring_drops, s.tx_frames, s.tx_dropped) = p.counters();
+            p.counters(s);
             s.busy_polls = p.busy_polls();
         }
         for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {

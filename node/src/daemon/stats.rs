@@ -266,6 +266,7 @@ impl Stats {
                     "kernel_frames": i.kernel_frames,
                     "ring_drops": i.ring_drops,
                     "tx_frames": i.tx_frames,
+                    "tx_in_place": i.tx_in_place,
                     "tx_dropped": i.tx_dropped,
                     "tx_refused": i.tx_refused,
                     "busy_polls": i.busy_polls,
