@@ -104,14 +104,18 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) busy_poll_us: Option<u32>,
     /// `[node] workers` of the `ants` router (one per receive queue: the router's veths get
-    /// this many queues). With more than one the `ants` process may use every CPU, the
-    /// generator's included; CPU 1's time per packet then is not the router's whole cost.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub(crate) workers: u16,
+    /// this many queues). Each count is a run of its own, on a topology of its own, with its
+    /// own report (`router-<date>-workers-N.*` when more than one is given). With more than
+    /// one worker the `ants` process may use every CPU, the generator's included; CPU 1's
+    /// time per packet then is not the router's whole cost.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2],
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) workers: Vec<u16>,
     /// Flows (UDP source ports) the generator sends round-robin; a flow's frames reach one
-    /// worker, so several workers need several flows.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub(crate) flows: u16,
+    /// worker, so several workers need several flows (default: 1 for one worker, 64 for
+    /// more).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) flows: Option<u16>,
     /// Give up on a point when no frame reaches the sink within this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) ready_timeout: f64,
@@ -178,13 +182,14 @@ impl Mode {
 fn main() -> Result<()> {
     let mut cli = Cli::parse();
     cli.modes.dedup();
+    cli.workers.dedup();
     for &s in &cli.sizes {
         if !(MIN_SIZE..=MAX_SIZE).contains(&s) {
             bail!("--sizes: {s} is outside {MIN_SIZE}..={MAX_SIZE} (IPv4 packet bytes)");
         }
     }
-    if cli.rounds == 0 || cli.modes.is_empty() || cli.sizes.is_empty() {
-        bail!("nothing to measure (--rounds, --modes and --sizes must not be empty)");
+    if cli.rounds == 0 || cli.modes.is_empty() || cli.sizes.is_empty() || cli.workers.is_empty() {
+        bail!("nothing to measure (--rounds, --modes, --sizes and --workers must not be empty)");
     }
     require_root()?;
     let machine = Machine::read();
@@ -210,9 +215,35 @@ fn main() -> Result<()> {
     pin_thread(0, GEN_CPU)?;
     cleanup_stale()?;
 
-    let topo = Topology::create(usize::from(cli.workers))?;
+    let several = cli.workers.len() > 1;
+    for &workers in &cli.workers {
+        // The report of this count: its options name the one count it ran with.
+        let one = Cli {
+            workers: vec![workers],
+            flows: Some(cli.flows.unwrap_or(if workers > 1 { 64 } else { 1 })),
+            ..cli.clone()
+        };
+        let stamp = if several {
+            format!("{stamp}-workers-{workers}")
+        } else {
+            stamp.clone()
+        };
+        run_workers(&one, &machine, binary.clone(), &stamp)?;
+    }
+    Ok(())
+}
+
+/// One count of workers: its topology, every round, its report.
+fn run_workers(
+    cli: &Cli,
+    machine: &Machine,
+    binary: Option<(PathBuf, (Vec<u8>, CapsuleType))>,
+    stamp: &str,
+) -> Result<()> {
+    let workers = cli.workers.first().copied().unwrap_or(1);
+    let topo = Topology::create(usize::from(workers))?;
     println!(
-        "topology up: {} → {} → {} (temporary files in {})",
+        "topology up ({workers} worker(s)): {} → {} → {} (temporary files in {})",
         topo.gen_ns,
         topo.dut_ns,
         topo.sink_ns,
@@ -227,7 +258,7 @@ fn main() -> Result<()> {
                 forward,
                 log,
                 cli.busy_poll_us,
-                cli.workers,
+                workers,
             )?)
         }
         None => None,
@@ -239,9 +270,9 @@ fn main() -> Result<()> {
         warmup: Duration::from_secs_f64(cli.warmup),
         ready_timeout: Duration::from_secs_f64(cli.ready_timeout),
         trafgen_log,
-        flows: cli.flows,
+        flows: cli.flows.unwrap_or(1),
     };
-    let result = run_all(&cli, &bench);
+    let result = run_all(cli, &bench);
     if let Err(e) = &result
         && format!("{e:#}").contains("trafgen")
     {
@@ -253,13 +284,13 @@ fn main() -> Result<()> {
     let (samples, sweeps) = result?;
     drop(bench); // delete the namespaces before writing
     let report = Report {
-        machine,
+        machine: machine.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         options: cli.clone(),
         samples,
         sweep: sweeps,
     };
-    let (md, json, svg) = write_report(&report, &cli.out, &stamp)?;
+    let (md, json, svg) = write_report(&report, &cli.out, stamp)?;
     println!("{}", markdown(&report));
     println!(
         "wrote {}, {}, {}",

@@ -182,20 +182,19 @@ pub(crate) fn markdown(r: &Report) -> String {
         o.duration,
         o.warmup,
     );
-    if o.workers > 1 {
+    let workers = o.workers.first().copied().unwrap_or(1);
+    if workers > 1 {
         s += &format!(
             "Workers: the `ants` router runs `[node] workers = {w}` (its veths have {w} queues) \
              and may use CPUs 0–{last}, the generator's included, so CPU {DUT_CPU}'s figures \
              miss the work done on CPU {GEN_CPU}: compare the `ants` µs/pkt column.\n\n",
-            w = o.workers,
-            last = o.workers.saturating_sub(1),
+            w = workers,
+            last = workers.saturating_sub(1),
         );
     }
-    if o.flows > 1 {
-        s += &format!(
-            "Flows: the generator sends {} flows (UDP source ports) in turn.\n\n",
-            o.flows
-        );
+    let flows = o.flows.unwrap_or(1);
+    if flows > 1 {
+        s += &format!("Flows: the generator sends {flows} flows (UDP source ports) in turn.\n\n");
     }
     s += &format!("## Flat out (medians of {} rounds)\n\n", o.rounds);
     s += "| IP bytes | mode | offered pps | delivered pps | loss % | CPU1 busy µs/pkt | CPU1 non-idle µs/pkt | forwarder µs/pkt | ants µs/pkt | CPU1 busy % | others % | delivered pps (rounds) | CPU1 busy µs/pkt (rounds) |\n";
