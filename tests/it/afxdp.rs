@@ -140,8 +140,11 @@ fn sockets_on_two_interfaces_share_one_umem_and_give_every_frame_back() {
             }
             assert_eq!(x1.flush(&mut umem).expect("flush"), 50);
         }
-        // One kick per flush where the kernel takes XDP_MAX_TX_SKB_BUDGET, two before.
-        eprintln!("3 flushes of 50: {} kicks", x1.stats().tx_kicks);
+        // Copy mode always asks for the kick (need_wakeup): one per flush where the kernel
+        // takes XDP_MAX_TX_SKB_BUDGET, two before.
+        let kicks = x1.stats().tx_kicks;
+        eprintln!("3 flushes of 50: {kicks} kicks");
+        assert!((3..=6).contains(&kicks), "{kicks} kicks");
         // Every frame sent comes back to the shared free list.
         let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while umem.free_frames() < idle {

@@ -371,12 +371,14 @@ impl XskSocket {
         let tx: Ring<libc::xdp_desc> =
             Ring::map(&fd, &off.tx, n, desc, libc::XDP_PGOFF_TX_RING as u64)
                 .map_err(step("TX ring mmap", ifname))?;
+        // The UMEM's first socket asks the kernel to say when it needs a kick
+        // (`need_wakeup`); the others share its setting and may name no flag of their own.
         let (flags, shared_fd) = match &umem.owner {
             Some(owner) => (
                 libc::XDP_SHARED_UMEM,
                 u32::try_from(owner.as_raw_fd()).unwrap_or(u32::MAX),
             ),
-            None => (0, 0),
+            None => (libc::XDP_USE_NEED_WAKEUP, 0),
         };
         let sxdp = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
@@ -500,8 +502,29 @@ impl XskSocket {
             total += got;
         }
         self.refill(umem);
+        // A zero-copy driver that ran out of fill-ring frames waits to be woken (copy mode
+        // never asks).
+        if self.fill.needs_wakeup() {
+            self.wake_rx();
+        }
         self.stats.rx_frames += u64::from(total);
         total
+    }
+
+    /// A non-blocking, zero-length `recvfrom`: runs the queue's receive work (a busy poll,
+    /// or a driver's wake-up).
+    fn wake_rx(&mut self) {
+        // SAFETY: a zero-length, non-blocking receive with no buffer, on a descriptor we own.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
     }
 
     /// `true` when received frames are waiting (no syscall).
@@ -587,11 +610,12 @@ impl XskSocket {
             self.tx_pending = 0;
             self.stats.tx_frames += u64::from(n);
         }
-        // In copy mode one kick sends at most the socket's budget (32 unless
-        // `XDP_MAX_TX_SKB_BUDGET` raised it) and says EAGAIN when more wait: kick again, as
-        // many times as the ring can need.
+        // Only when the kernel asks (zero-copy drivers send from their own NAPI poll while
+        // it runs; copy mode always asks). In copy mode one kick sends at most the socket's
+        // budget (32 unless `XDP_MAX_TX_SKB_BUDGET` raised it) and says EAGAIN when more
+        // wait: kick again, as many times as the ring can need.
         let mut kicks = self.tx.size() / 32 + 1;
-        while kicks > 0 && self.tx.available_to_kernel() > 0 {
+        while kicks > 0 && self.tx.available_to_kernel() > 0 && self.tx.needs_wakeup() {
             kicks -= 1;
             self.stats.tx_kicks += 1;
             // SAFETY: a zero-length send with no buffer, on a descriptor we own.
@@ -657,17 +681,7 @@ impl XskSocket {
         if !self.busy_polling {
             return false;
         }
-        // SAFETY: a zero-length, non-blocking receive with no buffer, on a descriptor we own.
-        unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                ptr::null_mut(),
-                0,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
+        self.wake_rx();
         self.stats.busy_polls += 1;
         self.rx_ready()
     }

@@ -14,6 +14,7 @@ pub(super) struct Ring<T> {
     map: Mmap,
     producer: usize,
     consumer: usize,
+    flags: usize,
     desc: usize,
     mask: u32,
     size: u32,
@@ -38,14 +39,18 @@ impl<T: Copy> Ring<T> {
             libc::off_t::try_from(pgoff).map_err(|_| io::Error::other("ring page offset"))?;
         let map = Mmap::shared(fd.as_fd(), len, pgoff, true)?;
         let at = |o: u64| usize::try_from(o).map_err(|_| io::Error::other("ring offset"));
-        let (producer, consumer) = (at(off.producer)?, at(off.consumer)?);
-        if producer + 4 > len || consumer + 4 > len || producer % 4 != 0 || consumer % 4 != 0 {
+        let (producer, consumer, flags) = (at(off.producer)?, at(off.consumer)?, at(off.flags)?);
+        if [producer, consumer, flags]
+            .iter()
+            .any(|&o| o + 4 > len || o % 4 != 0)
+        {
             return Err(io::Error::other("ring offsets outside the mapping"));
         }
         Ok(Ring {
             map,
             producer,
             consumer,
+            flags,
             desc,
             mask: size - 1,
             size,
@@ -71,6 +76,13 @@ impl<T: Copy> Ring<T> {
                 .add(self.desc + k * std::mem::size_of::<T>())
                 .cast::<T>()
         }
+    }
+
+    /// The kernel asks to be woken (`XDP_RING_NEED_WAKEUP`, with `XDP_USE_NEED_WAKEUP`):
+    /// for a TX ring, a `sendto` is needed to send what it holds; for a fill ring, a
+    /// `recvfrom` or `poll` for the driver to take up receiving again.
+    pub(super) fn needs_wakeup(&self) -> bool {
+        self.index(self.flags).load(Ordering::Acquire) & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
     /// Entries the ring holds.
