@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ping latency through one `ants` router on AF_XDP, busy polling on and off (root):
 #   h1 (198.18.61.10) — r (ants, datapath = "afxdp") — h2 (198.18.62.10)
-#   bash bench/router/busy-poll-latency.sh [BUSY_POLL_US...]   # default: 0 1000
+#   bash bench/router/busy-poll-latency.sh [BUSY_POLL_US[/WHEN]...]   # default: 0 1000
+# WHEN is `[router] busy_poll` ("always", the default, or "overload"), e.g. 1000/overload.
 # Prints ping's summary for 500 pings at 1.5 ms and 300 at 10 ms intervals per setting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +21,10 @@ for x in "h1 h1-r" "r r-h1" "r r-h2" "h2 h2-r"; do ip -n "lat-${x% *}" link set 
 ip -n lat-h1 addr add 198.18.61.10/24 dev h1-r && ip -n lat-h1 route add default via 198.18.61.1
 ip -n lat-h2 addr add 198.18.62.10/24 dev h2-r && ip -n lat-h2 route add default via 198.18.62.1
 for us in "${settings[@]}"; do
-    for us1 in $us; do
+    for setting in $us; do
+        us1=${setting%/*}
+        when=""
+        [ "$setting" = "$us1" ] || when="busy_poll = \"${setting#*/}\""
         cat >"$dir/r.toml" <<CFG
 [node]
 address = "198.18.61.1"
@@ -28,6 +32,7 @@ code_cache_dir = "$dir/code"
 [router]
 datapath = "afxdp"
 busy_poll_us = $us1
+$when
 [[router.interface]]
 name = "r-h1"
 address = "198.18.61.1/24"
@@ -41,7 +46,7 @@ CFG
         ip netns exec lat-h1 ping -q -c 20 -i 0.05 198.18.62.10 >/dev/null || { cat "$dir/r.log"; exit 1; }
         for iv in 0.0015 0.01; do
             n=500; [ "$iv" = 0.01 ] && n=300
-            echo "busy_poll_us=$us1 interval=${iv}s: $(ip netns exec lat-h1 ping -q -c $n -i $iv 198.18.62.10 | tail -1)"
+            echo "busy_poll_us=$setting interval=${iv}s: $(ip netns exec lat-h1 ping -q -c $n -i $iv 198.18.62.10 | tail -1)"
         done
         kill -TERM "$pid"; wait "$pid" || true
         ! grep -q "busy polling unavailable" "$dir/r.log" || grep "busy polling" "$dir/r.log"

@@ -31,17 +31,34 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
     Ok((wasm, CapsuleType(built.sha256)))
 }
 
+/// `[router] busy_poll_us` and `busy_poll` of the AF_XDP modes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BusyPollKeys {
+    /// `busy_poll_us` (`None`: the node's default).
+    pub(crate) us: Option<u32>,
+    /// `busy_poll = "overload"` (with `us` above 0).
+    pub(crate) overload: bool,
+}
+
 /// The router-mode configuration of the dut (`ants run --config`).
 pub(crate) fn config_toml(
     code_dir: &Path,
     mode: Mode,
-    busy_poll_us: Option<u32>,
+    busy_poll: BusyPollKeys,
     workers: u16,
 ) -> String {
     // Busy polling drives AF_XDP sockets; the node refuses it on AF_PACKET.
-    let busy = busy_poll_us
+    let busy = busy_poll
+        .us
         .filter(|_| mode.afxdp())
-        .map_or(String::new(), |us| format!("busy_poll_us = {us}\n"));
+        .map_or(String::new(), |us| {
+            let when = if busy_poll.overload && us > 0 {
+                "busy_poll = \"overload\"\n"
+            } else {
+                ""
+            };
+            format!("busy_poll_us = {us}\n{when}")
+        });
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -86,14 +103,14 @@ impl AntsSetup {
         binary: PathBuf,
         (forward_wasm, forward_type): (Vec<u8>, CapsuleType),
         log: PathBuf,
-        busy_poll_us: Option<u32>,
+        busy_poll: BusyPollKeys,
         workers: u16,
     ) -> Result<AntsSetup> {
         let code_dir = topo.dir.join("dut-code");
         let mut configs = Vec::new();
         for mode in Mode::ANTS {
             let path = topo.dir.join(format!("dut-{}.toml", mode.name()));
-            std::fs::write(&path, config_toml(&code_dir, mode, busy_poll_us, workers))?;
+            std::fs::write(&path, config_toml(&code_dir, mode, busy_poll, workers))?;
             configs.push((mode, path));
         }
         Ok(AntsSetup {
@@ -156,17 +173,28 @@ mod tests {
 
     #[test]
     fn config_names_both_interfaces_and_the_sink() {
-        let ip = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, Some(7), 2);
+        let keys = BusyPollKeys {
+            us: Some(7),
+            overload: false,
+        };
+        let ip = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, keys, 2);
         assert!(
             !ip.contains("busy_poll_us"),
             "AF_PACKET takes no busy polling"
         );
-        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, Some(7), 2);
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, keys, 2);
         assert!(t.contains("name = \"dut-in\"\naddress = \"198.18.21.1/24\""));
         assert!(t.contains("name = \"dut-out\"\naddress = \"198.18.22.1/24\""));
         assert!(t.contains("endpoint = \"198.18.22.2:3322\""));
         assert!(t.contains("code_cache_dir = \"/tmp/x/dut-code\""));
         assert!(t.contains("busy_poll_us = 7\n"));
         assert!(t.contains("workers = 2\n"));
+        assert!(!t.contains("busy_poll ="));
+        let overload = BusyPollKeys {
+            overload: true,
+            ..keys
+        };
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, overload, 2);
+        assert!(t.contains("busy_poll_us = 7\nbusy_poll = \"overload\"\n"));
     }
 }

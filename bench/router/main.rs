@@ -103,6 +103,10 @@ pub(crate) struct Cli {
     /// polling off).
     #[arg(long)]
     pub(crate) busy_poll_us: Option<u32>,
+    /// With `--busy-poll-us`: busy poll only while the router falls behind (`busy_poll =
+    /// "overload"`), not from start to stop.
+    #[arg(long)]
+    pub(crate) busy_poll_overload: bool,
     /// `[node] workers` of the `ants` router (one per receive queue: the router's veths get
     /// this many queues). Each count is a run of its own, on a topology of its own, with its
     /// own report (`router-<date>-workers-N.*` when more than one is given). With more than
@@ -257,7 +261,10 @@ fn run_workers(
                 bin,
                 forward,
                 log,
-                cli.busy_poll_us,
+                BusyPollKeys {
+                    us: cli.busy_poll_us,
+                    overload: cli.busy_poll_overload,
+                },
                 workers,
             )?)
         }

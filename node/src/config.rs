@@ -28,7 +28,7 @@ use toml::Spanned;
 pub use error::ConfigError;
 pub use limits::Limits;
 use raw::{RawCode, RawConfig, RawFault, RawNeighbour, RawNode, RawRoute};
-pub use router::{Datapath, FastPathMode, IpRoute, RouterInterface, RouterSection};
+pub use router::{BusyPoll, Datapath, FastPathMode, IpRoute, RouterInterface, RouterSection};
 
 /// Largest `max_capsule_bytes`: header + payload must fit one UDP datagram (65,507 bytes over
 /// IPv4) together with the fixed capsule header.

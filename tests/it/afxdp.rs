@@ -217,7 +217,7 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
         dir.path(),
         "198.18.52.1",
         "x0",
-        "datapath = \"afxdp\"\nbusy_poll_us = 750\n",
+        "datapath = \"afxdp\"\nbusy_poll_us = 750\nbusy_poll = \"always\"\n",
     )
     .arg("--stats-json")
     .arg(dir.path().join("stats.json"))
@@ -248,4 +248,108 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
             .unwrap();
     let polls = &stats["router"]["interfaces"][0]["busy_polls"];
     assert!(polls.as_u64().is_some_and(|n| n > 0), "{stats}");
+}
+
+#[test]
+fn overload_busy_polling_takes_the_queue_only_while_the_router_falls_behind() {
+    if !require_root("overload_busy_polling_takes_the_queue_only_while_the_router_falls_behind") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    let timeout = || {
+        netns::run_in(&r, "cat /sys/class/net/x0/gro_flush_timeout")
+            .trim()
+            .to_string()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = netns::ants_router(
+        &r,
+        dir.path(),
+        "198.18.53.1",
+        "x0",
+        "datapath = \"afxdp\"\nbusy_poll_us = 750\nbusy_poll = \"overload\"\n",
+    )
+    .arg("--stats-json")
+    .arg(dir.path().join("stats.json"))
+    .env("RUST_LOG", "info")
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("run ants");
+    let child = crate::support::Running::new(child);
+    // Light traffic is answered with the kernel driving receive: no deferral.
+    netns::addr(&p, "p-x0", "198.18.53.2/24");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while netns::try_run_in(&p, "ping -c 1 -W 1 198.18.53.1").is_err() {
+        assert!(std::time::Instant::now() < end, "the router never answered");
+    }
+    netns::run_in(&p, "ping -c 5 -i 0.1 -W 1 198.18.53.1");
+    assert_eq!(timeout(), "0", "light traffic switched busy polling on");
+    // A flood the router (a debug build) cannot keep up with: it takes the queue.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (p, stop) = (p.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            enter(&p, || {
+                use std::os::fd::AsRawFd;
+                let s = std::net::UdpSocket::bind("198.18.53.2:0").expect("bind");
+                // 64 datagrams of 18 bytes per send (UDP GSO), split by the kernel.
+                let seg: libc::c_int = 18;
+                // SAFETY: a live socket and a live int of the size passed.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_UDP,
+                        libc::UDP_SEGMENT,
+                        std::ptr::from_ref(&seg).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0, "UDP_SEGMENT");
+                let to: std::net::SocketAddr = "198.18.53.1:9".parse().expect("address");
+                let burst = [0u8; 18 * 64];
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The router's port-unreachable answers make some sends fail: go on.
+                    if s.send_to(&burst, to).is_ok() {
+                        sent += 64;
+                    }
+                }
+                sent
+            })
+        })
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while timeout() != "750000" {
+        assert!(
+            std::time::Instant::now() < end,
+            "busy polling never switched on under a flood"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().expect("flood");
+    // Once receive keeps up again (100 ms without falling behind), it lets go.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while timeout() != "0" {
+        assert!(
+            std::time::Instant::now() < end,
+            "busy polling stayed on after the flood ({sent} datagrams)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = child.terminate();
+    assert!(log.contains("busy polling on"), "{log}");
+    assert!(log.contains("busy polling off"), "{log}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap())
+            .unwrap();
+    let i = &stats["router"]["interfaces"][0];
+    assert!(
+        i["busy_poll_activations"].as_u64().is_some_and(|n| n >= 1),
+        "{stats}"
+    );
+    assert!(i["busy_polls"].as_u64().is_some_and(|n| n > 0), "{stats}");
+    assert_eq!(timeout(), "0");
 }

@@ -148,6 +148,30 @@ pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
 }
 
+/// A node process that a failing test must not leave behind (it would hold the test's
+/// output pipe open): killed on drop unless [`terminate`](Self::terminate)d.
+pub(crate) struct Running(Option<std::process::Child>);
+
+impl Running {
+    pub(crate) fn new(child: std::process::Child) -> Running {
+        Running(Some(child))
+    }
+
+    /// As [`terminate`]: SIGTERM, a clean exit, its log.
+    pub(crate) fn terminate(mut self) -> String {
+        terminate(self.0.take().expect("running"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// SIGTERM `child`, wait for it to exit successfully, and return its log (stderr, piped).
 pub(crate) fn terminate(child: std::process::Child) -> String {
     signal(child.id(), libc::SIGTERM);

@@ -64,12 +64,23 @@ pub(crate) struct SavedSysctl {
     file: File,
     previous: String,
     changed: bool,
+    path: String,
 }
 
 impl SavedSysctl {
     /// Set the sysctl at `path` to `value`, remembering what it was. `Ok(None)` when the
     /// file does not exist.
     pub(crate) fn set(path: &str, value: &str) -> io::Result<Option<SavedSysctl>> {
+        let Some(mut saved) = Self::open(path)? else {
+            return Ok(None);
+        };
+        saved.write(value)?;
+        Ok(Some(saved))
+    }
+
+    /// Open the sysctl at `path` and remember its value, changing nothing yet (`write`
+    /// does). `Ok(None)` when the file does not exist.
+    pub(crate) fn open(path: &str) -> io::Result<Option<SavedSysctl>> {
         let file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -80,16 +91,31 @@ impl SavedSysctl {
             .read_at(&mut buf, 0)
             .map_err(|e| io::Error::new(e.kind(), format!("read {path}: {e}")))?;
         let previous = String::from_utf8_lossy(&buf[..n]).trim().to_string();
-        let changed = previous != value;
-        if changed {
-            file.write_at(format!("{value}\n").as_bytes(), 0)
-                .map_err(|e| io::Error::new(e.kind(), format!("write {value} to {path}: {e}")))?;
-        }
         Ok(Some(SavedSysctl {
             file,
             previous,
-            changed,
+            changed: false,
+            path: path.to_owned(),
         }))
+    }
+
+    /// Write `value` (through the file opened at the start, so a process that has since
+    /// given up its user id may still write it); restored on drop unless it is the value
+    /// found at the start.
+    pub(crate) fn write(&mut self, value: &str) -> io::Result<()> {
+        self.file
+            .write_at(format!("{value}\n").as_bytes(), 0)
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("write {value} to {}: {e}", self.path))
+            })?;
+        self.changed = value != self.previous;
+        Ok(())
+    }
+
+    /// Write back the value found at the start.
+    pub(crate) fn restore(&mut self) -> io::Result<()> {
+        let previous = self.previous.clone();
+        self.write(&previous)
     }
 }
 

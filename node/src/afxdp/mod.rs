@@ -97,23 +97,32 @@ pub struct XskStats {
 }
 
 /// An interface's NAPI deferral for preferred busy polling (`napi_defer_hard_irqs`,
-/// `gro_flush_timeout` in `/sys/class/net/<if>/`): after a busy poll the kernel leaves the
-/// queue to the polling thread for `timeout`, taking it back (and re-arming its interrupts,
-/// or on veth its peer's wake-ups) only when the thread has not polled for that long.
-/// Restores both settings when dropped.
+/// `gro_flush_timeout` in `/sys/class/net/<if>/`): while it is on, after a busy poll the
+/// kernel leaves the queue to the polling thread for `timeout`, taking it back (and re-arming
+/// its interrupts, or on veth its peer's wake-ups) only when the thread has not polled for
+/// that long. It is on while any worker wants it ([`vote`](Self::vote)); the files are
+/// opened once, at the start (as root), and restored when this is dropped.
 #[derive(Debug)]
 pub struct NapiDeferral {
-    _defer: SavedSysctl,
-    _timeout: SavedSysctl,
+    timeout_ns: String,
+    switch: std::sync::Mutex<DeferralFiles>,
+    on: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct DeferralFiles {
+    defer: SavedSysctl,
+    timeout: SavedSysctl,
+    votes: usize,
 }
 
 impl NapiDeferral {
-    /// Defer `ifname`'s NAPI for `timeout` after each busy poll (twice, as the kernel's
-    /// documentation suggests, before interrupts come back). `ifindex` and `mac` identify the
-    /// interface: `/sys` shows the devices of the network namespace it was mounted in, which
-    /// for a thread that entered another namespace is not its own (`ip netns exec` mounts a
-    /// matching one), and another namespace's device of the same name must not be touched.
-    pub fn set(
+    /// Open `ifname`'s deferral settings, changing nothing yet. `ifindex` and `mac` identify
+    /// the interface: `/sys` shows the devices of the network namespace it was mounted in,
+    /// which for a thread that entered another namespace is not its own (`ip netns exec`
+    /// mounts a matching one), and another namespace's device of the same name must not be
+    /// touched.
+    pub fn open(
         ifname: &str,
         ifindex: u32,
         mac: [u8; 6],
@@ -137,15 +146,55 @@ impl NapiDeferral {
                 format!("{}: missing (kernel too old for busy polling?)", file(name)),
             )
         };
-        let defer = SavedSysctl::set(&file("napi_defer_hard_irqs"), "2")?
+        let defer = SavedSysctl::open(&file("napi_defer_hard_irqs"))?
             .ok_or_else(|| missing("napi_defer_hard_irqs"))?;
-        let ns = timeout.as_nanos().to_string();
-        let timeout = SavedSysctl::set(&file("gro_flush_timeout"), &ns)?
+        let timeout_file = SavedSysctl::open(&file("gro_flush_timeout"))?
             .ok_or_else(|| missing("gro_flush_timeout"))?;
         Ok(NapiDeferral {
-            _defer: defer,
-            _timeout: timeout,
+            timeout_ns: timeout.as_nanos().to_string(),
+            switch: std::sync::Mutex::new(DeferralFiles {
+                defer,
+                timeout: timeout_file,
+                votes: 0,
+            }),
+            on: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// One more (`true`) or one fewer (`false`) worker wants the deferral: it is switched on
+    /// when the first asks (twice the timeout's worth of deferral, as the kernel's
+    /// documentation suggests, before interrupts come back) and back to the interface's own
+    /// settings when the last lets go.
+    pub fn vote(&self, want: bool) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        // A worker that panicked holding the lock left the counts as they were: go on.
+        let mut f = self
+            .switch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.votes = if want {
+            f.votes + 1
+        } else {
+            f.votes.saturating_sub(1)
+        };
+        let on = f.votes > 0;
+        if on == self.on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if on {
+            f.defer.write("2")?;
+            f.timeout.write(&self.timeout_ns)?;
+        } else {
+            f.timeout.restore()?;
+            f.defer.restore()?;
+        }
+        self.on.store(on, Ordering::Release);
+        Ok(())
+    }
+
+    /// The deferral is on: the workers drive their queues' receive work.
+    pub fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -530,6 +579,11 @@ impl XskSocket {
     /// `true` when received frames are waiting (no syscall).
     pub fn rx_ready(&self) -> bool {
         self.rx.available() > 0
+    }
+
+    /// Received frames waiting in the RX ring (no syscall), and the ring's size.
+    pub fn rx_waiting(&self) -> (u32, u32) {
+        (self.rx.available(), self.rx.size())
     }
 
     /// Take completed transmit frames back into the free list, and top the fill ring up.

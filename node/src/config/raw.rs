@@ -142,6 +142,7 @@ pub(super) struct RawRouter {
     pub(super) fast_path: Option<Spanned<String>>,
     pub(super) datapath: Option<Spanned<String>>,
     pub(super) busy_poll_us: Option<Spanned<u64>>,
+    pub(super) busy_poll: Option<Spanned<String>>,
     pub(super) user: Option<Spanned<String>>,
     pub(super) icmp_per_sec: Option<Spanned<u64>>,
     pub(super) icmp_burst: Option<Spanned<u64>>,

@@ -37,6 +37,19 @@ pub enum Datapath {
     AfXdp,
 }
 
+/// `[router] busy_poll`: when the router thread drives its AF_XDP queues' receive work
+/// (with `busy_poll_us` above 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BusyPoll {
+    /// From start to stop.
+    Always,
+    /// While the router falls behind its queues (a receive ring half full four turns in a
+    /// row), until 100 ms pass with it keeping up; the kernel drives receive otherwise, so
+    /// a router that keeps up has the kernel's latency. The default.
+    #[default]
+    Overload,
+}
+
 /// `[router]`: its presence selects router mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterSection {
@@ -54,9 +67,12 @@ pub struct RouterSection {
     /// sockets.
     pub datapath: Datapath,
     /// `datapath = "afxdp"`: the router thread drives each interface's receive work by
-    /// preferred busy polling, the kernel taking it back after this many microseconds
-    /// without a poll; 0 leaves it to the kernel (see `docs/router.md`).
+    /// preferred busy polling (when: `busy_poll`), the kernel taking it back after this many
+    /// microseconds without a poll; 0 leaves it to the kernel (see `docs/router.md`).
+    /// Default 1000 with AF_XDP, 0 otherwise.
     pub busy_poll_us: u32,
+    /// With `busy_poll_us`: always, or only while overloaded.
+    pub busy_poll: BusyPoll,
     /// ICMP errors sent per second of each class (time exceeded, destination unreachable,
     /// fragmentation needed: one token bucket each).
     pub icmp_per_sec: u32,
@@ -180,6 +196,14 @@ impl Source<'_> {
         };
         let big = (1, 1 << 20);
         let interfaces = self.interfaces(&raw.interfaces)?;
+        let datapath = match raw.datapath.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "afpacket")) => Datapath::AfPacket,
+            Some((_, "afxdp")) => Datapath::AfXdp,
+            Some((v, _)) => {
+                return Err(self.bad(S, "datapath", v, "expected \"afpacket\" or \"afxdp\""));
+            }
+        };
+        let afxdp = datapath == Datapath::AfXdp;
         let mut section = RouterSection {
             capsule_port: n("capsule_port", &raw.capsule_port, 3322, (1, 65535))? as u16,
             import_kernel_routes: raw.import_kernel_routes.unwrap_or(false),
@@ -191,14 +215,20 @@ impl Source<'_> {
                     return Err(self.bad(S, "fast_path", v, "expected \"none\" or \"xdp\""));
                 }
             },
-            datapath: match raw.datapath.as_ref().map(|v| (v, v.get_ref().as_str())) {
-                None | Some((_, "afpacket")) => Datapath::AfPacket,
-                Some((_, "afxdp")) => Datapath::AfXdp,
+            datapath,
+            busy_poll_us: n(
+                "busy_poll_us",
+                &raw.busy_poll_us,
+                if afxdp { 1000 } else { 0 },
+                (0, 100_000),
+            )? as u32,
+            busy_poll: match raw.busy_poll.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                Some((_, "always")) => BusyPoll::Always,
+                None | Some((_, "overload")) => BusyPoll::Overload,
                 Some((v, _)) => {
-                    return Err(self.bad(S, "datapath", v, "expected \"afpacket\" or \"afxdp\""));
+                    return Err(self.bad(S, "busy_poll", v, "expected \"always\" or \"overload\""));
                 }
             },
-            busy_poll_us: n("busy_poll_us", &raw.busy_poll_us, 0, (0, 100_000))? as u32,
             user: match &raw.user {
                 None => None,
                 Some(v) if v.get_ref().trim().is_empty() || v.get_ref().contains('\0') => {
@@ -251,6 +281,17 @@ impl Source<'_> {
                 v.get_ref(),
                 "busy polling drives AF_XDP sockets: set datapath = \"afxdp\" too, or leave \
                  busy_poll_us out",
+            ));
+        }
+        if let Some(v) = &raw.busy_poll
+            && section.busy_poll_us == 0
+        {
+            return Err(self.bad(
+                S,
+                "busy_poll",
+                v,
+                "says when to busy poll, and busy_poll_us is 0 (off): set busy_poll_us (e.g. \
+                 1000) too, or leave busy_poll out",
             ));
         }
         Ok(section)
@@ -402,7 +443,7 @@ impl Source<'_> {
 mod tests {
     use ants_router::RouterLimits;
 
-    use crate::config::{Config, ConfigError};
+    use crate::config::{BusyPoll, Config, ConfigError};
 
     /// A two-interface router: lines 1-13.
     const ROUTER: &str = "[node]\naddress = \"198.18.1.1\"\n\n[router]\n\n\
@@ -484,6 +525,22 @@ mod tests {
         error(&packet, 5, "set datapath = \"afxdp\" too");
         let big = ROUTER.replace("[router]\n", "[router]\nbusy_poll_us = 100001\n");
         error(&big, 5, "busy_poll_us");
+        let r = parse(&on).unwrap().router.unwrap();
+        assert_eq!(r.busy_poll, BusyPoll::Overload);
+        let always = on.replace("busy_poll_us", "busy_poll = \"always\"\nbusy_poll_us");
+        let r = parse(&always).unwrap().router.unwrap();
+        assert_eq!((r.busy_poll, r.busy_poll_us), (BusyPoll::Always, 1000));
+        let typo = on.replace("busy_poll_us", "busy_poll = \"sometimes\"\nbusy_poll_us");
+        error(&typo, 5, "expected \"always\" or \"overload\"");
+        let off = ROUTER.replace(
+            "[router]\n",
+            "[router]\ndatapath = \"afxdp\"\nbusy_poll_us = 0\nbusy_poll = \"overload\"\n",
+        );
+        error(&off, 7, "busy_poll_us is 0");
+        // AF_XDP busy polls under overload by default, with a 1 ms deferral.
+        let afxdp = ROUTER.replace("[router]\n", "[router]\ndatapath = \"afxdp\"\n");
+        let r = parse(&afxdp).unwrap().router.unwrap();
+        assert_eq!((r.busy_poll, r.busy_poll_us), (BusyPoll::Overload, 1000));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::{Driver, Stats, Underlay};
 use crate::afpacket::kernel::{self, IngressDropState, IsolateOptions, Isolation};
 use crate::afpacket::{FrameMeta, PacketSocket, PacketType, RingConfig, VnetHdr};
 use crate::afxdp::{NapiDeferral, Umem, XskConfig, XskFrame, XskSocket};
-use crate::config::{Datapath, FastPathMode, RouterSection};
+use crate::config::{BusyPoll, Datapath, FastPathMode, RouterSection};
 use crate::fastpath::{FastPath, FastPathCounters, FastPathInterface, ProgramOptions, XdpMode};
 
 /// Ring blocks read per interface per turn before timers, apps and compilations are served.
@@ -38,6 +38,11 @@ const MAX_BLOCKS_PER_TURN: usize = 4;
 const MAX_XSK_FRAMES_PER_TURN: u32 = 1024;
 /// Frames one busy poll of an AF_XDP socket's queue receives at most (NAPI's usual weight).
 const XSK_BUSY_POLL_BUDGET: u16 = 64;
+/// `busy_poll = "overload"`: turns in a row that find a receive ring at least half full
+/// before a worker asks for busy polling, and how long its polls must keep bringing less
+/// than a full budget before it lets go.
+const OVERLOAD_TURNS: u32 = 4;
+const OVERLOAD_CALM: Duration = Duration::from_millis(100);
 
 /// One owned interface's socket: an AF_PACKET ring, or an AF_XDP socket.
 enum Port {
@@ -266,6 +271,9 @@ pub struct InterfaceStats {
     /// AF_XDP with `busy_poll_us`: times the router thread ran the queue's receive work
     /// itself (0: the kernel drives it).
     pub busy_polls: u64,
+    /// With `busy_poll = "overload"`: times a worker found the interface's receive ring
+    /// filling up and started busy polling it.
+    pub busy_poll_activations: u64,
 }
 
 impl InterfaceStats {
@@ -283,6 +291,7 @@ impl InterfaceStats {
             checksums_completed,
             tx_refused,
             busy_polls,
+            busy_poll_activations,
         } = o;
         self.kernel_frames += kernel_frames;
         self.ring_drops += ring_drops;
@@ -294,6 +303,7 @@ impl InterfaceStats {
         self.checksums_completed += checksums_completed;
         self.tx_refused += tx_refused;
         self.busy_polls += busy_polls;
+        self.busy_poll_activations += busy_poll_activations;
     }
 }
 
@@ -316,7 +326,62 @@ impl RawPort {
 /// restored when the last worker lets go (after its sockets).
 struct Held {
     _isolation: Vec<Isolation>,
-    _napi: Vec<NapiDeferral>,
+    _napi: Vec<Option<Arc<NapiDeferral>>>,
+}
+
+impl BusyPolling {
+    /// `busy_poll = "overload"`: ask for the deferral after [`OVERLOAD_TURNS`] turns behind,
+    /// let go after [`OVERLOAD_CALM`] without one.
+    fn decide(&mut self, now: Duration, s: &mut InterfaceStats) {
+        let want = if self.voted {
+            now.saturating_sub(self.last_behind) < OVERLOAD_CALM
+        } else {
+            self.behind_turns >= OVERLOAD_TURNS
+        };
+        if want == self.voted {
+            return;
+        }
+        match self.napi.vote(want) {
+            Ok(()) => {
+                self.voted = want;
+                self.behind_turns = 0;
+                if want {
+                    s.busy_poll_activations += 1;
+                }
+                info!(
+                    interface = s.name,
+                    "busy polling {}",
+                    if want {
+                        "on: the receive ring is filling up"
+                    } else {
+                        "off: receive keeps up"
+                    }
+                );
+            }
+            Err(e) => {
+                // Try again after another while (the timer must not fire at once again).
+                (self.behind_turns, self.last_behind) = (0, now);
+                warn!(interface = s.name, "busy polling switch failed: {e}");
+            }
+        }
+    }
+
+    /// When [`decide`](Self::decide) may let go.
+    fn calm_at(&self) -> Option<Duration> {
+        (self.mode == BusyPoll::Overload && self.voted).then_some(self.last_behind + OVERLOAD_CALM)
+    }
+}
+
+/// A worker's busy polling of one AF_XDP interface: the interface's deferral (shared by the
+/// workers), and with `busy_poll = "overload"` whether this worker wants it now.
+struct BusyPolling {
+    napi: Arc<NapiDeferral>,
+    mode: BusyPoll,
+    /// This worker's vote is in (`Overload`; `Always` votes once, at the start).
+    voted: bool,
+    /// Turns in a row that found the receive ring filling up, and when one last did.
+    behind_turns: u32,
+    last_behind: Duration,
 }
 
 /// ARP frames one worker's router shares with the others' (`Router::handle_sibling_arp`):
@@ -402,6 +467,9 @@ pub(super) struct RouterParts {
     ports: Vec<RawPort>,
     /// AF_XDP: the frames the worker's sockets share.
     umem: Option<Umem>,
+    /// Per interface, with `busy_poll_us`: its NAPI deferral (shared by the workers).
+    napi: Vec<Option<Arc<NapiDeferral>>>,
+    busy_poll: BusyPoll,
     router: Router,
     stats: RouterStats,
     fast: Option<FastPath>,
@@ -416,6 +484,8 @@ pub(super) struct RouterIo {
     umem: Option<Umem>,
     /// AF_XDP: frames received this turn that leave in place, with their egress interface.
     kept: Vec<(usize, XskFrame)>,
+    /// Per interface, with `busy_poll_us`: when this worker drives its receive work.
+    busy: Vec<Option<BusyPolling>>,
     router: Router,
     /// Frames forwarded back out of the interface they came in on, staged while that
     /// interface's ring is being read, with their offload state.
@@ -530,12 +600,12 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                 }
                 let us = Duration::from_micros(u64::from(r.busy_poll_us));
                 let mut deferral = if r.busy_poll_us > 0 {
-                    match NapiDeferral::set(&i.name, ifindex, mac, us) {
+                    match NapiDeferral::open(&i.name, ifindex, mac, us) {
                         Ok(d) => Some(d),
                         Err(e) => {
                             warn!(
                                 interface = %i.name,
-                                "busy polling unavailable, the kernel drives receive: {e}"
+                                "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
                             );
                             None
                         }
@@ -552,7 +622,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     {
                         warn!(
                             interface = %i.name,
-                            "busy polling unavailable, the kernel drives receive: {e}"
+                            "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
                         );
                         deferral = None;
                     }
@@ -566,7 +636,18 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     }
                     worker_ports.push(RawPort::Xsk(xsk));
                 }
-                napi.extend(deferral);
+                // `always`: on from now until the node stops.
+                if r.busy_poll == BusyPoll::Always
+                    && let Some(d) = &deferral
+                    && let Err(e) = d.vote(true)
+                {
+                    warn!(
+                        interface = %i.name,
+                        "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
+                    );
+                    deferral = None;
+                }
+                napi.push(deferral.map(Arc::new));
             }
         }
     }
@@ -615,9 +696,10 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
         workers,
         "router datapath"
     );
+    napi.resize_with(r.interfaces.len(), || None);
     let held = Arc::new(Held {
         _isolation: isolation,
-        _napi: napi,
+        _napi: napi.clone(),
     });
     let mut routers = vec![router];
     for _ in 1..workers {
@@ -649,6 +731,8 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                 },
                 ports,
                 umem: umems.next(),
+                napi: napi.clone(),
+                busy_poll: r.busy_poll,
                 router,
                 fast,
                 siblings,
@@ -665,6 +749,8 @@ impl RouterIo {
         let RouterParts {
             ports,
             umem,
+            napi,
+            busy_poll,
             router,
             stats,
             fast,
@@ -683,6 +769,18 @@ impl RouterIo {
             ports,
             umem,
             kept: Vec::with_capacity(MAX_XSK_FRAMES_PER_TURN as usize),
+            busy: napi
+                .into_iter()
+                .map(|n| {
+                    n.map(|napi| BusyPolling {
+                        voted: busy_poll == BusyPoll::Always,
+                        napi,
+                        mode: busy_poll,
+                        behind_turns: 0,
+                        last_behind: Duration::ZERO,
+                    })
+                })
+                .collect(),
             router,
             hairpin: Vec::new(),
             hairpin_lens: Vec::new(),
@@ -716,6 +814,54 @@ impl RouterIo {
             Err(e) => {
                 s.sync_errors += 1;
                 warn!("fast path: {e}");
+            }
+        }
+    }
+
+    /// With `busy_poll_us`: run interface `i`'s receive work in this thread while its
+    /// deferral is on (`true` if frames are then waiting), and with `busy_poll =
+    /// "overload"` ask for it or let go by how far behind the receive ring is.
+    fn busy_poll(&mut self, i: usize, now: Duration) -> bool {
+        let (Some(Some(b)), Some(port), Some(s)) = (
+            self.busy.get_mut(i),
+            self.ports.get_mut(i),
+            self.stats.interfaces.get_mut(i),
+        ) else {
+            return false;
+        };
+        let on = b.napi.is_on();
+        let polled = on && port.busy_poll();
+        if b.mode != BusyPoll::Overload {
+            return polled;
+        }
+        let Port::Xsk(x) = port else {
+            return polled;
+        };
+        // Behind: polls that bring a full budget, or without them a ring half full.
+        let (waiting, size) = x.get_ref().rx_waiting();
+        let behind = if on {
+            waiting >= u32::from(XSK_BUSY_POLL_BUDGET)
+        } else {
+            waiting >= size / 2
+        };
+        if behind {
+            b.behind_turns = b.behind_turns.saturating_add(1);
+            b.last_behind = now;
+        } else {
+            b.behind_turns = 0;
+        }
+        b.decide(now, s);
+        polled
+    }
+
+    /// Let go of busy polling where receive has kept up for [`OVERLOAD_CALM`] (also while
+    /// no frame comes to make a turn).
+    fn busy_poll_calm(&mut self, now: Duration) {
+        for (b, s) in self.busy.iter_mut().zip(&mut self.stats.interfaces) {
+            if let Some(b) = b
+                && b.mode == BusyPoll::Overload
+            {
+                b.decide(now, s);
             }
         }
     }
@@ -1038,7 +1184,7 @@ impl Underlay for RouterIo {
         self.sync_fast_path(now, FAST_PATH_SYNC_BUSY);
         for i in 0..self.ports.len() {
             // Busy polling: frames came in this poll, so poll again before waiting.
-            let polled = self.ports[i].busy_poll();
+            let polled = self.busy_poll(i, now);
             more |= self.receive_from(i, now, driver) || polled;
             // Capsules may have produced transmits: send them with this interface's batch.
             self.send_all(driver);
@@ -1055,15 +1201,18 @@ impl Underlay for RouterIo {
             .fast
             .as_ref()
             .map(|(_, last)| *last + FAST_PATH_SYNC_IDLE);
-        match (self.router.poll_timeout(), sync) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let calm = self.busy.iter().flatten().filter_map(BusyPolling::calm_at);
+        [self.router.poll_timeout(), sync]
+            .into_iter()
+            .flatten()
+            .chain(calm)
+            .min()
     }
 
     fn handle_timeout(&mut self, now: Duration) {
         self.router.handle_timeout(now);
         self.sync_fast_path(now, FAST_PATH_SYNC_IDLE);
+        self.busy_poll_calm(now);
     }
 
     fn stats(&mut self, stats: &mut Stats) {

@@ -270,6 +270,7 @@ impl Stats {
                     "tx_dropped": i.tx_dropped,
                     "tx_refused": i.tx_refused,
                     "busy_polls": i.busy_polls,
+                    "busy_poll_activations": i.busy_poll_activations,
                     "gso_frames": i.gso_frames,
                     "partial_checksums": i.partial_checksums,
                     "checksums_completed": i.checksums_completed,
