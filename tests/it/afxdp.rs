@@ -197,57 +197,77 @@ fn queues_and_workers_that_differ_are_refused_with_the_fix() {
     assert!(err.contains("ethtool -L x0 combined 1"), "{err}");
 }
 
+/// A router on `x0` in a namespace of its own (peer `p-x0`), the node given `keys` under
+/// `[router]`, logging at info to a pipe and writing its stats at exit: the namespaces
+/// (router's, peer's), the directory of its config and stats, and the process.
+fn busy_polling_router(
+    address: &str,
+    keys: &str,
+) -> (
+    Netns,
+    String,
+    String,
+    tempfile::TempDir,
+    crate::support::Running,
+) {
+    let mut ns = Netns::new();
+    let (r, p) = (ns.add("r"), ns.add("p"));
+    ns.veth((&r, "x0"), (&p, "p-x0"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = netns::ants_router(&r, dir.path(), address, "x0", keys)
+        .arg("--stats-json")
+        .arg(dir.path().join("stats.json"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ants");
+    (ns, r, p, dir, crate::support::Running::new(child))
+}
+
+/// `/sys/class/net/x0/FILE` in namespace `ns`.
+fn x0_sysfs(ns: &str, file: &str) -> String {
+    netns::run_in(ns, &format!("cat /sys/class/net/x0/{file}"))
+        .trim()
+        .to_string()
+}
+
+/// The stats a router of [`busy_polling_router`] wrote at exit, of its one interface.
+fn x0_stats(dir: &tempfile::TempDir) -> serde_json::Value {
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap())
+            .unwrap();
+    stats["router"]["interfaces"][0].clone()
+}
+
 #[test]
 fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
     if !require_root("busy_polling_takes_the_queue_and_gives_it_back_on_stop") {
         return;
     }
-    let mut ns = Netns::new();
-    let (r, p) = (ns.add("r"), ns.add("p"));
-    ns.veth((&r, "x0"), (&p, "p-x0"));
-    let napi = |file: &str| {
-        netns::run_in(&r, &format!("cat /sys/class/net/x0/{file}"))
-            .trim()
-            .to_string()
-    };
-    assert_eq!(napi("gro_flush_timeout"), "0");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = netns::ants_router(
-        &r,
-        dir.path(),
+    let (_ns, r, p, dir, mut child) = busy_polling_router(
         "198.18.52.1",
-        "x0",
         "datapath = \"afxdp\"\nbusy_poll_us = 750\nbusy_poll = \"always\"\n",
-    )
-    .arg("--stats-json")
-    .arg(dir.path().join("stats.json"))
-    .env("RUST_LOG", "info")
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("run ants");
+    );
     // While it runs: the kernel defers the queue's NAPI to the node for 750 µs.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while napi("gro_flush_timeout") != "750000" {
+    while x0_sysfs(&r, "gro_flush_timeout") != "750000" {
         assert!(
-            std::time::Instant::now() < end && child.try_wait().expect("wait").is_none(),
+            std::time::Instant::now() < end && child.running(),
             "busy polling never set up"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(napi("napi_defer_hard_irqs"), "2");
+    assert_eq!(x0_sysfs(&r, "napi_defer_hard_irqs"), "2");
     // Traffic to the router is answered (ARP) while the node polls.
     netns::addr(&p, "p-x0", "198.18.52.2/24");
     netns::run_in(&p, "ping -c 3 -i 0.2 -W 2 198.18.52.1");
-    let log = crate::support::terminate(child);
+    let log = child.terminate();
     assert!(!log.contains("busy polling unavailable"), "{log}");
-    assert_eq!(napi("gro_flush_timeout"), "0");
-    assert_eq!(napi("napi_defer_hard_irqs"), "0");
+    assert_eq!(x0_sysfs(&r, "gro_flush_timeout"), "0");
+    assert_eq!(x0_sysfs(&r, "napi_defer_hard_irqs"), "0");
     // The router thread did poll the queue itself (the ping's frames came that way).
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap())
-            .unwrap();
-    let polls = &stats["router"]["interfaces"][0]["busy_polls"];
-    assert!(polls.as_u64().is_some_and(|n| n > 0), "{stats}");
+    let i = x0_stats(&dir);
+    assert!(i["busy_polls"].as_u64().is_some_and(|n| n > 0), "{i}");
 }
 
 #[test]
@@ -255,29 +275,11 @@ fn overload_busy_polling_takes_the_queue_only_while_the_router_falls_behind() {
     if !require_root("overload_busy_polling_takes_the_queue_only_while_the_router_falls_behind") {
         return;
     }
-    let mut ns = Netns::new();
-    let (r, p) = (ns.add("r"), ns.add("p"));
-    ns.veth((&r, "x0"), (&p, "p-x0"));
-    let timeout = || {
-        netns::run_in(&r, "cat /sys/class/net/x0/gro_flush_timeout")
-            .trim()
-            .to_string()
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let child = netns::ants_router(
-        &r,
-        dir.path(),
+    let (_ns, r, p, dir, child) = busy_polling_router(
         "198.18.53.1",
-        "x0",
         "datapath = \"afxdp\"\nbusy_poll_us = 750\nbusy_poll = \"overload\"\n",
-    )
-    .arg("--stats-json")
-    .arg(dir.path().join("stats.json"))
-    .env("RUST_LOG", "info")
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("run ants");
-    let child = crate::support::Running::new(child);
+    );
+    let timeout = || x0_sysfs(&r, "gro_flush_timeout");
     // Light traffic is answered with the kernel driving receive: no deferral.
     netns::addr(&p, "p-x0", "198.18.53.2/24");
     let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -342,14 +344,11 @@ fn overload_busy_polling_takes_the_queue_only_while_the_router_falls_behind() {
     let log = child.terminate();
     assert!(log.contains("busy polling on"), "{log}");
     assert!(log.contains("busy polling off"), "{log}");
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap())
-            .unwrap();
-    let i = &stats["router"]["interfaces"][0];
+    let i = x0_stats(&dir);
     assert!(
         i["busy_poll_activations"].as_u64().is_some_and(|n| n >= 1),
-        "{stats}"
+        "{i}"
     );
-    assert!(i["busy_polls"].as_u64().is_some_and(|n| n > 0), "{stats}");
+    assert!(i["busy_polls"].as_u64().is_some_and(|n| n > 0), "{i}");
     assert_eq!(timeout(), "0");
 }

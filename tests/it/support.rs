@@ -157,6 +157,13 @@ impl Running {
         Running(Some(child))
     }
 
+    /// `true` while the process has not exited.
+    pub(crate) fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait").is_none())
+    }
+
     /// As [`terminate`]: SIGTERM, a clean exit, its log.
     pub(crate) fn terminate(mut self) -> String {
         terminate(self.0.take().expect("running"))

@@ -329,6 +329,18 @@ struct Held {
     _napi: Vec<Option<Arc<NapiDeferral>>>,
 }
 
+/// A worker's busy polling of one AF_XDP interface: the interface's deferral (shared by the
+/// workers), and with `busy_poll = "overload"` whether this worker wants it now.
+struct BusyPolling {
+    napi: Arc<NapiDeferral>,
+    mode: BusyPoll,
+    /// This worker's vote is in (`Overload`; `Always` votes once, at the start).
+    voted: bool,
+    /// Turns in a row that found the receive ring filling up, and when one last did.
+    behind_turns: u32,
+    last_behind: Duration,
+}
+
 impl BusyPolling {
     /// `busy_poll = "overload"`: ask for the deferral after [`OVERLOAD_TURNS`] turns behind,
     /// let go after [`OVERLOAD_CALM`] without one.
@@ -370,18 +382,6 @@ impl BusyPolling {
     fn calm_at(&self) -> Option<Duration> {
         (self.mode == BusyPoll::Overload && self.voted).then_some(self.last_behind + OVERLOAD_CALM)
     }
-}
-
-/// A worker's busy polling of one AF_XDP interface: the interface's deferral (shared by the
-/// workers), and with `busy_poll = "overload"` whether this worker wants it now.
-struct BusyPolling {
-    napi: Arc<NapiDeferral>,
-    mode: BusyPoll,
-    /// This worker's vote is in (`Overload`; `Always` votes once, at the start).
-    voted: bool,
-    /// Turns in a row that found the receive ring filling up, and when one last did.
-    behind_turns: u32,
-    last_behind: Duration,
 }
 
 /// ARP frames one worker's router shares with the others' (`Router::handle_sibling_arp`):
@@ -603,10 +603,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     match NapiDeferral::open(&i.name, ifindex, mac, us) {
                         Ok(d) => Some(d),
                         Err(e) => {
-                            warn!(
-                                interface = %i.name,
-                                "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
-                            );
+                            busy_poll_unavailable(&i.name, &e);
                             None
                         }
                     }
@@ -620,10 +617,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     if deferral.is_some()
                         && let Err(e) = xsk.prefer_busy_poll(XSK_BUSY_POLL_BUDGET)
                     {
-                        warn!(
-                            interface = %i.name,
-                            "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
-                        );
+                        busy_poll_unavailable(&i.name, &e);
                         deferral = None;
                     }
                     // The largest frame: MTU + Ethernet header + a VLAN tag.
@@ -641,10 +635,7 @@ pub(super) fn open(r: &RouterSection, workers: usize) -> anyhow::Result<Vec<Rout
                     && let Some(d) = &deferral
                     && let Err(e) = d.vote(true)
                 {
-                    warn!(
-                        interface = %i.name,
-                        "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it off without this warning)"
-                    );
+                    busy_poll_unavailable(&i.name, &e);
                     deferral = None;
                 }
                 napi.push(deferral.map(Arc::new));
@@ -1016,6 +1007,15 @@ fn offload_of(frame: &mut [u8], meta: &FrameMeta, stats: &mut InterfaceStats) ->
         gso_size: gso.then_some(meta.vnet.gso_size),
         csum_partial: meta.vnet.needs_csum(),
     }
+}
+
+/// Busy polling cannot be set up on `ifname`: say why, and that the kernel drives receive.
+fn busy_poll_unavailable(ifname: &str, e: &dyn std::fmt::Display) {
+    warn!(
+        interface = %ifname,
+        "busy polling unavailable, the kernel drives receive: {e} (busy_poll_us = 0 turns it \
+         off without this warning)"
+    );
 }
 
 /// A permission error from taking an interface over, with what router mode needs and how
