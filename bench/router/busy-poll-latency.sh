@@ -2,7 +2,8 @@
 # Ping latency through one `ants` router on AF_XDP, busy polling on and off (root):
 #   h1 (198.18.61.10) — r (ants, datapath = "afxdp") — h2 (198.18.62.10)
 #   bash bench/router/busy-poll-latency.sh [BUSY_POLL_US[/WHEN]...]   # default: 0 1000
-# WHEN is `[router] busy_poll` ("always", the default, or "overload"), e.g. 1000/overload.
+# WHEN is `[router] busy_poll`: "always" (this script's default for N > 0) or "overload"
+# (the node's default), e.g. 1000/overload.
 # Prints ping's summary for 500 pings at 1.5 ms and 300 at 10 ms intervals per setting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,7 @@ for us in "${settings[@]}"; do
     for setting in $us; do
         us1=${setting%/*}
         when=""
+        [ "$us1" = 0 ] || when='busy_poll = "always"'
         [ "$setting" = "$us1" ] || when="busy_poll = \"${setting#*/}\""
         cat >"$dir/r.toml" <<CFG
 [node]

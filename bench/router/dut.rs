@@ -31,13 +31,23 @@ pub(crate) fn forward_module() -> Result<(Vec<u8>, CapsuleType)> {
     Ok((wasm, CapsuleType(built.sha256)))
 }
 
+/// `[router] busy_poll`: when the router busy polls.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BusyPollWhen {
+    /// From start to stop.
+    Always,
+    /// While the router falls behind its receive rings.
+    Overload,
+}
+
 /// `[router] busy_poll_us` and `busy_poll` of the AF_XDP modes.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct BusyPollKeys {
     /// `busy_poll_us` (`None`: the node's default).
     pub(crate) us: Option<u32>,
-    /// `busy_poll = "overload"` (with `us` above 0).
-    pub(crate) overload: bool,
+    /// `busy_poll` (`None`: the node's default, `"overload"`).
+    pub(crate) when: Option<BusyPollWhen>,
 }
 
 /// The router-mode configuration of the dut (`ants run --config`).
@@ -47,18 +57,21 @@ pub(crate) fn config_toml(
     busy_poll: BusyPollKeys,
     workers: u16,
 ) -> String {
-    // Busy polling drives AF_XDP sockets; the node refuses it on AF_PACKET.
-    let busy = busy_poll
-        .us
-        .filter(|_| mode.afxdp())
-        .map_or(String::new(), |us| {
-            let when = if busy_poll.overload && us > 0 {
-                "busy_poll = \"overload\"\n"
-            } else {
-                ""
+    // Busy polling drives AF_XDP sockets; the node refuses it on AF_PACKET, and `busy_poll`
+    // with it off.
+    let mut busy = String::new();
+    if mode.afxdp() {
+        if let Some(us) = busy_poll.us {
+            busy += &format!("busy_poll_us = {us}\n");
+        }
+        if let Some(when) = busy_poll.when.filter(|_| busy_poll.us != Some(0)) {
+            let when = match when {
+                BusyPollWhen::Always => "always",
+                BusyPollWhen::Overload => "overload",
             };
-            format!("busy_poll_us = {us}\n{when}")
-        });
+            busy += &format!("busy_poll = \"{when}\"\n");
+        }
+    }
     format!(
         r#"# router-bench: the router under test (generated)
 [node]
@@ -175,7 +188,7 @@ mod tests {
     fn config_names_both_interfaces_and_the_sink() {
         let keys = BusyPollKeys {
             us: Some(7),
-            overload: false,
+            when: None,
         };
         let ip = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsIp, keys, 2);
         assert!(
@@ -190,11 +203,17 @@ mod tests {
         assert!(t.contains("busy_poll_us = 7\n"));
         assert!(t.contains("workers = 2\n"));
         assert!(!t.contains("busy_poll ="));
-        let overload = BusyPollKeys {
-            overload: true,
+        let always = BusyPollKeys {
+            when: Some(BusyPollWhen::Always),
             ..keys
         };
-        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, overload, 2);
-        assert!(t.contains("busy_poll_us = 7\nbusy_poll = \"overload\"\n"));
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, always, 2);
+        assert!(t.contains("busy_poll_us = 7\nbusy_poll = \"always\"\n"));
+        let off = BusyPollKeys {
+            us: Some(0),
+            ..always
+        };
+        let t = config_toml(Path::new("/tmp/x/dut-code"), Mode::AntsAfxdp, off, 2);
+        assert!(t.contains("busy_poll_us = 0\n") && !t.contains("busy_poll ="));
     }
 }

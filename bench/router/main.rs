@@ -103,10 +103,10 @@ pub(crate) struct Cli {
     /// polling off).
     #[arg(long)]
     pub(crate) busy_poll_us: Option<u32>,
-    /// With `--busy-poll-us`: busy poll only while the router falls behind (`busy_poll =
-    /// "overload"`), not from start to stop.
-    #[arg(long)]
-    pub(crate) busy_poll_overload: bool,
+    /// `[router] busy_poll` of the AF_XDP modes: from start to stop, or only while the
+    /// router falls behind (default: the node's, `overload`; ignored with `--busy-poll-us 0`).
+    #[arg(long, value_enum)]
+    pub(crate) busy_poll: Option<BusyPollWhen>,
     /// `[node] workers` of the `ants` router (one per receive queue: the router's veths get
     /// this many queues). Each count is a run of its own, on a topology of its own, with its
     /// own report (`router-<date>-workers-N.*` when more than one is given). With more than
@@ -263,7 +263,7 @@ fn run_workers(
                 log,
                 BusyPollKeys {
                     us: cli.busy_poll_us,
-                    overload: cli.busy_poll_overload,
+                    when: cli.busy_poll,
                 },
                 workers,
             )?)

@@ -74,7 +74,9 @@ impl SavedSysctl {
         let Some(mut saved) = Self::open(path)? else {
             return Ok(None);
         };
-        saved.write(value)?;
+        if saved.previous != value {
+            saved.write(value)?;
+        }
         Ok(Some(saved))
     }
 
