@@ -261,11 +261,6 @@ impl Umem {
         })
     }
 
-    /// Bytes per frame.
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-
     /// Frames on the free list.
     pub fn free_frames(&self) -> usize {
         self.free.len()
@@ -738,11 +733,6 @@ impl XskSocket {
         self.wake_rx();
         self.stats.busy_polls += 1;
         self.rx_ready()
-    }
-
-    /// [`busy_poll`](Self::busy_poll) calls so far (no syscall).
-    pub fn busy_polls(&self) -> u64 {
-        self.stats.busy_polls
     }
 
     /// The kernel's counters (`XDP_STATISTICS`) and ours.

@@ -325,6 +325,9 @@ fn to_classic_text(open: &str) -> String {
     out
 }
 
+/// One counter of an owned interface, read from its stats.
+type InterfaceCounter = fn(&super::router::InterfaceStats) -> u64;
+
 fn render_router(r: &mut Registry, router: &super::RouterStats) {
     let c = &router.router;
     let fwd = counter_family(
@@ -396,24 +399,25 @@ fn render_router(r: &mut Registry, router: &super::RouterStats) {
                 .inc_by(n);
         }
     }
-    let busy = counter_family(
-        r,
-        "interface_busy_polls",
-        "Times the router thread ran an AF_XDP queue's receive work itself (busy_poll_us)",
-    );
-    for i in &router.interfaces {
-        busy.get_or_create(&labels(&[("interface", &i.name)]))
-            .inc_by(i.busy_polls);
-    }
-    let in_place = counter_family(
-        r,
-        "interface_tx_in_place_frames",
-        "AF_XDP: frames sent from the UMEM frame they were received in (no copy)",
-    );
-    for i in &router.interfaces {
-        in_place
-            .get_or_create(&labels(&[("interface", &i.name)]))
-            .inc_by(i.tx_in_place);
+    let per_interface: [(&str, &str, InterfaceCounter); 2] = [
+        (
+            "interface_busy_polls",
+            "Times the router thread ran an AF_XDP queue's receive work itself (busy_poll_us)",
+            |i| i.busy_polls,
+        ),
+        (
+            "interface_tx_in_place_frames",
+            "AF_XDP: frames sent from the UMEM frame they were received in (no copy)",
+            |i| i.tx_in_place,
+        ),
+    ];
+    for (name, help, value) in per_interface {
+        let family = counter_family(r, name, help);
+        for i in &router.interfaces {
+            family
+                .get_or_create(&labels(&[("interface", &i.name)]))
+                .inc_by(value(i));
+        }
     }
     if let Some(f) = &router.fast_path {
         let fp = counter_family(

@@ -148,16 +148,8 @@ impl Port {
         }
     }
 
-    /// Busy polls of this port's queue (AF_XDP with `busy_poll_us`).
-    fn busy_polls(&self) -> u64 {
-        match self {
-            Port::Packet(_) => 0,
-            Port::Xsk(x) => x.get_ref().busy_polls(),
-        }
-    }
-
-    /// Bring `s`'s kernel-side (frames offered, dropped for overload) and transmit (sent,
-    /// in place, dropped) counters up to date.
+    /// Bring `s`'s kernel-side (frames offered, dropped for overload), transmit (sent, in
+    /// place, dropped) and busy-poll counters up to date.
     fn counters(&mut self, s: &mut InterfaceStats) {
         match self {
             Port::Packet(p) => {
@@ -170,6 +162,7 @@ impl Port {
                 (s.kernel_frames, s.ring_drops) = (x.rx_frames + x.rx_dropped, x.rx_dropped);
                 (s.tx_frames, s.tx_in_place, s.tx_dropped) =
                     (x.tx_frames, x.tx_forwarded, x.tx_refused);
+                s.busy_polls = x.busy_polls;
             }
         }
     }
@@ -1219,7 +1212,6 @@ impl Underlay for RouterIo {
         self.stats.router = self.router.counters().clone();
         for (s, p) in self.stats.interfaces.iter_mut().zip(&mut self.ports) {
             p.counters(s);
-            s.busy_polls = p.busy_polls();
         }
         for (s, n) in self.stats.interfaces.iter_mut().zip(&self.tx_refused) {
             s.tx_refused = *n;
