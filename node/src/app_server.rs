@@ -122,6 +122,8 @@ pub enum AppRequest {
     Apply {
         /// The running config with the new live parts.
         config: Arc<crate::config::Config>,
+        /// The config file's text as it was read for this reload (what a recording keeps).
+        text: Arc<str>,
         /// Done.
         reply: oneshot::Sender<Result<(), String>>,
     },

@@ -215,6 +215,11 @@ impl Config {
     /// Read and validate the config file at `path`. Relative `app_socket` and
     /// `code_cache_dir` paths are taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_text(path).map(|(c, _)| c)
+    }
+
+    /// As [`load`](Self::load), with the file's text as it was read.
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
@@ -222,7 +227,7 @@ impl Config {
         let base = path.parent().filter(|p| !p.as_os_str().is_empty());
         let mut c = Source::new(&text, &path.display().to_string(), base).config()?;
         c.path = Some(path.to_owned());
-        Ok(c)
+        Ok((c, text))
     }
 
     /// This config with what a running node can change in place taken from `new`:

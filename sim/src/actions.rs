@@ -199,22 +199,23 @@ impl<E: Executor> Sim<E> {
         }
         let now = Duration::from_nanos(self.now);
         let toward = self.topo.address(w.to);
-        let key: String = w.key.iter().map(|b| format!("{b:02x}")).collect();
         let missing = |at: u32, f: u32| -> Option<String> {
             let Some(sn) = self.slot(at) else {
                 return Some(format!("node {at} does not exist"));
             };
-            let on = format!("on the route from node {f} to node {}", w.to);
+            let on = || format!("on the route from node {f} to node {}", w.to);
             if !sn.up {
-                return Some(format!("node {at}, {on}, is down"));
+                return Some(format!("node {at}, {}, is down", on()));
             }
             let holds = sn
                 .node
                 .store()
-                .entries(&w.ty.0)
-                .iter()
-                .any(|e| e.key == w.key.as_slice() && e.expires_at > now);
-            (!holds).then(|| format!("node {at}, {on}, keeps no {} key {key}", w.capsule))
+                .live_until(&w.ty.0, &w.key)
+                .is_some_and(|t| t > now);
+            (!holds).then(|| {
+                let (on, key) = (on(), w.key_hex());
+                format!("node {at}, {on}, keeps no {} key {key}", w.capsule)
+            })
         };
         for &f in &w.from {
             let mut at = f;
@@ -293,10 +294,7 @@ impl<E: Executor> Sim<E> {
     ) -> Option<R> {
         let now = Duration::from_nanos(self.now);
         let part = self.part;
-        let sn = (part.owns(i))
-            .then(|| self.nodes.get_mut(part.local(i)))
-            .flatten()
-            .filter(|n| n.up)?;
+        let sn = part.node_mut(&mut self.nodes, i).filter(|n| n.up)?;
         let mut view = NodeView {
             shared: &mut self.shared,
             node: i,

@@ -51,7 +51,7 @@ impl<E: Executor> Sim<E> {
             outbox,
             ..
         } = self;
-        let Some(sn) = nodes.get_mut(part.local(i)) else {
+        let Some(sn) = part.node_mut(nodes, i) else {
             return;
         };
         // This node's links, sorted by receiver (searched directly: they are read anyway).

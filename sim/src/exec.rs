@@ -146,6 +146,11 @@ impl<E: Executor> SharedExecutor<E> {
         &self.exec
     }
 
+    /// The executor itself, to change its limits before a run.
+    pub fn inner_mut(&mut self) -> &mut E {
+        &mut self.exec
+    }
+
     /// Run on behalf of node `node`, which has `ty` installed, on its own instance state.
     /// If the executor evicted the module (bounded executors do), it is loaded again from
     /// the shared bytes.

@@ -32,8 +32,8 @@
 //! holds the first partition's executor: the other nodes' wasm instances are gone, as after
 //! an instance eviction, so a sequential run that continues from there can differ.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ants_core::Executor;
@@ -119,52 +119,68 @@ pub enum Obstacle {
 /// Where the threads meet twice per window. With a thread per CPU (or fewer) they spin:
 /// waking a sleeping thread costs tens of microseconds on a VM, against windows of about a
 /// millisecond. With more threads than CPUs a spinning thread would hold a CPU that the one
-/// it waits for needs, so they sleep.
-enum Meeting {
-    Spin {
-        threads: usize,
-        arrived: AtomicUsize,
-        round: AtomicUsize,
-    },
-    Sleep(Barrier),
+/// it waits for needs, so they sleep. A thread that panics [`poison`](Self::poison)s the
+/// meeting (see [`PoisonOnPanic`]): the others, which could never meet it again, panic too
+/// instead of waiting for ever, and the run fails rather than hangs.
+struct Meeting {
+    threads: usize,
+    arrived: AtomicUsize,
+    round: AtomicUsize,
+    poisoned: AtomicBool,
+    /// `Some` when the threads sleep: the last to arrive wakes them.
+    sleep: Option<(Mutex<()>, Condvar)>,
 }
 
 impl Meeting {
     fn new(threads: usize) -> Meeting {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads <= cpus {
-            Meeting::Spin {
-                threads,
-                arrived: AtomicUsize::new(0),
-                round: AtomicUsize::new(0),
-            }
-        } else {
-            Meeting::Sleep(Barrier::new(threads))
+        Meeting {
+            threads,
+            arrived: AtomicUsize::new(0),
+            round: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
+            sleep: (threads > cpus).then(|| (Mutex::new(()), Condvar::new())),
         }
     }
 
     /// Wait until every thread has arrived. Everything a thread did before it arrived
     /// happens before what any thread does after it leaves.
+    ///
+    /// # Panics
+    ///
+    /// When another thread panicked (it will never arrive).
     fn wait(&self) {
-        match self {
-            Meeting::Sleep(b) => {
-                b.wait();
-            }
-            Meeting::Spin {
-                threads,
-                arrived,
-                round,
-            } => {
-                let this = round.load(Ordering::Acquire);
-                // AcqRel: the last to arrive acquires every earlier arrival's writes, and
-                // publishes them all with the round below.
-                if arrived.fetch_add(1, Ordering::AcqRel) + 1 == *threads {
-                    arrived.store(0, Ordering::Relaxed);
-                    round.fetch_add(1, Ordering::Release);
-                    return;
+        let this = self.round.load(Ordering::Acquire);
+        // AcqRel: the last to arrive acquires every earlier arrival's writes, and publishes
+        // them all with the round below.
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            match &self.sleep {
+                Some((m, cv)) => {
+                    let _g = lock(m);
+                    self.round.fetch_add(1, Ordering::Release);
+                    cv.notify_all();
                 }
+                None => {
+                    self.round.fetch_add(1, Ordering::Release);
+                }
+            }
+            return;
+        }
+        let waiting =
+            || self.round.load(Ordering::Acquire) == this && !self.poisoned.load(Ordering::Acquire);
+        match &self.sleep {
+            Some((m, cv)) => {
+                let mut g = lock(m);
+                while waiting() {
+                    g = cv
+                        .wait(g)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            None => {
                 let mut spins = 0u32;
-                while round.load(Ordering::Acquire) == this {
+                while waiting() {
                     if spins < 1 << 16 {
                         std::hint::spin_loop();
                         spins += 1;
@@ -174,6 +190,30 @@ impl Meeting {
                     }
                 }
             }
+        }
+        assert!(
+            !self.poisoned.load(Ordering::Acquire),
+            "another simulation thread failed"
+        );
+    }
+
+    /// A thread will not arrive again: wake the others, to fail.
+    fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        if let Some((m, cv)) = &self.sleep {
+            let _g = lock(m);
+            cv.notify_all();
+        }
+    }
+}
+
+/// Poisons the meeting if its thread unwinds from a panic.
+struct PoisonOnPanic<'a>(&'a Meeting);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison();
         }
     }
 }
@@ -255,6 +295,8 @@ impl<E: Executor + Send> Sim<E> {
             hops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         };
         std::thread::scope(|s| {
+            // A failed spawn (or a panic here) must not leave the spawned threads waiting.
+            let _poison = PoisonOnPanic(&shared.barrier);
             for (k, part) in others.iter_mut().enumerate() {
                 let shared = &shared;
                 std::thread::Builder::new()
@@ -284,6 +326,7 @@ impl<E: Executor + Send> Sim<E> {
         mut merge: Option<&mut dyn FnMut(u64)>,
     ) {
         let p = self.part.index as usize;
+        let _poison = PoisonOnPanic(&shared.barrier);
         loop {
             let mail = std::mem::take(&mut *lock(&shared.inbox[p]));
             for parcel in mail {
@@ -565,4 +608,36 @@ fn merge_lines(lines: &[Mutex<Lines>], trace: &mut Trace) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that panics between meetings makes the others fail at the next one, spinning
+    /// or sleeping, instead of waiting for it for ever.
+    #[test]
+    fn a_panicking_thread_fails_the_meeting_instead_of_hanging_it() {
+        for sleep in [false, true] {
+            let mut m = Meeting::new(2);
+            if sleep {
+                m.sleep = Some((Mutex::new(()), Condvar::new()));
+            } else {
+                m.sleep = None;
+            }
+            let outcome = std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    m.wait();
+                    m.wait();
+                });
+                let failing = s.spawn(|| {
+                    let _poison = PoisonOnPanic(&m);
+                    m.wait();
+                    panic!("a partition's bug");
+                });
+                (waiter.join().is_err(), failing.join().is_err())
+            });
+            assert_eq!(outcome, (true, true), "sleep = {sleep}");
+        }
+    }
 }

@@ -120,6 +120,14 @@ impl Part {
     pub(crate) fn local(self, i: u32) -> usize {
         (i / self.count) as usize
     }
+
+    /// Node `i` in this partition's node table `nodes`, if this partition runs it.
+    pub(crate) fn node_mut(self, nodes: &mut [Box<SimNode>], i: u32) -> Option<&mut SimNode> {
+        if !self.owns(i) {
+            return None;
+        }
+        nodes.get_mut(self.local(i)).map(|n| &mut **n)
+    }
 }
 
 /// Datagram bytes in flight, reused after delivery: no allocation per hop once warm.
@@ -259,10 +267,7 @@ impl<E: Executor> Sim<E> {
 
     /// Node `i`'s state, if this simulator holds it.
     pub(crate) fn slot_mut(&mut self, i: u32) -> Option<&mut SimNode> {
-        if !self.part.owns(i) {
-            return None;
-        }
-        self.nodes.get_mut(self.part.local(i)).map(|n| &mut **n)
+        self.part.node_mut(&mut self.nodes, i)
     }
 
     /// The tie-breaker of the next event that node `origin` causes (the scheduler's when
@@ -388,6 +393,11 @@ impl<E: Executor> Sim<E> {
         &self.shared
     }
 
+    /// The executor, to change its limits before a run.
+    pub fn executor_mut(&mut self) -> &mut E {
+        self.shared.inner_mut()
+    }
+
     /// Network counters.
     pub fn stats(&self) -> &NetStats {
         &self.stats
@@ -446,12 +456,7 @@ impl<E: Executor> Sim<E> {
         }
         self.register_app(i, app);
         let now = Duration::from_nanos(self.now);
-        let part = self.part;
-        let Some(sn) = (part.owns(i))
-            .then(|| self.nodes.get_mut(part.local(i)))
-            .flatten()
-            .filter(|n| n.up)
-        else {
+        let Some(sn) = self.part.node_mut(&mut self.nodes, i).filter(|n| n.up) else {
             if let Some(s) = self.apps.get_mut(&(i, app)) {
                 s.inject_errors += 1;
             }
@@ -577,7 +582,7 @@ impl<E: Executor> Sim<E> {
             self.trace.record(self.now, &rec);
         }
         let part = self.part;
-        let Some(sn) = self.nodes.get_mut(part.local(to)) else {
+        let Some(sn) = part.node_mut(&mut self.nodes, to) else {
             return self.pool.release(buf);
         };
         let mut view = NodeView {
@@ -604,11 +609,7 @@ impl<E: Executor> Sim<E> {
     }
 
     fn compiled(&mut self, i: u32, epoch: u32, ty_idx: u32) {
-        let part = self.part;
-        let Some(sn) = (part.owns(i))
-            .then(|| self.nodes.get_mut(part.local(i)))
-            .flatten()
-        else {
+        let Some(sn) = self.part.node_mut(&mut self.nodes, i) else {
             return;
         };
         if !sn.up || sn.epoch != epoch {

@@ -80,7 +80,7 @@ impl Watch {
         match *self {
             Watch::NoDuplicateDelivery => None,
             Watch::MaxHeld(limit) => {
-                let held = node.loader_occupancy().held;
+                let held = node.held_capsules();
                 (held > limit).then(|| format!("{held} capsules held waiting for their code"))
             }
             Watch::MaxStoreBytes(limit) => {
@@ -137,9 +137,14 @@ pub struct PathWatch {
 }
 
 impl PathWatch {
+    /// The key, in hex.
+    pub fn key_hex(&self) -> String {
+        self.key.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The property as a report names it.
     pub fn describe(&self) -> String {
-        let key: String = self.key.iter().map(|b| format!("{b:02x}")).collect();
+        let key = self.key_hex();
         format!(
             "store-path ({} key {key} on every route from {} node(s) to node {}, at {:?})",
             self.capsule,

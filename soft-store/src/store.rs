@@ -410,6 +410,13 @@ impl<N: Hash + Eq + Clone> SoftStore<N> {
         v
     }
 
+    /// When the entry under `key` in namespace `ns` expires, if it is live (as of the latest
+    /// `now` seen). Does not allocate and does not touch recency or counters.
+    pub fn live_until(&self, ns: &N, key: &[u8]) -> Option<Duration> {
+        let slot = self.spaces.get(ns)?.entries.peek(key)?;
+        (slot.expires_at > self.latest).then_some(slot.expires_at)
+    }
+
     /// Namespace `ns`'s live entries (as of the latest `now` seen), sorted by key. For display
     /// and tests: it allocates and does not touch recency.
     pub fn entries(&self, ns: &N) -> Vec<EntryView<'_>> {

@@ -11,7 +11,7 @@ use ants_capsule_build::BuildOptions;
 use ants_sim::{Report, Scenario, Trace};
 use anyhow::{Context, bail};
 
-use ants_node::{ExecutorConfig, WasmExecutor};
+use ants_node::{Compiler, ExecutorConfig, WasmExecutor};
 
 /// Live wasm instances a simulation keeps (one per node and type that ran).
 const SIM_MAX_INSTANCES: usize = 1 << 20;
@@ -169,15 +169,18 @@ impl SimArgs {
         // runs on its own instances (globals and memory per node, as on a real network):
         // memories reserve only what they use, and up to SIM_MAX_INSTANCES stay live (the
         // least recently used is dropped and rebuilt, losing that node's state, counted).
-        // Each thread of a parallel run keeps its own instances: they share the cap.
+        // One engine for every thread; each thread of a parallel run keeps its own
+        // instances, and they share the cap (set below, once the thread count is known).
         let config = ExecutorConfig {
             max_exec_time: None,
             compact_memories: true,
-            max_instances: (max_instances() / workers as usize).max(1024),
+            max_instances: max_instances(),
             ..ExecutorConfig::default()
         };
+        let compiler = Compiler::new(config)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
         let engine = || {
-            WasmExecutor::with_config(config)
+            WasmExecutor::new(compiler.clone())
                 .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))
         };
         let (mut sim, names) = scenario
@@ -221,7 +224,15 @@ impl SimArgs {
         let bar = Progress::new(duration, !self.quiet && std::io::stderr().is_terminal());
         let start = Instant::now();
         if workers > 1 {
-            let executors = (1..workers).map(|_| engine()).collect::<Result<_, _>>()?;
+            let cap = (max_instances() / workers as usize).max(1024);
+            sim.executor_mut().set_max_instances(cap);
+            let executors = (1..workers)
+                .map(|_| {
+                    let mut e = engine()?;
+                    e.set_max_instances(cap);
+                    Ok(e)
+                })
+                .collect::<anyhow::Result<_>>()?;
             sim.run_parallel(duration, executors, |now, hops| bar.update(now, hops))
                 .map_err(|e| anyhow::anyhow!("cannot run on {workers} threads: {e}"))?;
         } else {

@@ -508,17 +508,11 @@ impl Driver {
 
     /// Run with `cfg`'s live parts (a reload): the node core's neighbours, routes, policies
     /// and limits; soft state, code and held capsules stay.
-    fn apply(&mut self, cfg: &Config) {
+    fn apply(&mut self, cfg: &Config, text: &str) {
         if let Some(rec) = &mut self.rec {
-            // The file as the hub just read it, for the replay to apply the same change (read
-            // again here, as the header's copy is: an edit in between would show as a
-            // divergence, not go unnoticed).
-            let text = cfg
-                .path
-                .as_deref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default();
-            rec.reconfigured(self.clock.now(), &text);
+            // The file as the hub read it for this reload, for the replay to apply the same
+            // change.
+            rec.reconfigured(self.clock.now(), text);
         }
         self.node.reconfigure(node_config(cfg));
         // A stricter [code] policy also applies to code already here: what it refuses is
@@ -556,7 +550,7 @@ impl Driver {
             rec,
             ..
         } = self;
-        watching.check(node, || at(steer.shard.index, clock, rec.as_ref()));
+        watching.check(node, || at(steer.shard.index, clock, rec.as_ref(), 0));
     }
 
     /// Forget `ty`'s module everywhere: verified code, compiled module and instances, the
@@ -840,8 +834,12 @@ impl Driver {
                 info!(%ty, removed, "module evicted on request");
                 let _ = reply.send(Ok(removed));
             }
-            AppRequest::Apply { config, reply } => {
-                self.apply(&config);
+            AppRequest::Apply {
+                config,
+                text,
+                reply,
+            } => {
+                self.apply(&config, &text);
                 let _ = reply.send(Ok(()));
             }
             AppRequest::Reload { reply } => {
@@ -929,7 +927,8 @@ impl Driver {
             };
             if self.watching.on() {
                 let (steer, clock, rec) = (&self.steer, &self.clock, &self.rec);
-                let at = || at(steer.shard.index, clock, rec.as_ref());
+                // The deliveries' record is written after this loop: it is the next input.
+                let at = || at(steer.shard.index, clock, rec.as_ref(), 1);
                 self.watching.delivered(d.app, repr.payload, at);
             }
             let Some(apps) = &self.apps else { continue };
@@ -1171,12 +1170,14 @@ async fn serve(cfg: Config, ch: Control, ready: Option<Ready>) -> anyhow::Result
 }
 
 /// Worker `worker`'s node core now, for a watch's report: its uptime and, while it records,
-/// the number of the input just recorded.
-fn at(worker: usize, clock: &Clock, rec: Option<&Recorder>) -> watches::At {
+/// the number of the input just recorded, or of the one `ahead` after it.
+fn at(worker: usize, clock: &Clock, rec: Option<&Recorder>, ahead: u64) -> watches::At {
     watches::At {
         worker,
         uptime: clock.uptime(),
-        input: rec.filter(|r| r.on()).map(|r| r.inputs().saturating_sub(1)),
+        input: rec
+            .filter(|r| r.on())
+            .map(|r| (r.inputs() + ahead).saturating_sub(1)),
     }
 }
 

@@ -242,13 +242,20 @@ async fn reload(workers: &[WorkerLink], running: &mut Arc<Config>) -> Result<Str
     let Some(path) = running.path.clone() else {
         return Err("this node was not started from a config file".into());
     };
-    let new = Config::load(&path).map_err(|e| e.to_string())?;
+    let (new, text) = Config::load_with_text(&path).map_err(|e| e.to_string())?;
+    let text: Arc<str> = text.into();
     let live = Arc::new(running.with_live_changes(&new));
     let restart = running.restart_needed(&new);
     let changed = *live != **running;
     for w in workers {
-        let config = Arc::clone(&live);
-        match ask(w, |reply| AppRequest::Apply { config, reply }).await {
+        let (config, text) = (Arc::clone(&live), Arc::clone(&text));
+        match ask(w, |reply| AppRequest::Apply {
+            config,
+            text,
+            reply,
+        })
+        .await
+        {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e),
             None => return Err("the node is stopping".into()),
@@ -396,11 +403,20 @@ async fn app_request(req: AppRequest, workers: &[WorkerLink], shard: Shard, tap:
         AppRequest::Reload { reply } => {
             let _ = reply.send(Err("reloads are the hub's".into()));
         }
-        AppRequest::Apply { config, reply } => {
+        AppRequest::Apply {
+            config,
+            text,
+            reply,
+        } => {
             // Not sent to the hub by anyone but itself; pass it on to every worker.
             for w in workers {
-                let config = Arc::clone(&config);
-                let _ = ask(w, |reply| AppRequest::Apply { config, reply }).await;
+                let (config, text) = (Arc::clone(&config), Arc::clone(&text));
+                let _ = ask(w, |reply| AppRequest::Apply {
+                    config,
+                    text,
+                    reply,
+                })
+                .await;
             }
             let _ = reply.send(Ok(()));
         }

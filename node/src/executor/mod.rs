@@ -408,6 +408,14 @@ impl WasmExecutor {
         })
     }
 
+    /// Keep at most `n` live instances from now on (the least recently used beyond it are
+    /// dropped, counted as evictions are).
+    pub fn set_max_instances(&mut self, n: usize) {
+        let before = self.instances.len();
+        self.instances.resize(capacity(n));
+        self.counters.instances_evicted += (before - self.instances.len()) as u64;
+    }
+
     /// An executor with its own engine and the given limits.
     pub fn with_config(config: ExecutorConfig) -> Result<WasmExecutor, wasmtime::Error> {
         WasmExecutor::new(Compiler::new(config)?)

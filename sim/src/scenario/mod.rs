@@ -328,7 +328,11 @@ impl Scenario {
 
     /// Capsules referred to by `[[send]]`, each once.
     pub fn capsule_names(&self) -> BTreeSet<String> {
-        let watched = self.watch.iter().filter_map(|w| w.capsule.clone());
+        let watched = self
+            .watch
+            .iter()
+            .filter(|w| w.is_path())
+            .filter_map(|w| w.capsule.clone());
         self.send
             .iter()
             .map(|s| s.capsule.clone())

@@ -554,6 +554,12 @@ impl<P: Copy + Eq + Hash + Ord + Debug> CodeLoader<P> {
         &self.counters
     }
 
+    /// Capsules held waiting for their code (what [`occupancy`](Self::occupancy) reports as
+    /// `held`, without summing the rest).
+    pub fn held(&self) -> usize {
+        self.held_total
+    }
+
     /// How full the loader's tables are.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {

@@ -946,6 +946,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> Node<P> {
         self.loader.occupancy()
     }
 
+    /// Capsules held waiting for their code (cheap: one counter, checked after every input
+    /// by a `max-held` watch).
+    pub fn held_capsules(&self) -> usize {
+        self.loader.held()
+    }
+
     /// Peers with an execution (fuel) budget.
     pub fn budget_peers(&self) -> usize {
         self.fuel.len()
