@@ -43,22 +43,8 @@ struct Cli {
     size: u16,
 }
 
-/// `BPF_XDP` (`enum bpf_attach_type`).
-const ATTACH_XDP: u32 = 37;
 /// `bpf_redirect` (`enum bpf_func_id`).
 const HELPER_REDIRECT: i32 = 23;
-
-/// `struct xdp_md`, the context of an XDP test run.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
 
 /// The namespace, deleted on drop.
 struct Netns(String);
@@ -126,7 +112,7 @@ fn program(redirect_to: Option<u32>) -> Result<std::os::fd::OwnedFd> {
         sys::ProgType::Xdp,
         &insns,
         name,
-        ATTACH_XDP,
+        sys::ATTACH_XDP,
         0,
     )?)
 }
@@ -171,16 +157,19 @@ impl Mode {
 /// Send for `d` in `mode`: (frames, syscalls, CPU 1 busy seconds).
 fn send(mode: Mode, d: Duration, frames: &[Vec<u8>], tx: u32) -> Result<(u64, u64, f64)> {
     // The kernel wants `data_end` to be the frame's length.
-    let md = XdpMd {
+    let md = sys::XdpMd {
         data_end: u32::try_from(frames[0].len())?,
         ingress_ifindex: tx,
-        ..XdpMd::default()
+        ..sys::XdpMd::default()
     };
     let redirect = program(Some(tx))?;
-    let cfg = XskConfig::default();
-    let mut umem = Umem::new(&cfg, 1)?;
     let mut xsk = match mode {
-        Mode::Afxdp => Some(XskSocket::open("txa", tx, 0, &cfg, &mut umem)?),
+        Mode::Afxdp => {
+            let cfg = XskConfig::default();
+            let mut umem = Umem::new(&cfg, 1)?;
+            let x = XskSocket::open("txa", tx, 0, &cfg, &mut umem)?;
+            Some((x, umem))
+        }
         _ => None,
     };
     let before = CpuTicks::read(Some(1));
@@ -190,14 +179,14 @@ fn send(mode: Mode, d: Duration, frames: &[Vec<u8>], tx: u32) -> Result<(u64, u6
     while start.elapsed() < d {
         match mode {
             Mode::Afxdp => {
-                let Some(x) = xsk.as_mut() else {
+                let Some((x, umem)) = xsk.as_mut() else {
                     bail!("no AF_XDP socket");
                 };
                 for _ in 0..64 {
-                    x.queue(&mut umem, &frames[k % frames.len()]);
+                    x.queue(umem, &frames[k % frames.len()]);
                     k += 1;
                 }
-                sent += u64::from(x.flush(&mut umem)?);
+                sent += u64::from(x.flush(umem)?);
                 calls += 1;
             }
             Mode::LiveEach => {
@@ -230,7 +219,7 @@ fn main() -> Result<()> {
     let _ns = setup()?;
     let (tx, rx) = (ifindex("txa")?, ifindex("txb")?);
     let drop = program(None)?;
-    let _attached = sys::link_create(drop.as_fd(), rx, ATTACH_XDP, 0)
+    let _attached = sys::link_create(drop.as_fd(), rx, sys::ATTACH_XDP, 0)
         .context("attach the drop program to txb")?;
     let frames: Vec<Vec<u8>> = (0..256).map(|k| frame(usize::from(cli.size), k)).collect();
     let modes = [

@@ -12,9 +12,10 @@
 //! pending event anywhere is at `T`, no partition can receive anything before `T + L` that
 //! it does not hold already, and each may process its own events in `[T, T + L)` alone. The
 //! partitions do so, post the datagrams for other partitions' nodes (`bytes` buffers, one
-//! per window and destination, handed over without a copy), meet at a barrier, take their
-//! mail into their queues, and agree on the next `T`. A scenario whose links include one of
-//! zero latency has no lookahead and runs sequentially.
+//! per window and destination, handed over whole; the receiver copies each datagram into
+//! its own buffer pool), meet at a barrier, take their mail into their queues, and agree on
+//! the next `T`. A scenario whose links include one of zero latency has no lookahead and
+//! runs sequentially.
 //!
 //! **Same order.** Events are ordered by `(time, tie)`, where the tie-breaker names the node
 //! that caused the event and how many it had caused before (`event::tie`). A partition
@@ -37,7 +38,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ants_core::Executor;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::event::{Event, EventQueue};
 use crate::exec::{SharedExecutor, TypeSet};
@@ -253,10 +254,14 @@ impl<E: Executor> Sim<E> {
     }
 
     /// Take a parcel of datagrams from another partition into the queue.
-    fn receive(&mut self, mut parcel: Parcel) {
+    fn receive(&mut self, parcel: Parcel) {
+        let mut at_byte = 0;
         for (at, tie, link, len) in parcel.items {
-            let bytes = parcel.data.split_to(len as usize);
-            let buf = self.pool.put(bytes.chunk());
+            let end = at_byte + len as usize;
+            let buf = self
+                .pool
+                .put(parcel.data.get(at_byte..end).unwrap_or_default());
+            at_byte = end;
             self.queue.push(at, tie, Event::Arrive { link, buf });
         }
     }
@@ -412,24 +417,21 @@ impl<E: Executor + Send> Sim<E> {
         let part = Part { index: 0, count };
         let nodes = std::mem::take(&mut self.nodes);
         self.nodes.reserve(nodes.len() / count as usize + 1);
-        for (i, mut n) in nodes.into_iter().enumerate() {
+        for (i, n) in nodes.into_iter().enumerate() {
             match part.owner(i as u32) {
                 0 => self.nodes.push(n),
-                k => {
-                    let o = &mut others[k as usize - 1];
-                    n.installed = remap(&n.installed, &self.shared, &mut o.shared);
-                    n.persisted = remap(&n.persisted, &self.shared, &mut o.shared);
-                    o.nodes.push(n);
-                }
+                // The other partition's type table is a copy of this one's, in the same
+                // order (`copy_types` into a fresh table): the node's type indices hold.
+                k => others[k as usize - 1].nodes.push(n),
             }
         }
         self.part = part;
-        for (&(node, app), stats) in std::mem::take(&mut self.apps).iter() {
+        for ((node, app), stats) in std::mem::take(&mut self.apps) {
             let apps = match part.owner(node) {
                 0 => &mut self.apps,
                 k => &mut others[k as usize - 1].apps,
             };
-            apps.insert((node, app), stats.clone());
+            apps.insert((node, app), stats);
         }
         let pending: Vec<_> = self.queue.drain().collect();
         for (at, tie, ev) in pending {

@@ -132,16 +132,12 @@ impl<V> RoutingTable<V> {
 
     /// Insert or replace the route for `prefix`; returns the old value.
     pub fn insert(&mut self, prefix: Prefix, value: V) -> Option<V> {
-        // Longest first: the position of the first length shorter than this one.
-        let at = match self.by_len.iter().position(|(l, _)| *l <= prefix.len) {
-            Some(i) if self.by_len[i].0 == prefix.len => i,
-            Some(i) => {
+        // Longest first: this length's table, or where it goes.
+        let at = match self.by_len.binary_search_by(|(l, _)| prefix.len.cmp(l)) {
+            Ok(i) => i,
+            Err(i) => {
                 self.by_len.insert(i, (prefix.len, Routes::default()));
                 i
-            }
-            None => {
-                self.by_len.push((prefix.len, Routes::default()));
-                self.by_len.len() - 1
             }
         };
         self.by_len[at].1.insert(prefix.addr, value)
@@ -149,7 +145,10 @@ impl<V> RoutingTable<V> {
 
     /// Remove the route for exactly `prefix`.
     pub fn remove(&mut self, prefix: &Prefix) -> Option<V> {
-        let i = self.by_len.iter().position(|(l, _)| *l == prefix.len)?;
+        let i = self
+            .by_len
+            .binary_search_by(|(l, _)| prefix.len.cmp(l))
+            .ok()?;
         let v = self.by_len[i].1.remove(&prefix.addr);
         if self.by_len[i].1.is_empty() {
             self.by_len.remove(i);

@@ -338,30 +338,28 @@ pub fn prog_test_run<C: Copy>(
     data: &mut Vec<u8>,
     ctx: &C,
 ) -> io::Result<u32> {
-    let input = data.clone();
-    let mut out = vec![0u8; input.len() + 256];
-    let mut attr = TestRunAttr {
-        prog_fd: fd_u32(prog),
-        retval: 0,
-        data_size_in: u32::try_from(input.len()).unwrap_or(u32::MAX),
-        data_size_out: u32::try_from(out.len()).unwrap_or(u32::MAX),
-        data_in: input.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
-        duration: 0,
-        ctx_size_in: mem::size_of::<C>() as u32,
-        ctx_size_out: 0,
-        ctx_in: ptr::from_ref(ctx) as u64,
-        ctx_out: 0,
-        flags: 0,
-        cpu: 0,
-        batch_size: 0,
-        _pad: 0,
-    };
-    bpf_raw(PROG_TEST_RUN, &mut attr).map_err(with_context("BPF_PROG_TEST_RUN"))?;
+    let mut out = vec![0u8; data.len() + 256];
+    let attr = test_run(prog, data, Some(&mut out), ctx, (1, 0, 0))
+        .map_err(with_context("BPF_PROG_TEST_RUN"))?;
     out.truncate(attr.data_size_out as usize);
     *data = out;
     Ok(attr.retval)
+}
+
+/// `BPF_XDP` (`enum bpf_attach_type`): attaching a program to a device's XDP hook.
+pub const ATTACH_XDP: u32 = 37;
+
+/// `struct xdp_md`, the context of an XDP test run: offsets into the test frame (`data_end`
+/// is its length) and the device it seems to arrive on.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct XdpMd {
+    pub data: u32,
+    pub data_end: u32,
+    pub data_meta: u32,
+    pub ingress_ifindex: u32,
+    pub rx_queue_index: u32,
+    pub egress_ifindex: u32,
 }
 
 /// `BPF_F_TEST_XDP_LIVE_FRAMES`: the frames a test run's program redirects are really sent.
@@ -380,26 +378,47 @@ pub fn prog_test_run_live<C: Copy>(
     repeat: u32,
     batch: u32,
 ) -> io::Result<()> {
+    test_run(
+        prog,
+        frame,
+        None,
+        ctx,
+        (repeat, F_TEST_XDP_LIVE_FRAMES, batch),
+    )
+    .map_err(with_context("BPF_PROG_TEST_RUN (live frames)"))?;
+    Ok(())
+}
+
+/// One `BPF_PROG_TEST_RUN` of `prog` over `data_in` with context `ctx`, the output into
+/// `data_out` if given; `(repeat, flags, batch_size)` as the kernel takes them.
+fn test_run<C: Copy>(
+    prog: BorrowedFd<'_>,
+    data_in: &[u8],
+    data_out: Option<&mut [u8]>,
+    ctx: &C,
+    (repeat, flags, batch_size): (u32, u32, u32),
+) -> io::Result<TestRunAttr> {
+    let (out_ptr, out_len) = data_out.map_or((0, 0), |o| (o.as_mut_ptr() as u64, o.len()));
     let mut attr = TestRunAttr {
         prog_fd: fd_u32(prog),
         retval: 0,
-        data_size_in: u32::try_from(frame.len()).unwrap_or(u32::MAX),
-        data_size_out: 0,
-        data_in: frame.as_ptr() as u64,
-        data_out: 0,
+        data_size_in: u32::try_from(data_in.len()).unwrap_or(u32::MAX),
+        data_size_out: u32::try_from(out_len).unwrap_or(u32::MAX),
+        data_in: data_in.as_ptr() as u64,
+        data_out: out_ptr,
         repeat,
         duration: 0,
         ctx_size_in: mem::size_of::<C>() as u32,
         ctx_size_out: 0,
         ctx_in: ptr::from_ref(ctx) as u64,
         ctx_out: 0,
-        flags: F_TEST_XDP_LIVE_FRAMES,
+        flags,
         cpu: 0,
-        batch_size: batch,
+        batch_size,
         _pad: 0,
     };
-    bpf_raw(PROG_TEST_RUN, &mut attr).map_err(with_context("BPF_PROG_TEST_RUN (live frames)"))?;
-    Ok(())
+    bpf_raw(PROG_TEST_RUN, &mut attr)?;
+    Ok(attr)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //!
 //! Bounded: `no-duplicate-delivery` remembers the last [`DELIVERIES_REMEMBERED`]
 //! deliveries of each worker (a hash of app and payload each, ~4 MB), so it catches a
-//! payload delivered twice within that window; the simulator, whose runs end, remembers all.
+//! payload delivered twice within that window; the simulator checks the first
+//! `ants_sim::apps::MAX_TRACKED_PAYLOADS` payloads of each app (its runs end).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tracing::warn;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Deliveries `no-duplicate-delivery` remembers per worker.
-pub(super) const DELIVERIES_REMEMBERED: usize = 65_536;
+pub(super) const DELIVERIES_REMEMBERED: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
 
 /// The first violation of a property on a live node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +97,7 @@ impl Watching {
         if !dup {
             self.seen = None;
         } else if self.seen.is_none() {
-            let cap = NonZeroUsize::new(DELIVERIES_REMEMBERED).unwrap_or(NonZeroUsize::MIN);
-            self.seen = Some(LruCache::new(cap));
+            self.seen = Some(LruCache::new(DELIVERIES_REMEMBERED));
         }
     }
 

@@ -42,8 +42,6 @@ pub struct ProgramOptions {
     pub xsk: bool,
 }
 
-/// `BPF_XDP` (`enum bpf_attach_type`).
-const ATTACH_XDP: u32 = 37;
 /// `XDP_FLAGS_SKB_MODE`: generic XDP, on any device, after the skb is built.
 const XDP_FLAGS_SKB_MODE: u32 = 2;
 /// `XDP_FLAGS_DRV_MODE`: native XDP in the driver.
@@ -293,7 +291,7 @@ impl FastPath {
                 stats: stats.as_fd(),
             })
             .map_err(io::Error::other)?;
-            sys::prog_load(ProgType::Xdp, &insns, "ants_fast_path", ATTACH_XDP, 0)
+            sys::prog_load(ProgType::Xdp, &insns, "ants_fast_path", sys::ATTACH_XDP, 0)
         };
         let progs = if options.xsk {
             xsks.iter()
@@ -323,12 +321,12 @@ impl FastPath {
         let mut modes = Vec::new();
         for (k, i) in self.ifaces.clone().into_iter().enumerate() {
             let prog = self.progs.get(k).unwrap_or(&self.progs[0]).as_fd();
-            let native = sys::link_create(prog, i.ifindex, ATTACH_XDP, XDP_FLAGS_DRV_MODE);
+            let native = sys::link_create(prog, i.ifindex, sys::ATTACH_XDP, XDP_FLAGS_DRV_MODE);
             let (link, mode) = match native {
                 Ok(l) => (l, XdpMode::Native),
                 Err(_) => (
-                    sys::link_create(prog, i.ifindex, ATTACH_XDP, XDP_FLAGS_SKB_MODE).map_err(
-                        |e| {
+                    sys::link_create(prog, i.ifindex, sys::ATTACH_XDP, XDP_FLAGS_SKB_MODE)
+                        .map_err(|e| {
                             io::Error::new(
                                 e.kind(),
                                 format!(
@@ -337,8 +335,7 @@ impl FastPath {
                                     i.ifindex
                                 ),
                             )
-                        },
-                    )?,
+                        })?,
                     XdpMode::Generic,
                 ),
             };
@@ -447,10 +444,11 @@ impl FastPath {
     /// slow path (unchanged). For tests: the differential test feeds the same frames to
     /// this and to the userspace router.
     pub fn run_once(&self, ingress_ifindex: u32, frame: &mut Vec<u8>) -> io::Result<Option<u32>> {
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex (offsets into the test frame; data_end is its length).
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        let ctx: [u32; 6] = [0, len, 0, ingress_ifindex, 0, 0];
+        let ctx = sys::XdpMd {
+            data_end: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+            ingress_ifindex,
+            ..sys::XdpMd::default()
+        };
         let before = frame.clone();
         let ret = sys::prog_test_run(self.progs[0].as_fd(), frame, &ctx)?;
         match ret {
