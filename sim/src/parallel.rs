@@ -388,7 +388,23 @@ impl<E: Executor + Send> Sim<E> {
                 nodes: Vec::with_capacity(self.nodes.len() / count as usize + 1),
                 shared: SharedExecutor::new(exec, per_node),
                 pool: Default::default(),
-                actions: self.actions.clone(),
+                // Only the actions this partition can run (a scenario may plan one per node
+                // of a million): the rest stand as `Done`, so the indices hold.
+                actions: self
+                    .actions
+                    .iter()
+                    .map(|a| {
+                        let mine = Part {
+                            index: k as u32 + 1,
+                            count,
+                        };
+                        if a.everywhere() || a.node().is_some_and(|n| mine.owns(n)) {
+                            a.clone()
+                        } else {
+                            crate::actions::Action::Done
+                        }
+                    })
+                    .collect(),
                 apps: Default::default(),
                 log: Default::default(),
                 trace: if tracing {
