@@ -280,11 +280,17 @@ impl FastPath {
             Vec::new()
         };
         let macs: Vec<(u32, [u8; 6])> = ifaces.iter().map(|i| (i.ifindex, i.mac)).collect();
+        let local: Vec<Ipv4Addr> = special
+            .iter()
+            .filter(|&&(_, len)| len == 32)
+            .map(|&(a, _)| a)
+            .collect();
         let build = |xsk: Option<&OwnedFd>| -> io::Result<OwnedFd> {
             let insns = prog::build(&prog::Maps {
                 forward: options.forward,
                 xsk: xsk.map(|x| x.as_fd()),
                 ifaces: &macs,
+                local: &local,
                 routes: routes_map.as_fd(),
                 neigh: neigh.as_fd(),
                 tx: tx.as_fd(),

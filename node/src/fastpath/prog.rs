@@ -20,8 +20,13 @@
 //!
 //! Cost per forwarded frame: two LPM-trie lookups (source, destination), one hash lookup
 //! (neighbour), one per-CPU array lookup (counter); the ingress MAC is compared with
-//! immediates, one comparison chain per interface.
+//! immediates, one comparison chain per interface. A frame to one of the host addresses
+//! the trie marks special (the router's own addresses, broadcast addresses; up to
+//! [`MAX_LOCAL`]) is recognised by comparing its destination with immediates first and
+//! passed without any lookup — capsules, which are addressed to the router, among them. The
+//! trie would have passed it too: a special /32 is its own longest match.
 
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::bpf::asm::{Alu, Asm, Cond, Insn, Reg, Size};
@@ -44,6 +49,9 @@ pub(super) const STAT_PASSED: u32 = 1;
 pub(super) const STAT_REDIRECT_FAILED: u32 = 2;
 /// Counters in the `stats` map.
 pub(super) const STATS: u32 = 3;
+/// Special host addresses the program compares destinations with before its lookups; any
+/// beyond are found by the trie lookup as before.
+pub(super) const MAX_LOCAL: usize = 16;
 
 /// What the program is built with: the owned interfaces (ifindex, MAC), compared inline,
 /// and its maps.
@@ -54,6 +62,9 @@ pub(super) struct Maps<'a> {
     /// to the kernel (`XDP_PASS`) where no socket is bound; `None`: to the kernel.
     pub(super) xsk: Option<BorrowedFd<'a>>,
     pub(super) ifaces: &'a [(u32, [u8; 6])],
+    /// Host addresses (/32) the route trie marks special: frames to them are passed
+    /// before any lookup (at most [`MAX_LOCAL`] are compared; the trie finds the rest).
+    pub(super) local: &'a [Ipv4Addr],
     pub(super) routes: BorrowedFd<'a>,
     pub(super) neigh: BorrowedFd<'a>,
     pub(super) tx: BorrowedFd<'a>,
@@ -146,6 +157,11 @@ fn forward(
     a.jne_imm(Reg::R3, 0x0008, "pass"); // ethertype 0x0800, read little-endian
     a.ldx(Size::B, Reg::R3, Reg::R7, 14);
     a.jne_imm(Reg::R3, 0x45, "pass"); // version 4, no options
+    // To a special host address (ours: capsules, pings; broadcasts): the slow path at once.
+    a.ldx(Size::W, Reg::R3, Reg::R7, 30);
+    for addr in maps.local.iter().take(MAX_LOCAL) {
+        a.jmp32_imm(Cond::Eq, Reg::R3, u32::from_le_bytes(addr.octets()), "pass");
+    }
     a.ldx(Size::B, Reg::R3, Reg::R7, 22);
     a.jmp_imm(Cond::Le, Reg::R3, 1, "pass"); // TTL would expire: ICMP from the slow path
     // Total length: at least the header, within the frame.
