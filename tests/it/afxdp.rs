@@ -258,8 +258,14 @@ fn busy_polling_takes_the_queue_and_gives_it_back_on_stop() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(x0_sysfs(&r, "napi_defer_hard_irqs"), "2");
-    // Traffic to the router is answered (ARP) while the node polls.
+    // Traffic to the router is answered (ARP) while the node polls. The deferral is set
+    // before the worker's loop runs, so wait for the router to answer first (a loaded
+    // machine starts it slowly).
     netns::addr(&p, "p-x0", "198.18.52.2/24");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while netns::try_run_in(&p, "ping -c 1 -W 1 198.18.52.1").is_err() {
+        assert!(std::time::Instant::now() < end, "the router never answered");
+    }
     netns::run_in(&p, "ping -c 3 -i 0.2 -W 2 198.18.52.1");
     let log = child.terminate();
     assert!(!log.contains("busy polling unavailable"), "{log}");

@@ -1,8 +1,9 @@
 //! The Internet checksum (RFC 1071) for validating what arrives, and its incremental update
 //! (RFC 1624) for the TTL decrement on the forwarding path.
 //!
-//! Frames the router *builds* use pnet's checksum helpers (see `frame`); these functions are
-//! the per-packet ones, written for speed and checked against pnet in the tests.
+//! Frames the router *builds* use these too for IPv4 headers and UDP (see `frame`; ICMP,
+//! which is rate-limited, uses pnet's helper); written for speed and checked against pnet in
+//! the tests.
 
 /// One's-complement sum of `data` as big-endian 16-bit words (an odd last byte is padded
 /// with zero), not yet folded. A `u64` cannot overflow for any packet size.

@@ -12,7 +12,7 @@ use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, MutableArpPacket};
 use pnet_packet::ethernet::{EtherType, EtherTypes, MutableEthernetPacket};
 use pnet_packet::icmp::{self, IcmpCode, IcmpType, MutableIcmpPacket};
 use pnet_packet::ip::IpNextHeaderProtocol;
-use pnet_packet::ipv4::{self, MutableIpv4Packet};
+use pnet_packet::ipv4::MutableIpv4Packet;
 use pnet_packet::udp::MutableUdpPacket;
 
 use crate::checksum;
@@ -144,7 +144,9 @@ pub(crate) fn write_ipv4(buf: &mut [u8], h: &Ipv4Fields) {
     ip.set_source(Ipv4Addr::from(h.src));
     ip.set_destination(Ipv4Addr::from(h.dst));
     ip.set_checksum(0);
-    let sum = ipv4::checksum(&ip.to_immutable());
+    // Our word-at-a-time sum: pnet's per-word loop was ~0.7 % of CPU 1 forwarding capsules.
+    let header = ip.packet().get(..IPV4_LEN).unwrap_or_default();
+    let sum = !checksum::fold(checksum::sum(header));
     ip.set_checksum(sum);
 }
 

@@ -108,3 +108,4 @@ pub use config::{
 };
 pub use counters::{DropReason, RouterCounters};
 pub use router::{NeighbourEntry, NeighbourState, Offload, Router, Verdict};
+pub use tx::FrameSink;

@@ -5,6 +5,16 @@
 
 use std::ops::Range;
 
+/// Where a driver lets the router write a frame straight into its own transmit batch (an
+/// AF_XDP UMEM frame, an AF_PACKET batch slot) instead of the router's queue, saving a copy:
+/// see [`Router::send_udp_to`](crate::Router::send_udp_to).
+pub trait FrameSink {
+    /// Take a `len`-byte frame for interface `iface`, written by `build`, which writes every
+    /// byte of the slice it is given (a stale buffer is fine). A frame the sink has no room
+    /// for is the sink's to drop and count; `build` is then not called.
+    fn frame(&mut self, iface: usize, len: usize, build: impl FnOnce(&mut [u8]));
+}
+
 #[derive(Debug)]
 pub(crate) struct TxQueue {
     arena: Vec<u8>,
@@ -59,6 +69,14 @@ impl TxQueue {
             }
         }
         self.arena.clear();
+    }
+}
+
+/// The router's own queue as a sink (what [`FrameSink`]-taking paths use when the driver
+/// gives none); a frame that does not fit is dropped, as `push_with` says.
+impl FrameSink for TxQueue {
+    fn frame(&mut self, iface: usize, len: usize, build: impl FnOnce(&mut [u8])) {
+        self.push_with(iface, len, build);
     }
 }
 

@@ -622,11 +622,24 @@ impl XskSocket {
     /// [`flush`](Self::flush)). `false` (counted) when no frame or TX slot is free or the
     /// frame is too long.
     pub fn queue(&mut self, umem: &mut Umem, frame: &[u8]) -> bool {
+        self.queue_with(umem, frame.len(), |dst| dst.copy_from_slice(frame))
+    }
+
+    /// [`queue`](Self::queue) a `len`-byte frame that `build` writes into the free UMEM frame
+    /// (every byte: the frame holds what it last carried), without an intermediate buffer.
+    /// `false` (counted), and `build` not called, as for `queue`.
+    pub fn queue_with(
+        &mut self,
+        umem: &mut Umem,
+        len: usize,
+        build: impl FnOnce(&mut [u8]),
+    ) -> bool {
         if umem.free.is_empty() {
             self.reclaim(umem);
         }
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        if frame.is_empty() || len > self.frame_size || !self.tx_room() {
+        let empty = len == 0;
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        if empty || len > self.frame_size || !self.tx_room() {
             self.stats.tx_refused += 1;
             return false;
         }
@@ -639,7 +652,7 @@ impl XskSocket {
             self.stats.tx_refused += 1;
             return false;
         };
-        dst.copy_from_slice(frame);
+        build(dst);
         self.write_tx(addr, len);
         true
     }

@@ -1,13 +1,14 @@
-//! Router mode's underlay: AF_PACKET rings on the owned interfaces
-//! ([`crate::afpacket::PacketSocket`]) with the sans-IO IPv4 router
-//! ([`ants_router::Router`]) in front of the node core.
+//! Router mode's underlay: AF_PACKET rings or AF_XDP sockets on the owned interfaces
+//! ([`crate::afpacket::PacketSocket`], [`crate::afxdp::XskSocket`]) with the sans-IO IPv4
+//! router ([`ants_router::Router`]) in front of the node core.
 //!
-//! Per turn, for each interface: visit the frames of its retired ring blocks in place; the
-//! router rewrites a frame to forward it (copied into the egress interface's transmit batch),
-//! answers or holds it (its own transmit queue), or hands a capsule's UDP payload to the node.
-//! Then the node's transmits become IPv4/UDP through [`ants_router::Router::send_udp`], the
-//! router's generated frames are queued, and every batch goes out with one `sendmmsg`.
-//! No syscall per packet; the only allocation-free copy is ring → transmit batch.
+//! Per turn, for each interface: visit its received frames in place; the router rewrites a
+//! frame to forward it (AF_XDP: sent from the UMEM frame it arrived in; AF_PACKET: copied
+//! into the egress interface's transmit batch), answers or holds it (its own transmit queue),
+//! or hands a capsule's UDP payload to the node. Then the router's queued frames go out, the
+//! node's transmits become IPv4/UDP frames built by [`ants_router::Router::send_udp_to`]
+//! straight into the egress port's batch (a free UMEM frame, an AF_PACKET batch slot), and
+//! every batch goes out with one `sendmmsg` or `sendto` kick. No syscall per packet.
 
 use std::future::poll_fn;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,8 +18,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ants_router::{
-    Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict, complete_l4_checksum,
-    l4_checksum_is_pseudo_header,
+    FrameSink, Interface, Offload, Route, Router, RouterConfig, RouterCounters, Verdict,
+    complete_l4_checksum, l4_checksum_is_pseudo_header,
 };
 use anyhow::{Context, bail};
 use tokio::io::unix::AsyncFd;
@@ -116,12 +117,22 @@ impl Port {
         }
     }
 
-    /// Queue `frame` with its offload state; `false` when there is no room.
-    fn queue(&mut self, umem: Option<&mut Umem>, frame: &[u8], vnet: &VnetHdr) -> bool {
+    /// Queue a `len`-byte frame with its offload state, written by `build` into the
+    /// transmit batch (every byte: the slot may hold an older frame); `false`, and `build`
+    /// not called, when there is no room.
+    fn queue_with(
+        &mut self,
+        umem: Option<&mut Umem>,
+        len: usize,
+        vnet: &VnetHdr,
+        build: impl FnOnce(&mut [u8]),
+    ) -> bool {
         match (self, umem) {
-            (Port::Packet(p), _) => p.get_mut().queue_vnet(frame, vnet),
+            (Port::Packet(p), _) => p.get_mut().split().1.queue_with(len, vnet, build),
             // Frames from an AF_XDP socket carry no offload state (completed on receive).
-            (Port::Xsk(x), Some(umem)) => *vnet == VnetHdr::NONE && x.get_mut().queue(umem, frame),
+            (Port::Xsk(x), Some(umem)) => {
+                *vnet == VnetHdr::NONE && x.get_mut().queue_with(umem, len, build)
+            }
             (Port::Xsk(_), None) => false,
         }
     }
@@ -954,15 +965,34 @@ impl RouterIo {
     /// then every batch out.
     fn send_all(&mut self, driver: &mut Driver) {
         let now = driver.now();
+        // The router's frames first: held frames an ARP reply released must leave before
+        // the same flow's newer datagrams, which go straight to the ports.
+        self.send_router_frames();
         let (router, stats) = (&mut self.router, &mut self.stats);
+        let mut sink = PortSink {
+            ports: &mut self.ports,
+            umem: self.umem.as_mut(),
+            refused: &mut self.tx_refused,
+        };
         driver.drain_transmits(usize::MAX, |to, bytes| match to {
             SocketAddr::V4(to) => {
-                if !router.send_udp(now, to, bytes) {
+                if !router.send_udp_to(now, to, bytes, &mut sink) {
                     stats.node_datagrams_dropped += 1;
                 }
             }
             SocketAddr::V6(_) => stats.ipv6_dropped += 1,
         });
+        // ARP requests for the datagrams' new neighbours.
+        self.send_router_frames();
+        for p in &mut self.ports {
+            if let Err(e) = p.flush(self.umem.as_mut()) {
+                warn!(interface = p.ifname(), "transmit error: {e}");
+            }
+        }
+    }
+
+    /// The router's queued frames (ARP, ICMP, released held frames) onto the ports.
+    fn send_router_frames(&mut self) {
         let (ports, refused) = (&mut self.ports, &mut self.tx_refused);
         let (siblings, umem) = (&mut self.siblings, &mut self.umem);
         self.router.drain_transmits(|iface, frame| {
@@ -974,11 +1004,6 @@ impl RouterIo {
                 queue(p, umem.as_mut(), frame, &VnetHdr::NONE, n);
             }
         });
-        for p in &mut self.ports {
-            if let Err(e) = p.flush(self.umem.as_mut()) {
-                warn!(interface = p.ifname(), "transmit error: {e}");
-            }
-        }
     }
 }
 
@@ -1085,25 +1110,61 @@ fn open_xdp(
 
 /// Queue `frame` with its offload state on `port`, flushing first when its batch has no room;
 /// counts a refusal.
-fn queue(
+fn queue(port: &mut Port, umem: Option<&mut Umem>, frame: &[u8], vnet: &VnetHdr, n: &mut u64) {
+    queue_with(
+        port,
+        umem,
+        frame.len(),
+        vnet,
+        |b| b.copy_from_slice(frame),
+        n,
+    );
+}
+
+/// [`queue`] a `len`-byte frame that `build` writes into the batch.
+fn queue_with(
     port: &mut Port,
     mut umem: Option<&mut Umem>,
-    frame: &[u8],
+    len: usize,
     vnet: &VnetHdr,
+    build: impl FnOnce(&mut [u8]),
     refused: &mut u64,
 ) {
-    if port.queue(umem.as_deref_mut(), frame, vnet) {
+    // Called at most once: a port that refuses does not call it.
+    let mut build = Some(build);
+    let mut write = |b: &mut [u8]| {
+        if let Some(f) = build.take() {
+            f(b);
+        }
+    };
+    if port.queue_with(umem.as_deref_mut(), len, vnet, &mut write) {
         return;
     }
     if port.has_queued() {
         if let Err(e) = port.flush(umem.as_deref_mut()) {
             warn!(interface = port.ifname(), "transmit error: {e}");
         }
-        if port.queue(umem, frame, vnet) {
+        if port.queue_with(umem, len, vnet, &mut write) {
             return;
         }
     }
     *refused += 1;
+}
+
+/// A worker's ports as the router's [`FrameSink`]: the node's datagrams are built straight
+/// into the egress port's batch (a free UMEM frame, an AF_PACKET batch slot).
+struct PortSink<'a> {
+    ports: &'a mut [Port],
+    umem: Option<&'a mut Umem>,
+    refused: &'a mut [u64],
+}
+
+impl FrameSink for PortSink<'_> {
+    fn frame(&mut self, iface: usize, len: usize, build: impl FnOnce(&mut [u8])) {
+        if let (Some(p), Some(n)) = (self.ports.get_mut(iface), self.refused.get_mut(iface)) {
+            queue_with(p, self.umem.as_deref_mut(), len, &VnetHdr::NONE, build, n);
+        }
+    }
 }
 
 /// Send a received frame out of AF_XDP socket `x` in place, flushing first when its TX ring

@@ -21,6 +21,7 @@ use crate::frame::{
     IP_OFFSET, IPV4_LEN, PROTO_ICMP, be16, be32,
 };
 use crate::ratelimit::{IcmpClass, Limited};
+use crate::tx::TxQueue;
 
 use super::ipv4::Ipv4Meta;
 
@@ -132,9 +133,16 @@ impl Router {
             dont_fragment: false,
             payload_len: ICMP_LEN + quote.len(),
         };
-        if self.send_ip(now, to, Some(src), p, |buf, _| {
-            frame::write_icmp(buf, ty, code, rest, quote);
-        }) {
+        if self.send_ip(
+            now,
+            to,
+            Some(src),
+            p,
+            |buf, _| {
+                frame::write_icmp(buf, ty, code, rest, quote);
+            },
+            None::<&mut TxQueue>,
+        ) {
             self.counters.icmp_sent += 1;
         }
     }
@@ -157,9 +165,16 @@ impl Router {
             dont_fragment: false,
             payload_len: msg.len(),
         };
-        if self.send_ip(now, m.src, Some(m.dst), p, |buf, _| {
-            frame::write_icmp(buf, ICMP_ECHO_REPLY, 0, rest, body);
-        }) {
+        if self.send_ip(
+            now,
+            m.src,
+            Some(m.dst),
+            p,
+            |buf, _| {
+                frame::write_icmp(buf, ICMP_ECHO_REPLY, 0, rest, body);
+            },
+            None::<&mut TxQueue>,
+        ) {
             self.counters.echo_replies += 1;
         }
         Verdict::Done

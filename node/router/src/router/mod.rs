@@ -27,7 +27,7 @@ use crate::frame::{self, ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, IPV4_LEN, PROTO
 use crate::lpm::RouteTable;
 use crate::neighbour::{ArpTable, Held};
 use crate::ratelimit::IcmpLimiter;
-use crate::tx::TxQueue;
+use crate::tx::{FrameSink, TxQueue};
 
 /// What the driver does with a frame after [`Router::handle_frame`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +238,31 @@ impl Router {
     /// while unresolved). `false` if it was dropped (counted: `LocalBadDestination`,
     /// `LocalNoRoute`, `LocalTooBig`, `ArpPendingFull`, `ArpIncompleteFull`, `TxQueueFull`).
     pub fn send_udp(&mut self, now: Duration, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        self.send_udp_inner(now, dst, payload, None::<&mut TxQueue>)
+    }
+
+    /// [`send_udp`](Self::send_udp), with the frame written straight into `sink` (the
+    /// driver's transmit batch) when its next hop is resolved, instead of being queued here
+    /// for [`drain_transmits`](Self::drain_transmits) and copied again. A frame waiting for
+    /// ARP is held here as with `send_udp`, and comes out of `drain_transmits` when
+    /// released. `true` if the frame went to the sink or is held.
+    pub fn send_udp_to<S: FrameSink>(
+        &mut self,
+        now: Duration,
+        dst: SocketAddrV4,
+        payload: &[u8],
+        sink: &mut S,
+    ) -> bool {
+        self.send_udp_inner(now, dst, payload, Some(sink))
+    }
+
+    fn send_udp_inner<S: FrameSink>(
+        &mut self,
+        now: Duration,
+        dst: SocketAddrV4,
+        payload: &[u8],
+        sink: Option<&mut S>,
+    ) -> bool {
         let d = u32::from(*dst.ip());
         if self.plan.classify(d) != AddrKind::Unicast {
             self.counters.drop(DropReason::LocalBadDestination);
@@ -255,6 +280,7 @@ impl Router {
                 payload_len: UDP_LEN + payload.len(),
             },
             |buf, src| frame::write_udp(buf, src, d, sport, dport, payload),
+            sink,
         );
         if sent {
             self.counters.udp_sent += 1;
@@ -384,13 +410,14 @@ impl Router {
 
     /// Route and send an IPv4 packet generated here: header written here, payload by
     /// `write(payload_buf, source_address)`. `src` `None` = the egress interface address.
-    fn send_ip(
+    fn send_ip<S: FrameSink>(
         &mut self,
         now: Duration,
         dst: u32,
         src: Option<u32>,
         p: LocalPacket,
         write: impl FnOnce(&mut [u8], u32),
+        sink: Option<&mut S>,
     ) -> bool {
         let Some(nh) = self.routes.lookup(dst) else {
             self.counters.drop(DropReason::LocalNoRoute);
@@ -415,14 +442,15 @@ impl Router {
             payload_len: p.payload_len,
         };
         let len = ETH_LEN + IPV4_LEN + p.payload_len;
-        self.emit(now, nh.iface, nh.neighbour(dst), len, |buf| {
+        let build = |buf: &mut [u8]| {
             if let Some(ip) = buf.get_mut(ETH_LEN..) {
                 frame::write_ipv4(ip, &fields);
             }
             if let Some(payload) = buf.get_mut(ETH_LEN + IPV4_LEN..) {
                 write(payload, fields.src);
             }
-        })
+        };
+        self.emit_to(now, nh.iface, nh.neighbour(dst), len, build, sink)
     }
 }
 

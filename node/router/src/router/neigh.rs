@@ -22,6 +22,7 @@ use crate::frame::{
     self, ARP_FRAME_LEN, ARP_LEN, ArpFields, BROADCAST_MAC, ETH_LEN, ETHERTYPE_IPV4, be16,
 };
 use crate::neighbour::{Expired, Learned, Lookup};
+use crate::tx::{FrameSink, TxQueue};
 
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
@@ -235,6 +236,21 @@ impl Router {
         len: usize,
         build: impl FnOnce(&mut [u8]),
     ) -> bool {
+        self.emit_to(now, egress, neighbour, len, build, None::<&mut TxQueue>)
+    }
+
+    /// [`emit`](Self::emit), with a frame whose neighbour is resolved written by `sink`
+    /// instead of the router's transmit queue (`None`: the queue). A held frame is the
+    /// router's either way.
+    pub(super) fn emit_to<S: FrameSink>(
+        &mut self,
+        now: Duration,
+        egress: usize,
+        neighbour: u32,
+        len: usize,
+        build: impl FnOnce(&mut [u8]),
+        sink: Option<&mut S>,
+    ) -> bool {
         let Some(src_mac) = self.ifaces.get(egress).map(|i| i.mac) else {
             return false;
         };
@@ -251,10 +267,15 @@ impl Router {
                 });
             }
         };
-        let queued = self.tx.push_with(egress, len, |buf| {
+        let write = |buf: &mut [u8]| {
             build(buf);
             frame::write_ethernet(buf, mac, src_mac, ETHERTYPE_IPV4);
-        });
+        };
+        if let Some(sink) = sink {
+            sink.frame(egress, len, write);
+            return true;
+        }
+        let queued = self.tx.push_with(egress, len, write);
         if !queued {
             self.counters.drop(DropReason::TxQueueFull);
         }

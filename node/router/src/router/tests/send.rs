@@ -5,6 +5,7 @@ use std::net::SocketAddrV4;
 use pnet_packet::udp::{self, UdpPacket};
 
 use super::*;
+use crate::FrameSink;
 
 #[test]
 fn builds_routes_and_checksums_a_udp_datagram() {
@@ -34,6 +35,53 @@ fn builds_routes_and_checksums_a_udp_datagram() {
     }
     assert_ne!(ids[0], ids[1], "IP identification advances");
     assert_eq!(r.counters().udp_sent, 2);
+}
+
+/// A driver's batch: frames built into stale buffers (every byte 0xAA first).
+#[derive(Default)]
+struct StaleSink(Vec<(usize, Vec<u8>)>);
+
+impl FrameSink for StaleSink {
+    fn frame(&mut self, iface: usize, len: usize, build: impl FnOnce(&mut [u8])) {
+        let mut buf = vec![0xaa; len];
+        build(&mut buf);
+        self.0.push((iface, buf));
+    }
+}
+
+#[test]
+fn a_sink_gets_the_same_frames_built_over_stale_bytes_and_held_ones_stay_queued() {
+    let mut queued = resolved_router();
+    let mut direct = resolved_router();
+    let mut sink = StaleSink::default();
+    for (dst, data) in [(B, &b"capsule"[..]), (FAR, &b"far, odd length"[..])] {
+        assert!(queued.send_udp(t(0), SocketAddrV4::new(dst, 4000), data));
+        assert!(direct.send_udp_to(t(0), SocketAddrV4::new(dst, 4000), data, &mut sink));
+    }
+    assert_eq!(
+        sink.0,
+        drain(&mut queued),
+        "byte for byte, stale buffer or not"
+    );
+    assert!(
+        drain(&mut direct).is_empty(),
+        "nothing copied through the router's queue"
+    );
+    assert_eq!(direct.counters().udp_sent, 2);
+    // Unresolved: held by the router (the sink gets nothing), out of drain on the reply.
+    let mut r = router();
+    let mut sink = StaleSink::default();
+    assert!(r.send_udp_to(t(0), SocketAddrV4::new(A, 4000), b"x", &mut sink));
+    assert!(sink.0.is_empty());
+    assert_eq!(drain(&mut r).len(), 1, "the ARP request");
+    let mut f = arp_reply(R0_MAC, A_MAC, A, R0);
+    r.handle_frame(t(1), 0, &mut f);
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(parse_ip(&out[0].1).dst, A);
+    // Refused as by send_udp, before the sink.
+    assert!(!r.send_udp_to(t(1), SocketAddrV4::new(NOWHERE, 1), b"x", &mut sink));
+    assert!(sink.0.is_empty());
 }
 
 #[test]
