@@ -217,14 +217,24 @@ impl<E: Executor> Sim<E> {
                 format!("node {at}, {on}, keeps no {} key {key}", w.capsule)
             })
         };
+        // Nodes whose own route on was already walked to the end and held: a later route
+        // that reaches one need not go on (routes are fixed at this instant), so the check
+        // walks each node once, not once per route through it (`from = "all"`).
+        let mut verified = std::collections::HashSet::new();
+        let mut walked = Vec::new();
         for &f in &w.from {
             let mut at = f;
             // A route visits each node at most once: more hops than nodes is a loop.
             let mut hops = 0;
+            walked.clear();
             let failed = loop {
+                if verified.contains(&at) {
+                    break None;
+                }
                 if let Some(detail) = missing(at, f) {
                     break Some((at, detail));
                 }
+                walked.push(at);
                 if at == w.to {
                     break None;
                 }
@@ -247,6 +257,7 @@ impl<E: Executor> Sim<E> {
                 self.violation = Some(v);
                 return;
             }
+            verified.extend(walked.iter().copied());
         }
     }
 
