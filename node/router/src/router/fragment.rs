@@ -21,6 +21,7 @@ use crate::checksum;
 use crate::counters::DropReason;
 use crate::frame::{ETH_LEN, IP_MF, IP_OFFSET, IPV4_LEN, be16};
 use crate::lpm::NextHop;
+use crate::tx::TxQueue;
 
 /// Most option bytes an IPv4 header has (IHL 15).
 const MAX_OPTIONS: usize = 40;
@@ -110,7 +111,7 @@ impl Router {
             } else {
                 &later_options[..later_opt_len]
             };
-            let built = self.emit(now, nh.iface, neighbour, ETH_LEN + hlen + chunk, |buf| {
+            let build = |buf: &mut [u8]| {
                 let Some(h) = buf.get_mut(ETH_LEN..ETH_LEN + hlen) else {
                     return;
                 };
@@ -126,7 +127,9 @@ impl Router {
                 if let Some(p) = buf.get_mut(ETH_LEN + hlen..) {
                     p.copy_from_slice(payload);
                 }
-            });
+            };
+            let len = ETH_LEN + hlen + chunk;
+            let built = self.emit(now, nh.iface, neighbour, len, build, None::<&mut TxQueue>);
             if !built {
                 // `emit` counted why (queue full, ARP bounds); the rest would fail the same way
                 // or arrive useless without this fragment.

@@ -450,7 +450,7 @@ impl Router {
                 write(payload, fields.src);
             }
         };
-        self.emit_to(now, nh.iface, nh.neighbour(dst), len, build, sink)
+        self.emit(now, nh.iface, nh.neighbour(dst), len, build, sink)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::frame::{
     self, ARP_FRAME_LEN, ARP_LEN, ArpFields, BROADCAST_MAC, ETH_LEN, ETHERTYPE_IPV4, be16,
 };
 use crate::neighbour::{Expired, Learned, Lookup};
-use crate::tx::{FrameSink, TxQueue};
+use crate::tx::FrameSink;
 
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
@@ -227,22 +227,11 @@ impl Router {
     }
 
     /// Queue a generated frame (`build` writes all but the Ethernet header) for `neighbour`
-    /// on `egress`, or hold it while ARP resolves. `false` if dropped (counted).
-    pub(super) fn emit(
-        &mut self,
-        now: Duration,
-        egress: usize,
-        neighbour: u32,
-        len: usize,
-        build: impl FnOnce(&mut [u8]),
-    ) -> bool {
-        self.emit_to(now, egress, neighbour, len, build, None::<&mut TxQueue>)
-    }
-
-    /// [`emit`](Self::emit), with a frame whose neighbour is resolved written by `sink`
-    /// instead of the router's transmit queue (`None`: the queue). A held frame is the
-    /// router's either way.
-    pub(super) fn emit_to<S: FrameSink>(
+    /// on `egress`, or hold it while ARP resolves. `false` if dropped (counted). With a
+    /// `sink`, a frame whose neighbour is resolved is written there instead of the router's
+    /// transmit queue (`None::<&mut TxQueue>`: the queue); a held frame is the router's
+    /// either way.
+    pub(super) fn emit<S: FrameSink>(
         &mut self,
         now: Duration,
         egress: usize,
