@@ -359,7 +359,7 @@ impl<E: Executor + Send> Sim<E> {
                 lock(&shared.inbox[to]).push(parcel);
             }
             if self.trace.is_on() {
-                *lock(&shared.lines[p]) = self.trace.take_lines();
+                self.trace.swap_lines(&mut lock(&shared.lines[p]));
             }
             shared.hops[p].store(self.stats.capsule_hops, Ordering::Relaxed);
             shared.barrier.wait();
@@ -595,14 +595,14 @@ fn merge_lines(lines: &[Mutex<Lines>], trace: &mut Trace) {
     if !trace.is_on() {
         return;
     }
-    let parts: Vec<Lines> = lines
-        .iter()
-        .map(|l| std::mem::take(&mut *lock(l)))
-        .collect();
+    // The partitions are waiting at the next window's barrier, which this thread reaches
+    // only after the merge: holding every buffer's lock meanwhile costs them nothing.
+    let mut parts: Vec<_> = lines.iter().map(lock).collect();
     let mut at = vec![0usize; parts.len()];
     loop {
         // The partition whose next line has the smallest key (keys are unique across
-        // partitions: a key names its event's node).
+        // partitions: a key names its event's node). A scan: P is the thread count, a
+        // handful, where a heap costs more than it saves (measured at P = 2).
         let mut best: Option<(usize, (u64, u64))> = None;
         for (p, l) in parts.iter().enumerate() {
             if let Some(&(t, tie, _)) = l.index.get(at[p])
@@ -621,6 +621,11 @@ fn merge_lines(lines: &[Mutex<Lines>], trace: &mut Trace) {
             trace.append_line(&l.data[start..stop]);
             at[p] += 1;
         }
+    }
+    // Emptied, capacity kept: each partition swaps its next window's lines for its buffer.
+    for l in &mut parts {
+        l.data.clear();
+        l.index.clear();
     }
 }
 

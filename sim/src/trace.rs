@@ -230,7 +230,7 @@ impl Trace {
         }
     }
 
-    /// Keep every line with its event's key, neither hashed nor written ([`Trace::take_lines`]).
+    /// Keep every line with its event's key, neither hashed nor written ([`Trace::swap_lines`]).
     pub(crate) fn buffered() -> Trace {
         Trace {
             on: true,
@@ -239,9 +239,12 @@ impl Trace {
         }
     }
 
-    /// The lines kept since the last call (buffered traces only; empty otherwise).
-    pub(crate) fn take_lines(&mut self) -> Lines {
-        self.buffer.as_mut().map(std::mem::take).unwrap_or_default()
+    /// Hand over the lines kept since the last call in exchange for `empty` (a merged,
+    /// cleared buffer whose capacity the next window reuses); buffered traces only.
+    pub(crate) fn swap_lines(&mut self, empty: &mut Lines) {
+        if let Some(b) = self.buffer.as_mut() {
+            std::mem::swap(b, empty);
+        }
     }
 
     /// The event being processed: the lines recorded from now on are its.
