@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -257,16 +257,6 @@ fn sim_map_draws_the_simulated_line_with_capsules_per_link() {
     assert!(svg.contains("capsules in the run"), "totals, not rates");
 }
 
-/// `ants map` serving on a free loopback port, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// GET `path` from `at` (host:port); the body.
 fn get(at: &str, path: &str) -> String {
     let mut c = std::net::TcpStream::connect(at).expect("connect");
@@ -371,7 +361,8 @@ fn the_served_map_shows_every_node_in_a_real_browser() {
         .spawn()
         .expect("start ants map");
     let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
+    // `ants map` serving on a free loopback port, killed on drop.
+    let server = crate::support::Running::new(child);
     let mut first = String::new();
     BufReader::new(stdout)
         .read_line(&mut first)

@@ -10,7 +10,7 @@
 //! noisy) and recorded in bench/RESULTS.md.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Netns, require_root, require_tools, tcp_transfer, try_run_in};
@@ -51,32 +51,21 @@ fn traceroute_hops(ns: &str, extra: &str, dst: Ipv4Addr) -> Vec<String> {
 }
 
 /// An `iperf3` server in `ns` for one test (`-1`), killed on drop if still running.
-struct Iperf3Server(Child);
-
-impl Iperf3Server {
-    fn start(ns: &str, port: u16) -> Iperf3Server {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "iperf3", "-s", "-1", "-p"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iperf3 -s");
-        Iperf3Server(child)
-    }
-}
-
-impl Drop for Iperf3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn iperf3_server(ns: &str, port: u16) -> crate::support::Running {
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "iperf3", "-s", "-1", "-p"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 -s");
+    crate::support::Running::new(child)
 }
 
 /// Throughput in Mbit/s of a `seconds`-long `iperf3` TCP run from `client` to `dst` in
 /// `server` (the receiver's figure).
 fn iperf3_mbits(client: &str, server: &str, dst: Ipv4Addr, port: u16, seconds: u32) -> f64 {
-    let _srv = Iperf3Server::start(server, port);
+    let _srv = iperf3_server(server, port);
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let out = try_run_in(
