@@ -354,6 +354,12 @@ impl PacketSocket {
         self.tx.queue_vnet(frame, vnet)
     }
 
+    /// [`queue_vnet`](Self::queue_vnet) a `len`-byte frame that `fill` writes into the
+    /// batch (see [`TxBatch::queue_with`]).
+    pub fn queue_with(&mut self, len: usize, vnet: &VnetHdr, fill: impl FnOnce(&mut [u8])) -> bool {
+        self.tx.queue_with(len, vnet, fill)
+    }
+
     /// Send every queued frame with one `sendmmsg` (more only after a refused frame); see
     /// [`TxBatch`] for why not a transmit ring. Returns the frames sent. Frames the kernel
     /// refused — too long, malformed, or busy (`ENOBUFS`/`EAGAIN`) after a bounded retry —

@@ -128,7 +128,7 @@ impl Port {
         build: impl FnOnce(&mut [u8]),
     ) -> bool {
         match (self, umem) {
-            (Port::Packet(p), _) => p.get_mut().split().1.queue_with(len, vnet, build),
+            (Port::Packet(p), _) => p.get_mut().queue_with(len, vnet, build),
             // Frames from an AF_XDP socket carry no offload state (completed on receive).
             (Port::Xsk(x), Some(umem)) => {
                 *vnet == VnetHdr::NONE && x.get_mut().queue_with(umem, len, build)
