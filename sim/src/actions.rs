@@ -220,7 +220,7 @@ impl<E: Executor> Sim<E> {
         // Nodes whose own route on was already walked to the end and held: a later route
         // that reaches one need not go on (routes are fixed at this instant), so the check
         // walks each node once, not once per route through it (`from = "all"`).
-        let mut verified = std::collections::HashSet::new();
+        let mut verified = vec![false; self.topo.len() as usize];
         let mut walked = Vec::new();
         for &f in &w.from {
             let mut at = f;
@@ -228,7 +228,7 @@ impl<E: Executor> Sim<E> {
             let mut hops = 0;
             walked.clear();
             let failed = loop {
-                if verified.contains(&at) {
+                if verified.get(at as usize).copied().unwrap_or(false) {
                     break None;
                 }
                 if let Some(detail) = missing(at, f) {
@@ -257,7 +257,11 @@ impl<E: Executor> Sim<E> {
                 self.violation = Some(v);
                 return;
             }
-            verified.extend(walked.iter().copied());
+            for &n in &walked {
+                if let Some(v) = verified.get_mut(n as usize) {
+                    *v = true;
+                }
+            }
         }
     }
 

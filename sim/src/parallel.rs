@@ -378,52 +378,51 @@ impl<E: Executor + Send> Sim<E> {
         let mut others: Vec<Sim<E>> = executors
             .into_iter()
             .enumerate()
-            .map(|(k, exec)| Sim {
-                now: self.now,
-                queue: EventQueue::new(),
-                topo: self.topo.clone(),
-                routing: self.routing.clone(),
-                classes: self.classes.clone(),
-                links: self.links.clone(),
-                nodes: Vec::with_capacity(self.nodes.len() / count as usize + 1),
-                shared: SharedExecutor::new(exec, per_node),
-                pool: Default::default(),
-                // Only the actions this partition can run (a scenario may plan one per node
-                // of a million): the rest stand as `Done`, so the indices hold.
-                actions: self
-                    .actions
-                    .iter()
-                    .map(|a| {
-                        let mine = Part {
-                            index: k as u32 + 1,
-                            count,
-                        };
-                        if a.everywhere() || a.node().is_some_and(|n| mine.owns(n)) {
-                            a.clone()
-                        } else {
-                            crate::actions::Action::Done
-                        }
-                    })
-                    .collect(),
-                apps: Default::default(),
-                log: Default::default(),
-                trace: if tracing {
-                    Trace::buffered()
-                } else {
-                    Trace::off()
-                },
-                stats: NetStats::default(),
-                link_capsules: vec![0; self.link_capsules.len()],
-                config: self.config.clone(),
-                watches: Vec::new(),
-                violation: None,
-                path_watched: false,
-                part: Part {
+            .map(|(k, exec)| {
+                let part = Part {
                     index: k as u32 + 1,
                     count,
-                },
-                scheduled: self.scheduled,
-                outbox: Outbox::default(),
+                };
+                Sim {
+                    now: self.now,
+                    queue: EventQueue::new(),
+                    topo: self.topo.clone(),
+                    routing: self.routing.clone(),
+                    classes: self.classes.clone(),
+                    links: self.links.clone(),
+                    nodes: Vec::with_capacity(self.nodes.len() / count as usize + 1),
+                    shared: SharedExecutor::new(exec, per_node),
+                    pool: Default::default(),
+                    // Only the actions this partition can run (a scenario may plan one per node
+                    // of a million): the rest stand as `Done`, so the indices hold.
+                    actions: self
+                        .actions
+                        .iter()
+                        .map(|a| {
+                            if a.everywhere() || a.node().is_some_and(|n| part.owns(n)) {
+                                a.clone()
+                            } else {
+                                crate::actions::Action::Done
+                            }
+                        })
+                        .collect(),
+                    apps: Default::default(),
+                    log: Default::default(),
+                    trace: if tracing {
+                        Trace::buffered()
+                    } else {
+                        Trace::off()
+                    },
+                    stats: NetStats::default(),
+                    link_capsules: vec![0; self.link_capsules.len()],
+                    config: self.config.clone(),
+                    watches: Vec::new(),
+                    violation: None,
+                    path_watched: false,
+                    part,
+                    scheduled: self.scheduled,
+                    outbox: Outbox::default(),
+                }
             })
             .collect();
         // Modules this one compiled already: the others start with them too.

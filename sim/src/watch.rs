@@ -77,21 +77,39 @@ impl Watch {
     where
         P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
     {
+        self.exceeded(node).then(|| self.detail(node))
+    }
+
+    /// Whether node `node` violates this property now: [`check_node`](Self::check_node)
+    /// without building its message (for a caller that checks after every input).
+    pub fn exceeded<P>(&self, node: &ants_core::Node<P>) -> bool
+    where
+        P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
+    {
         match *self {
-            Watch::NoDuplicateDelivery => None,
-            Watch::MaxHeld(limit) => {
-                let held = node.held_capsules();
-                (held > limit).then(|| format!("{held} capsules held waiting for their code"))
+            Watch::NoDuplicateDelivery => false,
+            Watch::MaxHeld(limit) => node.held_capsules() > limit,
+            Watch::MaxStoreBytes(limit) => node.store().bytes() > limit,
+        }
+    }
+
+    fn detail<P>(&self, node: &ants_core::Node<P>) -> String
+    where
+        P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
+    {
+        match *self {
+            Watch::NoDuplicateDelivery => String::new(),
+            Watch::MaxHeld(_) => {
+                format!(
+                    "{} capsules held waiting for their code",
+                    node.held_capsules()
+                )
             }
-            Watch::MaxStoreBytes(limit) => {
-                let bytes = node.store().bytes();
-                (bytes > limit).then(|| {
-                    format!(
-                        "its soft-store holds {bytes} bytes in {} entries",
-                        node.store().len()
-                    )
-                })
-            }
+            Watch::MaxStoreBytes(_) => format!(
+                "its soft-store holds {} bytes in {} entries",
+                node.store().bytes(),
+                node.store().len()
+            ),
         }
     }
 }

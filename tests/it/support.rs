@@ -148,13 +148,18 @@ pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
 }
 
-/// A node process that a failing test must not leave behind (it would hold the test's
-/// output pipe open): killed on drop unless [`terminate`](Self::terminate)d.
+/// A child process (a node, a server) that a failing test must not leave behind (it would
+/// hold the test's output pipe open): killed on drop unless [`terminate`](Self::terminate)d.
 pub(crate) struct Running(Option<std::process::Child>);
 
 impl Running {
     pub(crate) fn new(child: std::process::Child) -> Running {
         Running(Some(child))
+    }
+
+    /// Its process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
     }
 
     /// `true` while the process has not exited.

@@ -105,19 +105,23 @@ impl SavedSysctl {
     /// given up its user id may still write it); restored on drop unless it is the value
     /// found at the start.
     pub(crate) fn write(&mut self, value: &str) -> io::Result<()> {
-        self.file
-            .write_at(format!("{value}\n").as_bytes(), 0)
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("write {value} to {}: {e}", self.path))
-            })?;
+        self.put(value)?;
         self.changed = value != self.previous;
         Ok(())
     }
 
     /// Write back the value found at the start.
     pub(crate) fn restore(&mut self) -> io::Result<()> {
-        let previous = self.previous.clone();
-        self.write(&previous)
+        self.put(&self.previous)?;
+        self.changed = false;
+        Ok(())
+    }
+
+    fn put(&self, value: &str) -> io::Result<()> {
+        self.file
+            .write_at(format!("{value}\n").as_bytes(), 0)
+            .map(drop)
+            .map_err(|e| io::Error::new(e.kind(), format!("write {value} to {}: {e}", self.path)))
     }
 }
 
@@ -125,9 +129,7 @@ impl Drop for SavedSysctl {
     fn drop(&mut self) {
         if self.changed {
             // Nothing to do about a failure here (the interface may be gone already).
-            let _ = self
-                .file
-                .write_at(format!("{}\n", self.previous).as_bytes(), 0);
+            let _ = self.put(&self.previous);
         }
     }
 }

@@ -11,8 +11,9 @@
 //!   visitor keeps a frame for sending ([`XskFrame`], then [`send`](XskSocket::send) on any
 //!   socket of the UMEM) or lets it go back to the free list, and the fill ring is topped up
 //!   from there. [`queue`](XskSocket::queue) copies a frame the node made into a free UMEM
-//!   frame, and [`flush`](XskSocket::flush) publishes the batch and kicks the kernel with one
-//!   `sendto`, then takes completed frames back.
+//!   frame ([`queue_with`](XskSocket::queue_with) builds it there), and
+//!   [`flush`](XskSocket::flush) publishes the batch, kicks the kernel with `sendto` while
+//!   the TX ring asks for it and the kicks make progress, then takes completed frames back.
 //! - The XDP program that redirects frames to the socket (`bpf_redirect_map` into an XSKMAP
 //!   keyed by the receive queue) is the fast path's program (`crate::fastpath`), built with
 //!   forwarding or without.
@@ -25,8 +26,8 @@
 //!
 //! Bounds: a frame longer than a UMEM frame is refused by `queue` (counted by the caller);
 //! a full TX ring or an empty free list refuses too (the kernel has not completed earlier
-//! sends) — counted, never a wait; a received frame that `send` refuses goes back to the
-//! free list (counted). A socket's fill ring holds at most `ring_size` frames with its RX
+//! sends) — counted, never a wait; a received frame that `send` refuses is handed back
+//! to the caller (counted), which releases it to the free list or retries after a flush. A socket's fill ring holds at most `ring_size` frames with its RX
 //! ring, so receiving cannot take the frames sending needs; when the free list cannot top
 //! it up the shortfall is remembered and made good as sends complete, and meanwhile the
 //! kernel drops received frames and counts them (`rx_fill_ring_empty_descs`, `rx_dropped`
@@ -52,7 +53,8 @@ const XDP_PACKET_HEADROOM: usize = 256;
 /// Geometry of an [`XskSocket`] and of its share of a [`Umem`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XskConfig {
-    /// UMEM frames per socket (half for receiving, half for sending), a power of two.
+    /// UMEM frames per socket, a power of two: `ring_size` of them go to its fill ring,
+    /// the rest to the worker's free list, which every socket of the UMEM sends from.
     pub frames: u32,
     /// Bytes per UMEM frame: 2048 or 4096. A frame must hold the largest frame forwarded.
     pub frame_size: u32,
@@ -172,23 +174,32 @@ impl NapiDeferral {
             .switch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.votes = if want {
+        // The vote counts only once the switch it causes is made: a worker whose vote
+        // failed votes again later, and must not be counted twice.
+        let votes = if want {
             f.votes + 1
         } else {
             f.votes.saturating_sub(1)
         };
-        let on = f.votes > 0;
-        if on == self.on.load(Ordering::Relaxed) {
-            return Ok(());
+        let on = votes > 0;
+        if on != self.on.load(Ordering::Relaxed) {
+            let switched = if on {
+                f.defer
+                    .write("2")
+                    .and_then(|()| f.timeout.write(&self.timeout_ns))
+            } else {
+                f.timeout.restore().and_then(|()| f.defer.restore())
+            };
+            if let Err(e) = switched {
+                if on {
+                    // Half on is not on: put back what was written (best effort).
+                    let _ = f.defer.restore();
+                }
+                return Err(e);
+            }
+            self.on.store(on, Ordering::Release);
         }
-        if on {
-            f.defer.write("2")?;
-            f.timeout.write(&self.timeout_ns)?;
-        } else {
-            f.timeout.restore()?;
-            f.defer.restore()?;
-        }
-        self.on.store(on, Ordering::Release);
+        f.votes = votes;
         Ok(())
     }
 
@@ -310,7 +321,8 @@ impl Umem {
 /// A received frame kept for sending: its place in the [`Umem`] and its length. It leaves
 /// through [`XskSocket::send`] on any socket of that UMEM, or goes back with
 /// [`Umem::release`]; dropping it loses the frame until the node restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Neither `Clone` nor `Copy`: a frame is in exactly one place at a time.
+#[derive(Debug, PartialEq, Eq)]
 #[must_use = "a kept frame must be sent or released"]
 pub struct XskFrame {
     addr: u64,
@@ -542,10 +554,12 @@ impl XskSocket {
                     None => umem.release_addr(d.addr),
                 }
             }
+            // Replace them in the fill ring now, not after the whole visit: under load the
+            // kernel would otherwise find it empty mid-turn and drop.
             self.fill_owed += got;
+            self.refill(umem);
             total += got;
         }
-        self.refill(umem);
         // A zero-copy driver that ran out of fill-ring frames waits to be woken (copy mode
         // never asks).
         if self.fill.needs_wakeup() {
@@ -588,9 +602,10 @@ impl XskSocket {
         self.refill(umem);
     }
 
-    /// `true` when the TX ring has a slot for one more descriptor.
-    fn tx_room(&self) -> bool {
-        self.tx.free_slots() > self.tx_pending
+    /// `true` when the TX ring has a slot for one more descriptor (the kernel's index is
+    /// read only when the last reading says the ring is full).
+    fn tx_room(&mut self) -> bool {
+        self.tx.has_free(self.tx_pending + 1)
     }
 
     fn write_tx(&mut self, addr: u64, len: u32) {
@@ -676,8 +691,11 @@ impl XskSocket {
         // it runs; copy mode always asks). In copy mode one kick sends at most the socket's
         // budget (32 unless `XDP_MAX_TX_SKB_BUDGET` raised it) and says EAGAIN when more
         // wait: kick again, as many times as the ring can need.
+        // A kick that sent nothing (the device busy, the completion ring full) ends it: the
+        // rest goes with the next flush.
         let mut kicks = self.tx.size() / 32 + 1;
-        while kicks > 0 && self.tx.available_to_kernel() > 0 && self.tx.needs_wakeup() {
+        let mut left = self.tx.available_to_kernel();
+        while kicks > 0 && left > 0 && self.tx.needs_wakeup() {
             kicks -= 1;
             self.stats.tx_kicks += 1;
             // SAFETY: a zero-length send with no buffer, on a descriptor we own.
@@ -691,16 +709,22 @@ impl XskSocket {
                     0,
                 )
             };
-            if rc >= 0 {
-                continue;
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {}
+                    // Busy: the kernel keeps the descriptors and sends them on the next kick.
+                    Some(libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => break,
+                    _ => return Err(e),
+                }
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) => {}
-                // Busy: the kernel keeps the descriptors and sends them on the next kick.
-                Some(libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => break,
-                _ => return Err(e),
+            // Completions make room for the next kick's.
+            self.reclaim(umem);
+            let now_left = self.tx.available_to_kernel();
+            if now_left >= left {
+                break;
             }
+            left = now_left;
         }
         self.reclaim(umem);
         Ok(n)
@@ -710,7 +734,7 @@ impl XskSocket {
     /// `SO_PREFER_BUSY_POLL`): with the interface's NAPI deferral on (see
     /// [`NapiDeferral`]), the receive work — the driver's poll, the XDP program, the copy
     /// into the UMEM — then runs when this thread asks for it ([`busy_poll`](Self::busy_poll),
-    /// and every [`flush`](Self::flush)), `budget` frames at a time, so it cannot outrun the
+    /// and the kicks of a [`flush`](Self::flush)), `budget` frames at a time, so it cannot outrun the
     /// thread that consumes the frames: what the thread has no time for waits in the
     /// driver's queue and is dropped there, at the sender's cost, instead of being received,
     /// run and copied only to be dropped at a full RX ring. Needs `CAP_NET_ADMIN`.

@@ -20,6 +20,9 @@ pub(super) struct Ring<T> {
     size: u32,
     /// Our copy of the index we own (producer for fill/TX, consumer for RX/completion).
     local: u32,
+    /// Producer side: the kernel's consumer index as last read (it only moves forward, so
+    /// the free slots it implies are a lower bound).
+    cached_cons: u32,
     _entry: PhantomData<T>,
 }
 
@@ -56,6 +59,7 @@ impl<T: Copy> Ring<T> {
             size,
             // A new socket's rings start at index 0, ours included.
             local: 0,
+            cached_cons: 0,
             _entry: PhantomData,
         })
     }
@@ -96,6 +100,16 @@ impl<T: Copy> Ring<T> {
     pub(super) fn free_slots(&self) -> u32 {
         let cons = self.index(self.consumer).load(Ordering::Acquire);
         self.size - self.local.wrapping_sub(cons)
+    }
+
+    /// At least `n` entries may still be written; the kernel's consumer index (a cache line
+    /// it keeps writing) is read only when the last reading does not show them.
+    pub(super) fn has_free(&mut self, n: u32) -> bool {
+        if self.size - self.local.wrapping_sub(self.cached_cons) >= n {
+            return true;
+        }
+        self.cached_cons = self.index(self.consumer).load(Ordering::Acquire);
+        self.size - self.local.wrapping_sub(self.cached_cons) >= n
     }
 
     /// Entries published that the kernel has not consumed yet.

@@ -171,10 +171,11 @@ impl SimArgs {
         // least recently used is dropped and rebuilt, losing that node's state, counted).
         // One engine for every thread; each thread of a parallel run keeps its own
         // instances, and they share the cap (set below, once the thread count is known).
+        let max_instances = max_instances();
         let config = ExecutorConfig {
             max_exec_time: None,
             compact_memories: true,
-            max_instances: max_instances(),
+            max_instances,
             ..ExecutorConfig::default()
         };
         let compiler = Compiler::new(config)
@@ -224,7 +225,7 @@ impl SimArgs {
         let bar = Progress::new(duration, !self.quiet && std::io::stderr().is_terminal());
         let start = Instant::now();
         if workers > 1 {
-            let cap = (max_instances() / workers as usize).max(1024);
+            let cap = (max_instances / workers as usize).max(1024);
             sim.executor_mut().set_max_instances(cap);
             let executors = (1..workers)
                 .map(|_| {

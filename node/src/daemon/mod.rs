@@ -570,7 +570,7 @@ impl Driver {
     /// While draining: `true` when the worker may exit — nothing is held for its code and
     /// nothing waits to be sent — or `out_of_time` (what is still held is then counted).
     fn drained(&mut self, out_of_time: bool) -> bool {
-        let held = self.node.loader_occupancy().held;
+        let held = self.node.held_capsules();
         let worker = self.steer.shard.index;
         if held == 0 && self.node.pending_transmits() == 0 {
             info!(worker, "drained");

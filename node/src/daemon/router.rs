@@ -245,8 +245,8 @@ pub struct FastPathStats {
     pub sync_errors: u64,
 }
 
-/// One owned interface's driver counters.
-#[derive(Debug, Clone, Default)]
+/// One owned interface's driver counters (in the stats JSON under their field names).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct InterfaceStats {
     /// The interface.
     pub name: String,
@@ -1170,15 +1170,16 @@ impl FrameSink for PortSink<'_> {
 /// Send a received frame out of AF_XDP socket `x` in place, flushing first when its TX ring
 /// is full; a frame that still finds no room goes back to the free list, counted.
 fn send_kept(x: &mut XskSocket, umem: &mut Umem, frame: XskFrame, refused: &mut u64) {
-    let Err(frame) = x.send(frame) else {
+    let Err(mut frame) = x.send(frame) else {
         return;
     };
     if x.pending() > 0 {
         if let Err(e) = x.flush(umem) {
             warn!(interface = x.ifname(), "transmit error: {e}");
         }
-        if x.send(frame).is_ok() {
-            return;
+        match x.send(frame) {
+            Ok(()) => return,
+            Err(f) => frame = f,
         }
     }
     umem.release(frame);

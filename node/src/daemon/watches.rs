@@ -113,12 +113,15 @@ impl Watching {
         P: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug,
     {
         let at = std::cell::LazyCell::new(at);
-        // (`check_node` leaves `no-duplicate-delivery` to `delivered`.)
+        // (`exceeded` leaves `no-duplicate-delivery` to `delivered`.) The message is built
+        // only when a violation starts, not at every input while it lasts.
         for (w, state) in &mut self.watches {
-            match w.check_node(node) {
-                None => state.violated = false,
-                Some(_) if state.violated => {}
-                Some(detail) => state.violate(*w, detail, &at),
+            if !w.exceeded(node) {
+                state.violated = false;
+            } else if !state.violated
+                && let Some(detail) = w.check_node(node)
+            {
+                state.violate(*w, detail, &at);
             }
         }
     }

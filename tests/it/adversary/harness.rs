@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -295,9 +295,10 @@ pub(crate) fn dir_bytes(dir: &Path) -> u64 {
 
 /// The running field.
 pub(crate) struct Field {
+    /// T, killed when the field drops — before its directory goes (fields drop in order).
+    t: crate::support::Running,
     /// Holds T's config, sockets, code directory and log (`t.log`) until the field drops.
     _dir: tempfile::TempDir,
-    t: Child,
     t_sock: PathBuf,
     t_stats: PathBuf,
     pub(crate) t_code: PathBuf,
@@ -305,13 +306,6 @@ pub(crate) struct Field {
     s: Option<DaemonHandle>,
     s_sock: PathBuf,
     attacker: UdpSocket,
-}
-
-impl Drop for Field {
-    fn drop(&mut self) {
-        let _ = self.t.kill();
-        let _ = self.t.wait();
-    }
 }
 
 impl Field {
@@ -364,8 +358,8 @@ impl Field {
             std::thread::sleep(Duration::from_millis(20));
         }
         Field {
+            t: crate::support::Running::new(t),
             _dir: dir,
-            t,
             t_sock,
             t_stats,
             t_code,
@@ -483,7 +477,7 @@ impl Field {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         let sent_at = Instant::now();
         let exit_after = loop {
-            if self.t.try_wait().expect("wait").is_some() {
+            if !self.t.running() {
                 break sent_at.elapsed();
             }
             if sent_at.elapsed() > Duration::from_secs(10) {
